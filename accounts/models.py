@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class User(AbstractUser):
+    """A site user: Django's username/password auth plus the WeChat identities.
+
+    `balance` is in fen. It only changes together with a ledger row (orders.LedgerEntry),
+    and the database refuses a negative value.
+    """
+
+    openid = models.CharField(
+        "公众号 openid", max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+    mp_openid = models.CharField(
+        "小程序 openid", max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+    balance = models.BigIntegerField("余额（分）", default=0, editable=False)
+
+    class Meta:
+        verbose_name = "用户"
+        verbose_name_plural = "用户"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(balance__gte=0), name="user_balance_not_negative"),
+        ]
+
+    @property
+    def balance_yuan(self) -> str:
+        return format_fen(self.balance)
+
+
+def format_fen(fen: int) -> str:
+    """¥ text for an amount in fen: 1990 -> "19.90"."""
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"

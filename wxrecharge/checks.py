@@ -1,0 +1,63 @@
+"""System checks that refuse a dangerous production configuration.
+
+They run for every management command and, through wsgi.py, before gunicorn serves a
+request, so a production start with debug off fails loudly and names the variable to set.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+REQUIRED_WECHAT_SETTINGS = ("WECHAT_APPID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_API_KEY")
+
+
+@register()
+def check_production_configuration(app_configs=None, **kwargs):
+    if settings.DEBUG:
+        return []
+    messages = []
+    if not settings.SECRET_KEY_FROM_ENV:
+        messages.append(
+            Error(
+                "DJANGO_SECRET_KEY is not set.",
+                hint="Set DJANGO_SECRET_KEY to a long random value (debug is off).",
+                id="wxrecharge.E001",
+            )
+        )
+    if settings.WECHAT_SANDBOX:
+        messages.append(
+            Error(
+                "The WeChat sandbox is on while debug is off.",
+                hint="Set WECHAT_SANDBOX=0 and the real WeChat credentials in production.",
+                id="wxrecharge.E002",
+            )
+        )
+    else:
+        missing = [name for name in REQUIRED_WECHAT_SETTINGS if not getattr(settings, name)]
+        if missing:
+            messages.append(
+                Error(
+                    "WeChat credentials are missing: " + ", ".join(missing) + ".",
+                    hint="Set " + ", ".join(missing) + " from the 公众号 and merchant platforms.",
+                    id="wxrecharge.E003",
+                )
+            )
+    if settings.WECHAT_SIGN_TYPE not in ("MD5", "HMAC-SHA256"):
+        messages.append(
+            Error(
+                f"WECHAT_SIGN_TYPE is {settings.WECHAT_SIGN_TYPE!r}.",
+                hint="Set WECHAT_SIGN_TYPE to MD5 or HMAC-SHA256.",
+                id="wxrecharge.E004",
+            )
+        )
+    if not settings.SITE_URL.startswith("https://"):
+        messages.append(
+            Warning(
+                f"SITE_URL is {settings.SITE_URL!r}, not https.",
+                hint="Set SITE_URL to the public https address: WeChat Pay notifies and "
+                "网页授权 redirects are built from it.",
+                id="wxrecharge.W001",
+            )
+        )
+    return messages

@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def site(request):
+    return {"wechat_sandbox": settings.WECHAT_SANDBOX}

@@ -1,0 +1,187 @@
+"""Settings for wxrecharge, read from the environment (and a `.env` file when present).
+
+Every variable is listed in README.md and SPEC.md section 2. Values that must be right in
+production have no working default there: `wxrecharge/checks.py` refuses to start without
+them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Variables already in the environment win over the file.
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+# A missing secret is reported by the wxrecharge.E001 check rather than by a crash here,
+# so that `manage.py check` can say which variable to set.
+SECRET_KEY_FROM_ENV = bool(env.str("DJANGO_SECRET_KEY", default=""))
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "dev-only-insecure-secret-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else []
+)
+
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+
+# --- WeChat -------------------------------------------------------------------------
+# The sandbox is the built-in stand-in for WeChat (SPEC.md section 7).
+WECHAT_SANDBOX = env.bool("WECHAT_SANDBOX", default=DEBUG and not env.str("WECHAT_MCH_ID", default=""))
+
+_SANDBOX_CREDENTIALS = {
+    "WECHAT_APPID": "wx5a9dbox0000000a1",
+    "WECHAT_APP_SECRET": "sandbox-app-secret-0000000000000a",
+    "WECHAT_MINIPROGRAM_APPID": "wx5a9dbox0000000b2",
+    "WECHAT_MINIPROGRAM_SECRET": "sandbox-mp-secret-00000000000000b",
+    "WECHAT_MCH_ID": "1900000109",
+    "WECHAT_API_KEY": "sandboxkey0123456789abcdefghijklm",
+}
+
+
+def _credential(name: str) -> str:
+    return env.str(name, default="") or (_SANDBOX_CREDENTIALS[name] if WECHAT_SANDBOX else "")
+
+
+WECHAT_APPID = _credential("WECHAT_APPID")
+WECHAT_APP_SECRET = _credential("WECHAT_APP_SECRET")
+WECHAT_MINIPROGRAM_APPID = _credential("WECHAT_MINIPROGRAM_APPID")
+WECHAT_MINIPROGRAM_SECRET = _credential("WECHAT_MINIPROGRAM_SECRET")
+WECHAT_MCH_ID = _credential("WECHAT_MCH_ID")
+WECHAT_API_KEY = _credential("WECHAT_API_KEY")
+WECHAT_SIGN_TYPE = env.str("WECHAT_SIGN_TYPE", default="MD5")
+WECHAT_MCH_CERT = env.str("WECHAT_MCH_CERT", default="") or None
+WECHAT_MCH_KEY = env.str("WECHAT_MCH_KEY", default="") or None
+# Unset base URLs mean WeChat's own, or this site's /sandbox/ when the sandbox is on
+# (resolved at call time from SITE_URL, see payments/wechat.py).
+WECHAT_PAY_BASE_URL = env.str("WECHAT_PAY_BASE_URL", default="") or None
+WECHAT_OPEN_BASE_URL = env.str("WECHAT_OPEN_BASE_URL", default="") or None
+WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="") or None
+WECHAT_HTTP_TIMEOUT = env.float("WECHAT_HTTP_TIMEOUT", default=10.0)
+
+RECHARGE_MIN_FEN = env.int("RECHARGE_MIN_FEN", default=1)
+RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
+RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])
+RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
+
+# --- Django ---------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "wxrecharge",
+    "accounts",
+    "orders",
+    "payments",
+]
+if WECHAT_SANDBOX:
+    INSTALLED_APPS.append("sandbox")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "wxrecharge.urls"
+WSGI_APPLICATION = "wxrecharge.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "wxrecharge.context_processors.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///db.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _name = Path(DATABASES["default"]["NAME"])
+    if not _name.is_absolute() and str(_name) != ":memory:":
+        DATABASES["default"]["NAME"] = str(BASE_DIR / _name)
+    # Wait for the write lock instead of failing at once when two requests write.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "accounts.validators.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "/recharge/"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+LANGUAGE_CODE = "zh-hans"
+TIME_ZONE = "Asia/Shanghai"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # WeUI, installed from npm by `make install` (package.json).
+    ("weui", BASE_DIR / "node_modules" / "weui" / "dist" / "style"),
+]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- HTTPS hardening: on when the public SITE_URL is https ------------------------------
+# (`manage.py check --deploy` is clean with these; wxrecharge.W001 warns about an http
+# SITE_URL in production.)
+if SITE_URL.startswith("https://"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# security.W005 / W021 ask for HSTS on every subdomain and for the browsers' preload list.
+# Both bind the merchant's whole domain (often shared with other sites) and are hard to
+# undo, so they are the operator's decision (the two variables above), not a default.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # wechatpy logs whole requests (with signatures) at DEBUG: keep it quiet.
+    "loggers": {"wechatpy": {"level": "WARNING"}},
+}
