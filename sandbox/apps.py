@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.signals import request_started
 
 
 class SandboxConfig(AppConfig):
     name = "sandbox"
     verbose_name = "微信沙箱"
+
+    def ready(self) -> None:
+        if settings.SANDBOX_NOTIFY_THREAD:
+            from sandbox import worker
+
+            request_started.connect(worker.start_on_first_request, dispatch_uid="sandbox-notify-worker")

@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("WECHAT_SANDBOX", "1")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# Tests start notify delivery themselves (tests/sandbox/conftest.py), on a fast schedule.
+os.environ.setdefault("SANDBOX_NOTIFY_THREAD", "0")
+os.environ.setdefault("SANDBOX_NOTIFY_TIME_SCALE", "0.01")
 
 from wxrecharge.settings import *  # noqa: E402,F403
 
@@ -17,3 +20,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, te
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# SQLite: a file rather than memory, so that threads (the live server, notify delivery)
+# share one test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}  # noqa: F405

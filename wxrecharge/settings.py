@@ -65,6 +65,11 @@ WECHAT_OPEN_BASE_URL = env.str("WECHAT_OPEN_BASE_URL", default="") or None
 WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="") or None
 WECHAT_HTTP_TIMEOUT = env.float("WECHAT_HTTP_TIMEOUT", default=10.0)
 
+# Sandbox notify retries follow WeChat's schedule times this factor (0.01: 15s -> 0.15s).
+SANDBOX_NOTIFY_TIME_SCALE = env.float("SANDBOX_NOTIFY_TIME_SCALE", default=1.0)
+# Deliver sandbox notifies from a thread of the web process (no second process needed).
+SANDBOX_NOTIFY_THREAD = env.bool("SANDBOX_NOTIFY_THREAD", default=True)
+
 RECHARGE_MIN_FEN = env.int("RECHARGE_MIN_FEN", default=1)
 RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
 RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])

@@ -1,0 +1,67 @@
+"""The payment sheet's server side: what WeChat's client does when the user taps 支付."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from sandbox import services
+from sandbox.merchants import merchant
+from sandbox.models import Trade
+from wxrecharge import wxpay
+
+PAY_FIELDS = ("appId", "timeStamp", "nonceStr", "package", "signType")
+
+
+def _prepay_id(package: str) -> str:
+    return package[len("prepay_id="):] if isinstance(package, str) and package.startswith("prepay_id=") else ""
+
+
+@require_GET
+def prepay(request):
+    """What the sheet shows: merchant, goods and amount of a prepay_id."""
+    trade = Trade.objects.filter(prepay_id=_prepay_id(request.GET.get("package", ""))).first()
+    if trade is None:
+        return JsonResponse({"error": "prepay_id 不存在"}, status=404)
+    return JsonResponse({"merchant": merchant(trade.mch_id).name if merchant(trade.mch_id) else trade.mch_id,
+                         "body": trade.body, "total_fee": trade.total_fee, "state": trade.state})
+
+
+def _answer(result: str, desc: str = "") -> JsonResponse:
+    body = {"err_msg": f"get_brand_wcpay_request:{result}"}
+    if desc:
+        body["err_desc"] = desc
+    return JsonResponse(body)
+
+
+@csrf_exempt
+@require_POST
+def pay(request):
+    """Verify paySign over the five fields as WeChat's client does, then pay the trade."""
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(data.get(f), str) and data.get(f) for f in PAY_FIELDS + ("paySign",)):
+        return _answer("fail", "调用支付JSAPI缺少参数")
+    fields = {f: data[f] for f in PAY_FIELDS}
+    trade = Trade.objects.filter(prepay_id=_prepay_id(fields["package"])).first()
+    mch = merchant(trade.mch_id) if trade else None
+    if trade is None or mch is None:
+        return _answer("fail", "prepay_id 已失效，请重新下单")
+    if fields["signType"] not in wxpay.SIGN_TYPES or not wxpay.verify({**fields, "sign": data["paySign"]}, mch.api_key,
+                                                                       fields["signType"]):
+        return _answer("fail", "支付验证签名失败")
+    if data.get("outcome") == "fail":
+        return _answer("fail", "支付失败（沙箱模拟：银行卡被拒）")
+    try:
+        state = services.pay(trade.prepay_id, fields["appId"])
+    except services.CashierError as exc:
+        return _answer("fail", str(exc))
+    if state == Trade.PAYERROR:
+        return _answer("fail", "支付失败（沙箱故障开关：PAYERROR）")
+    # SUCCESS, or USERPAYING (the client says ok; only the merchant's query can tell)
+    return _answer("ok")

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from sandbox import worker
+from sandbox.delivery import deliver_due
+
+
+class Command(BaseCommand):
+    help = "Deliver the sandbox's due notifies once, or keep delivering with --loop (stops on SIGTERM)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--loop", action="store_true", help="keep running until SIGTERM or Ctrl-C")
+
+    def handle(self, *args, loop: bool = False, **options):
+        if not loop:
+            self.stdout.write(f"attempted {deliver_due(limit=1000)} notifies")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: (stop.set(), worker.wake()))
+        self.stdout.write("delivering sandbox notifies; SIGTERM to stop")
+        worker.run(stop)
+        self.stdout.write("stopped")

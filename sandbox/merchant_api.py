@@ -1,0 +1,351 @@
+"""WeChat Pay's merchant API (WECHATPAY.md section 2), as WeChat validates and answers it.
+
+Protocol faults (not POST, empty or bad XML, missing fields, a bad sign, an unknown
+merchant) answer `return_code=FAIL` with WeChat's `return_msg` and no sign. Business
+faults answer `return_code=SUCCESS, result_code=FAIL` with `err_code`, signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from sandbox import services
+from sandbox.merchants import Merchant, merchant
+from sandbox.models import Fault, Refund, Trade
+from wxrecharge import wxpay
+
+logger = logging.getLogger(__name__)
+
+OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_\-|*]{1,32}$")
+OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_\-|*@]{1,64}$")
+FEE = re.compile(r"^[1-9][0-9]{0,11}$")
+TRADE_TYPES = ("JSAPI", "NATIVE", "APP", "MWEB")
+# Parameters that must match for a repeated unifiedorder to get the same prepay_id.
+IDENTITY_FIELDS = ("appid", "body", "detail", "attach", "fee_type", "total_fee", "notify_url", "trade_type",
+                   "openid", "time_expire", "goods_tag", "limit_pay", "product_id", "device_info")
+
+
+class ReturnFail(Exception):
+    """return_code=FAIL: the request itself was refused."""
+
+
+class BusinessError(Exception):
+    """result_code=FAIL with WeChat's err_code."""
+
+    def __init__(self, code: str, description: str):
+        super().__init__(code)
+        self.code, self.description = code, description
+
+
+def _xml(fields: dict) -> HttpResponse:
+    return HttpResponse(wxpay.to_xml(fields), content_type="text/xml; charset=utf-8")
+
+
+def _read_body(request) -> bytes:
+    if request.method != "POST":
+        raise ReturnFail("请使用post方法")
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > wxpay.MAX_XML_BYTES:
+        raise ReturnFail("XML格式错误")
+    return request.read(wxpay.MAX_XML_BYTES + 1)
+
+
+def _parse(body: bytes) -> dict[str, str]:
+    try:
+        return wxpay.parse_xml(body)
+    except wxpay.XMLError as exc:
+        text = str(exc)
+        if text == "empty body":
+            raise ReturnFail("post数据为空") from exc
+        if text == "not UTF-8":
+            raise ReturnFail("编码格式错误") from exc
+        raise ReturnFail("XML格式错误") from exc
+
+
+def endpoint(name: str, required: tuple[str, ...]) -> Callable:
+    """Wrap a handler(params, merchant, fault) -> dict of answer fields in WeChat's checks."""
+
+    def decorate(handler: Callable[[dict, Merchant, Fault], dict]):
+        @csrf_exempt
+        def view(request):
+            params: dict[str, str] = {}
+            mch = None
+            sign_type = wxpay.MD5
+            try:
+                params = _parse(_read_body(request))
+                if not params.get("sign"):
+                    raise ReturnFail("签名错误")
+                for field in required:
+                    if not params.get(field):
+                        raise ReturnFail(f"缺少参数{field}")
+                mch = merchant(params.get("mch_id"))
+                if mch is None:
+                    raise ReturnFail("mch_id参数格式错误")
+                sign_type = params.get("sign_type") or wxpay.MD5
+                if sign_type not in wxpay.SIGN_TYPES:
+                    raise ReturnFail("sign_type参数格式错误")
+                if not wxpay.verify(params, mch.api_key, sign_type):
+                    raise ReturnFail("签名错误")
+                if params.get("appid") not in mch.appids:
+                    raise ReturnFail("appid和mch_id不匹配")
+                fault = Fault.effective(params.get("out_trade_no"))
+                if fault.errors_on(name):
+                    raise BusinessError("SYSTEMERROR", "系统错误")
+                answer = {"result_code": "SUCCESS", **handler(params, mch, fault)}
+            except ReturnFail as exc:
+                return _xml({"return_code": "FAIL", "return_msg": str(exc)})
+            except BusinessError as exc:
+                answer = {"result_code": "FAIL", "err_code": exc.code, "err_code_des": exc.description}
+            except Exception:
+                logger.exception("sandbox %s failed", name)
+                answer = {"result_code": "FAIL", "err_code": "SYSTEMERROR", "err_code_des": "系统错误"}
+            fields = {"return_code": "SUCCESS", "return_msg": "OK", "appid": params.get("appid"),
+                      "mch_id": mch.mch_id if mch else None, "nonce_str": wxpay.nonce(), **answer}
+            fields = {k: v for k, v in fields.items() if v not in (None, "")}
+            if mch is not None:
+                fields["sign"] = wxpay.sign(fields, mch.api_key, sign_type)
+            return _xml(fields)
+
+        view.__name__ = handler.__name__
+        return view
+
+    return decorate
+
+
+def _find_trade(params: dict, mch: Merchant, lock: bool = False) -> Trade:
+    trades = Trade.objects.filter(mch_id=mch.mch_id)
+    if lock:
+        trades = trades.select_for_update()
+    if params.get("transaction_id"):
+        trade = trades.filter(transaction_id=params["transaction_id"]).first()
+    elif params.get("out_trade_no"):
+        trade = trades.filter(out_trade_no=params["out_trade_no"]).first()
+    else:
+        raise ReturnFail("缺少参数out_trade_no")
+    if trade is None:
+        raise BusinessError("ORDERNOTEXIST", "订单不存在")
+    return trade
+
+
+def _parse_time_expire(value: str) -> datetime:
+    try:
+        naive = datetime.strptime(value, "%Y%m%d%H%M%S")  # noqa: DTZ007 (Beijing time, made aware below)
+    except ValueError as exc:
+        raise BusinessError("PARAM_ERROR", "time_expire参数格式错误") from exc
+    return naive.replace(tzinfo=services.BEIJING)
+
+
+@endpoint("unifiedorder", ("appid", "mch_id", "nonce_str", "body", "out_trade_no", "total_fee",
+                           "spbill_create_ip", "notify_url", "trade_type"))
+def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
+    if not OUT_TRADE_NO.match(params["out_trade_no"]):
+        raise BusinessError("PARAM_ERROR", "out_trade_no参数格式错误，最长32位，仅限字母、数字和_-|*")
+    if not FEE.match(params["total_fee"]):
+        raise BusinessError("PARAM_ERROR", "total_fee参数格式错误，须为正整数（分）")
+    if params["trade_type"] not in TRADE_TYPES:
+        raise BusinessError("PARAM_ERROR", "trade_type参数格式错误")
+    if params["trade_type"] == "JSAPI" and not params.get("openid"):
+        raise BusinessError("PARAM_ERROR", "JSAPI支付必须传openid")
+    notify_url = params["notify_url"]
+    if not re.match(r"^https?://[^/?#\s]+[^?#\s]*$", notify_url):
+        raise BusinessError("PARAM_ERROR", "notify_url参数格式错误，须为不带参数的完整网址")
+    time_expire = _parse_time_expire(params["time_expire"]) if params.get("time_expire") else None
+    now = timezone.now()
+    if time_expire is not None and time_expire < now + timedelta(minutes=1):
+        raise BusinessError("PARAM_ERROR", "time_expire时间过短，至少1分钟")
+    digest = hashlib.sha256(
+        json.dumps({f: params.get(f, "") for f in IDENTITY_FIELDS}, sort_keys=True).encode()
+    ).hexdigest()
+    for _ in range(2):  # a second pass after losing a race on the unique out_trade_no
+        with transaction.atomic():
+            trade = Trade.objects.select_for_update().filter(mch_id=mch.mch_id, out_trade_no=params["out_trade_no"]).first()
+            if trade is not None:
+                if trade.is_paid:
+                    raise BusinessError("ORDERPAID", "该订单已支付")
+                if trade.state in (Trade.CLOSED, Trade.REVOKED):
+                    raise BusinessError("ORDERCLOSED", "该订单已关闭")
+                if trade.params_digest != digest:
+                    raise BusinessError("INVALID_REQUEST", "201 商户订单号重复")
+                if trade.prepay_expires_at <= now:
+                    trade.prepay_id = services.new_prepay_id()
+                    trade.prepay_expires_at = now + services.PREPAY_TTL
+                    trade.save(update_fields=["prepay_id", "prepay_expires_at"])
+                return {"trade_type": trade.trade_type, "prepay_id": trade.prepay_id}
+            try:
+                with transaction.atomic():
+                    trade = Trade.objects.create(
+                        mch_id=mch.mch_id, appid=params["appid"], out_trade_no=params["out_trade_no"],
+                        params_digest=digest, body=params["body"][:128], attach=params.get("attach", "")[:127],
+                        total_fee=int(params["total_fee"]), trade_type=params["trade_type"],
+                        openid=params.get("openid", ""), notify_url=notify_url,
+                        sign_type=params.get("sign_type") or wxpay.MD5, time_expire=time_expire,
+                        prepay_id=services.new_prepay_id(), prepay_expires_at=now + services.PREPAY_TTL,
+                    )
+            except IntegrityError:
+                continue
+            return {"trade_type": trade.trade_type, "prepay_id": trade.prepay_id}
+    raise BusinessError("SYSTEMERROR", "系统繁忙，请用相同参数重试")
+
+
+TRADE_STATE_DESC = {
+    Trade.SUCCESS: "支付成功", Trade.REFUND: "转入退款", Trade.NOTPAY: "订单未支付", Trade.CLOSED: "已关闭",
+    Trade.REVOKED: "已撤销", Trade.USERPAYING: "用户支付中", Trade.PAYERROR: "支付失败(其他原因，如银行返回失败)",
+}
+
+
+@endpoint("orderquery", ("appid", "mch_id", "nonce_str"))
+def orderquery(params: dict, mch: Merchant, fault: Fault) -> dict:
+    trade = _find_trade(params, mch)
+    fault = Fault.effective(trade.out_trade_no)
+    answer = {"trade_state": trade.state, "trade_state_desc": TRADE_STATE_DESC[trade.state],
+              "out_trade_no": trade.out_trade_no, "attach": trade.attach}
+    if trade.is_paid:
+        answer.update(services.trade_fields(trade, fault))
+    else:
+        answer["total_fee"] = str(trade.total_fee)
+    return answer
+
+
+@endpoint("closeorder", ("appid", "mch_id", "nonce_str", "out_trade_no"))
+def closeorder(params: dict, mch: Merchant, fault: Fault) -> dict:
+    with transaction.atomic():
+        trade = _find_trade(params, mch, lock=True)
+        if trade.is_paid:
+            raise BusinessError("ORDERPAID", "订单已支付，不能发起关单")
+        if trade.state in (Trade.CLOSED, Trade.REVOKED):
+            raise BusinessError("ORDERCLOSED", "订单已关闭，无需继续调用")
+        if timezone.now() - trade.created_at < timedelta(minutes=5):
+            raise BusinessError("INVALID_REQUEST", "订单生成后5分钟内不能关单")
+        trade.state = Trade.CLOSED
+        trade.save(update_fields=["state"])
+    return {}
+
+
+@endpoint("refund", ("appid", "mch_id", "nonce_str", "out_refund_no", "total_fee", "refund_fee"))
+def refund(params: dict, mch: Merchant, fault: Fault) -> dict:
+    if not OUT_REFUND_NO.match(params["out_refund_no"]):
+        raise BusinessError("PARAM_ERROR", "out_refund_no参数格式错误")
+    if not FEE.match(params["total_fee"]) or not FEE.match(params["refund_fee"]):
+        raise BusinessError("PARAM_ERROR", "total_fee或refund_fee参数格式错误")
+    refund_fee = int(params["refund_fee"])
+    with transaction.atomic():
+        trade = _find_trade(params, mch, lock=True)
+        fault = Fault.effective(trade.out_trade_no)
+        existing = trade.refunds.filter(out_refund_no=params["out_refund_no"]).first()
+        if existing is not None:
+            if existing.refund_fee != refund_fee:
+                raise BusinessError("INVALID_REQUEST", "同一out_refund_no的退款金额与之前请求不一致")
+            return _refund_answer(trade, existing)
+        if not trade.is_paid:
+            raise BusinessError("TRADE_STATE_ERROR", "订单状态错误，未支付的订单不能退款")
+        if int(params["total_fee"]) != trade.total_fee:
+            raise BusinessError("PARAM_ERROR", "订单金额与支付金额不一致")
+        if refund_fee > trade.total_fee - trade.refunded_fee:
+            raise BusinessError("ERROR", "累计退款金额大于支付金额")
+        new = Refund.objects.create(trade=trade, out_refund_no=params["out_refund_no"], refund_id=services.new_refund_id(),
+                                    refund_fee=refund_fee, notify_url=params.get("notify_url", ""))
+        trade.refunded_fee += refund_fee
+        trade.state = Trade.REFUND
+        trade.save(update_fields=["refunded_fee", "state"])
+        services.settle_refund(new, fault)
+    return _refund_answer(trade, new)
+
+
+def _refund_answer(trade: Trade, refund: Refund) -> dict:
+    return {"transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
+            "out_refund_no": refund.out_refund_no, "refund_id": refund.refund_id, "refund_fee": str(refund.refund_fee),
+            "total_fee": str(trade.total_fee), "cash_fee": str(trade.total_fee), "refund_channel": ""}
+
+
+@endpoint("refundquery", ("appid", "mch_id", "nonce_str"))
+def refundquery(params: dict, mch: Merchant, fault: Fault) -> dict:
+    refunds = Refund.objects.select_related("trade").filter(trade__mch_id=mch.mch_id)
+    if params.get("refund_id"):
+        refunds = refunds.filter(refund_id=params["refund_id"])
+    elif params.get("out_refund_no"):
+        refunds = refunds.filter(out_refund_no=params["out_refund_no"])
+    elif params.get("transaction_id"):
+        refunds = refunds.filter(trade__transaction_id=params["transaction_id"])
+    elif params.get("out_trade_no"):
+        refunds = refunds.filter(trade__out_trade_no=params["out_trade_no"])
+    else:
+        raise ReturnFail("缺少参数out_refund_no")
+    found = list(refunds.order_by("created_at"))
+    if not found:
+        raise BusinessError("REFUNDNOTEXIST", "退款订单查询失败")
+    trade = found[0].trade
+    answer = {"transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
+              "total_fee": str(trade.total_fee), "cash_fee": str(trade.total_fee), "refund_count": str(len(found))}
+    for n, item in enumerate(found):
+        answer.update({
+            f"out_refund_no_{n}": item.out_refund_no, f"refund_id_{n}": item.refund_id,
+            f"refund_fee_{n}": str(item.refund_fee), f"refund_status_{n}": item.state,
+            f"refund_success_time_{n}": services.beijing(item.success_time, "%Y-%m-%d %H:%M:%S") if item.success_time else "",
+        })
+    return answer
+
+
+@csrf_exempt
+def downloadbill(request):
+    """The day's bill as WeChat's back-quoted CSV, or XML with return_code=FAIL."""
+    try:
+        params = _parse(_read_body(request))
+        mch = merchant(params.get("mch_id"))
+        if mch is None:
+            raise ReturnFail("mch_id参数格式错误")
+        for field in ("appid", "mch_id", "nonce_str", "bill_date", "bill_type"):
+            if not params.get(field):
+                raise ReturnFail(f"缺少参数{field}")
+        if not wxpay.verify(params, mch.api_key, params.get("sign_type") or wxpay.MD5):
+            raise ReturnFail("签名错误")
+        try:
+            day = datetime.strptime(params["bill_date"], "%Y%m%d").replace(tzinfo=services.BEIJING)  # noqa: DTZ007
+        except ValueError as exc:
+            raise ReturnFail("invalid bill_date") from exc
+        if params["bill_type"] not in ("ALL", "SUCCESS", "REFUND"):
+            raise ReturnFail("invalid bill_type")
+        text = _bill(mch, day, params["bill_type"])
+    except ReturnFail as exc:
+        return _xml({"return_code": "FAIL", "return_msg": str(exc)})
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+def _bill(mch: Merchant, day: datetime, bill_type: str) -> str:
+    trades = Trade.objects.filter(mch_id=mch.mch_id, time_end__gte=day, time_end__lt=day + timedelta(days=1))
+    if bill_type == "REFUND":
+        trades = trades.filter(state=Trade.REFUND)
+    rows = list(trades.order_by("time_end"))
+    if not rows:
+        raise ReturnFail("No Bill Exist")
+
+    def yuan(fen: int) -> str:
+        return f"{fen // 100}.{fen % 100:02d}"
+
+    header = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+              "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+              "手续费,费率,订单金额,申请退款金额,费率备注")
+    lines = [header]
+    for t in rows:
+        fee = round(t.total_fee * 0.006)
+        fields = [services.beijing(t.time_end, "%Y-%m-%d %H:%M:%S"), t.appid, t.mch_id, "0", "", t.transaction_id,
+                  t.out_trade_no, t.openid, t.trade_type, "SUCCESS", "CMC", "CNY", yuan(t.total_fee), "0.00", "0", "0",
+                  "0.00", "0.00", "", "", t.body, t.attach, yuan(fee), "0.60%", yuan(t.total_fee), "0.00", ""]
+        lines.append(",".join("`" + f for f in fields))
+    total = sum(t.total_fee for t in rows)
+    lines.append("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额")
+    lines.append(",".join("`" + f for f in [str(len(rows)), yuan(total), "0.00", "0.00",
+                                            yuan(sum(round(t.total_fee * 0.006) for t in rows)), yuan(total), "0.00"]))
+    return "\r\n".join(lines) + "\r\n"

@@ -1,0 +1,172 @@
+"""The sandbox's own records: what WeChat would hold on its side. Never the merchant's."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Trade(models.Model):
+    """An order as WeChat Pay knows it (统一下单 onwards)."""
+
+    NOTPAY, SUCCESS, REFUND, CLOSED = "NOTPAY", "SUCCESS", "REFUND", "CLOSED"
+    USERPAYING, PAYERROR, REVOKED = "USERPAYING", "PAYERROR", "REVOKED"
+    STATES = [(s, s) for s in (NOTPAY, SUCCESS, REFUND, CLOSED, USERPAYING, PAYERROR, REVOKED)]
+
+    mch_id = models.CharField(max_length=32)
+    appid = models.CharField(max_length=32)
+    out_trade_no = models.CharField(max_length=32)
+    params_digest = models.CharField(max_length=64, help_text="identical re-orders get the same prepay_id")
+    body = models.CharField(max_length=128)
+    attach = models.CharField(max_length=127, blank=True)
+    total_fee = models.PositiveBigIntegerField()
+    trade_type = models.CharField(max_length=16)
+    openid = models.CharField(max_length=128, blank=True)
+    notify_url = models.CharField(max_length=256)
+    sign_type = models.CharField(max_length=16, default="MD5")
+    time_expire = models.DateTimeField(null=True, blank=True)
+    prepay_id = models.CharField(max_length=64, unique=True)
+    prepay_expires_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=STATES, default=NOTPAY)
+    transaction_id = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    time_end = models.DateTimeField(null=True, blank=True)
+    refunded_fee = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱交易"
+        verbose_name_plural = "沙箱交易"
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["mch_id", "out_trade_no"], name="sandbox_trade_unique_out_trade_no")]
+
+    def __str__(self) -> str:
+        return f"{self.out_trade_no} {self.state}"
+
+    @property
+    def is_paid(self) -> bool:
+        return self.state in (self.SUCCESS, self.REFUND)
+
+
+class Refund(models.Model):
+    PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE = "PROCESSING", "SUCCESS", "REFUNDCLOSE", "CHANGE"
+    STATES = [(s, s) for s in (PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE)]
+
+    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="refunds")
+    out_refund_no = models.CharField(max_length=64)
+    refund_id = models.CharField(max_length=32, unique=True)
+    refund_fee = models.PositiveBigIntegerField()
+    notify_url = models.CharField(max_length=256, blank=True)
+    state = models.CharField(max_length=16, choices=STATES, default=PROCESSING)
+    success_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱退款"
+        verbose_name_plural = "沙箱退款"
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["trade", "out_refund_no"], name="sandbox_refund_unique_out_refund_no")]
+
+    def __str__(self) -> str:
+        return f"{self.out_refund_no} {self.state}"
+
+
+class AuthCode(models.Model):
+    """A 网页授权 code or a wx.login code: single use, 5 minutes."""
+
+    OAUTH, JSCODE = "oauth", "jscode"
+
+    code = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=8, choices=[(OAUTH, "网页授权"), (JSCODE, "wx.login")])
+    appid = models.CharField(max_length=32)
+    openid = models.CharField(max_length=128)
+    scope = models.CharField(max_length=32, blank=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱授权码"
+        verbose_name_plural = "沙箱授权码"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.code[:8]}…"
+
+
+class Delivery(models.Model):
+    """One notify to deliver (payment or refund), retried on WeChat's schedule."""
+
+    PAYMENT, REFUND = "payment", "refund"
+    PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
+
+    kind = models.CharField(max_length=8, choices=[(PAYMENT, "支付通知"), (REFUND, "退款通知")])
+    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="deliveries")
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries")
+    url = models.CharField(max_length=256)
+    body = models.TextField()
+    state = models.CharField(
+        max_length=10, choices=[(PENDING, "待送达"), (DELIVERED, "已送达"), (GAVE_UP, "已放弃")], default=PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    duplicate = models.BooleanField(default=False, help_text="fault: each attempt is sent twice")
+    next_attempt_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱通知"
+        verbose_name_plural = "沙箱通知"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.trade.out_trade_no} {self.state}"
+
+
+class Attempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    answer = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16)  # success / fail / error / dropped
+
+    class Meta:
+        verbose_name = "沙箱通知尝试"
+        verbose_name_plural = "沙箱通知尝试"
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.outcome}"
+
+
+class Fault(models.Model):
+    """Fault switches: a row with an empty out_trade_no is global; a row for an
+    out_trade_no (settable before the trade exists) wins over the global row."""
+
+    END_STATES = [("", "正常"), ("PAYERROR", "支付失败 PAYERROR"), ("USERPAYING", "用户支付中 USERPAYING"),
+                  ("REFUNDCLOSE", "退款关闭 REFUNDCLOSE"), ("CHANGE", "退款异常 CHANGE")]
+
+    out_trade_no = models.CharField(max_length=32, unique=True, blank=True)
+    drop_notifies = models.PositiveIntegerField("丢弃接下来 N 次通知", default=0)
+    duplicate_notifies = models.BooleanField("每次通知发送两遍", default=False)
+    notify_delay_seconds = models.PositiveIntegerField("通知延迟（秒）", default=0)
+    corrupt_signature = models.BooleanField("通知与查询签名错误", default=False)
+    report_total_fee = models.PositiveBigIntegerField("通知与查询报告的 total_fee", null=True, blank=True)
+    systemerror_endpoints = models.CharField(
+        "返回 SYSTEMERROR 的接口", max_length=200, blank=True, help_text="逗号分隔，如 unifiedorder,orderquery"
+    )
+    end_state = models.CharField("交易/退款结果", max_length=16, choices=END_STATES, blank=True)
+
+    class Meta:
+        verbose_name = "沙箱故障开关"
+        verbose_name_plural = "沙箱故障开关"
+
+    def __str__(self) -> str:
+        return self.out_trade_no or "全局"
+
+    @classmethod
+    def effective(cls, out_trade_no: str | None) -> Fault:
+        """The switches in force for a trade: its own row, else the global row, else none."""
+        rows = {f.out_trade_no: f for f in cls.objects.filter(out_trade_no__in=[out_trade_no or "", ""])}
+        return rows.get(out_trade_no or "") or rows.get("") or cls()
+
+    def errors_on(self, endpoint: str) -> bool:
+        return endpoint in {e.strip() for e in self.systemerror_endpoints.split(",") if e.strip()}
