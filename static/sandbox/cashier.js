@@ -22,7 +22,7 @@
     var mask = el('div', 'weui-mask');
     var dialog = el('div', 'weui-half-screen-dialog sandbox-cashier__dialog');
     var hd = el('div', 'weui-half-screen-dialog__hd');
-    var close = el('button', 'weui-btn_reset weui-icon-btn sandbox-cashier__close', '取消');
+    var close = el('button', 'weui-btn_reset sandbox-cashier__close', '取消');
     close.type = 'button';
     hd.appendChild(close);
     hd.appendChild(el('strong', 'weui-half-screen-dialog__title', '微信支付'));
