@@ -30,6 +30,20 @@ class User(AbstractUser):
     def balance_yuan(self) -> str:
         return format_fen(self.balance)
 
+    def credit(self, amount: int, kind: str, order=None, reason: str = ""):
+        """Add `amount` fen (negative to debit) and write its ledger row.
+
+        The caller holds this user's row lock (`select_for_update()` inside
+        `transaction.atomic()`), so `self.balance` is current; the database refuses a
+        negative balance and a second recharge row for one order.
+        """
+        from orders.models import LedgerEntry
+
+        User.objects.filter(pk=self.pk).update(balance=models.F("balance") + amount)
+        self.balance += amount
+        return LedgerEntry.objects.create(user=self, amount=amount, kind=kind, order=order,
+                                          balance_after=self.balance, reason=reason)
+
 
 def format_fen(fen: int) -> str:
     """¥ text for an amount in fen: 1990 -> "19.90"."""

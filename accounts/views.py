@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
@@ -20,6 +21,15 @@ def safe_next(request, default: str = settings.LOGIN_REDIRECT_URL) -> str:
     return default
 
 
+def _bind_after_sign_in(request, user) -> None:
+    """Bind the openid a visitor brought from 网页授权 before signing in, if any."""
+    from accounts.wechat_views import bind_pending_openid
+
+    refused = bind_pending_openid(request, user)
+    if refused:
+        messages.error(request, refused)
+
+
 @sensitive_post_parameters("password1", "password2")
 def register(request):
     if request.user.is_authenticated:
@@ -28,6 +38,7 @@ def register(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        _bind_after_sign_in(request, user)
         return redirect(safe_next(request))
     return render(request, "accounts/register.html", {"form": form, "next": safe_next(request, "")})
 
@@ -36,6 +47,11 @@ class SiteLoginView(LoginView):
     template_name = "accounts/login.html"
     form_class = LoginForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        _bind_after_sign_in(self.request, form.get_user())
+        return response
 
     def get_redirect_url(self):
         # LoginView already refuses off-site values; an empty answer falls back to

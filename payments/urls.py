@@ -6,4 +6,7 @@ app_name = "payments"
 
 urlpatterns = [
     path("recharge/", views.recharge, name="recharge"),
+    path("payments/jsapi/prepay/", views.jsapi_prepay, name="jsapi_prepay"),
+    path("payments/orders/<str:out_trade_no>/status/", views.order_status, name="order_status"),
+    path("payments/wechat/notify/", views.notify, name="notify"),
 ]

@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("WECHAT_SANDBOX", "1")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
-# Tests start notify delivery themselves (tests/sandbox/conftest.py), on a fast schedule.
+# Tests start notify delivery themselves (tests.helpers.py), on a fast schedule.
 os.environ.setdefault("SANDBOX_NOTIFY_THREAD", "0")
 os.environ.setdefault("SANDBOX_NOTIFY_TIME_SCALE", "0.01")
 

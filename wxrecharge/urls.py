@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("accounts.urls")),
     path("", include("payments.urls")),
+    path("", include("orders.urls")),
     path("admin/", admin.site.urls),
 ]
 

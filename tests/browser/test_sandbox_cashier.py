@@ -5,8 +5,7 @@ from playwright.sync_api import expect
 
 from sandbox.models import Trade
 from tests.factories import make_user
-from tests.sandbox.conftest import sandbox_url, wxpay  # noqa: F401 (fixtures)
-from tests.sandbox.conftest import create_order
+from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import pay_params
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from sandbox import delivery as sandbox_delivery
 from sandbox.models import Attempt, Delivery, Trade
-from tests.sandbox.conftest import FAIL_XML, create_order
+from tests.helpers import FAIL_XML, create_order
 from wxrecharge import wxpay as protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)

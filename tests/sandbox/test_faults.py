@@ -11,7 +11,7 @@ from wechatpy.exceptions import InvalidSignatureException, WeChatPayException
 
 from sandbox import delivery as sandbox_delivery
 from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
-from tests.sandbox.conftest import create_order
+from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params
 from wxrecharge import wxpay as protocol
 

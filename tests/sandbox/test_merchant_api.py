@@ -12,7 +12,7 @@ from wechatpy.exceptions import WeChatPayException
 
 from sandbox import services
 from sandbox.models import Refund, Trade
-from tests.sandbox.conftest import create_order
+from tests.helpers import create_order
 from wxrecharge import wxpay as wxpay_protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,41 +1,13 @@
-"""Fixtures that talk to the sandbox over real HTTP, with wechatpy's own clients."""
+"""Helpers for talking to the sandbox over real HTTP, as WeChat's peers would."""
 
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
-from django.conf import settings
-from wechatpy.oauth import WeChatOAuth
-from wechatpy.pay import WeChatPay
-
-from sandbox import worker
 
 SUCCESS_XML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 FAIL_XML = "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[busy]]></return_msg></xml>"
-
-
-@pytest.fixture
-def sandbox_url(live_server, settings):
-    settings.SITE_URL = live_server.url
-    return live_server.url + "/sandbox/"
-
-
-@pytest.fixture
-def wxpay(sandbox_url):
-    """wechatpy's WeChatPay with our merchant account, pointed at the sandbox."""
-    client = WeChatPay(settings.WECHAT_APPID, settings.WECHAT_API_KEY, settings.WECHAT_MCH_ID, timeout=10)
-    client.API_BASE_URL = sandbox_url
-    return client
-
-
-@pytest.fixture
-def wxoauth(sandbox_url):
-    client = WeChatOAuth(settings.WECHAT_APPID, settings.WECHAT_APP_SECRET, redirect_uri=settings.SITE_URL + "/cb/")
-    client.API_BASE_URL = sandbox_url
-    client.OAUTH_BASE_URL = sandbox_url + "connect/"
-    return client
 
 
 class Receiver:
@@ -48,8 +20,6 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
-                import time
-
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.received.append((time.monotonic(), body))
                 answer = receiver.answers.pop(0) if receiver.answers else SUCCESS_XML
@@ -72,36 +42,6 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def make(answers=None) -> Receiver:
-        made.append(Receiver(answers))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
-
-
-@pytest.fixture
-def delivery_worker():
-    """The in-process delivery thread, as `make run` starts it; stopped after the test."""
-    stop = threading.Event()
-    started = []
-
-    def start():
-        started.append(worker.start(stop))
-        return started[-1]
-
-    yield start
-    stop.set()
-    worker.wake()
-    for thread in started:
-        thread.join(timeout=10)
-    worker._thread = None
 
 
 def create_order(wxpay, out_trade_no: str, total_fee: int = 1000, notify_url: str = "http://127.0.0.1:9/notify", **extra):

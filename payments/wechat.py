@@ -1,0 +1,218 @@
+"""The only code that talks to WeChat: a thin client around wechatpy, configured from settings.
+
+What it adds to wechatpy 1.8.18: the configured sign type everywhere (also the JSAPI
+`paySign`, which wechatpy only signs with MD5), answers and notifies verified with a
+constant-time comparison, untrusted XML parsed by `wxrecharge.wxpay.parse_xml` (no DTDs,
+no entities, no repeated or nested fields), and one exception type, `WeChatError`, that
+carries WeChat's `err_code` and whether a retry may help.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException, WeChatOAuthException, WeChatPayException
+from wechatpy.oauth import WeChatOAuth
+from wechatpy.pay import WeChatPay
+
+from wxrecharge import wxpay
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAY_BASE_URL = "https://api.mch.weixin.qq.com/"
+DEFAULT_OPEN_BASE_URL = "https://open.weixin.qq.com/connect/"
+DEFAULT_API_BASE_URL = "https://api.weixin.qq.com/"
+# err_codes after which the same request may succeed later (WECHATPAY.md section 2).
+BEIJING = timezone.get_fixed_timezone(8 * 60)
+RETRYABLE_CODES = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED", "NETWORK", "45011", "-1"}
+
+
+class WeChatError(Exception):
+    """A call to WeChat failed. `code` is WeChat's err_code (or errcode, or NETWORK/FAIL)."""
+
+    def __init__(self, message: str, code: str = "FAIL", retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable or code in RETRYABLE_CODES
+
+
+class NotifyError(ValueError):
+    """A notify that must not be applied; `signature_valid` says how far it got."""
+
+    def __init__(self, message: str, signature_valid: bool | None = None):
+        super().__init__(message)
+        self.signature_valid = signature_valid
+
+
+def _base(setting: str, sandbox_path: str, default: str) -> str:
+    explicit = getattr(settings, setting)
+    if explicit:
+        return explicit if explicit.endswith("/") else explicit + "/"
+    if settings.WECHAT_SANDBOX:
+        return f"{settings.SITE_URL}/sandbox/{sandbox_path}"
+    return default
+
+
+def pay_base_url() -> str:
+    return _base("WECHAT_PAY_BASE_URL", "", DEFAULT_PAY_BASE_URL)
+
+
+def open_base_url() -> str:
+    return _base("WECHAT_OPEN_BASE_URL", "connect/", DEFAULT_OPEN_BASE_URL)
+
+
+def api_base_url() -> str:
+    return _base("WECHAT_API_BASE_URL", "", DEFAULT_API_BASE_URL)
+
+
+class _RawWeChatPay(WeChatPay):
+    """wechatpy's transport and request signing; answers come back raw for us to check."""
+
+    def _handle_result(self, res):
+        return res
+
+
+def beijing_time(dt: datetime) -> str:
+    return timezone.localtime(dt, BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+@dataclass
+class Pay:
+    """WeChat Pay v2 for one app (the 公众号 or the mini program) of our merchant account."""
+
+    appid: str
+
+    def __post_init__(self):
+        self.sign_type = settings.WECHAT_SIGN_TYPE
+        self._client = _RawWeChatPay(
+            self.appid, settings.WECHAT_API_KEY, settings.WECHAT_MCH_ID,
+            mch_cert=settings.WECHAT_MCH_CERT, mch_key=settings.WECHAT_MCH_KEY, timeout=settings.WECHAT_HTTP_TIMEOUT,
+        )
+        self._client.API_BASE_URL = pay_base_url()
+
+    @classmethod
+    def for_channel(cls, channel: str) -> Pay:
+        return cls(settings.WECHAT_MINIPROGRAM_APPID if channel == "miniprogram" else settings.WECHAT_APPID)
+
+    # -- merchant API ----------------------------------------------------------------
+    def _call(self, endpoint: str, data: dict) -> dict[str, str]:
+        data = {"appid": self.appid, "sign_type": self.sign_type, **data}
+        started = time.monotonic()
+        try:
+            response = self._client.post(endpoint, data=data)
+        except WeChatPayException as exc:  # HTTP status errors, raised by wechatpy's transport
+            raise WeChatError(f"{endpoint}: HTTP error from WeChat", "NETWORK", retryable=True) from exc
+        except requests.RequestException as exc:
+            raise WeChatError(f"{endpoint}: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
+        finally:
+            logger.info("wechat %s %.0fms", endpoint, (time.monotonic() - started) * 1000)
+        return self._check_answer(endpoint, response.content)
+
+    def _check_answer(self, endpoint: str, content: bytes) -> dict[str, str]:
+        try:
+            answer = wxpay.parse_xml(content)
+        except wxpay.XMLError as exc:
+            raise WeChatError(f"{endpoint}: unreadable answer ({exc})", "NETWORK", retryable=True) from exc
+        if answer.get("return_code") != "SUCCESS":
+            raise WeChatError(f"{endpoint}: {answer.get('return_msg', '')}", "FAIL")
+        if not wxpay.verify(answer, settings.WECHAT_API_KEY, self.sign_type):
+            raise WeChatError(f"{endpoint}: the answer's signature does not verify", "SIGNERROR", retryable=True)
+        if answer.get("appid") != self.appid or answer.get("mch_id") != settings.WECHAT_MCH_ID:
+            raise WeChatError(f"{endpoint}: the answer is for another appid or mch_id", "FAIL")
+        if answer.get("result_code") != "SUCCESS":
+            code = answer.get("err_code") or "FAIL"
+            raise WeChatError(f"{endpoint}: {code} {answer.get('err_code_des', '')}".strip(), code)
+        return answer
+
+    def unified_order(self, *, out_trade_no: str, total_fee: int, openid: str, body: str, notify_url: str,
+                      client_ip: str, time_start: datetime, time_expire: datetime) -> dict[str, str]:
+        """统一下单 (JSAPI). The same arguments again give WeChat's same prepay_id."""
+        return self._call("pay/unifiedorder", {
+            "body": body, "out_trade_no": out_trade_no, "total_fee": str(total_fee), "spbill_create_ip": client_ip,
+            "notify_url": notify_url, "trade_type": "JSAPI", "openid": openid, "fee_type": "CNY",
+            "time_start": beijing_time(time_start), "time_expire": beijing_time(time_expire),
+        })
+
+    def query_order(self, out_trade_no: str) -> dict[str, str]:
+        return self._call("pay/orderquery", {"out_trade_no": out_trade_no})
+
+    def close_order(self, out_trade_no: str) -> dict[str, str]:
+        return self._call("pay/closeorder", {"out_trade_no": out_trade_no})
+
+    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
+        """The five fields for getBrandWCPayRequest / wx.requestPayment, signed, and paySign."""
+        params = {"appId": self.appid, "timeStamp": str(int(time.time())), "nonceStr": wxpay.nonce(),
+                  "package": f"prepay_id={prepay_id}", "signType": self.sign_type}
+        params["paySign"] = wxpay.sign(params, settings.WECHAT_API_KEY, self.sign_type)
+        return params
+
+
+def parse_payment_notify(body: bytes) -> dict[str, str]:
+    """Parse and verify a payment notify; NotifyError says why it must not be applied."""
+    try:
+        fields = wxpay.parse_xml(body)
+    except wxpay.XMLError as exc:
+        raise NotifyError(f"bad XML: {exc}") from exc
+    # The notify is signed with the sign type its order was placed with (MD5 when absent);
+    # either way only our key can have made a signature that verifies.
+    sign_type = fields.get("sign_type") or wxpay.MD5
+    if sign_type not in wxpay.SIGN_TYPES or not wxpay.verify(fields, settings.WECHAT_API_KEY, sign_type):
+        raise NotifyError("signature does not verify", signature_valid=False)
+    if fields.get("mch_id") != settings.WECHAT_MCH_ID or fields.get("appid") not in (
+        settings.WECHAT_APPID, settings.WECHAT_MINIPROGRAM_APPID
+    ):
+        raise NotifyError(f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}", signature_valid=True)
+    return fields
+
+
+# -- WeChat login (used by accounts) ------------------------------------------------------
+
+class _OAuth(WeChatOAuth):
+    """wechatpy's WeChatOAuth sets no timeout of its own."""
+
+    def _request(self, method, url_or_endpoint, **kwargs):
+        kwargs.setdefault("timeout", settings.WECHAT_HTTP_TIMEOUT)
+        return super()._request(method, url_or_endpoint, **kwargs)
+
+
+def oauth(redirect_uri: str, state: str) -> WeChatOAuth:
+    client = _OAuth(settings.WECHAT_APPID, settings.WECHAT_APP_SECRET, redirect_uri, "snsapi_base", state)
+    client.API_BASE_URL = api_base_url()
+    client.OAUTH_BASE_URL = open_base_url()
+    return client
+
+
+def authorize_url(redirect_uri: str, state: str) -> str:
+    return oauth(redirect_uri, state).authorize_url
+
+
+def openid_from_oauth_code(code: str) -> str:
+    """Exchange a 网页授权 code for the openid, server side (the secret stays here)."""
+    try:
+        return oauth("", "").fetch_access_token(code)["openid"]
+    except WeChatOAuthException as exc:
+        raise WeChatError(f"oauth: {exc.errcode} {exc.errmsg}", str(exc.errcode) if exc.errcode else "NETWORK",
+                          retryable=exc.errcode is None) from exc
+    except requests.RequestException as exc:
+        raise WeChatError(f"oauth: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
+
+
+def mini_program_session(js_code: str) -> dict[str, str]:
+    """code2session: {openid, session_key}. The session_key must stay on the server."""
+    client = WeChatClient(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET,
+                          access_token="unused-by-jscode2session", timeout=settings.WECHAT_HTTP_TIMEOUT)
+    client.wxa.API_BASE_URL = api_base_url()
+    try:
+        return client.wxa.code_to_session(js_code)
+    except WeChatClientException as exc:
+        raise WeChatError(f"jscode2session: {exc.errcode}", str(exc.errcode) if exc.errcode else "NETWORK",
+                          retryable=exc.errcode is None) from exc
+    except requests.RequestException as exc:
+        raise WeChatError(f"jscode2session: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
