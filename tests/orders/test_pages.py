@@ -1,0 +1,110 @@
+"""/recharge/ and /orders/ as a signed-in user sees them, and the operators' admin."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from django.utils import timezone as dj_timezone
+
+from orders.models import RechargeOrder
+from tests.factories import make_order, make_user
+from tests.helpers import notify_xml
+
+pytestmark = pytest.mark.django_db
+WECHAT_UA = "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN"
+
+
+@pytest.fixture
+def payer(db):
+    return make_user("payer", openid="oPayer")
+
+
+def test_recharge_shows_balance_presets_and_the_pay_button(client, payer, settings):
+    settings.RECHARGE_PRESETS = ["10", "30", "0.5", "bad", "99999"]
+    client.force_login(payer)
+    html = client.get("/recharge/").content.decode()
+    assert "¥0.00" in html and 'data-amount="10"' in html and 'data-amount="0.5"' in html
+    assert 'data-amount="bad"' not in html and 'data-amount="99999"' not in html
+    assert "立即充值" in html and "sandbox/cashier.js" in html
+
+
+def test_outside_wechat_without_the_sandbox_it_shows_a_qr_code(client, payer, settings):
+    settings.WECHAT_SANDBOX = False
+    settings.SITE_URL = "https://pay.example.com"
+    client.force_login(payer)
+    html = client.get("/recharge/").content.decode()
+    assert "请在微信中打开" in html and "<svg" in html and "立即充值" not in html
+    assert "sandbox/cashier.js" not in html
+
+
+def test_inside_wechat_without_the_sandbox_it_pays_through_the_bridge(client, payer, settings):
+    settings.WECHAT_SANDBOX = False
+    client.force_login(payer)
+    html = client.get("/recharge/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
+    assert "立即充值" in html and "<svg" not in html and "sandbox/cashier.js" not in html
+
+
+def test_inside_wechat_a_user_without_openid_is_sent_through_silent_authorisation(client):
+    client.force_login(make_user("fresh"))
+    response = client.get("/recharge/", HTTP_USER_AGENT=WECHAT_UA)
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/wechat/authorize/?next=%2Frecharge%2F"
+
+
+def test_history_lists_newest_first_with_status_words_and_beijing_times(client, payer):
+    old = make_order(payer, amount=1000, created_at=datetime(2026, 11, 1, 1, 30, tzinfo=timezone.utc))
+    paid = make_order(payer, amount=1990, created_at=datetime(2026, 11, 2, 1, 30, tzinfo=timezone.utc))
+    client.post("/payments/wechat/notify/", notify_xml(paid.out_trade_no, 1990, time_end="20261102093100"),
+                content_type="text/xml")
+    closed = make_order(payer, amount=30, created_at=datetime(2026, 11, 3, 1, 30, tzinfo=timezone.utc),
+                        status=RechargeOrder.Status.CLOSED)
+    refunded = make_order(payer, amount=50, created_at=datetime(2026, 11, 4, 1, 30, tzinfo=timezone.utc),
+                          status=RechargeOrder.Status.REFUNDED)
+    make_order(make_user("someone-else"), amount=777)
+    client.force_login(payer)
+    html = client.get("/orders/").content.decode()
+    positions = [html.index(o.out_trade_no) for o in (refunded, closed, paid, old)]
+    assert positions == sorted(positions)
+    for word in ("待支付", "已支付", "已关闭", "已退款"):
+        assert word in html
+    assert "¥19.90" in html and "¥0.30" in html and "7.77" not in html
+    assert "创建 2026-11-02 09:30 · 支付 2026-11-02 09:31" in html  # UTC 01:30 is 09:30 in Beijing
+
+
+def test_history_pages_by_twenty(client, payer):
+    start = dj_timezone.now()
+    for n in range(45):
+        make_order(payer, amount=100 + n, created_at=start - timedelta(minutes=n))
+    client.force_login(payer)
+    first = client.get("/orders/").content.decode()
+    assert first.count('class="weui-cell order-item"') == 20 and "¥1.00" in first and "第 1 / 3 页" in first
+    last = client.get("/orders/?page=3").content.decode()
+    assert last.count('class="weui-cell order-item"') == 5 and "¥1.44" in last
+    assert client.get("/orders/?page=abc").status_code == 200
+
+
+def test_history_has_an_empty_state(client, payer):
+    client.force_login(payer)
+    html = client.get("/orders/").content.decode()
+    assert "还没有充值记录" in html and "去充值" in html
+
+
+def test_history_needs_login(client):
+    assert client.get("/orders/")["Location"].startswith("/accounts/login/")
+
+
+def test_admin_pages_for_operators(admin_client, payer):
+    order = make_order(payer, amount=1990)
+    admin_client.post("/payments/wechat/notify/", notify_xml(order.out_trade_no, 1990), content_type="text/xml")
+    for url in ("/admin/orders/rechargeorder/", f"/admin/orders/rechargeorder/{order.pk}/change/",
+                "/admin/orders/rechargeorder/?status__exact=1", f"/admin/orders/rechargeorder/?q={order.out_trade_no}",
+                "/admin/orders/ledgerentry/", "/admin/payments/notification/", f"/admin/accounts/user/{payer.pk}/change/",
+                "/admin/accounts/user/?q=oPayer"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    page = admin_client.get("/admin/orders/rechargeorder/").content.decode()
+    assert "¥19.90" in page and order.out_trade_no in page
+    user_page = admin_client.get(f"/admin/accounts/user/{payer.pk}/change/").content.decode()
+    assert 'name="balance"' not in user_page and "¥19.90" in user_page
+    assert admin_client.get("/admin/orders/rechargeorder/add/").status_code == 403

@@ -1,0 +1,112 @@
+"""Races on one order, on PostgreSQL (row locks across real connections)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from orders.models import LedgerEntry, RechargeOrder
+from payments import services
+from payments.models import Notification
+from sandbox import services as sandbox_services
+from sandbox.models import Trade
+from tests.factories import make_user
+from tests.helpers import notify_xml
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def needs_postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://... (CI does)")
+
+
+def race(workers: list, *args) -> list:
+    """Start all workers at once, each on its own database connection; return their results."""
+    barrier = threading.Barrier(len(workers))
+    results: list = [None] * len(workers)
+
+    def run(i, work):
+        try:
+            barrier.wait()
+            results[i] = work(*args)
+        except Exception as exc:  # noqa: BLE001 (reported through results)
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+@pytest.fixture
+def paid_at_wechat(client, sandbox_url):
+    """A pending order that WeChat (the sandbox) has already been paid for; no notify delivered yet."""
+    user = make_user("racer", openid="oRacer")
+    client.force_login(user)
+    body = client.post("/payments/jsapi/prepay/", {"amount": "12.34"}, content_type="application/json").json()
+    trade = Trade.objects.get(out_trade_no=body["out_trade_no"])
+    sandbox_services.pay(trade.prepay_id, trade.appid)
+    trade.refresh_from_db()
+    return RechargeOrder.objects.get(out_trade_no=body["out_trade_no"]), trade
+
+
+def assert_credited_once(order):
+    order.refresh_from_db()
+    order.user.refresh_from_db()
+    assert order.status == RechargeOrder.Status.PAID
+    assert order.user.balance == order.amount
+    assert LedgerEntry.objects.filter(order=order).count() == 1
+
+
+def test_twenty_identical_notifies_in_parallel_credit_once(paid_at_wechat):
+    order, trade = paid_at_wechat
+    body = notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id)
+    results = race([lambda: services.handle_payment_notify(body, "127.0.0.1")] * 20)
+    assert results == [True] * 20
+    assert_credited_once(order)
+    outcomes = sorted(Notification.objects.values_list("outcome", flat=True))
+    assert outcomes.count("applied") == 1 and outcomes.count("duplicate") == 19
+
+
+def test_a_notify_racing_a_status_query_credits_once(paid_at_wechat):
+    order, trade = paid_at_wechat
+    body = notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id)
+
+    def query():
+        return services.sync_order(RechargeOrder.objects.get(pk=order.pk)).status
+
+    for _ in range(3):  # several rounds make both orders of arrival likely
+        results = race([lambda: services.handle_payment_notify(body, "127.0.0.1"), query, query])
+        assert not [r for r in results if isinstance(r, Exception)], results
+    assert_credited_once(order)
+
+
+def test_a_late_notify_after_the_status_query_changes_nothing(paid_at_wechat):
+    order, trade = paid_at_wechat
+    services.sync_order(order)
+    assert_credited_once(order)
+    ledger_before = list(LedgerEntry.objects.values_list("pk", "amount", "balance_after"))
+    assert services.handle_payment_notify(
+        notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id), "127.0.0.1") is True
+    assert Notification.objects.get().outcome == "duplicate"
+    assert list(LedgerEntry.objects.values_list("pk", "amount", "balance_after")) == ledger_before
+    assert_credited_once(order)
+
+
+def test_two_taps_at_once_make_one_order(client, sandbox_url):
+    user = make_user("tapper", openid="oTapper")
+
+    def tap():
+        return services.prepay(user, 1000, RechargeOrder.Channel.JSAPI, "127.0.0.1").order.out_trade_no
+
+    results = race([tap] * 5)
+    assert len(set(results)) == 1, results
+    assert RechargeOrder.objects.filter(user=user).count() == 1
