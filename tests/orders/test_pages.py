@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone as dj_timezone
@@ -53,13 +53,13 @@ def test_inside_wechat_a_user_without_openid_is_sent_through_silent_authorisatio
 
 
 def test_history_lists_newest_first_with_status_words_and_beijing_times(client, payer):
-    old = make_order(payer, amount=1000, created_at=datetime(2026, 11, 1, 1, 30, tzinfo=timezone.utc))
-    paid = make_order(payer, amount=1990, created_at=datetime(2026, 11, 2, 1, 30, tzinfo=timezone.utc))
+    old = make_order(payer, amount=1000, created_at=datetime(2026, 11, 1, 1, 30, tzinfo=UTC))
+    paid = make_order(payer, amount=1990, created_at=datetime(2026, 11, 2, 1, 30, tzinfo=UTC))
     client.post("/payments/wechat/notify/", notify_xml(paid.out_trade_no, 1990, time_end="20261102093100"),
                 content_type="text/xml")
-    closed = make_order(payer, amount=30, created_at=datetime(2026, 11, 3, 1, 30, tzinfo=timezone.utc),
+    closed = make_order(payer, amount=30, created_at=datetime(2026, 11, 3, 1, 30, tzinfo=UTC),
                         status=RechargeOrder.Status.CLOSED)
-    refunded = make_order(payer, amount=50, created_at=datetime(2026, 11, 4, 1, 30, tzinfo=timezone.utc),
+    refunded = make_order(payer, amount=50, created_at=datetime(2026, 11, 4, 1, 30, tzinfo=UTC),
                           status=RechargeOrder.Status.REFUNDED)
     make_order(make_user("someone-else"), amount=777)
     client.force_login(payer)
