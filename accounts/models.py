@@ -18,6 +18,8 @@ class User(AbstractUser):
         "小程序 openid", max_length=64, unique=True, null=True, blank=True, editable=False
     )
     balance = models.BigIntegerField("余额（分）", default=0, editable=False)
+    # code2session's session_key: kept on the server only (never answered, logged or shown).
+    mp_session_key = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = "用户"

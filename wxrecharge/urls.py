@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from accounts import mp_api as accounts_mp_api
+from payments import mp_api as payments_mp_api
 from wxrecharge import views
 
 admin.site.site_header = "wxrecharge 运营后台"
@@ -14,6 +16,10 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("payments.urls")),
     path("", include("orders.urls")),
+    path("api/mp/login", accounts_mp_api.login, name="mp_login"),
+    path("api/mp/prepay", payments_mp_api.prepay, name="mp_prepay"),
+    path("api/mp/orders", payments_mp_api.orders, name="mp_orders"),
+    path("api/mp/orders/<str:out_trade_no>", payments_mp_api.order, name="mp_order"),
     path("admin/", admin.site.urls),
 ]
 

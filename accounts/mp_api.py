@@ -1,0 +1,79 @@
+"""The mini program's login: wx.login() code -> code2session -> our bearer token."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from accounts import tokens
+from accounts.models import User
+from payments import wechat
+from wxrecharge.http import json_error, json_ok
+
+logger = logging.getLogger(__name__)
+
+
+def bearer_required(view):
+    """Authenticate by `Authorization: Bearer <token>`; 401 otherwise. No cookies, no CSRF."""
+
+    @functools.wraps(view)
+    @csrf_exempt
+    def wrapped(request, *args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        user = tokens.user_for(token.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
+            return json_error("login_required", 401, "登录已失效，请重新登录")
+        request.user = user
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _user_for_openid(openid: str, session_key: str) -> User:
+    user = User.objects.filter(mp_openid=openid).first()
+    if user is None:
+        try:
+            with transaction.atomic():
+                user = User(username=f"wx_{openid}"[:150], mp_openid=openid)
+                user.set_unusable_password()
+                user.save()
+        except IntegrityError:  # the same openid logging in twice at once
+            user = User.objects.get(mp_openid=openid)
+    if user.mp_session_key != session_key:
+        User.objects.filter(pk=user.pk).update(mp_session_key=session_key)
+    return user
+
+
+@csrf_exempt
+@require_POST
+def login(request):
+    try:
+        data = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    code = data.get("code") if isinstance(data, dict) else None
+    if not isinstance(code, str) or not 1 <= len(code) <= 128:
+        return json_error("invalid_request", 400, "缺少 wx.login() 返回的 code")
+    try:
+        session = wechat.mini_program_session(code)
+    except wechat.WeChatError as exc:
+        logger.info("mini-program login refused: %s", exc.code)
+        if exc.code in ("40029", "40163"):
+            return json_error("invalid_code", 400, "登录凭证无效或已使用，请重新调用 wx.login()")
+        if exc.retryable:
+            return json_error("wechat_unavailable", 502, detail=exc.code)
+        return json_error("wechat_error", 502, detail=exc.code)
+    openid, session_key = session.get("openid"), session.get("session_key", "")
+    if not openid:
+        return json_error("wechat_error", 502, detail="NO_OPENID")
+    user = _user_for_openid(openid, session_key)
+    if not user.is_active:
+        return json_error("login_required", 401, "账户已停用")
+    return json_ok({"token": tokens.issue(user), "expires_in": settings.MP_TOKEN_TTL_SECONDS})

@@ -1,0 +1,48 @@
+"""The mini program's payment endpoints (SPEC.md section 5): the same services as the H5 page."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.paginator import EmptyPage, Paginator
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.mp_api import bearer_required
+from orders.models import RechargeOrder
+from payments.views import STATUS_NAMES, order_status_answer, prepay_answer
+from wxrecharge.http import json_error, json_ok
+
+PAGE_SIZE = 20
+PAGE_NUMBER = re.compile(r"^[1-9][0-9]{0,5}$")
+
+
+@require_POST
+@bearer_required
+def prepay(request):
+    # wx.requestPayment takes no appId: the mini program's appid is signed in, not sent.
+    return prepay_answer(request, RechargeOrder.Channel.MINIPROGRAM, include_app_id=False)
+
+
+@require_GET
+@bearer_required
+def order(request, out_trade_no: str):
+    return order_status_answer(request.user, out_trade_no)
+
+
+@require_GET
+@bearer_required
+def orders(request):
+    number = request.GET.get("page", "1")
+    if not PAGE_NUMBER.match(number):
+        return json_error("invalid_request", 400, "page 必须是正整数")
+    paginator = Paginator(request.user.recharge_orders.order_by("-created_at", "-pk"), PAGE_SIZE)
+    try:
+        page = paginator.page(number)
+    except EmptyPage:
+        return json_ok({"balance_fen": request.user.balance, "results": [], "next_page": None})
+    results = [{
+        "out_trade_no": o.out_trade_no, "amount_fen": o.amount, "status": STATUS_NAMES[o.status], "channel": o.channel,
+        "created_at": o.created_at.isoformat(), "paid_at": o.paid_at.isoformat() if o.paid_at else None,
+    } for o in page.object_list]
+    return json_ok({"balance_fen": request.user.balance, "results": results,
+                    "next_page": page.next_page_number() if page.has_next() else None})

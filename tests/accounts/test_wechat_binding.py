@@ -1,0 +1,179 @@
+"""网页授权 binding rules, through the sandbox's OAuth over real HTTP."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+
+from accounts.models import User
+from sandbox.services import openid_for
+from tests.factories import PASSWORD, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(client, next_path="/recharge/"):
+    response = client.get("/accounts/wechat/authorize/", {"next": next_path})
+    assert response.status_code == 302
+    return response["Location"]
+
+
+def wechat_redirect(authorize_url, browser="alice"):
+    """What WeChat does: the user's browser comes back to our callback with code and state."""
+    response = requests.get(authorize_url, cookies={"sandbox_wx_user": browser}, allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text
+    back = urlsplit(response.headers["Location"])
+    assert f"{back.scheme}://{back.netloc}" == settings.SITE_URL
+    return back.path + "?" + back.query
+
+
+def openid(browser="alice"):
+    return openid_for(settings.WECHAT_APPID, browser)
+
+
+def test_authorize_asks_wechat_for_a_silent_snsapi_base_with_a_session_state(client, sandbox_url):
+    url = start(client)
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert url.startswith(sandbox_url + "connect/oauth2/authorize?") and url.endswith("#wechat_redirect")
+    assert query["appid"] == settings.WECHAT_APPID and query["scope"] == "snsapi_base"
+    assert query["redirect_uri"] == settings.SITE_URL + "/accounts/wechat/callback/"
+    assert len(query["state"]) >= 24 and query["state"] == client.session["wechat_oauth"]["state"]
+    assert settings.WECHAT_APP_SECRET not in url
+
+
+def test_it_binds_the_openid_to_the_signed_in_user_and_follows_next(client, sandbox_url):
+    user = make_user("bob")
+    client.force_login(user)
+    response = client.get(wechat_redirect(start(client, "/orders/")))
+    assert response.status_code == 302 and response["Location"] == "/orders/"
+    user.refresh_from_db()
+    assert user.openid == openid()
+
+
+def test_an_off_site_next_is_not_followed(client, sandbox_url):
+    client.force_login(make_user("bob"))
+    response = client.get(wechat_redirect(start(client, "https://evil.example/")))
+    assert response["Location"] == "/recharge/"
+
+
+def test_a_signed_out_owner_is_signed_in(client, sandbox_url):
+    make_user("owner", openid=openid())
+    response = client.get(wechat_redirect(start(client)))
+    assert response["Location"] == "/recharge/"
+    assert client.session["_auth_user_id"] == str(User.objects.get(username="owner").pk)
+
+
+def test_a_signed_out_stranger_logs_in_and_is_bound_after(client, sandbox_url):
+    user = make_user("later")
+    response = client.get(wechat_redirect(start(client)))
+    assert response["Location"].startswith("/accounts/login/?next=%2Frecharge%2F")
+    assert "_auth_user_id" not in client.session
+    client.post(response["Location"], {"username": "later", "password": PASSWORD})
+    user.refresh_from_db()
+    assert user.openid == openid()
+
+
+def test_a_signed_out_stranger_who_registers_is_bound(client, sandbox_url):
+    client.get(wechat_redirect(start(client)))
+    client.post("/accounts/register/", {"username": "newbie", "password1": PASSWORD, "password2": PASSWORD})
+    assert User.objects.get(username="newbie").openid == openid()
+
+
+def problem(response):
+    return response.context["message"] if response.context else response.content.decode()
+
+
+def test_an_openid_bound_to_another_account_is_refused(client, sandbox_url):
+    make_user("first", openid=openid())
+    second = make_user("second")
+    client.force_login(second)
+    response = client.get(wechat_redirect(start(client)))
+    assert response.status_code == 409 and "其他账户" in problem(response)
+    second.refresh_from_db()
+    assert second.openid is None
+
+
+def test_a_bound_openid_is_not_silently_replaced(client, sandbox_url):
+    user = make_user("bob", openid="oAlreadyBound")
+    client.force_login(user)
+    response = client.get(wechat_redirect(start(client), browser="someone-else"))
+    assert response.status_code == 409 and "另一个微信" in problem(response)
+    user.refresh_from_db()
+    assert user.openid == "oAlreadyBound"
+
+
+@pytest.mark.parametrize("tamper", ["missing", "forged", "reused", "other-session"])
+def test_a_missing_forged_reused_or_foreign_state_is_refused(client, sandbox_url, tamper):
+    from django.test import Client
+
+    user = make_user("bob")
+    client.force_login(user)
+    callback = wechat_redirect(start(client))
+    if tamper == "missing":
+        callback = callback.split("&state=")[0]
+    elif tamper == "forged":
+        callback = callback.split("&state=")[0] + "&state=forged-state-value"
+    elif tamper == "reused":
+        client.get(callback)
+        User.objects.filter(pk=user.pk).update(openid=None)
+    else:
+        client = Client()
+        client.force_login(user)
+    response = client.get(callback)
+    assert response.status_code == 400 and "重新授权" in response.content.decode()
+    user.refresh_from_db()
+    assert user.openid is None
+
+
+def test_a_used_code_gives_a_clear_page_and_a_retry_link(client, sandbox_url):
+    user = make_user("bob")
+    client.force_login(user)
+    callback = wechat_redirect(start(client))
+    code, state = parse_qs(urlsplit(callback).query)["code"][0], parse_qs(urlsplit(callback).query)["state"][0]
+    # the code is spent elsewhere first (e.g. a double tap)
+    requests.get(settings.SITE_URL + "/sandbox/sns/oauth2/access_token", timeout=10, params={
+        "appid": settings.WECHAT_APPID, "secret": settings.WECHAT_APP_SECRET, "code": code,
+        "grant_type": "authorization_code"})
+    response = client.get(callback)
+    html = response.content.decode()
+    assert response.status_code == 400 and "已经用过" in html and "/accounts/wechat/authorize/?next=" in html
+    user.refresh_from_db()
+    assert user.openid is None
+    assert state not in html
+
+
+def test_an_invalid_code_and_no_code_are_clear_pages(client, sandbox_url):
+    client.force_login(make_user("bob"))
+    callback = wechat_redirect(start(client))
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    assert "无效或已过期" in client.get("/accounts/wechat/callback/", {"code": "made-up", "state": state}).content.decode()
+    start(client)
+    state = client.session["wechat_oauth"]["state"]
+    response = client.get("/accounts/wechat/callback/", {"state": state})
+    assert response.status_code == 400 and "没有收到微信的授权" in response.content.decode()
+
+
+def test_over_long_parameters_are_refused(client, sandbox_url):
+    client.force_login(make_user("bob"))
+    start(client)
+    response = client.get("/accounts/wechat/callback/", {"code": "c" * 5000, "state": "s" * 5000})
+    assert response.status_code == 400 and User.objects.get(username="bob").openid is None
+
+
+def test_wechat_unreachable_is_a_clear_page_with_retry(client, sandbox_url, settings):
+    client.force_login(make_user("bob"))
+    callback = wechat_redirect(start(client))
+    settings.WECHAT_API_BASE_URL = "http://127.0.0.1:9/"
+    response = client.get(callback)
+    assert response.status_code == 502 and "连不上微信" in response.content.decode()
+    assert "重新授权" in response.content.decode()
+
+
+def test_the_secret_never_reaches_the_browser(client, sandbox_url):
+    client.force_login(make_user("bob"))
+    response = client.get(wechat_redirect(start(client)), follow=True)
+    assert settings.WECHAT_APP_SECRET not in response.content.decode()
