@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from orders.models import LedgerEntry, RechargeOrder
+from wxrecharge.admin import ReadOnlyAdmin
 
 
 @admin.register(RechargeOrder)
@@ -27,17 +28,8 @@ class RechargeOrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "kind", "amount", "balance_after", "order", "reason")
     list_filter = ("kind",)
     search_fields = ("user__username", "order__out_trade_no")
     list_select_related = ("user", "order")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,14 +1,7 @@
 from django.contrib import admin
 
 from sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+from wxrecharge.admin import ReadOnlyAdmin
 
 
 class RefundInline(admin.TabularInline):
