@@ -184,8 +184,11 @@ def sync_order(order: RechargeOrder) -> RechargeOrder:
         raise
     state = answer.get("trade_state")
     if state == "SUCCESS":
+        if not answer.get("transaction_id") or not answer.get("total_fee", "").isdigit():
+            logger.error("orderquery %s says SUCCESS without transaction_id or total_fee", order.out_trade_no)
+            return order
         try:
-            apply_payment(order.out_trade_no, answer.get("transaction_id", ""), int(answer.get("total_fee", "-1")),
+            apply_payment(order.out_trade_no, answer["transaction_id"], int(answer["total_fee"]),
                           _parse_time_end(answer.get("time_end")))
         except AmountMismatch as exc:
             logger.error("INCIDENT orderquery %s: %s", order.out_trade_no, exc)

@@ -151,3 +151,19 @@ def test_base_urls_follow_the_sandbox_unless_set(settings):
     settings.WECHAT_PAY_BASE_URL = None
     assert wechat.pay_base_url() == "https://api.mch.weixin.qq.com/"
     assert wechat.api_base_url() == "https://api.weixin.qq.com/"
+
+
+@responses.activate
+@pytest.mark.django_db
+def test_a_success_query_without_transaction_id_or_fee_is_not_applied(settings):
+    from payments import services
+    from tests.factories import make_order, make_user
+
+    settings.WECHAT_PAY_BASE_URL = BASE
+    order = make_order(make_user("u", openid="oU"), amount=100)
+    responses.post(BASE + "pay/orderquery", body=answer(settings, trade_state="SUCCESS", total_fee="100"))
+    responses.post(BASE + "pay/orderquery", body=answer(settings, trade_state="SUCCESS", transaction_id="42"))
+    for _ in range(2):
+        assert services.sync_order(order).status == order.Status.PENDING
+    order.user.refresh_from_db()
+    assert order.user.balance == 0
