@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts import throttle
 from accounts.forms import LoginForm, RegisterForm
 
 
@@ -47,6 +48,14 @@ class SiteLoginView(LoginView):
     template_name = "accounts/login.html"
     form_class = LoginForm
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        wait = throttle.wait_seconds(request, request.POST.get("username", "")[:150])
+        if wait:
+            form = self.form_class(request)  # unbound: the password is not checked at all
+            context = self.get_context_data(form=form, throttle_message=f"尝试过于频繁，请 {wait} 秒后再试。")
+            return self.render_to_response(context, status=429)
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
         response = super().form_valid(form)

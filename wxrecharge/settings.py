@@ -149,6 +149,8 @@ AUTHENTICATION_BACKENDS = [
 # AXES_FAILURE_LIMIT failures for one name, or from one address, sign-in is refused for
 # AXES_COOLOFF_TIME.
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+# ... and from this many failures on, each attempt waits 1, 2, 4… seconds (accounts/throttle.py).
+LOGIN_SLOWDOWN_AFTER = env.int("LOGIN_SLOWDOWN_AFTER", default=2)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
