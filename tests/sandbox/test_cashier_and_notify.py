@@ -80,6 +80,8 @@ def test_another_apps_appid_or_an_expired_order_cannot_pay(wxpay, sandbox_url):
 
     Trade.objects.filter(out_trade_no="C5").update(time_expire=timezone.now())
     assert cashier_pay(sandbox_url, pay_params(prepay_id))["err_desc"] == "订单已过期"
+    Trade.objects.filter(out_trade_no="C5").update(prepay_expires_at=timezone.now())  # 2 hours later
+    assert "prepay_id 已失效" in cashier_pay(sandbox_url, pay_params(prepay_id))["err_desc"]
     assert cashier_pay(sandbox_url, pay_params("wx_unknown"))["err_msg"] == "get_brand_wcpay_request:fail"
 
 
