@@ -9,6 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import throttle
+from accounts.binding import bind_pending_openid
 from accounts.forms import LoginForm, RegisterForm
 
 
@@ -24,8 +25,6 @@ def safe_next(request, default: str = settings.LOGIN_REDIRECT_URL) -> str:
 
 def _bind_after_sign_in(request, user) -> None:
     """Bind the openid a visitor brought from 网页授权 before signing in, if any."""
-    from accounts.wechat_views import bind_pending_openid
-
     refused = bind_pending_openid(request, user)
     if refused:
         messages.error(request, refused)

@@ -7,12 +7,12 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import login
-from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from accounts.binding import PENDING_OPENID_KEY, bind_openid
 from accounts.models import User
 from accounts.views import safe_next
 from payments import wechat
@@ -20,7 +20,6 @@ from payments import wechat
 logger = logging.getLogger(__name__)
 
 STATE_KEY = "wechat_oauth"
-PENDING_OPENID_KEY = "wechat_pending_openid"
 FAILED_KEY = "wechat_oauth_failed"
 CODE_MESSAGES = {
     "40029": "微信授权码无效或已过期，请重新授权。",
@@ -44,33 +43,6 @@ def authorize(request):
     request.session[STATE_KEY] = {"state": state, "next": safe_next(request)}
     redirect_uri = settings.SITE_URL + reverse("accounts:wechat_callback")
     return redirect(wechat.authorize_url(redirect_uri, state))
-
-
-def bind_openid(user: User, openid: str) -> str | None:
-    """Bind `openid` to `user`; None when bound, else the Chinese reason it was refused."""
-    if user.openid == openid:
-        return None
-    if user.openid:
-        return "你的账户已经绑定了另一个微信，不能更换。如需更换请联系客服。"
-    if User.objects.filter(openid=openid).exclude(pk=user.pk).exists():
-        return "这个微信已经绑定了其他账户。请用那个账户登录，或换一个微信。"
-    try:
-        with transaction.atomic():
-            updated = User.objects.filter(pk=user.pk, openid__isnull=True).update(openid=openid)
-    except IntegrityError:
-        return "这个微信已经绑定了其他账户。请用那个账户登录，或换一个微信。"
-    if not updated:
-        return "你的账户已经绑定了另一个微信，不能更换。如需更换请联系客服。"
-    user.openid = openid
-    return None
-
-
-def bind_pending_openid(request, user: User) -> str | None:
-    """After a visitor who came through 网页授权 signs in or registers, bind what they brought."""
-    openid = request.session.pop(PENDING_OPENID_KEY, None)
-    if not openid:
-        return None
-    return bind_openid(user, openid)
 
 
 @require_GET

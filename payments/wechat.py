@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 import requests
@@ -83,13 +82,11 @@ def beijing_time(dt: datetime) -> str:
     return timezone.localtime(dt, BEIJING).strftime("%Y%m%d%H%M%S")
 
 
-@dataclass
 class Pay:
     """WeChat Pay v2 for one app (the 公众号 or the mini program) of our merchant account."""
 
-    appid: str
-
-    def __post_init__(self):
+    def __init__(self, appid: str):
+        self.appid = appid
         self.sign_type = settings.WECHAT_SIGN_TYPE
         self._client = _RawWeChatPay(
             self.appid, settings.WECHAT_API_KEY, settings.WECHAT_MCH_ID,

@@ -26,7 +26,8 @@ def prepay(request):
     trade = Trade.objects.filter(prepay_id=_prepay_id(request.GET.get("package", ""))).first()
     if trade is None:
         return JsonResponse({"error": "prepay_id 不存在"}, status=404)
-    return JsonResponse({"merchant": merchant(trade.mch_id).name if merchant(trade.mch_id) else trade.mch_id,
+    mch = merchant(trade.mch_id)
+    return JsonResponse({"merchant": mch.name if mch else trade.mch_id,
                          "body": trade.body, "total_fee": trade.total_fee, "state": trade.state})
 
 

@@ -12,12 +12,11 @@ import hmac
 import re
 import secrets
 import string
-import xml.etree.ElementTree as ET  # noqa: S405 (only used for its exception type)
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import ParseError, fromstring
 
 MD5 = "MD5"
 HMAC_SHA256 = "HMAC-SHA256"
@@ -70,7 +69,7 @@ def parse_xml(body: bytes | str, root: str = "xml") -> dict[str, str]:
         raise XMLError("not UTF-8") from exc
     try:
         element = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (DefusedXmlException, ET.ParseError, ValueError) as exc:
+    except (DefusedXmlException, ParseError, ValueError) as exc:
         raise XMLError(f"not valid XML: {exc.__class__.__name__}") from exc
     if element.tag != root:
         raise XMLError(f"root is not <{root}>")
