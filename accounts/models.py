@@ -3,12 +3,14 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
+from wxrecharge.money import format_fen
+
 
 class User(AbstractUser):
     """A site user: Django's username/password auth plus the WeChat identities.
 
-    `balance` is in fen. It only changes together with a ledger row (orders.LedgerEntry),
-    and the database refuses a negative value.
+    `balance` is in fen. It only changes together with a ledger row (`LedgerEntry.post` in
+    orders.models), and the database refuses a negative value.
     """
 
     openid = models.CharField(
@@ -31,24 +33,3 @@ class User(AbstractUser):
     @property
     def balance_yuan(self) -> str:
         return format_fen(self.balance)
-
-    def credit(self, amount: int, kind: str, order=None, reason: str = ""):
-        """Add `amount` fen (negative to debit) and write its ledger row.
-
-        The caller holds this user's row lock (`select_for_update()` inside
-        `transaction.atomic()`), so `self.balance` is current; the database refuses a
-        negative balance and a second recharge row for one order.
-        """
-        from orders.models import LedgerEntry
-
-        User.objects.filter(pk=self.pk).update(balance=models.F("balance") + amount)
-        self.balance += amount
-        return LedgerEntry.objects.create(user=self, amount=amount, kind=kind, order=order,
-                                          balance_after=self.balance, reason=reason)
-
-
-def format_fen(fen: int) -> str:
-    """¥ text for an amount in fen: 1990 -> "19.90"."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"

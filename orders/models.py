@@ -1,15 +1,63 @@
-"""Recharge orders and the balance ledger. Money is integer fen."""
+"""Recharge orders, their refunds and the balance ledger. Money is integer fen.
+
+Every change of state is a method of the model it changes, run inside
+`transaction.atomic()` on rows it locks itself (`select_for_update()`), checking its own
+guard; callers never set a status. Lock order, everywhere: order, then refund, then user.
+The database backs every "exactly once" (unique constraints), so several app servers and
+several `reconcile_orders` runners can work at the same time.
+"""
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from accounts.models import format_fen
+from wxrecharge.money import format_fen
+
+BEIJING = timezone.get_fixed_timezone(8 * 60)
+APPLIED, DUPLICATE = "applied", "duplicate"
+
+
+class UnknownOrder(Exception):
+    pass
+
+
+class AmountMismatch(Exception):
+    pass
+
+
+class InsufficientBalance(Exception):
+    def __init__(self, balance: int):
+        super().__init__(f"balance {balance} fen is not enough")
+        self.balance = balance
+
+
+class RefundRefused(Exception):
+    """A refund that must not start; the message is for the operator (Chinese)."""
+
+
+def _random_digits(n: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(n))
+
+
+def _stamp(now: datetime | None = None) -> str:
+    return timezone.localtime(now or timezone.now(), BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+@dataclass
+class Payment:
+    """What `RechargeOrder.pay` did: APPLIED or DUPLICATE, and whether it came after a local close."""
+
+    outcome: str
+    order: RechargeOrder
+    after_close: bool = False
+    other_transaction_id: str = ""
 
 
 class RechargeOrder(models.Model):
@@ -24,6 +72,8 @@ class RechargeOrder(models.Model):
         MINIPROGRAM = "miniprogram", "小程序"
 
     SCENE_CODES = {Channel.JSAPI: "10", Channel.MINIPROGRAM: "20"}
+    # WeChat accepts at most 50 refunds of one order.
+    MAX_REFUNDS = 50
 
     out_trade_no = models.CharField("商户订单号", max_length=32, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharge_orders",
@@ -38,6 +88,9 @@ class RechargeOrder(models.Model):
     transaction_id = models.CharField("微信支付单号", max_length=32, unique=True, null=True, blank=True, editable=False)
     paid_at = models.DateTimeField("支付时间", null=True, blank=True, editable=False)
     refunded_amount = models.PositiveBigIntegerField("已退款（分）", default=0, editable=False)
+    # When WeChat was last asked about this order: pollers and reconcilers claim it by
+    # moving this forward (compare-and-set), so one order is queried by one of them at a time.
+    synced_at = models.DateTimeField("上次向微信查询", null=True, blank=True, editable=False)
     created_at = models.DateTimeField("创建时间", default=timezone.now, editable=False)
     updated_at = models.DateTimeField("更新时间", auto_now=True)
 
@@ -54,6 +107,10 @@ class RechargeOrder(models.Model):
             models.CheckConstraint(condition=models.Q(refunded_amount__lte=models.F("amount")),
                                    name="order_refund_within_amount"),
         ]
+        permissions = [
+            ("sync_rechargeorder", "可向微信查询并同步、关闭订单"),
+            ("refund_rechargeorder", "可发起退款"),
+        ]
 
     def __str__(self) -> str:
         return self.out_trade_no
@@ -61,32 +118,233 @@ class RechargeOrder(models.Model):
     @classmethod
     def new_out_trade_no(cls, channel: str, now: datetime | None = None) -> str:
         """Beijing timestamp + scene code + random digits: 14 + 2 + 10 = 26 characters."""
-        stamp = timezone.localtime(now or timezone.now()).strftime("%Y%m%d%H%M%S")
-        return stamp + cls.SCENE_CODES[channel] + "".join(secrets.choice("0123456789") for _ in range(10))
+        return _stamp(now) + cls.SCENE_CODES[channel] + _random_digits(10)
 
     @property
     def amount_yuan(self) -> str:
         return format_fen(self.amount)
 
     @property
+    def refunded_yuan(self) -> str:
+        return format_fen(self.refunded_amount)
+
+    @property
     def is_settled(self) -> bool:
         """Paid at some point (so credited): paid, or refunded afterwards."""
         return self.transaction_id is not None
 
-    def mark_paid(self, transaction_id: str, paid_at: datetime) -> None:
-        """Pending (or closed, when WeChat took the money anyway) -> paid. Caller holds the row lock."""
-        self.status = self.Status.PAID
-        self.transaction_id = transaction_id
-        self.paid_at = paid_at
-        self.save(update_fields=["status", "transaction_id", "paid_at", "updated_at"])
-
-    def close(self) -> None:
-        """Pending -> closed. Caller holds the row lock."""
-        self.status = self.Status.CLOSED
-        self.save(update_fields=["status", "updated_at"])
+    @property
+    def status_text(self) -> str:
+        """The status in words for people: 部分退款 when only part was refunded."""
+        if self.status == self.Status.REFUNDED and self.refunded_amount < self.amount:
+            return "部分退款"
+        return self.get_status_display()
 
     def prepay_is_valid(self, now: datetime | None = None) -> bool:
         return bool(self.prepay_id and self.prepay_expires_at and self.prepay_expires_at > (now or timezone.now()))
+
+    def _locked(self) -> RechargeOrder:
+        return type(self).objects.select_for_update().get(pk=self.pk)
+
+    # -- transitions -------------------------------------------------------------------
+    @classmethod
+    def pay(cls, out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime) -> Payment:
+        """WeChat took `total_fee` for this order: mark it paid and credit the user, once.
+
+        Pending or closed (WeChat took the money anyway: credited, and `after_close` says
+        so for an incident) -> paid. A settled order is a DUPLICATE and changes nothing.
+        Raises UnknownOrder, or AmountMismatch with nothing applied. Joins the caller's
+        transaction when there is one (no savepoint: a failure fails the whole of it).
+        """
+        with transaction.atomic(savepoint=False):
+            order = cls.objects.select_for_update().filter(out_trade_no=out_trade_no).first()
+            if order is None:
+                raise UnknownOrder(out_trade_no)
+            if order.is_settled:
+                other = order.transaction_id if order.transaction_id != transaction_id else ""
+                return Payment(DUPLICATE, order, other_transaction_id=other)
+            if total_fee != order.amount:
+                raise AmountMismatch(f"微信支付报告金额 {format_fen(total_fee)} 元，订单金额 {order.amount_yuan} 元")
+            after_close = order.status == cls.Status.CLOSED
+            order.status = cls.Status.PAID
+            order.transaction_id = transaction_id
+            order.paid_at = paid_at
+            order.save(update_fields=["status", "transaction_id", "paid_at", "updated_at"])
+            LedgerEntry.post(order.user_id, order.amount, LedgerEntry.Kind.RECHARGE, order=order)
+        return Payment(APPLIED, order, after_close=after_close)
+
+    def close(self) -> bool:
+        """Pending -> closed (WeChat says it can no longer be paid). False if it was not pending."""
+        with transaction.atomic():
+            order = self._locked()
+            if order.status != self.Status.PENDING:
+                return False
+            order.status = self.Status.CLOSED
+            order.save(update_fields=["status", "updated_at"])
+        self.status = order.status
+        return True
+
+    def claim_sync(self, min_interval: timedelta) -> bool:
+        """Claim the right to ask WeChat about this pending order now (at most once per interval)."""
+        now = timezone.now()
+        claimed = (
+            type(self).objects.filter(pk=self.pk, status=self.Status.PENDING)
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - min_interval))
+            .update(synced_at=now)
+        )
+        return claimed == 1
+
+    def refund_totals(self) -> tuple[int, int]:
+        """(number of refunds, fen committed to refunds that have not failed)."""
+        totals = self.refunds.aggregate(
+            count=Count("pk"),
+            committed=Sum("amount", filter=~Q(status__in=[Refund.Status.CLOSED, Refund.Status.FAILED])),
+        )
+        return totals["count"], totals["committed"] or 0
+
+    def refundable_amount(self) -> int:
+        """What is left to refund: the amount less every refund that has not failed."""
+        if not self.is_settled:
+            return 0
+        return self.amount - self.refund_totals()[1]
+
+    def start_refund(self, amount: int, reason: str, requested_by=None, out_refund_no: str = "") -> Refund:
+        """Start a refund of `amount` fen: a Refund row (处理中) and the balance debited, in one transaction.
+
+        The debit comes first, so the money cannot be spent while WeChat refunds it; a
+        refund that WeChat refuses or closes gives it back (`Refund.settle`). The form's
+        pre-made `out_refund_no` makes a double submission one refund. Raises RefundRefused
+        with the reason for the operator.
+        """
+        reason = reason.strip()
+        if amount <= 0:
+            raise RefundRefused("退款金额必须大于 0")
+        if not reason:
+            raise RefundRefused("请填写退款原因")
+        out_refund_no = out_refund_no or Refund.new_out_refund_no()
+        with transaction.atomic():
+            order = self._locked()
+            if order.status not in (self.Status.PAID, self.Status.REFUNDED):
+                raise RefundRefused(f"订单{order.get_status_display()}，只有已支付的订单可以退款")
+            if Refund.objects.filter(out_refund_no=out_refund_no).exists():
+                raise RefundRefused("该退款申请已提交，请勿重复提交")
+            count, committed = order.refund_totals()
+            if count >= self.MAX_REFUNDS:
+                raise RefundRefused(f"每笔订单最多退款 {self.MAX_REFUNDS} 次")
+            left = order.amount - committed
+            if amount > left:
+                raise RefundRefused(f"退款金额超过可退金额 ¥{format_fen(left)}")
+            refund = Refund.objects.create(order=order, out_refund_no=out_refund_no, amount=amount, reason=reason[:200],
+                                           requested_by=requested_by)
+            try:
+                LedgerEntry.post(order.user_id, -amount, LedgerEntry.Kind.REFUND, order=order, refund=refund,
+                                 operator=requested_by, reason=reason[:200])
+            except InsufficientBalance as exc:
+                raise RefundRefused(f"用户余额 ¥{format_fen(exc.balance)} 不足以退款 ¥{format_fen(amount)}") from exc
+        return refund
+
+
+class Refund(models.Model):
+    """A refund of (part of) a paid order, started by an operator, finished by WeChat."""
+
+    class Status(models.IntegerChoices):
+        PROCESSING = 0, "退款中"
+        SUCCESS = 1, "退款成功"
+        CLOSED = 2, "退款关闭"
+        FAILED = 3, "退款失败"
+        ABNORMAL = 4, "退款异常"
+
+    # WeChat's refund_status (and our refusal) -> our status.
+    WECHAT_STATES = {"SUCCESS": Status.SUCCESS, "REFUNDCLOSE": Status.CLOSED, "CHANGE": Status.ABNORMAL,
+                     "FAILED": Status.FAILED}
+
+    order = models.ForeignKey(RechargeOrder, on_delete=models.PROTECT, related_name="refunds", verbose_name="订单")
+    out_refund_no = models.CharField("商户退款单号", max_length=64, unique=True, editable=False)
+    amount = models.PositiveBigIntegerField("退款金额（分）", editable=False)
+    status = models.PositiveSmallIntegerField("状态", choices=Status.choices, default=Status.PROCESSING, editable=False)
+    reason = models.CharField("退款原因", max_length=200, editable=False)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="+", verbose_name="操作人", editable=False)
+    refund_id = models.CharField("微信退款单号", max_length=32, unique=True, null=True, blank=True, editable=False)
+    # WeChat answered our refund request (with a refund_id): from then on we only ask how it ended.
+    accepted = models.BooleanField("微信已受理", default=False, editable=False)
+    last_error = models.CharField("最近错误", max_length=200, blank=True, editable=False)
+    synced_at = models.DateTimeField("上次向微信查询", null=True, blank=True, editable=False)
+    settled_at = models.DateTimeField("完成时间", null=True, blank=True, editable=False)
+    created_at = models.DateTimeField("申请时间", default=timezone.now, editable=False)
+    updated_at = models.DateTimeField("更新时间", auto_now=True)
+
+    class Meta:
+        verbose_name = "退款"
+        verbose_name_plural = "退款"
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "created_at"], name="refund_status_created_idx")]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive")]
+
+    def __str__(self) -> str:
+        return self.out_refund_no
+
+    @staticmethod
+    def new_out_refund_no(now: datetime | None = None) -> str:
+        """"RF" + Beijing timestamp + random digits: 2 + 14 + 12 = 28 characters (WeChat allows 64)."""
+        return "RF" + _stamp(now) + _random_digits(12)
+
+    @property
+    def amount_yuan(self) -> str:
+        return format_fen(self.amount)
+
+    def accept(self, refund_id: str) -> None:
+        """WeChat took the request (answered with its refund_id); the outcome comes later."""
+        with transaction.atomic():
+            refund = type(self).objects.select_for_update().get(pk=self.pk)
+            refund.accepted = True
+            refund.refund_id = refund.refund_id or refund_id or None
+            refund.last_error = ""
+            refund.save(update_fields=["accepted", "refund_id", "last_error", "updated_at"])
+        self.accepted, self.refund_id, self.last_error = refund.accepted, refund.refund_id, ""
+
+    def note_error(self, message: str) -> None:
+        type(self).objects.filter(pk=self.pk).update(last_error=message[:200], updated_at=timezone.now())
+        self.last_error = message[:200]
+
+    def claim_sync(self, min_interval: timedelta) -> bool:
+        """Claim the right to ask WeChat about this refund now (at most once per interval)."""
+        now = timezone.now()
+        claimed = (
+            type(self).objects.filter(pk=self.pk, status=self.Status.PROCESSING)
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - min_interval))
+            .update(synced_at=now)
+        )
+        return claimed == 1
+
+    def settle(self, wechat_state: str, refund_id: str = "", settled_at: datetime | None = None) -> str:
+        """Apply how WeChat ended this refund, once: APPLIED, DUPLICATE, or "conflict".
+
+        SUCCESS: the order's refunded amount grows (status 已退款). REFUNDCLOSE or a
+        refusal (FAILED): the balance is given back with a ledger row. CHANGE: the money
+        left WeChat but did not reach the user; it stays debited for an operator to
+        handle in the merchant platform. A refund already ended another way is a
+        "conflict" for an incident; nothing changes.
+        """
+        new_status = self.WECHAT_STATES[wechat_state]
+        with transaction.atomic():
+            order = RechargeOrder.objects.select_for_update().get(pk=self.order_id)
+            refund = type(self).objects.select_for_update().get(pk=self.pk)
+            if refund.status != self.Status.PROCESSING:
+                return DUPLICATE if refund.status == new_status else "conflict"
+            refund.status = new_status
+            refund.settled_at = settled_at or timezone.now()
+            refund.refund_id = refund.refund_id or refund_id or None
+            refund.save(update_fields=["status", "settled_at", "refund_id", "updated_at"])
+            if new_status == self.Status.SUCCESS:
+                order.refunded_amount += refund.amount
+                order.status = RechargeOrder.Status.REFUNDED
+                order.save(update_fields=["refunded_amount", "status", "updated_at"])
+            elif new_status in (self.Status.CLOSED, self.Status.FAILED):
+                LedgerEntry.post(order.user_id, refund.amount, LedgerEntry.Kind.REFUND_RETURN, order=order, refund=refund,
+                                 reason=f"{refund.get_status_display()}，退回余额")
+        self.status, self.settled_at, self.refund_id = refund.status, refund.settled_at, refund.refund_id
+        return APPLIED
 
 
 class LedgerEntry(models.Model):
@@ -95,6 +353,7 @@ class LedgerEntry(models.Model):
     class Kind(models.TextChoices):
         RECHARGE = "recharge", "充值"
         REFUND = "refund", "退款"
+        REFUND_RETURN = "refund_return", "退款退回"
         ADJUSTMENT = "adjustment", "调整"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries",
@@ -103,6 +362,10 @@ class LedgerEntry(models.Model):
     kind = models.CharField("类型", max_length=16, choices=Kind.choices)
     order = models.ForeignKey(RechargeOrder, on_delete=models.PROTECT, null=True, blank=True,
                               related_name="ledger_entries", verbose_name="订单")
+    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries",
+                               verbose_name="退款")
+    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                 related_name="+", verbose_name="操作人")
     balance_after = models.BigIntegerField("变动后余额（分）")
     reason = models.CharField("说明", max_length=200, blank=True)
     created_at = models.DateTimeField("时间", default=timezone.now)
@@ -115,8 +378,51 @@ class LedgerEntry(models.Model):
             # A paid order is credited exactly once, whatever the code does.
             models.UniqueConstraint(fields=["order"], condition=models.Q(kind="recharge"),
                                     name="ledger_one_recharge_per_order"),
+            # A refund is debited once and given back at most once.
+            models.UniqueConstraint(fields=["refund", "kind"], condition=models.Q(refund__isnull=False),
+                                    name="ledger_one_row_per_refund_and_kind"),
             models.CheckConstraint(condition=models.Q(balance_after__gte=0), name="ledger_balance_after_not_negative"),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {format_fen(self.amount)}"
+
+    @property
+    def amount_yuan(self) -> str:
+        return format_fen(self.amount)
+
+    @property
+    def balance_after_yuan(self) -> str:
+        return format_fen(self.balance_after)
+
+    @classmethod
+    def post(cls, user_id: int, amount: int, kind: str, *, order: RechargeOrder | None = None,
+             refund: Refund | None = None, operator=None, reason: str = "") -> LedgerEntry:
+        """Change a balance by `amount` fen (negative: a debit) and write its row, under the user's row lock.
+
+        Raises InsufficientBalance rather than go below zero (the database refuses it too).
+        Joins the caller's transaction.
+        """
+        from accounts.models import User
+
+        with transaction.atomic(savepoint=False):
+            balance = User.objects.select_for_update().filter(pk=user_id).values_list("balance", flat=True).get()
+            if balance + amount < 0:
+                raise InsufficientBalance(balance)
+            User.objects.filter(pk=user_id).update(balance=balance + amount)
+            return cls.objects.create(user_id=user_id, amount=amount, kind=kind, order=order, refund=refund,
+                                      operator=operator, balance_after=balance + amount, reason=reason)
+
+    @classmethod
+    def adjust(cls, user_id: int, amount: int, reason: str, operator) -> LedgerEntry:
+        """An operator's balance adjustment (signed fen) with its reason; never below zero."""
+        reason = reason.strip()
+        if amount == 0:
+            raise ValueError("调整金额不能为 0")
+        if not reason:
+            raise ValueError("请填写调整原因")
+        with transaction.atomic():
+            try:
+                return cls.post(user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200])
+            except InsufficientBalance as exc:
+                raise ValueError(f"余额 ¥{format_fen(exc.balance)} 不足以扣减 ¥{format_fen(-amount)}") from exc

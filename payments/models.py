@@ -1,12 +1,95 @@
-"""The notification log: every notify WeChat Pay posts, kept before anything else happens."""
+"""The notification log (every notify WeChat Pay posts, kept before anything else happens)
+and incidents (what an operator must look at)."""
 
 from __future__ import annotations
 
-from django.db import models
+import logging
+import traceback
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+# A notify whose signature did not verify keeps only this much of its body: anyone can post one.
+UNVERIFIED_BODY_BYTES = 1024
+
+
+class Incident(models.Model):
+    """Something WeChat reported that the books could not simply apply: for an operator."""
+
+    class Kind(models.TextChoices):
+        AMOUNT_MISMATCH = "amount_mismatch", "金额不符"
+        UNKNOWN_ORDER = "unknown_order", "未知订单的支付通知"
+        PAID_AFTER_CLOSE = "paid_after_close", "关闭后仍收到付款"
+        OTHER_TRANSACTION = "other_transaction", "同一订单出现另一笔微信支付"
+        UNKNOWN_REFUND = "unknown_refund", "未知退款的通知"
+        REFUND_CONFLICT = "refund_conflict", "退款结果与本地记录不符"
+        REFUND_ABNORMAL = "refund_abnormal", "退款异常（CHANGE）"
+
+    kind = models.CharField("类型", max_length=20, choices=Kind.choices)
+    order = models.ForeignKey("orders.RechargeOrder", on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="incidents", verbose_name="订单")
+    refund = models.ForeignKey("orders.Refund", on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="incidents", verbose_name="退款")
+    out_trade_no = models.CharField("商户订单号", max_length=64, blank=True, db_index=True)
+    message = models.TextField("说明")
+    # One open incident per kind and subject: WeChat's retries add notifications to it, not copies.
+    key = models.CharField(max_length=200, editable=False)
+    occurrences = models.PositiveIntegerField("出现次数", default=1)
+    created_at = models.DateTimeField("发现时间", default=timezone.now)
+    last_seen_at = models.DateTimeField("最近出现", default=timezone.now)
+    resolved_at = models.DateTimeField("处理时间", null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+", verbose_name="处理人")
+    resolution = models.CharField("处理说明", max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = "异常"
+        verbose_name_plural = "异常"
+        ordering = ["-last_seen_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=models.Q(resolved_at__isnull=True),
+                                    name="incident_one_open_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.out_trade_no}".strip()
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+    @classmethod
+    def report(cls, kind: str, message: str, *, order=None, refund=None, out_trade_no: str = "") -> Incident:
+        """Open an incident, or count one more occurrence of the same open one."""
+        out_trade_no = out_trade_no or (order.out_trade_no if order else "")
+        key = f"{kind}:{out_trade_no}:{refund.out_refund_no if refund else ''}"
+        logger.error("INCIDENT %s %s: %s", kind, out_trade_no, message)
+        for _ in range(2):
+            updated = cls.objects.filter(key=key, resolved_at__isnull=True).update(
+                occurrences=models.F("occurrences") + 1, last_seen_at=timezone.now(), message=message)
+            if updated:
+                return cls.objects.get(key=key, resolved_at__isnull=True)
+            try:
+                with transaction.atomic():
+                    return cls.objects.create(kind=kind, message=message, order=order, refund=refund,
+                                              out_trade_no=out_trade_no, key=key)
+            except IntegrityError:
+                continue  # opened by someone else at the same moment: count ours on it
+        return cls.objects.get(key=key, resolved_at__isnull=True)
+
+    def resolve(self, by, note: str = "") -> bool:
+        """Mark it handled; False if it already was."""
+        done = type(self).objects.filter(pk=self.pk, resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), resolved_by=by, resolution=note[:200])
+        return bool(done)
 
 
 class Notification(models.Model):
+    """One notify as received: kept first, then processed (dj-stripe's WebhookEventTrigger)."""
+
     class Kind(models.TextChoices):
         PAYMENT = "payment", "支付通知"
         REFUND = "refund", "退款通知"
@@ -14,25 +97,77 @@ class Notification(models.Model):
     class Outcome(models.TextChoices):
         RECEIVED = "received", "已接收"
         APPLIED = "applied", "已入账"
-        DUPLICATE = "duplicate", "重复（已入账过）"
+        DUPLICATE = "duplicate", "重复（已处理过）"
         IGNORED = "ignored", "无需处理"
         REJECTED = "rejected", "已拒绝"
         INCIDENT = "incident", "异常（需人工处理）"
         ERROR = "error", "处理失败"
 
     kind = models.CharField("类型", max_length=8, choices=Kind.choices)
-    raw_body = models.TextField("原文")
+    # The bytes as received, whatever they are (a NUL byte or UTF-16 fits in bytea, not in text).
+    raw_body = models.BinaryField("原文")
     remote_addr = models.GenericIPAddressField("来源地址", null=True, blank=True)
     received_at = models.DateTimeField("接收时间", default=timezone.now, db_index=True)
     signature_valid = models.BooleanField("签名有效", null=True)
     out_trade_no = models.CharField("商户订单号", max_length=64, blank=True, db_index=True)
+    out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)
     outcome = models.CharField("处理结果", max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
     detail = models.TextField("说明", blank=True)
+    traceback = models.TextField("错误堆栈", blank=True)
+    incident = models.ForeignKey(Incident, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="notifications", verbose_name="异常")
+    processed_at = models.DateTimeField("处理时间", null=True, blank=True)
 
     class Meta:
         verbose_name = "通知日志"
         verbose_name_plural = "通知日志"
         ordering = ["-received_at", "-pk"]
+        indexes = [models.Index(fields=["outcome", "received_at"], name="notification_outcome_idx")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.out_trade_no or '-'} {self.get_outcome_display()}"
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self.raw_body)
+
+    @property
+    def body_text(self) -> str:
+        """The body for people: UTF-8 where it is, with anything else shown as escapes."""
+        return self.body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+    @classmethod
+    def record(cls, kind: str, body: bytes, remote_addr: str | None) -> Notification:
+        """Keep a notify before anything else is done with it (may raise DatabaseError)."""
+        return cls.objects.create(kind=kind, raw_body=body, remote_addr=remote_addr)
+
+    def finish(self, outcome: str, detail: str = "", **fields) -> None:
+        """Record what processing did (inside the caller's transaction when money moved with it).
+
+        A notify whose signature did not verify keeps only a prefix of its body.
+        """
+        fields.update(outcome=outcome, detail=detail[:2000], processed_at=timezone.now())
+        if outcome == self.Outcome.REJECTED and fields.get("signature_valid", self.signature_valid) is not True:
+            fields["raw_body"] = self.body[:UNVERIFIED_BODY_BYTES]
+        type(self).objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def process(self) -> bool:
+        """Verify and apply this notify. True: answer WeChat SUCCESS; False: FAIL, so it retries.
+
+        Whatever goes wrong stays on the record, with its traceback, for the admin's
+        "process again" action.
+        """
+        from payments import services
+
+        handler = services.process_payment_notify if self.kind == self.Kind.PAYMENT else services.process_refund_notify
+        try:
+            return handler(self)
+        except Exception as exc:  # noqa: BLE001 (kept on the record; WeChat retries)
+            logger.exception("notify %s could not be processed", self.pk)
+            try:
+                self.finish(self.Outcome.ERROR, f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
+            except Exception:  # noqa: BLE001 (the database itself may be what failed)
+                logger.exception("could not record the failure of notify %s", self.pk)
+            return False

@@ -1,4 +1,4 @@
-"""Payment flows across apps: place an order with WeChat, apply a result, close, sync.
+"""Payment flows across apps: place an order with WeChat, apply a result, close, sync, refund.
 
 Rules (SPEC.md section 6): the server alone sets the amount; money moves in one
 transaction under row locks; WeChat is never called inside a transaction; the database's
@@ -14,15 +14,25 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from orders.models import LedgerEntry, RechargeOrder
+from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and RefundRefused are part of this API)
+    APPLIED,
+    DUPLICATE,
+    AmountMismatch,
+    Payment,
+    RechargeOrder,
+    Refund,
+    RefundRefused,
+    UnknownOrder,
+)
 from payments import wechat
-from payments.models import Notification
+from payments.models import Incident, Notification
+from wxrecharge.money import format_fen, parse_fen
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +41,9 @@ PREPAY_TTL = timedelta(hours=2)
 # A pending order is offered again only while there is still time to pay it.
 REUSE_MARGIN = timedelta(minutes=2)
 ORDER_BODY = "余额充值"
-APPLIED, DUPLICATE = "applied", "duplicate"
+REFUND_DESCRIPTION = "余额充值退款"
+# A pending order is asked about at most this often by the pages' status polls.
+STATUS_POLL_INTERVAL = timedelta(seconds=5)
 
 
 class InvalidAmount(ValueError):
@@ -39,14 +51,6 @@ class InvalidAmount(ValueError):
 
 
 class OpenidRequired(Exception):
-    pass
-
-
-class UnknownOrder(Exception):
-    pass
-
-
-class AmountMismatch(Exception):
     pass
 
 
@@ -125,49 +129,56 @@ def _save_prepay(order: RechargeOrder, prepay_id: str) -> RechargeOrder:
     return order
 
 
-def _parse_time_end(value: str | None) -> datetime:
+def _parse_time(value: str | None, fmt: str = "%Y%m%d%H%M%S") -> datetime:
     try:
-        naive = datetime.strptime(value or "", "%Y%m%d%H%M%S")  # noqa: DTZ007 (Beijing time, made aware below)
+        naive = datetime.strptime(value or "", fmt)  # noqa: DTZ007 (Beijing time, made aware below)
     except ValueError:
         return timezone.now()
     return naive.replace(tzinfo=wechat.BEIJING)
 
 
-def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime) -> str:
-    """Credit a verified payment once: APPLIED the first time, DUPLICATE afterwards.
+def _link(log: Notification | None, incident: Incident) -> None:
+    if log is not None:
+        Notification.objects.filter(pk=log.pk).update(incident=incident)
+        log.incident = incident
 
-    Raises UnknownOrder, or AmountMismatch (nothing applied) when WeChat's total_fee is not
-    the order's amount.
+
+# -- payments -------------------------------------------------------------------------------
+
+def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime,
+                  log: Notification | None = None) -> Payment:
+    """Credit a verified payment once (RechargeOrder.pay) and, in the same transaction, the
+    notify's outcome: whenever the money moved, its log row says so.
+
+    Raises UnknownOrder, or AmountMismatch (nothing applied, an incident opened). Money
+    taken for an order closed here is credited and opens an incident.
     """
     try:
         with transaction.atomic():
-            # Locks the order and its user (PostgreSQL locks every joined row).
-            order = (RechargeOrder.objects.select_for_update().select_related("user")
-                     .filter(out_trade_no=out_trade_no).first())
-            if order is None:
-                raise UnknownOrder(out_trade_no)
-            if order.is_settled:
-                if order.transaction_id != transaction_id:
-                    logger.error("order %s paid as %s, now reported as %s", out_trade_no, order.transaction_id,
-                                 transaction_id)
-                return DUPLICATE
-            if total_fee != order.amount:
-                raise AmountMismatch(f"WeChat reports {total_fee} fen, the order is {order.amount} fen")
-            order.mark_paid(transaction_id, paid_at)
-            order.user.credit(order.amount, LedgerEntry.Kind.RECHARGE, order=order)
+            payment = RechargeOrder.pay(out_trade_no, transaction_id, total_fee, paid_at)
+            if log is not None:
+                log.finish(payment.outcome, signature_valid=True, out_trade_no=out_trade_no)
+    except AmountMismatch as exc:
+        order = RechargeOrder.objects.filter(out_trade_no=out_trade_no).first()
+        _link(log, Incident.report(Incident.Kind.AMOUNT_MISMATCH, f"{exc}；未入账", order=order))
+        raise
     except IntegrityError:
         # Lost a race that the row lock could not prevent (SQLite): the winner credited it.
-        if RechargeOrder.objects.filter(out_trade_no=out_trade_no, transaction_id__isnull=False).exists():
-            return DUPLICATE
-        raise
-    return APPLIED
-
-
-def close_order_locally(order: RechargeOrder) -> None:
-    with transaction.atomic():
-        locked = RechargeOrder.objects.select_for_update().get(pk=order.pk)
-        if locked.status == RechargeOrder.Status.PENDING:
-            locked.close()
+        order = RechargeOrder.objects.filter(out_trade_no=out_trade_no, transaction_id__isnull=False).first()
+        if order is None:
+            raise
+        payment = Payment(DUPLICATE, order)
+        if log is not None:
+            log.finish(DUPLICATE, signature_valid=True, out_trade_no=out_trade_no)
+    if payment.after_close:
+        _link(log, Incident.report(Incident.Kind.PAID_AFTER_CLOSE,
+                                   f"订单已关闭或过期后，微信支付仍收款 ¥{payment.order.amount_yuan}（{transaction_id}），已入账",
+                                   order=payment.order))
+    if payment.other_transaction_id:
+        _link(log, Incident.report(Incident.Kind.OTHER_TRANSACTION,
+                                   f"订单已由 {payment.other_transaction_id} 支付，微信又报告 {transaction_id}，未再次入账",
+                                   order=payment.order))
+    return payment
 
 
 def sync_order(order: RechargeOrder) -> RechargeOrder:
@@ -177,70 +188,211 @@ def sync_order(order: RechargeOrder) -> RechargeOrder:
     try:
         answer = wechat.Pay.for_channel(order.channel).query_order(order.out_trade_no)
     except wechat.WeChatError as exc:
-        if exc.code == "ORDERNOTEXIST" and order.expires_at <= timezone.now():
-            close_order_locally(order)  # never reached WeChat and can no longer be paid
-            order.refresh_from_db()
-            return order
-        raise
+        if exc.code != "ORDERNOTEXIST":
+            raise
+        if order.expires_at <= timezone.now():
+            order.close()  # never reached WeChat and can no longer be paid
+        return order
     state = answer.get("trade_state")
     if state == "SUCCESS":
-        if not answer.get("transaction_id") or not answer.get("total_fee", "").isdigit():
-            logger.error("orderquery %s says SUCCESS without transaction_id or total_fee", order.out_trade_no)
+        total_fee = parse_fen(answer.get("total_fee"))
+        if not answer.get("transaction_id") or total_fee is None:
+            logger.error("orderquery %s says SUCCESS without a transaction_id or a valid total_fee", order.out_trade_no)
             return order
         try:
-            apply_payment(order.out_trade_no, answer["transaction_id"], int(answer["total_fee"]),
-                          _parse_time_end(answer.get("time_end")))
-        except AmountMismatch as exc:
-            logger.error("INCIDENT orderquery %s: %s", order.out_trade_no, exc)
+            apply_payment(order.out_trade_no, answer["transaction_id"], total_fee, _parse_time(answer.get("time_end")))
+        except AmountMismatch:
+            pass  # an incident is open; nothing applied
     elif state in ("CLOSED", "REVOKED", "PAYERROR"):
-        close_order_locally(order)
+        order.close()
     order.refresh_from_db()
     return order
 
 
+def poll_order(order: RechargeOrder) -> RechargeOrder:
+    """The pages' status check: a pending order is asked about at most once every few seconds,
+    however many pages poll it; in between they get what we know."""
+    if order.status == RechargeOrder.Status.PENDING and order.claim_sync(STATUS_POLL_INTERVAL):
+        try:
+            return sync_order(order)
+        except wechat.WeChatError as exc:
+            logger.warning("orderquery %s failed: %s", order.out_trade_no, exc)
+    return order
+
+
+def close_order(order: RechargeOrder) -> RechargeOrder:
+    """Close a pending order at WeChat (closeorder), then here. Money already taken wins:
+    on ORDERPAID the order is queried and credited instead."""
+    if order.status != RechargeOrder.Status.PENDING:
+        return order
+    try:
+        wechat.Pay.for_channel(order.channel).close_order(order.out_trade_no)
+    except wechat.WeChatError as exc:
+        if exc.code == "ORDERPAID":
+            return sync_order(order)
+        if exc.code not in ("ORDERCLOSED", "ORDERNOTEXIST"):
+            raise
+    order.close()
+    order.refresh_from_db()
+    return order
+
+
+# -- refunds -------------------------------------------------------------------------------
+
+def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None, out_refund_no: str = "") -> Refund:
+    """An operator refunds `amount` fen of a paid order: debit now (one transaction), then ask WeChat.
+
+    Raises RefundRefused (nothing done). A WeChat failure that may pass keeps the refund
+    处理中 for `reconcile_orders` to send again with the same out_refund_no.
+    """
+    refund = order.start_refund(amount, reason, operator, out_refund_no)
+    logger.info("refund %s of %s fen for order %s requested by %s", refund.out_refund_no, amount, order.out_trade_no,
+                getattr(operator, "pk", None))
+    send_refund(refund)
+    return refund
+
+
+def send_refund(refund: Refund) -> Refund:
+    """Send (or send again: same out_refund_no, never a second refund) a refund request to WeChat."""
+    order = refund.order
+    try:
+        answer = wechat.Pay.for_channel(order.channel).refund(
+            out_trade_no=order.out_trade_no, out_refund_no=refund.out_refund_no, total_fee=order.amount,
+            refund_fee=refund.amount, description=REFUND_DESCRIPTION,
+            notify_url=settings.SITE_URL + reverse("payments:refund_notify"),
+        )
+    except wechat.WeChatError as exc:
+        refund.note_error(f"{exc.code}: {exc}")
+        if exc.retryable:
+            logger.warning("refund %s not sent yet (%s); will retry with the same number", refund.out_refund_no, exc.code)
+            return refund
+        logger.error("refund %s refused by WeChat: %s", refund.out_refund_no, exc)
+        settle_refund(refund, "FAILED")
+        return refund
+    refund.accept(answer.get("refund_id", ""))
+    return refund
+
+
+def settle_refund(refund: Refund, state: str, refund_id: str = "", settled_at: datetime | None = None,
+                  log: Notification | None = None) -> str:
+    """Apply WeChat's outcome of a refund once (Refund.settle), with the notify's outcome in the same transaction."""
+    with transaction.atomic():
+        outcome = refund.settle(state, refund_id, settled_at)
+        if log is not None:
+            log.finish(Notification.Outcome.INCIDENT if outcome == "conflict" else outcome, signature_valid=True,
+                       out_trade_no=refund.order.out_trade_no, out_refund_no=refund.out_refund_no)
+    if outcome == "conflict":
+        refund.refresh_from_db()
+        _link(log, Incident.report(Incident.Kind.REFUND_CONFLICT,
+                                   f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 {state}",
+                                   order=refund.order, refund=refund))
+    elif outcome == APPLIED and state == "CHANGE":
+        _link(log, Incident.report(Incident.Kind.REFUND_ABNORMAL,
+                                   f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，"
+                                   "请在商户平台线下处理；用户余额已扣除", order=refund.order, refund=refund))
+    return outcome
+
+
+def sync_refund(refund: Refund) -> Refund:
+    """Ask WeChat how a refund that is still 处理中 ended (refundquery), or send it if it never arrived."""
+    if refund.status != Refund.Status.PROCESSING:
+        return refund
+    if not refund.accepted:
+        return send_refund(refund)
+    try:
+        answer = wechat.Pay.for_channel(refund.order.channel).query_refund(refund.out_refund_no)
+    except wechat.WeChatError as exc:
+        if exc.code == "REFUNDNOTEXIST":
+            return send_refund(refund)
+        raise
+    count = parse_fen(answer.get("refund_count")) or 0
+    for n in range(min(count, RechargeOrder.MAX_REFUNDS)):
+        if answer.get(f"out_refund_no_{n}") != refund.out_refund_no:
+            continue
+        state = answer.get(f"refund_status_{n}")
+        if state in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
+            settle_refund(refund, state, answer.get(f"refund_id_{n}", ""),
+                          _parse_time(answer.get(f"refund_success_time_{n}"), "%Y-%m-%d %H:%M:%S"))
+        break
+    refund.refresh_from_db()
+    return refund
+
+
 # -- notifies --------------------------------------------------------------------------------
 
-def _finish(log: Notification, outcome: str, detail: str = "", **fields) -> None:
+def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
+    """Record a notify first, then process it. True: answer SUCCESS; False: FAIL (WeChat retries)."""
     try:
-        Notification.objects.filter(pk=log.pk).update(outcome=outcome, detail=detail[:2000], **fields)
-    except DatabaseError:
-        logger.exception("could not record the outcome of notify %s", log.pk)
+        log = Notification.record(kind, body, remote_addr)
+    except Exception:  # noqa: BLE001 (nothing recorded: WeChat must send it again)
+        logger.exception("a %s notify could not be recorded; answering FAIL", kind)
+        return False
+    return log.process()
 
 
-def handle_payment_notify(body: bytes, remote_addr: str | None) -> bool:
-    """Record, verify and apply a payment notify. True: answer SUCCESS; False: FAIL (retry)."""
-    log = Notification.objects.create(kind=Notification.Kind.PAYMENT, raw_body=body.decode("utf-8", "replace"),
-                                      remote_addr=remote_addr)
+def process_payment_notify(log: Notification) -> bool:
+    """Verify and apply a recorded payment notify (Notification.process calls this)."""
     try:
-        fields = wechat.parse_payment_notify(body)
+        fields = wechat.parse_payment_notify(log.body)
     except wechat.NotifyError as exc:
-        logger.warning("payment notify %s rejected: %s", log.pk, exc)
-        _finish(log, Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
+        (logger.error if exc.signature_valid else logger.warning)("payment notify %s rejected: %s", log.pk, exc)
+        log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
         return False
     out_trade_no = fields.get("out_trade_no", "")[:64]
     if fields.get("return_code") != "SUCCESS" or fields.get("result_code") != "SUCCESS":
-        _finish(log, Notification.Outcome.IGNORED, f"result_code={fields.get('result_code')}",
-                signature_valid=True, out_trade_no=out_trade_no)
+        log.finish(Notification.Outcome.IGNORED, f"result_code={fields.get('result_code')}", signature_valid=True,
+                   out_trade_no=out_trade_no)
         return True
-    if not (out_trade_no and fields.get("transaction_id") and fields.get("total_fee", "").isdigit()):
-        _finish(log, Notification.Outcome.REJECTED, "missing out_trade_no, transaction_id or total_fee",
-                signature_valid=True, out_trade_no=out_trade_no)
+    total_fee = parse_fen(fields.get("total_fee"))
+    if not (out_trade_no and fields.get("transaction_id") and total_fee is not None):
+        log.finish(Notification.Outcome.REJECTED, "缺少或无效的 out_trade_no、transaction_id 或 total_fee",
+                   signature_valid=True, out_trade_no=out_trade_no)
         return False
     try:
-        outcome = apply_payment(out_trade_no, fields["transaction_id"], int(fields["total_fee"]),
-                                _parse_time_end(fields.get("time_end")))
+        payment = apply_payment(out_trade_no, fields["transaction_id"], total_fee, _parse_time(fields.get("time_end")),
+                                log=log)
     except UnknownOrder:
-        logger.error("payment notify %s for unknown order %s", log.pk, out_trade_no)
-        _finish(log, Notification.Outcome.REJECTED, "unknown out_trade_no", signature_valid=True, out_trade_no=out_trade_no)
+        incident = Incident.report(Incident.Kind.UNKNOWN_ORDER,
+                                   f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(total_fee)}，"
+                                   f"{fields['transaction_id']}）", out_trade_no=out_trade_no)
+        log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, out_trade_no=out_trade_no,
+                   incident=incident)
         return False
     except AmountMismatch as exc:
-        logger.error("INCIDENT payment notify %s for %s: %s", log.pk, out_trade_no, exc)
-        _finish(log, Notification.Outcome.INCIDENT, str(exc), signature_valid=True, out_trade_no=out_trade_no)
+        log.finish(Notification.Outcome.INCIDENT, str(exc), signature_valid=True, out_trade_no=out_trade_no)
         return False
-    except DatabaseError as exc:
-        logger.exception("payment notify %s for %s could not be applied", log.pk, out_trade_no)
-        _finish(log, Notification.Outcome.ERROR, f"{exc.__class__.__name__}: {exc}", signature_valid=True,
-                out_trade_no=out_trade_no)
+    logger.info("payment notify %s for %s: %s", log.pk, out_trade_no, payment.outcome)
+    return True
+
+
+def process_refund_notify(log: Notification) -> bool:
+    """Decrypt and apply a recorded refund notify (Notification.process calls this)."""
+    try:
+        info = wechat.parse_refund_notify(log.body)
+    except wechat.NotifyError as exc:
+        (logger.error if exc.signature_valid else logger.warning)("refund notify %s rejected: %s", log.pk, exc)
+        log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
         return False
-    _finish(log, outcome, signature_valid=True, out_trade_no=out_trade_no)
+    out_trade_no, out_refund_no = info.get("out_trade_no", "")[:64], info.get("out_refund_no", "")[:64]
+    ids = {"signature_valid": True, "out_trade_no": out_trade_no, "out_refund_no": out_refund_no}
+    state = info.get("refund_status")
+    refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
+    if refund is None or refund.order.out_trade_no != out_trade_no:
+        incident = Incident.report(Incident.Kind.UNKNOWN_REFUND,
+                                   f"收到未知退款 {out_refund_no}（订单 {out_trade_no}）的退款通知，状态 {state}",
+                                   out_trade_no=out_trade_no)
+        log.finish(Notification.Outcome.INCIDENT, "未知退款", incident=incident, **ids)
+        return False
+    if state not in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
+        log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", **ids)
+        return False
+    if parse_fen(info.get("refund_fee")) != refund.amount:
+        incident = Incident.report(Incident.Kind.REFUND_CONFLICT,
+                                   f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 refund_fee="
+                                   f"{info.get('refund_fee')}；未处理", order=refund.order, refund=refund)
+        log.finish(Notification.Outcome.INCIDENT, "退款金额不符", incident=incident, **ids)
+        return False
+    outcome = settle_refund(refund, state, info.get("refund_id", ""),
+                            _parse_time(info.get("success_time"), "%Y-%m-%d %H:%M:%S"), log=log)
+    logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
     return True

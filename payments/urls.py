@@ -9,4 +9,5 @@ urlpatterns = [
     path("payments/jsapi/prepay/", views.jsapi_prepay, name="jsapi_prepay"),
     path("payments/orders/<str:out_trade_no>/status/", views.order_status, name="order_status"),
     path("payments/wechat/notify/", views.notify, name="notify"),
+    path("payments/wechat/refund-notify/", views.refund_notify, name="refund_notify"),
 ]

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from orders.models import RechargeOrder
 from payments import services, wechat
+from payments.models import Notification
 from wxrecharge import wxpay
 from wxrecharge.http import json_error, json_ok
 
@@ -115,15 +116,12 @@ def jsapi_prepay(request):
 
 
 def order_status_answer(user, out_trade_no: str):
-    """Shared by the H5 page and the mini-program API. A pending order is checked with WeChat."""
+    """Shared by the H5 page and the mini-program API. A pending order is checked with WeChat
+    (at most once every few seconds, however often it is polled)."""
     order = RechargeOrder.objects.filter(user=user, out_trade_no=out_trade_no).first()
     if order is None:
         return json_error("order_not_found", 404)
-    if order.status == RechargeOrder.Status.PENDING:
-        try:
-            order = services.sync_order(order)
-        except wechat.WeChatError as exc:
-            logger.warning("orderquery %s failed: %s", out_trade_no, exc)  # answer what we know
+    order = services.poll_order(order)
     user.refresh_from_db(fields=["balance"])
     return json_ok({"out_trade_no": order.out_trade_no, "status": STATUS_NAMES[order.status],
                     "amount_fen": order.amount, "balance_fen": user.balance})
@@ -135,13 +133,24 @@ def order_status(request, out_trade_no: str):
     return order_status_answer(request.user, out_trade_no)
 
 
+NOTIFY_FAIL = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})
+
+
+def _notify_answer(ok: bool) -> HttpResponse:
+    return HttpResponse(NOTIFY_SUCCESS if ok else NOTIFY_FAIL, content_type="text/xml")
+
+
 @csrf_exempt
 @require_POST
 def notify(request):
     """WeChat Pay's payment notify: record, verify, apply; answer SUCCESS or FAIL (retry)."""
     body = request.read(wxpay.MAX_XML_BYTES + 1)
-    ok = services.handle_payment_notify(body, request.META.get("REMOTE_ADDR"))
-    if ok:
-        return HttpResponse(NOTIFY_SUCCESS, content_type="text/xml")
-    fail = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})
-    return HttpResponse(fail, content_type="text/xml")
+    return _notify_answer(services.handle_notify(Notification.Kind.PAYMENT, body, request.META.get("REMOTE_ADDR")))
+
+
+@csrf_exempt
+@require_POST
+def refund_notify(request):
+    """WeChat Pay's refund notify: record, decrypt req_info, settle the refund; SUCCESS or FAIL."""
+    body = request.read(wxpay.MAX_XML_BYTES + 1)
+    return _notify_answer(services.handle_notify(Notification.Kind.REFUND, body, request.META.get("REMOTE_ADDR")))

@@ -143,6 +143,18 @@ class Pay:
     def close_order(self, out_trade_no: str) -> dict[str, str]:
         return self._call("pay/closeorder", {"out_trade_no": out_trade_no})
 
+    def refund(self, *, out_trade_no: str, out_refund_no: str, total_fee: int, refund_fee: int, description: str,
+               notify_url: str) -> dict[str, str]:
+        """申请退款 (needs the merchant certificate). The same out_refund_no again never refunds twice."""
+        return self._call("secapi/pay/refund", {
+            "out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "total_fee": str(total_fee),
+            "refund_fee": str(refund_fee), "refund_fee_type": "CNY", "refund_desc": description[:80], "notify_url": notify_url,
+        })
+
+    def query_refund(self, out_refund_no: str) -> dict[str, str]:
+        """退款查询 of one refund: its state is `refund_status_0`."""
+        return self._call("pay/refundquery", {"out_refund_no": out_refund_no})
+
     def jsapi_params(self, prepay_id: str) -> dict[str, str]:
         """The five fields for getBrandWCPayRequest / wx.requestPayment, signed, and paySign."""
         params = {"appId": self.appid, "timeStamp": str(int(time.time())), "nonceStr": wxpay.nonce(),
@@ -151,22 +163,45 @@ class Pay:
         return params
 
 
-def parse_payment_notify(body: bytes) -> dict[str, str]:
-    """Parse and verify a payment notify; NotifyError says why it must not be applied."""
-    try:
-        fields = wxpay.parse_xml(body)
-    except wxpay.XMLError as exc:
-        raise NotifyError(f"bad XML: {exc}") from exc
-    # The notify is signed with the sign type its order was placed with (MD5 when absent);
-    # either way only our key can have made a signature that verifies.
-    sign_type = fields.get("sign_type") or wxpay.MD5
-    if sign_type not in wxpay.SIGN_TYPES or not wxpay.verify(fields, settings.WECHAT_API_KEY, sign_type):
-        raise NotifyError("signature does not verify", signature_valid=False)
+def _check_merchant(fields: dict[str, str]) -> None:
     if fields.get("mch_id") != settings.WECHAT_MCH_ID or fields.get("appid") not in (
         settings.WECHAT_APPID, settings.WECHAT_MINIPROGRAM_APPID
     ):
         raise NotifyError(f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}", signature_valid=True)
+
+
+def parse_payment_notify(body: bytes) -> dict[str, str]:
+    """Parse and verify a payment notify; NotifyError says why it must not be applied.
+
+    The signature is checked with the merchant's configured sign type, whatever the
+    notify's own `sign_type` says or omits: WeChat has been seen to send HMAC-SHA256
+    notifies without it, and an MD5 signature must not pass for an HMAC merchant.
+    """
+    try:
+        fields = wxpay.parse_xml(body)
+    except wxpay.XMLError as exc:
+        raise NotifyError(f"bad XML: {exc}") from exc
+    if not wxpay.verify(fields, settings.WECHAT_API_KEY, settings.WECHAT_SIGN_TYPE):
+        raise NotifyError("signature does not verify", signature_valid=False)
+    _check_merchant(fields)
     return fields
+
+
+def parse_refund_notify(body: bytes) -> dict[str, str]:
+    """Parse a refund notify and decrypt its `req_info` (it carries no sign: a `req_info`
+    that does not decrypt with our key is a forgery). Returns the decrypted fields."""
+    try:
+        fields = wxpay.parse_xml(body)
+    except wxpay.XMLError as exc:
+        raise NotifyError(f"bad XML: {exc}") from exc
+    if fields.get("return_code") != "SUCCESS":
+        raise NotifyError(f"return_code={fields.get('return_code')}", signature_valid=None)
+    try:
+        info = wxpay.decrypt_req_info(fields.get("req_info", ""), settings.WECHAT_API_KEY)
+    except wxpay.XMLError as exc:
+        raise NotifyError("req_info does not decrypt with our key", signature_valid=False) from exc
+    _check_merchant(fields)
+    return info
 
 
 # -- WeChat login (used by accounts) ------------------------------------------------------

@@ -6,7 +6,8 @@ import pytest
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 
-from accounts.models import User, format_fen
+from accounts.models import User
+from wxrecharge.money import format_fen
 
 
 @pytest.mark.django_db

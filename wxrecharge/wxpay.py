@@ -93,7 +93,7 @@ def to_xml(params: dict[str, object], root: str = "xml") -> str:
         if value is None:
             continue
         text = str(value)
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             parts.append(f"<{key}>{text}</{key}>")
         else:
             parts.append(f"<{key}><![CDATA[{text.replace(']]>', ']]]]><![CDATA[>')}]]></{key}>")
