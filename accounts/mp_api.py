@@ -14,9 +14,13 @@ from django.views.decorators.http import require_POST
 from accounts import tokens
 from accounts.models import User
 from payments import wechat
+from wxrecharge import ratelimit
 from wxrecharge.http import json_error, json_ok
 
 logger = logging.getLogger(__name__)
+
+# Mini-program logins per minute from one address (a carrier NAT may hold many people).
+LOGINS_PER_ADDRESS = 60
 
 
 def bearer_required(view):
@@ -61,6 +65,9 @@ def login(request):
     code = data.get("code") if isinstance(data, dict) else None
     if not isinstance(code, str) or not 1 <= len(code) <= 128:
         return json_error("invalid_request", 400, "缺少 wx.login() 返回的 code")
+    # Each login is a call to WeChat (jscode2session): a flood of junk codes must not become one.
+    if not ratelimit.allow(f"mp_login:ip:{request.META.get('REMOTE_ADDR')}", LOGINS_PER_ADDRESS, 60):
+        return json_error("too_many_requests", 429)
     try:
         session = wechat.mini_program_session(code)
     except wechat.WeChatError as exc:

@@ -54,6 +54,10 @@ class OpenidRequired(Exception):
     pass
 
 
+class TooManyOpenOrders(Exception):
+    """The user already has RECHARGE_MAX_OPEN_ORDERS orders that can still be paid."""
+
+
 def parse_amount(value: object) -> int:
     """Yuan text from a person ("19.90") to fen (1990): exact, bounded, ASCII digits only."""
     if not isinstance(value, str) or not AMOUNT.match(value):
@@ -114,6 +118,9 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
         )
         if order is not None:
             return order
+        open_orders = RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now)
+        if open_orders.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
+            raise TooManyOpenOrders
         return RechargeOrder.objects.create(
             out_trade_no=RechargeOrder.new_out_trade_no(channel, now), user=user, amount=amount, channel=channel,
             openid=openid, created_at=now.replace(microsecond=0),

@@ -1,13 +1,14 @@
 from django.urls import path
 
 from payments import views
+from wxrecharge import converters  # noqa: F401 (registers <trade_no:>)
 
 app_name = "payments"
 
 urlpatterns = [
     path("recharge/", views.recharge, name="recharge"),
     path("payments/jsapi/prepay/", views.jsapi_prepay, name="jsapi_prepay"),
-    path("payments/orders/<str:out_trade_no>/status/", views.order_status, name="order_status"),
+    path("payments/orders/<trade_no:out_trade_no>/status/", views.order_status, name="order_status"),
     path("payments/wechat/notify/", views.notify, name="notify"),
     path("payments/wechat/refund-notify/", views.refund_notify, name="refund_notify"),
 ]

@@ -18,12 +18,15 @@ from django.views.decorators.http import require_GET, require_POST
 from orders.models import RechargeOrder
 from payments import services, wechat
 from payments.models import Notification
-from wxrecharge import wxpay
+from wxrecharge import ratelimit, wxpay
 from wxrecharge.http import json_error, json_ok
 
 logger = logging.getLogger(__name__)
 
 STATUS_NAMES = {0: "pending", 1: "paid", 2: "closed", 3: "refunded"}
+# Orders placed per minute: a person taps a few times; more is a script.
+PREPAY_PER_USER = 10
+PREPAY_PER_ADDRESS = 60
 NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 
 
@@ -94,8 +97,13 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
         return json_error("invalid_amount", 400,
                           f"请输入 {settings.RECHARGE_MIN_FEN / 100:.2f} 到 {settings.RECHARGE_MAX_FEN / 100:.2f} 元之间、"
                           "最多两位小数的金额")
+    if not (ratelimit.allow(f"prepay:user:{request.user.pk}", PREPAY_PER_USER, 60)
+            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", PREPAY_PER_ADDRESS, 60)):
+        return json_error("too_many_requests", 429)
     try:
         result = services.prepay(request.user, amount, channel, _client_ip(request))
+    except services.TooManyOpenOrders:
+        return json_error("too_many_orders", 429)
     except services.OpenidRequired:
         return json_error("openid_required", 409, bind_url=bind_url(reverse("payments:recharge")))
     except wechat.WeChatError as exc:

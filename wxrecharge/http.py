@@ -12,6 +12,10 @@ MESSAGES = {
     "order_not_found": "订单不存在",
     "wechat_unavailable": "微信支付暂时不可用，请稍后再试",
     "wechat_error": "微信支付下单失败，请稍后再试",
+    "too_many_requests": "操作太频繁，请稍后再试",
+    "too_many_orders": "未完成的订单太多，请先完成支付或稍后再试",
+    "server_busy": "系统繁忙，请稍后再试",
+    "server_error": "系统出错了，请稍后再试",
 }
 
 

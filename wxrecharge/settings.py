@@ -75,6 +75,10 @@ RECHARGE_MIN_FEN = env.int("RECHARGE_MIN_FEN", default=1)
 RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
 RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])
 RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
+# A user may have at most this many unpaid orders that can still be paid.
+RECHARGE_MAX_OPEN_ORDERS = env.int("RECHARGE_MAX_OPEN_ORDERS", default=5)
+# Rejected notifies (bad signature, bad XML) are deleted after this many days.
+NOTIFY_LOG_RETENTION_DAYS = env.int("NOTIFY_LOG_RETENTION_DAYS", default=90)
 
 # --- Django ---------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -97,6 +101,8 @@ if WECHAT_SANDBOX:
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "wxrecharge.middleware.RejectNulMiddleware",
+    "wxrecharge.middleware.JsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -130,8 +136,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _name = Path(DATABASES["default"]["NAME"])
     if not _name.is_absolute() and str(_name) != ":memory:":
         DATABASES["default"]["NAME"] = str(BASE_DIR / _name)
-    # Wait for the write lock instead of failing at once when two requests write.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Concurrent requests on the embedded database: WAL lets readers run beside the writer,
+    # BEGIN IMMEDIATE takes the write lock at the start of a transaction (so two writers
+    # queue instead of failing half-way with "database is locked"), and a writer waits up
+    # to 20 s for it (an outside audit measured, under 8 concurrent notify senders: 46-62% FAIL
+    # without these, none with them, and 2.3 times the throughput).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"

@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 
 from accounts import mp_api as accounts_mp_api
 from payments import mp_api as payments_mp_api
-from wxrecharge import views
+from wxrecharge import converters, views  # noqa: F401 (converters registers <trade_no:>)
 
 admin.site.site_header = "wxrecharge 运营后台"
 admin.site.site_title = "wxrecharge"
@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/mp/login", accounts_mp_api.login, name="mp_login"),
     path("api/mp/prepay", payments_mp_api.prepay, name="mp_prepay"),
     path("api/mp/orders", payments_mp_api.orders, name="mp_orders"),
-    path("api/mp/orders/<str:out_trade_no>", payments_mp_api.order, name="mp_order"),
+    path("api/mp/orders/<trade_no:out_trade_no>", payments_mp_api.order, name="mp_order"),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,20 @@
+"""URL converters: identifiers in paths match WeChat's format or the URL does not match at all (404)."""
+
+from __future__ import annotations
+
+from django.urls import register_converter
+
+
+class TradeNoConverter:
+    """An out_trade_no: at most 32 letters, digits or `_-|*` (WECHATPAY.md section 2.1)."""
+
+    regex = r"[A-Za-z0-9_\-|*]{1,32}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(TradeNoConverter, "trade_no")

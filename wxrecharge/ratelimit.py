@@ -1,0 +1,48 @@
+"""Fixed-window rate limits in the database: `allow("prepay:user:12", limit=10, per=60)`.
+
+Process memory would let each gunicorn worker and each server count apart; a row per key
+and window is shared by all of them, and the unique constraint makes its first insert safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from wxrecharge.models import RateLimitWindow
+
+logger = logging.getLogger(__name__)
+
+
+def _window(now: datetime, per: int) -> datetime:
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % per, tz=UTC)
+
+
+def allow(key: str, limit: int, per: int) -> bool:
+    """Count one request for `key`; False once more than `limit` came in this `per`-second window."""
+    start = _window(timezone.now(), per)
+    key = key[:200]
+    try:
+        rows = RateLimitWindow.objects.filter(key=key, window_start=start)
+        if not rows.update(hits=F("hits") + 1):
+            try:
+                with transaction.atomic():
+                    RateLimitWindow.objects.create(key=key, window_start=start, hits=1)
+                return True
+            except IntegrityError:
+                rows.update(hits=F("hits") + 1)
+        return (rows.values_list("hits", flat=True).first() or 0) <= limit
+    except DatabaseError:
+        # Throttling must not take the site down with it.
+        logger.exception("rate limit %s could not be counted", key)
+        return True
+
+
+def purge(older_than: timedelta = timedelta(hours=1)) -> int:
+    deleted, _ = RateLimitWindow.objects.filter(window_start__lt=timezone.now() - older_than).delete()
+    return deleted
