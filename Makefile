@@ -22,6 +22,10 @@ install: $(VENV)/.installed node_modules/.installed
 run: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py demo_data
+	@# reconcile_orders runs beside the web server (an abandoned order closes by itself) and
+	@# stops with it.
+	$(DEV_ENV) $(PY) manage.py reconcile_orders --loop --interval 20 & reconciler=$$!; \
+	trap 'kill $$reconciler 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
 
 test: install

@@ -42,6 +42,7 @@ def orders(request):
         return json_ok({"balance_fen": request.user.balance, "results": [], "next_page": None})
     results = [{
         "out_trade_no": o.out_trade_no, "amount_fen": o.amount, "status": STATUS_NAMES[o.status], "channel": o.channel,
+        "refunded_fen": o.refunded_amount,
         "created_at": o.created_at.isoformat(), "paid_at": o.paid_at.isoformat() if o.paid_at else None,
     } for o in page.object_list]
     return json_ok({"balance_fen": request.user.balance, "results": results,

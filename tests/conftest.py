@@ -74,3 +74,43 @@ def delivery_worker():
     for thread in started:
         thread.join(timeout=10)
     worker._thread = None
+
+
+# -- money invariants, checked after every test that touched the database --------------------
+
+DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences", "admin_client", "admin_user"}
+
+
+def money_invariant_violations() -> list[str]:
+    """Each balance equals the sum of its ledger rows; refunds never exceed what was paid."""
+    from django.db.models import F, Q, Sum
+    from django.db.models.functions import Coalesce
+
+    from accounts.models import User
+    from orders.models import RechargeOrder, Refund
+
+    problems = [
+        f"user {u.username}: balance {u.balance} != ledger {u.ledger}"
+        for u in User.objects.annotate(ledger=Coalesce(Sum("ledger_entries__amount"), 0)).exclude(balance=F("ledger"))
+    ]
+    refunded = Coalesce(Sum("refunds__amount", filter=Q(refunds__status=Refund.Status.SUCCESS)), 0)
+    problems += [
+        f"order {o.out_trade_no}: refunded {o.refunded_amount}, successful refunds {o.done}, amount {o.amount}"
+        for o in RechargeOrder.objects.annotate(done=refunded).filter(Q(refunded_amount__gt=F("amount"))
+                                                                       | ~Q(refunded_amount=F("done")))
+    ]
+    committed = Coalesce(Sum("refunds__amount", filter=~Q(refunds__status__in=[Refund.Status.CLOSED,
+                                                                               Refund.Status.FAILED])), 0)
+    problems += [f"order {o.out_trade_no}: refunds {o.committed} exceed amount {o.amount}"
+                 for o in RechargeOrder.objects.annotate(committed=committed).filter(committed__gt=F("amount"))]
+    return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    uses_db = item.get_closest_marker("django_db") or DB_FIXTURES & set(item.fixturenames)
+    if uses_db and not item.get_closest_marker("breaks_money_invariants"):
+        problems = money_invariant_violations()
+        assert not problems, "money invariants broken: " + "; ".join(problems)
+    return result

@@ -14,6 +14,9 @@ PRODUCTION = {
     "WECHAT_API_KEY": "k" * 32,
     "WECHAT_SIGN_TYPE": "MD5",
     "SITE_URL": "https://pay.example.com",
+    # Any readable files: the check only asks that refunds have a certificate and key to send.
+    "WECHAT_MCH_CERT": __file__,
+    "WECHAT_MCH_KEY": __file__,
 }
 
 
@@ -58,6 +61,14 @@ def test_it_warns_about_a_site_url_that_is_not_https(settings):
     assert set(found) == {"wxrecharge.W001"}
     assert not found["wxrecharge.W001"].is_serious()
     assert "SITE_URL" in found["wxrecharge.W001"].hint
+
+
+@pytest.mark.parametrize("name", ["WECHAT_MCH_CERT", "WECHAT_MCH_KEY"])
+@pytest.mark.parametrize("value", [None, "/nonexistent/apiclient.pem"])
+def test_it_warns_that_refunds_need_a_readable_merchant_certificate_and_key(settings, name, value):
+    found = ids(settings, **{name: value})
+    assert set(found) == {"wxrecharge.W002"}
+    assert name in found["wxrecharge.W002"].msg and not found["wxrecharge.W002"].is_serious()
 
 
 def test_debug_mode_is_not_held_to_production_rules(settings):

@@ -12,6 +12,14 @@ from django.core.checks import Error, Warning, register
 REQUIRED_WECHAT_SETTINGS = ("WECHAT_APPID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_API_KEY")
 
 
+def _readable(path: str | None) -> bool:
+    try:
+        with open(path or "", "rb"):
+            return True
+    except OSError:
+        return False
+
+
 @register()
 def check_production_configuration(app_configs=None, **kwargs):
     if settings.DEBUG:
@@ -41,6 +49,18 @@ def check_production_configuration(app_configs=None, **kwargs):
                     "WeChat credentials are missing: " + ", ".join(missing) + ".",
                     hint="Set " + ", ".join(missing) + " from the 公众号 and merchant platforms.",
                     id="wxrecharge.E003",
+                )
+            )
+    if not settings.WECHAT_SANDBOX:
+        unreadable = [name for name in ("WECHAT_MCH_CERT", "WECHAT_MCH_KEY") if not _readable(getattr(settings, name))]
+        if unreadable:
+            messages.append(
+                Warning(
+                    "Refunds cannot be sent: " + ", ".join(unreadable) + " is not set to a readable file.",
+                    hint="WeChat Pay's secapi/pay/refund needs the merchant API certificate (apiclient_cert.pem) "
+                    "and its key (apiclient_key.pem), downloaded from the merchant platform "
+                    "(账户中心 → API安全); set WECHAT_MCH_CERT and WECHAT_MCH_KEY to their paths.",
+                    id="wxrecharge.W002",
                 )
             )
     if settings.WECHAT_SIGN_TYPE not in ("MD5", "HMAC-SHA256"):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone as dj_timezone
 
-from orders.models import RechargeOrder
+from orders.models import RechargeOrder, Refund
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml
 
@@ -60,7 +60,9 @@ def test_history_lists_newest_first_with_status_words_and_beijing_times(client, 
     closed = make_order(payer, amount=30, created_at=datetime(2026, 11, 3, 1, 30, tzinfo=UTC),
                         status=RechargeOrder.Status.CLOSED)
     refunded = make_order(payer, amount=50, created_at=datetime(2026, 11, 4, 1, 30, tzinfo=UTC),
-                          status=RechargeOrder.Status.REFUNDED)
+                          status=RechargeOrder.Status.REFUNDED, refunded_amount=50, transaction_id="4200000000000050")
+    Refund.objects.create(order=refunded, out_refund_no=Refund.new_out_refund_no(), amount=50, reason="test",
+                          status=Refund.Status.SUCCESS)
     make_order(make_user("someone-else"), amount=777)
     client.force_login(payer)
     html = client.get("/orders/").content.decode()
