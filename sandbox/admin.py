@@ -8,7 +8,7 @@ class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
     can_delete = False
-    readonly_fields = ("out_refund_no", "refund_id", "refund_fee", "state", "success_time", "created_at")
+    readonly_fields = ("out_refund_no", "refund_id", "refund_fee", "state", "settle_at", "success_time", "created_at")
     fields = readonly_fields
 
     def has_add_permission(self, request, obj=None):
@@ -43,7 +43,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ("out_refund_no", "trade", "refund_fee", "state", "created_at")
+    list_display = ("out_refund_no", "trade", "refund_fee", "state", "settle_at", "created_at")
+    list_filter = ("state",)
     list_select_related = ("trade",)
 
 

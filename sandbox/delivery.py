@@ -1,5 +1,8 @@
 """Notify delivery: POST each queued notify, retry on WeChat's schedule until SUCCESS.
 
+Each round first settles the refunds that are due (WeChat settles refunds after it has
+answered 申请退款), which queues their refund notifies for the same round.
+
 Deliveries live in the database, so a restart resumes them; several workers may run at
 once (rows are claimed under a row lock, skipping locked ones).
 """
@@ -16,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from sandbox.models import Attempt, Delivery, Fault
+from sandbox.services import settle_due_refunds
 from wxrecharge import wxpay
 
 logger = logging.getLogger(__name__)
@@ -34,7 +38,9 @@ def retry_delay(attempts_made: int) -> timedelta | None:
 
 
 def deliver_due(limit: int = 20) -> int:
-    """Attempt every delivery that is due now; returns how many were attempted."""
+    """Settle the refunds that are due, then attempt every delivery that is due now;
+    returns how many deliveries were attempted."""
+    settle_due_refunds()
     now = timezone.now()
     with transaction.atomic():
         due = list(

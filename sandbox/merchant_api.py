@@ -2,7 +2,9 @@
 
 Protocol faults (not POST, empty or bad XML, missing fields, a bad sign, an unknown
 merchant) answer `return_code=FAIL` with WeChat's `return_msg` and no sign. Business
-faults answer `return_code=SUCCESS, result_code=FAIL` with `err_code`, signed.
+faults answer `return_code=SUCCESS, result_code=FAIL` with `err_code`, signed. With the
+corrupt_signature switch on for the trade a request concerns, every signed answer about
+it carries a wrong sign, which the merchant must refuse.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def endpoint(name: str, required: tuple[str, ...]) -> Callable:
         def view(request):
             params: dict[str, str] = {}
             mch = None
+            fault = None
             sign_type = wxpay.MD5
             try:
                 params = _parse(_read_body(request))
@@ -101,7 +104,7 @@ def endpoint(name: str, required: tuple[str, ...]) -> Callable:
                     raise ReturnFail("签名错误")
                 if params.get("appid") not in mch.appids:
                     raise ReturnFail("appid和mch_id不匹配")
-                fault = Fault.effective(params.get("out_trade_no"))
+                fault = Fault.effective(_out_trade_no_of(params, mch))
                 if fault.errors_on(name):
                     raise BusinessError("SYSTEMERROR", "系统错误")
                 answer = {"result_code": "SUCCESS", **handler(params, mch, fault)}
@@ -117,12 +120,31 @@ def endpoint(name: str, required: tuple[str, ...]) -> Callable:
             fields = {k: v for k, v in fields.items() if v not in (None, "")}
             if mch is not None:
                 fields["sign"] = wxpay.sign(fields, mch.api_key, sign_type)
+                if fault is not None and fault.corrupt_signature:
+                    fields["sign"] = services.corrupted(fields["sign"])
             return _xml(fields)
 
         view.__name__ = handler.__name__
         return view
 
     return decorate
+
+
+def _out_trade_no_of(params: dict, mch: Merchant) -> str | None:
+    """The trade a request concerns, for its fault switches: its out_trade_no, or the trade
+    found by transaction_id, refund_id or out_refund_no (orderquery and refundquery)."""
+    if params.get("out_trade_no"):
+        return params["out_trade_no"]
+    trades = Trade.objects.filter(mch_id=mch.mch_id)
+    if params.get("transaction_id"):
+        trades = trades.filter(transaction_id=params["transaction_id"])
+    elif params.get("refund_id"):
+        trades = trades.filter(refunds__refund_id=params["refund_id"])
+    elif params.get("out_refund_no"):
+        trades = trades.filter(refunds__out_refund_no=params["out_refund_no"])
+    else:
+        return None
+    return trades.values_list("out_trade_no", flat=True).first()
 
 
 def _find_trade(params: dict, mch: Merchant, lock: bool = False) -> Trade:
@@ -227,8 +249,8 @@ def closeorder(params: dict, mch: Merchant, fault: Fault) -> dict:
             raise BusinessError("ORDERPAID", "订单已支付，不能发起关单")
         if trade.state in (Trade.CLOSED, Trade.REVOKED):
             raise BusinessError("ORDERCLOSED", "订单已关闭，无需继续调用")
-        if timezone.now() - trade.created_at < timedelta(minutes=5):
-            raise BusinessError("INVALID_REQUEST", "订单生成后5分钟内不能关单")
+        # WeChat asks merchants to wait 5 minutes before closing, but has no error code for
+        # it and accepts the call (WECHATPAY.md 2.3): so does the sandbox.
         trade.state = Trade.CLOSED
         trade.save(update_fields=["state"])
     return {}
@@ -236,14 +258,21 @@ def closeorder(params: dict, mch: Merchant, fault: Fault) -> dict:
 
 @endpoint("refund", ("appid", "mch_id", "nonce_str", "out_refund_no", "total_fee", "refund_fee"))
 def refund(params: dict, mch: Merchant, fault: Fault) -> dict:
+    """申请退款: accepted as PROCESSING and answered at once; it settles later (the delivery
+    worker, or a refundquery that finds it due), and its notify goes out then.
+
+    The trade's row lock serialises refunds of one trade, so their total never exceeds
+    total_fee and one out_refund_no never refunds twice.
+    """
     if not OUT_REFUND_NO.match(params["out_refund_no"]):
         raise BusinessError("PARAM_ERROR", "out_refund_no参数格式错误")
-    if not FEE.match(params["total_fee"]) or not FEE.match(params["refund_fee"]):
-        raise BusinessError("PARAM_ERROR", "total_fee或refund_fee参数格式错误")
+    if not FEE.match(params["total_fee"]):
+        raise BusinessError("PARAM_ERROR", "total_fee参数格式错误，须为正整数（分）")
+    if not FEE.match(params["refund_fee"]):
+        raise BusinessError("PARAM_ERROR", "refund_fee参数格式错误，退款金额须为正整数（分）")
     refund_fee = int(params["refund_fee"])
     with transaction.atomic():
         trade = _find_trade(params, mch, lock=True)
-        fault = Fault.effective(trade.out_trade_no)
         existing = trade.refunds.filter(out_refund_no=params["out_refund_no"]).first()
         if existing is not None:
             if existing.refund_fee != refund_fee:
@@ -256,11 +285,11 @@ def refund(params: dict, mch: Merchant, fault: Fault) -> dict:
         if refund_fee > trade.total_fee - trade.refunded_fee:
             raise BusinessError("ERROR", "累计退款金额大于支付金额")
         new = Refund.objects.create(trade=trade, out_refund_no=params["out_refund_no"], refund_id=services.new_refund_id(),
-                                    refund_fee=refund_fee, notify_url=params.get("notify_url", ""))
+                                    refund_fee=refund_fee, notify_url=params.get("notify_url", ""),
+                                    settle_at=timezone.now() + services.refund_settle_delay())
         trade.refunded_fee += refund_fee
         trade.state = Trade.REFUND
         trade.save(update_fields=["refunded_fee", "state"])
-        services.settle_refund(new, fault)
     return _refund_answer(trade, new)
 
 
@@ -286,6 +315,14 @@ def refundquery(params: dict, mch: Merchant, fault: Fault) -> dict:
     found = list(refunds.order_by("created_at"))
     if not found:
         raise BusinessError("REFUNDNOTEXIST", "退款订单查询失败")
+    now = timezone.now()
+    due = [item.pk for item in found if item.is_due(now)]
+    if due:
+        # Settle what is due before answering, so that the answer and the refund notify
+        # tell the same outcome; settle_refund is a no-op if the worker got there first.
+        for pk in due:
+            services.settle_refund(pk)
+        found = list(refunds.order_by("created_at"))
     trade = found[0].trade
     answer = {"transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
               "total_fee": str(trade.total_fee), "cash_fee": str(trade.total_fee), "refund_count": str(len(found))}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.utils import timezone
 
@@ -48,6 +50,8 @@ class Trade(models.Model):
 
 
 class Refund(models.Model):
+    """A refund as WeChat Pay knows it: accepted as PROCESSING, settled a little later."""
+
     PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE = "PROCESSING", "SUCCESS", "REFUNDCLOSE", "CHANGE"
     STATES = [(s, s) for s in (PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE)]
 
@@ -58,6 +62,10 @@ class Refund(models.Model):
     notify_url = models.CharField(max_length=256, blank=True)
     state = models.CharField(max_length=16, choices=STATES, default=PROCESSING)
     success_time = models.DateTimeField(null=True, blank=True)
+    settle_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="when the delivery worker (or a refundquery) settles a PROCESSING refund",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -68,6 +76,10 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.out_refund_no} {self.state}"
+
+    def is_due(self, now: datetime | None = None) -> bool:
+        """Still PROCESSING and past its settle time: whoever sees it first settles it."""
+        return self.state == self.PROCESSING and self.settle_at is not None and self.settle_at <= (now or timezone.now())
 
 
 class AuthCode(models.Model):

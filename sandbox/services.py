@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import timedelta
 
@@ -17,9 +18,15 @@ from sandbox.merchants import merchant
 from sandbox.models import AuthCode, Delivery, Fault, Refund, Trade
 from wxrecharge import wxpay
 
+logger = logging.getLogger(__name__)
+
 BEIJING = timezone.get_fixed_timezone(8 * 60)
 PREPAY_TTL = timedelta(hours=2)
 CODE_TTL = timedelta(minutes=5)
+# WeChat accepts a refund at once and settles it later; here after 2s times
+# SANDBOX_NOTIFY_TIME_SCALE, never under 0.05s so that "PROCESSING" can be seen.
+REFUND_SETTLE_SECONDS = 2.0
+REFUND_SETTLE_MIN_SECONDS = 0.05
 
 
 class CashierError(Exception):
@@ -73,12 +80,17 @@ def trade_fields(trade: Trade, fault: Fault) -> dict[str, str]:
     return {k: v for k, v in fields.items() if v}
 
 
+def corrupted(sign: str) -> str:
+    """A signature one character off: what the 通知与查询签名错误 switch sends."""
+    return ("0" if sign[0] != "0" else "1") + sign[1:]
+
+
 def signed(fields: dict[str, str], trade: Trade, fault: Fault) -> dict[str, str]:
     key = merchant(trade.mch_id).api_key
     fields = {k: v for k, v in fields.items() if v not in ("", None)}
     fields["sign"] = wxpay.sign(fields, key, trade.sign_type)
     if fault.corrupt_signature:
-        fields["sign"] = ("0" if fields["sign"][0] != "0" else "1") + fields["sign"][1:]
+        fields["sign"] = corrupted(fields["sign"])
     return fields
 
 
@@ -103,6 +115,7 @@ def refund_notify_body(refund: Refund) -> str:
         "refund_recv_accout": "支付用户的零钱", "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
         "refund_request_source": "API",
     }
+    info = {k: v for k, v in info.items() if v}  # no success_time unless it succeeded
     fields = {"return_code": "SUCCESS", "appid": trade.appid, "mch_id": trade.mch_id, "nonce_str": wxpay.nonce(),
               "req_info": wxpay.encrypt_req_info(wxpay.to_xml(info, root="root"), key)}
     return wxpay.to_xml(fields)
@@ -152,14 +165,53 @@ def pay(prepay_id: str, appid: str) -> str:
         return trade.state
 
 
-def settle_refund(refund: Refund, fault: Fault) -> None:
-    """WeChat finishes a refund (at once here) and notifies its outcome."""
-    trade = refund.trade
-    if fault.end_state in (Refund.REFUNDCLOSE, Refund.CHANGE):
-        refund.state = fault.end_state
-        Trade.objects.filter(pk=trade.pk).update(refunded_fee=F("refunded_fee") - refund.refund_fee)
-    else:
-        refund.state = Refund.SUCCESS
-        refund.success_time = timezone.now()
-    refund.save(update_fields=["state", "success_time"])
-    queue_notify(trade, Delivery.REFUND, refund_notify_body(refund), fault, refund.notify_url, refund=refund)
+def refund_settle_delay() -> timedelta:
+    return timedelta(seconds=max(REFUND_SETTLE_MIN_SECONDS, REFUND_SETTLE_SECONDS * settings.SANDBOX_NOTIFY_TIME_SCALE))
+
+
+def settle_refund(refund_pk: int) -> Refund | None:
+    """WeChat settles a PROCESSING refund and queues its notify. Returns the refund if this
+    call settled it, None if it was settled already (by the worker or a refundquery).
+
+    The outcome comes from the fault switch `end_state`: REFUNDCLOSE gives the amount back
+    to the trade (a closed refund moved no money); CHANGE keeps it spent, as WeChat does
+    (the money left and the merchant finishes the refund by hand on its platform).
+    """
+    refund = Refund.objects.select_related("trade").get(pk=refund_pk)
+    if refund.state != Refund.PROCESSING:
+        return None
+    fault = Fault.effective(refund.trade.out_trade_no)
+    outcome = fault.end_state if fault.end_state in (Refund.REFUNDCLOSE, Refund.CHANGE) else Refund.SUCCESS
+    with transaction.atomic():
+        # The claim is a guarded UPDATE under the refund's row lock: only one caller (the
+        # worker or a refundquery) gets a row back, whoever comes second finds it settled.
+        claimed = Refund.objects.filter(pk=refund_pk, state=Refund.PROCESSING).update(
+            state=outcome, success_time=timezone.now() if outcome == Refund.SUCCESS else None,
+        )
+        if not claimed:
+            return None
+        if outcome == Refund.REFUNDCLOSE:
+            trades = Trade.objects.filter(pk=refund.trade_id)
+            trades.update(refunded_fee=F("refunded_fee") - refund.refund_fee)
+            # Nothing else refunded (or under way): the trade is plainly paid again.
+            trades.filter(state=Trade.REFUND, refunded_fee=0).update(state=Trade.SUCCESS)
+        refund = Refund.objects.select_related("trade").get(pk=refund_pk)
+        queue_notify(refund.trade, Delivery.REFUND, refund_notify_body(refund), fault, refund.notify_url, refund=refund)
+    logger.info("sandbox refund %s settled: %s", refund.out_refund_no, refund.state)
+    return refund
+
+
+def settle_due_refunds(limit: int = 100) -> int:
+    """Settle every PROCESSING refund whose time has come; returns how many this call settled.
+
+    One refund that fails is logged and left PROCESSING for the next round.
+    """
+    due = Refund.objects.filter(state=Refund.PROCESSING, settle_at__lte=timezone.now()).order_by("settle_at")
+    settled = 0
+    for pk in list(due.values_list("pk", flat=True)[:limit]):
+        try:
+            if settle_refund(pk) is not None:
+                settled += 1
+        except Exception:
+            logger.exception("sandbox refund %s could not be settled; retrying later", pk)
+    return settled

@@ -2,6 +2,8 @@
 
 It starts with the first request a process serves (runserver or gunicorn), picks up
 pending deliveries left by an earlier run, and wakes at once when a notify is queued.
+Each round also settles the refunds that are due (sandbox.delivery.deliver_due does
+both), so a refund settles within one idle wait of its time.
 `python manage.py sandbox_deliver --loop` does the same job as a separate process.
 """
 

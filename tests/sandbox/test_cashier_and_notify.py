@@ -8,9 +8,10 @@ import pytest
 import requests
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
 from sandbox import delivery as sandbox_delivery
-from sandbox.models import Attempt, Delivery, Trade
+from sandbox.models import Attempt, Delivery, Refund, Trade
 from tests.helpers import FAIL_XML, create_order
 from wxrecharge import wxpay as protocol
 
@@ -155,11 +156,14 @@ def test_an_unreachable_endpoint_is_recorded_and_retried(wxpay, sandbox_url):
     assert Attempt.objects.get().outcome == "error"
 
 
-def test_refund_notifies_decrypt_with_wechatpy(wxpay, sandbox_url, receiver):
+def test_refund_notifies_decrypt_with_wechatpy(wxpay, sandbox_url, receiver, slow_refunds):
     merchant = receiver()
     prepay_id = create_order(wxpay, "N6", total_fee=500)["prepay_id"]
     cashier_pay(sandbox_url, pay_params(prepay_id))
     wxpay.refund.apply(total_fee=500, refund_fee=200, out_refund_no="RN6", out_trade_no="N6", notify_url=merchant.url)
+    sandbox_delivery.deliver_due()
+    assert merchant.received == []  # still PROCESSING: nothing to tell yet
+    Refund.objects.update(settle_at=timezone.now())
     sandbox_delivery.deliver_due()
     body = merchant.received[-1][1]
     assert b"<sign>" not in body

@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 from django.conf import settings
+from django.utils import timezone
 from wechatpy.exceptions import InvalidSignatureException, WeChatPayException
 
 from sandbox import delivery as sandbox_delivery
@@ -66,6 +67,36 @@ def test_corrupt_the_signature_of_notifies_and_queries(wxpay, sandbox_url, recei
     sandbox_delivery.deliver_due()
     with pytest.raises(InvalidSignatureException):
         wxpay.parse_payment_result(merchant.received[0][1])
+    queried = wxpay.order.query(out_trade_no="F5")
+    assert queried["trade_state"] == "SUCCESS" and queried["sign"]
+    assert not protocol.verify(queried, settings.WECHAT_API_KEY)
+    by_transaction_id = wxpay.order.query(transaction_id=queried["transaction_id"])
+    assert not protocol.verify(by_transaction_id, settings.WECHAT_API_KEY)
+
+
+def test_corrupt_signature_also_spoils_closeorder_refund_and_refundquery_answers(wxpay, sandbox_url):
+    Fault.objects.create(out_trade_no="F14", corrupt_signature=True)
+    created = create_order(wxpay, "F14")
+    assert not protocol.verify(created, settings.WECHAT_API_KEY)  # the switch is on for this trade from the start
+    assert not protocol.verify(wxpay.order.close("F14"), settings.WECHAT_API_KEY)
+    paid_order(wxpay, sandbox_url, "F15", "http://127.0.0.1:9/n")
+    Fault.objects.create(out_trade_no="F15", corrupt_signature=True)
+    applied = wxpay.refund.apply(total_fee=1000, refund_fee=100, out_refund_no="RF15", out_trade_no="F15")
+    assert applied["refund_id"] and not protocol.verify(applied, settings.WECHAT_API_KEY)
+    for query in ({"out_trade_no": "F15"}, {"out_refund_no": "RF15"}, {"refund_id": applied["refund_id"]}):
+        answer = wxpay.refund.query(**query)
+        assert answer["out_refund_no_0"] == "RF15" and not protocol.verify(answer, settings.WECHAT_API_KEY), query
+    with pytest.raises(WeChatPayException) as exc:
+        wxpay.order.close("F15")
+    assert exc.value.errcode == "ORDERPAID"
+    assert not protocol.verify(protocol.parse_xml(exc.value.response.content), settings.WECHAT_API_KEY)  # errors too
+
+
+def test_corrupt_signature_leaves_other_trades_answers_signed(wxpay, sandbox_url):
+    Fault.objects.create(out_trade_no="F16", corrupt_signature=True)
+    created = create_order(wxpay, "F17")
+    assert protocol.verify(created, settings.WECHAT_API_KEY)
+    assert protocol.verify(wxpay.order.query(out_trade_no="F17"), settings.WECHAT_API_KEY)
 
 
 def test_report_a_different_total_fee_in_notifies_and_queries(wxpay, sandbox_url, receiver):
@@ -106,13 +137,52 @@ def test_end_a_trade_in_userpaying(wxpay, sandbox_url):
     assert not Delivery.objects.exists()
 
 
-def test_end_a_refund_in_refundclose_gives_the_amount_back(wxpay, sandbox_url):
+def test_end_a_refund_in_refundclose_gives_the_amount_back(wxpay, sandbox_url, receiver, slow_refunds):
+    merchant = receiver()
     paid_order(wxpay, sandbox_url, "F10", "http://127.0.0.1:9/n")
     Fault.objects.create(out_trade_no="F10", end_state="REFUNDCLOSE")
-    wxpay.refund.apply(total_fee=1000, refund_fee=1000, out_refund_no="RF10", out_trade_no="F10")
+    wxpay.refund.apply(total_fee=1000, refund_fee=1000, out_refund_no="RF10", out_trade_no="F10", notify_url=merchant.url)
+    assert wxpay.refund.query(out_refund_no="RF10")["refund_status_0"] == "PROCESSING"
+    assert wxpay.order.query(out_trade_no="F10")["trade_state"] == "REFUND"
+    Refund.objects.update(settle_at=timezone.now())
     assert wxpay.refund.query(out_refund_no="RF10")["refund_status_0"] == "REFUNDCLOSE"
     assert Refund.objects.get().state == Refund.REFUNDCLOSE
     assert Trade.objects.get(out_trade_no="F10").refunded_fee == 0
+    assert wxpay.order.query(out_trade_no="F10")["trade_state"] == "SUCCESS"  # nothing else is refunded
+    sandbox_delivery.deliver_due()
+    info = protocol.decrypt_req_info(protocol.parse_xml(merchant.received[0][1])["req_info"], settings.WECHAT_API_KEY)
+    assert info["refund_status"] == "REFUNDCLOSE" and "success_time" not in info
+    # The amount given back can be refunded again.
+    wxpay.refund.apply(total_fee=1000, refund_fee=1000, out_refund_no="RF10b", out_trade_no="F10")
+
+
+def test_a_refundclose_leaves_the_trade_in_refund_while_another_refund_stands(wxpay, sandbox_url, slow_refunds):
+    paid_order(wxpay, sandbox_url, "F18", "http://127.0.0.1:9/n")
+    wxpay.refund.apply(total_fee=1000, refund_fee=300, out_refund_no="RF18a", out_trade_no="F18")
+    Fault.objects.create(out_trade_no="F18", end_state="REFUNDCLOSE")
+    wxpay.refund.apply(total_fee=1000, refund_fee=200, out_refund_no="RF18b", out_trade_no="F18")
+    Refund.objects.filter(out_refund_no="RF18b").update(settle_at=timezone.now())
+    queried = wxpay.refund.query(out_trade_no="F18")
+    assert (queried["refund_status_0"], queried["refund_status_1"]) == ("PROCESSING", "REFUNDCLOSE")
+    assert Trade.objects.get(out_trade_no="F18").refunded_fee == 300
+    assert wxpay.order.query(out_trade_no="F18")["trade_state"] == "REFUND"
+
+
+def test_end_a_refund_in_change_keeps_the_amount_spent(wxpay, sandbox_url, receiver):
+    merchant = receiver()
+    paid_order(wxpay, sandbox_url, "F19", "http://127.0.0.1:9/n")
+    Fault.objects.create(out_trade_no="F19", end_state="CHANGE")
+    wxpay.refund.apply(total_fee=1000, refund_fee=1000, out_refund_no="RF19", out_trade_no="F19", notify_url=merchant.url)
+    Refund.objects.update(settle_at=timezone.now())
+    sandbox_delivery.deliver_due()  # the worker settles it, then delivers its notify
+    info = protocol.decrypt_req_info(protocol.parse_xml(merchant.received[0][1])["req_info"], settings.WECHAT_API_KEY)
+    assert info["refund_status"] == "CHANGE" and info["out_refund_no"] == "RF19"
+    assert wxpay.refund.query(out_refund_no="RF19")["refund_status_0"] == "CHANGE"
+    # The money left WeChat; the merchant finishes this refund by hand, not with a second one.
+    assert Trade.objects.get(out_trade_no="F19").refunded_fee == 1000
+    with pytest.raises(WeChatPayException) as exc:
+        wxpay.refund.apply(total_fee=1000, refund_fee=1, out_refund_no="RF19b", out_trade_no="F19")
+    assert exc.value.errcode == "ERROR"
 
 
 def test_a_trades_own_switches_win_over_the_global_ones(wxpay, sandbox_url, receiver):

@@ -7,17 +7,22 @@ from django.core.management.base import BaseCommand
 
 from sandbox import worker
 from sandbox.delivery import deliver_due
+from sandbox.services import settle_due_refunds
 
 
 class Command(BaseCommand):
-    help = "Deliver the sandbox's due notifies once, or keep delivering with --loop (stops on SIGTERM)."
+    """Settle the sandbox's due refunds and deliver its due notifies, once or in a loop."""
+
+    help = ("Settle the sandbox's due refunds and deliver its due notifies once, "
+            "or keep doing so with --loop (stops on SIGTERM).")
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="keep running until SIGTERM or Ctrl-C")
 
     def handle(self, *args, loop: bool = False, **options):
         if not loop:
-            self.stdout.write(f"attempted {deliver_due(limit=1000)} notifies")
+            settled = settle_due_refunds(limit=1000)
+            self.stdout.write(f"settled {settled} refunds, attempted {deliver_due(limit=1000)} notifies")
             return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
