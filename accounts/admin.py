@@ -1,34 +1,100 @@
-from django.contrib import admin
+"""Operators' page for users: balance and WeChat identities read-only, the latest ledger rows,
+and a balance adjustment page (money only moves through the ledger: an adjustment is a
+ledger row with its reason and operator)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from accounts.models import User
 from orders.models import LedgerEntry
+from wxrecharge.admin import changelist_url, yuan
+from wxrecharge.money import format_fen, parse_yuan
+
+# The user page shows this many ledger rows; the rest are one link away.
+LEDGER_ROWS = 20
+BAD_AMOUNT = "请输入正确的金额（元，最多两位小数；扣减请用负数）"
 
 
-class LedgerInline(admin.TabularInline):
-    model = LedgerEntry
-    fk_name = "user"
-    extra = 0
-    can_delete = False
-    fields = ("created_at", "kind", "amount", "balance_after", "order", "reason")
-    readonly_fields = fields
-    ordering = ("-created_at",)
+class AdjustForm(forms.Form):
+    required_css_class = "required"
 
-    def has_add_permission(self, request, obj=None):
-        return False
+    amount = forms.CharField(label="调整金额（元）", max_length=20, error_messages={"required": BAD_AMOUNT},
+                             help_text="正数增加余额，负数扣减余额，例如 5.00 或 -5.00；最多两位小数",
+                             widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    reason = forms.CharField(label="调整原因", max_length=200, error_messages={"required": "请填写调整原因"},
+                             help_text="会记在余额流水上", widget=forms.TextInput(attrs={"class": "vTextField"}))
+
+    def clean_amount(self) -> int:
+        fen = parse_yuan(self.cleaned_data["amount"], signed=True)
+        if fen is None:
+            raise forms.ValidationError(BAD_AMOUNT)
+        return fen
 
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "balance_display", "openid", "mp_openid", "is_staff", "date_joined")
     search_fields = ("username", "openid", "mp_openid")
-    inlines = [LedgerInline]
     readonly_fields = ("balance_display", "openid", "mp_openid", "last_login", "date_joined")
+    # The balance right under the name: it is what operators come to this page for.
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        DjangoUserAdmin.fieldsets[0],
         ("微信与余额", {"fields": ("balance_display", "openid", "mp_openid")}),
+        *DjangoUserAdmin.fieldsets[1:],
     )
 
-    @admin.display(description="余额（元）", ordering="balance")
+    @admin.display(description="余额", ordering="balance")
     def balance_display(self, obj: User) -> str:
-        return f"¥{obj.balance_yuan}"
+        return yuan(obj.balance)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The latest ledger rows under the form (an inline cannot be limited to a few rows)."""
+        context = dict(extra_context or {})
+        user = self.get_object(request, object_id)
+        if user is not None:
+            context["ledger_rows"] = (user.ledger_entries.select_related("order", "refund", "operator")
+                                      .order_by("-created_at", "-pk")[:LEDGER_ROWS])
+            context["ledger_count"] = user.ledger_entries.count()
+            context["ledger_url"] = changelist_url(LedgerEntry, user=user.pk)
+            if self.has_change_permission(request, user):
+                context["adjust_url"] = reverse("admin:accounts_user_adjust", args=[user.pk])
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self):
+        adjust = path("<int:pk>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_user_adjust")
+        return [adjust, *super().get_urls()]
+
+    def adjust_view(self, request, pk: int):
+        """Adjust a balance by signed yuan with a reason; LedgerEntry.adjust refuses zero,
+        no reason and going below zero."""
+        user = get_object_or_404(User, pk=pk)
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        form = AdjustForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                entry = LedgerEntry.adjust(user.pk, form.cleaned_data["amount"], form.cleaned_data["reason"], request.user)
+            except ValueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                sign = "+" if entry.amount > 0 else ""
+                self.message_user(request, f"已调整 {user.username} 的余额 {sign}{format_fen(entry.amount)} 元，"
+                                           f"调整后余额 ¥{entry.balance_after_yuan}", messages.SUCCESS)
+                return redirect("admin:accounts_user_change", user.pk)
+        user.refresh_from_db(fields=["balance"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"调整余额：{user.username}",
+            "original": user,
+            "form": form,
+            "balance": yuan(user.balance),
+        }
+        return TemplateResponse(request, "admin/accounts/user/adjust.html", context)

@@ -1,11 +1,154 @@
-from django.contrib import admin
+"""Operators' pages for the notification log and incidents: read-only records with the two
+things an operator does with them, process a notify again and mark an incident handled.
 
-from payments.models import Notification
-from wxrecharge.admin import ReadOnlyAdmin
+The actions need the model's change permission (the records are never edited by hand,
+but these actions do change them).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from orders.models import RechargeOrder, Refund
+from payments.models import Incident, Notification
+from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link, link_to
 
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "kind", "out_trade_no", "signature_valid", "outcome", "remote_addr")
-    list_filter = ("kind", "outcome", "signature_valid")
-    search_fields = ("out_trade_no",)
+    list_display = ("received_at", "kind", "out_trade_no", "out_refund_no", "signature_valid", "outcome", "incident_link")
+    list_filter = ("kind", "outcome", "signature_valid", ("received_at", admin.DateFieldListFilter))
+    search_fields = ("out_trade_no", "out_refund_no")
+    list_select_related = ("incident",)
+    fields = ("received_at", "kind", "remote_addr", "signature_valid", "outcome", "processed_at", "order_link",
+              "refund_link", "incident_link", "detail", "body_display", "traceback_display")
+    readonly_fields = fields
+    actions = ["process_again"]
+
+    def has_process_permission(self, request) -> bool:
+        return request.user.has_perm("payments.change_notification")
+
+    @admin.display(description="异常")
+    def incident_link(self, obj: Notification) -> str:
+        return link(obj.incident, f"#{obj.incident_id} {obj.incident.get_kind_display()}" if obj.incident else None)
+
+    @admin.display(description="订单")
+    def order_link(self, obj: Notification) -> str:
+        if not obj.out_trade_no:
+            return "-"
+        order = RechargeOrder.objects.filter(out_trade_no=obj.out_trade_no).first()
+        return link(order) if order else f"{obj.out_trade_no}（本站没有这个订单）"
+
+    @admin.display(description="退款")
+    def refund_link(self, obj: Notification) -> str:
+        if not obj.out_refund_no:
+            return "-"
+        refund = Refund.objects.filter(out_refund_no=obj.out_refund_no).first()
+        return link(refund) if refund else f"{obj.out_refund_no}（本站没有这笔退款）"
+
+    @admin.display(description="原文")
+    def body_display(self, obj: Notification) -> str:
+        return format_html('<pre class="notify-body">{}</pre>', obj.body_text)
+
+    @admin.display(description="错误堆栈")
+    def traceback_display(self, obj: Notification) -> str:
+        return format_html('<pre class="notify-body">{}</pre>', obj.traceback) if obj.traceback else "-"
+
+    @admin.action(description="重新处理", permissions=["process"])
+    def process_again(self, request, queryset):
+        """Process a notify that failed (or was never processed) again, the way WeChat's retry would."""
+        retry = (Notification.Outcome.ERROR, Notification.Outcome.RECEIVED)
+        done = failed = skipped = 0
+        for notification in queryset:
+            if notification.outcome not in retry:
+                skipped += 1
+            elif notification.process():
+                done += 1
+            else:
+                failed += 1
+        if done or failed:
+            level = messages.WARNING if failed else messages.SUCCESS
+            self.message_user(request, f"重新处理 {done + failed} 条通知：成功 {done} 条，失败 {failed} 条", level)
+        if skipped:
+            self.message_user(request, f"跳过 {skipped} 条：只有“处理失败”或“已接收”的通知可以重新处理", messages.WARNING)
+
+
+class IncidentStateFilter(admin.SimpleListFilter):
+    """Open incidents unless asked otherwise: they are what the list is for."""
+
+    title = "状态"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "未处理"), ("resolved", "已处理"), ("all", "全部")]
+
+    def choices(self, changelist):
+        current = self.value() or "open"
+        for value, label in self.lookup_choices:
+            yield {"selected": current == value, "display": label,
+                   "query_string": changelist.get_query_string({self.parameter_name: value})}
+
+    def queryset(self, request, queryset):
+        value = self.value() or "open"
+        if value == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if value == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "out_trade_no", "order_link", "refund_link", "short_message", "occurrences", "created_at",
+                    "last_seen_at", "state")
+    list_filter = (IncidentStateFilter, "kind")
+    search_fields = ("out_trade_no", "message")
+    list_select_related = ("order", "refund", "resolved_by")
+    fields = ("kind", "state", "out_trade_no", "order_link", "refund_link", "message", "occurrences", "created_at",
+              "last_seen_at", "resolved_at", "resolved_by", "resolution", "notifications_list")
+    readonly_fields = fields
+    actions = ["resolve_selected"]
+
+    def has_resolve_permission(self, request) -> bool:
+        return request.user.has_perm("payments.change_incident")
+
+    @admin.display(description="订单")
+    def order_link(self, obj: Incident) -> str:
+        return link(obj.order)
+
+    @admin.display(description="退款")
+    def refund_link(self, obj: Incident) -> str:
+        return link(obj.refund)
+
+    @admin.display(description="说明")
+    def short_message(self, obj: Incident) -> str:
+        return Truncator(obj.message).chars(60)
+
+    @admin.display(description="状态", ordering="resolved_at")
+    def state(self, obj: Incident) -> str:
+        if obj.is_open:
+            return "未处理"
+        return f"已处理（{obj.resolved_by or '-'}）"
+
+    @admin.display(description="相关通知")
+    def notifications_list(self, obj: Incident) -> str:
+        notifications = obj.notifications.order_by("-received_at")[:50]
+        if not notifications:
+            return "-"
+        rows = format_html_join(
+            "", '<li><a href="{}">{} {} {}</a></li>',
+            ((change_url(n), timezone.localtime(n.received_at).strftime("%Y-%m-%d %H:%M:%S"), n.get_kind_display(),
+              n.get_outcome_display()) for n in notifications),
+        )
+        everything = link_to(changelist_url(Notification, incident=obj.pk), "查看全部")
+        return format_html('<ul class="incident-notifications">{}</ul>{}', rows, everything)
+
+    @admin.action(description="标记为已处理", permissions=["resolve"])
+    def resolve_selected(self, request, queryset):
+        resolved = sum(incident.resolve(request.user, "运营后台标记为已处理") for incident in queryset)
+        self.message_user(request, f"已将 {resolved} 条异常标记为已处理")
+        if resolved < len(queryset):
+            self.message_user(request, f"跳过 {len(queryset) - resolved} 条已处理的异常", messages.WARNING)

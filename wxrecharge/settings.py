@@ -82,7 +82,7 @@ NOTIFY_LOG_RETENTION_DAYS = env.int("NOTIFY_LOG_RETENTION_DAYS", default=90)
 
 # --- Django ---------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "wxrecharge.admin.AdminConfig",  # django.contrib.admin with SiteAdmin (the start page figures)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
