@@ -22,8 +22,15 @@ LEDGER_ROWS = 20
 BAD_AMOUNT = "请输入正确的金额（元，最多两位小数；扣减请用负数）"
 
 
+REQUEST_NO = r"^AJ[0-9]{26}$"
+
+
 class AdjustForm(forms.Form):
     required_css_class = "required"
+
+    # Made when the page is shown: submitting the same form twice adjusts once.
+    request_no = forms.RegexField(REQUEST_NO, widget=forms.HiddenInput,
+                                  error_messages={"invalid": "页面已过期，请重新提交", "required": "页面已过期，请重新提交"})
 
     amount = forms.CharField(label="调整金额（元）", max_length=20, error_messages={"required": BAD_AMOUNT},
                              help_text="正数增加余额，负数扣减余额，例如 5.00 或 -5.00；最多两位小数",
@@ -77,10 +84,12 @@ class UserAdmin(DjangoUserAdmin):
         user = get_object_or_404(User, pk=pk)
         if not self.has_change_permission(request, user):
             raise PermissionDenied
-        form = AdjustForm(request.POST if request.method == "POST" else None)
+        form = AdjustForm(request.POST if request.method == "POST" else None,
+                          initial={"request_no": LedgerEntry.new_request_no()})
         if form.is_valid():
             try:
-                entry = LedgerEntry.adjust(user.pk, form.cleaned_data["amount"], form.cleaned_data["reason"], request.user)
+                entry = LedgerEntry.adjust(user.pk, form.cleaned_data["amount"], form.cleaned_data["reason"], request.user,
+                                           request_no=form.cleaned_data["request_no"])
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -88,6 +97,14 @@ class UserAdmin(DjangoUserAdmin):
                 self.message_user(request, f"已调整 {user.username} 的余额 {sign}{format_fen(entry.amount)} 元，"
                                            f"调整后余额 ¥{entry.balance_after_yuan}", messages.SUCCESS)
                 return redirect("admin:accounts_user_change", user.pk)
+        if form.is_bound and "request_no" in form.errors:
+            # Show the page again with a fresh number, so that the next submission can pass.
+            data = request.POST.copy()
+            data["request_no"] = LedgerEntry.new_request_no()
+            errors = form.errors["request_no"]
+            form = AdjustForm(data)
+            form.is_valid()
+            form.add_error(None, errors)
         user.refresh_from_db(fields=["balance"])
         context = {
             **self.admin_site.each_context(request),

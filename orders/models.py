@@ -82,7 +82,7 @@ class RechargeOrder(models.Model):
     status = models.PositiveSmallIntegerField("状态", choices=Status.choices, default=Status.PENDING, editable=False)
     channel = models.CharField("渠道", max_length=16, choices=Channel.choices, editable=False)
     openid = models.CharField("下单 openid", max_length=128, editable=False)
-    prepay_id = models.CharField(max_length=64, blank=True, editable=False)
+    prepay_id = models.CharField("prepay_id", max_length=64, blank=True, editable=False)
     prepay_expires_at = models.DateTimeField("prepay_id 有效期", null=True, blank=True, editable=False)
     expires_at = models.DateTimeField("支付截止（time_expire）", editable=False)
     transaction_id = models.CharField("微信支付单号", max_length=32, unique=True, null=True, blank=True, editable=False)
@@ -368,6 +368,8 @@ class LedgerEntry(models.Model):
                                  related_name="+", verbose_name="操作人")
     balance_after = models.BigIntegerField("变动后余额（分）")
     reason = models.CharField("说明", max_length=200, blank=True)
+    # An operator's adjustment form carries a one-time number: submitting it twice adjusts once.
+    request_no = models.CharField("申请单号", max_length=40, unique=True, null=True, blank=True, editable=False)
     created_at = models.DateTimeField("时间", default=timezone.now)
 
     class Meta:
@@ -395,9 +397,14 @@ class LedgerEntry(models.Model):
     def balance_after_yuan(self) -> str:
         return format_fen(self.balance_after)
 
+    @staticmethod
+    def new_request_no(now: datetime | None = None) -> str:
+        """"AJ" + Beijing timestamp + random digits, for an adjustment form."""
+        return "AJ" + _stamp(now) + _random_digits(12)
+
     @classmethod
     def post(cls, user_id: int, amount: int, kind: str, *, order: RechargeOrder | None = None,
-             refund: Refund | None = None, operator=None, reason: str = "") -> LedgerEntry:
+             refund: Refund | None = None, operator=None, reason: str = "", request_no: str | None = None) -> LedgerEntry:
         """Change a balance by `amount` fen (negative: a debit) and write its row, under the user's row lock.
 
         Raises InsufficientBalance rather than go below zero (the database refuses it too).
@@ -411,18 +418,29 @@ class LedgerEntry(models.Model):
                 raise InsufficientBalance(balance)
             User.objects.filter(pk=user_id).update(balance=balance + amount)
             return cls.objects.create(user_id=user_id, amount=amount, kind=kind, order=order, refund=refund,
-                                      operator=operator, balance_after=balance + amount, reason=reason)
+                                      operator=operator, balance_after=balance + amount, reason=reason,
+                                      request_no=request_no or None)
 
     @classmethod
-    def adjust(cls, user_id: int, amount: int, reason: str, operator) -> LedgerEntry:
-        """An operator's balance adjustment (signed fen) with its reason; never below zero."""
+    def adjust(cls, user_id: int, amount: int, reason: str, operator, request_no: str | None = None) -> LedgerEntry:
+        """An operator's balance adjustment (signed fen) with its reason; never below zero.
+
+        A form's `request_no` makes a double submission one adjustment.
+        """
+        from accounts.models import User
+
         reason = reason.strip()
         if amount == 0:
             raise ValueError("调整金额不能为 0")
         if not reason:
             raise ValueError("请填写调整原因")
         with transaction.atomic():
+            # Under the user's row lock, so that two submissions of one form see each other.
+            User.objects.select_for_update().filter(pk=user_id).values_list("pk").first()
+            if request_no and cls.objects.filter(request_no=request_no).exists():
+                raise ValueError("该调整已提交，请勿重复提交")
             try:
-                return cls.post(user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200])
+                return cls.post(user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200],
+                                request_no=request_no)
             except InsufficientBalance as exc:
                 raise ValueError(f"余额 ¥{format_fen(exc.balance)} 不足以扣减 ¥{format_fen(-amount)}") from exc

@@ -19,6 +19,11 @@ def user_url(user) -> str:
     return f"/admin/accounts/user/{user.pk}/change/"
 
 
+def form(values: dict) -> dict:
+    """The adjustment form as the page sends it, with the one-time number it was shown with."""
+    return {"request_no": LedgerEntry.new_request_no(), **values}
+
+
 def adjust_url(user) -> str:
     return f"/admin/accounts/user/{user.pk}/adjust/"
 
@@ -56,7 +61,7 @@ def test_the_ledger_rows_show_yuan_kind_order_and_operator(admin_client, admin_u
 def test_an_adjustment_credits_with_a_reason_and_the_operator(admin_client, admin_user, payer):
     html = admin_client.get(adjust_url(payer)).content.decode()
     assert "调整金额（元）" in html and "当前余额" in html and 'name="_save"' not in html
-    response = admin_client.post(adjust_url(payer), {"amount": "12.50", "reason": "活动赠送"}, follow=True)
+    response = admin_client.post(adjust_url(payer), form({"amount": "12.50", "reason": "活动赠送"}), follow=True)
     assert response.redirect_chain[-1][0] == user_url(payer)
     assert "已调整 payer 的余额 +12.50 元，调整后余额 ¥12.50" in messages_of(response)
     entry = LedgerEntry.objects.get()
@@ -65,7 +70,7 @@ def test_an_adjustment_credits_with_a_reason_and_the_operator(admin_client, admi
 
 def test_an_adjustment_debits_with_a_negative_amount(admin_client, payer):
     settled_order(payer, 1000)
-    response = admin_client.post(adjust_url(payer), {"amount": "-2.5", "reason": "多充冲正"}, follow=True)
+    response = admin_client.post(adjust_url(payer), form({"amount": "-2.5", "reason": "多充冲正"}), follow=True)
     assert "已调整 payer 的余额 -2.50 元，调整后余额 ¥7.50" in messages_of(response)
     payer.refresh_from_db()
     assert payer.balance == 750
@@ -81,7 +86,7 @@ def test_an_adjustment_debits_with_a_negative_amount(admin_client, payer):
 ])
 def test_an_adjustment_is_refused_with_the_reason(admin_client, payer, values, message):
     settled_order(payer, 1000)
-    response = admin_client.post(adjust_url(payer), values)
+    response = admin_client.post(adjust_url(payer), form(values))
     assert response.status_code == 200 and message in response.content.decode()
     payer.refresh_from_db()
     assert payer.balance == 1000 and LedgerEntry.objects.count() == 1
@@ -90,8 +95,23 @@ def test_an_adjustment_is_refused_with_the_reason(admin_client, payer, values, m
 def test_adjusting_needs_the_change_user_permission(payer):
     _, viewer = operator("viewer", "accounts.view_user")
     assert viewer.get(adjust_url(payer)).status_code == 403
-    assert viewer.post(adjust_url(payer), {"amount": "5", "reason": "x"}).status_code == 403
+    assert viewer.post(adjust_url(payer), form({"amount": "5", "reason": "x"})).status_code == 403
     assert "调整余额" not in viewer.get(user_url(payer)).content.decode()
     _, changer = operator("changer", "accounts.view_user", "accounts.change_user")
-    assert changer.post(adjust_url(payer), {"amount": "5", "reason": "x"}).status_code == 302
+    assert changer.post(adjust_url(payer), form({"amount": "5", "reason": "x"})).status_code == 302
     assert LedgerEntry.objects.get().amount == 500
+
+
+def test_submitting_one_adjustment_form_twice_adjusts_once(admin_client, payer):
+    sent = form({"amount": "5", "reason": "活动赠送"})
+    assert admin_client.post(adjust_url(payer), sent).status_code == 302
+    response = admin_client.post(adjust_url(payer), sent)
+    assert response.status_code == 200 and "该调整已提交，请勿重复提交" in response.content.decode()
+    payer.refresh_from_db()
+    assert payer.balance == 500 and LedgerEntry.objects.count() == 1
+
+
+def test_an_adjustment_form_without_its_one_time_number_is_refused(admin_client, payer):
+    response = admin_client.post(adjust_url(payer), {"amount": "5", "reason": "活动赠送"})
+    assert response.status_code == 200 and "页面已过期" in response.content.decode()
+    assert not LedgerEntry.objects.exists()
