@@ -63,6 +63,17 @@ def check_production_configuration(app_configs=None, **kwargs):
                     id="wxrecharge.W002",
                 )
             )
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3" and not database.get("CONN_MAX_AGE") and not (
+        database.get("OPTIONS", {}).get("pool")
+    ):
+        messages.append(
+            Warning(
+                "Database connections are opened for every request (DATABASE_CONN_MAX_AGE=0, no pool).",
+                hint="Unset DATABASE_CONN_MAX_AGE (default 600 seconds) so that each worker reuses its connection.",
+                id="wxrecharge.W003",
+            )
+        )
     if settings.WECHAT_SIGN_TYPE not in ("MD5", "HMAC-SHA256"):
         messages.append(
             Error(

@@ -146,6 +146,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     })
+else:
+    # A connection per request costs a PostgreSQL backend start each time (an outside
+    # measurement: 772 -> 140 tps). Each worker keeps its connection for
+    # DATABASE_CONN_MAX_AGE seconds and checks it is alive before reusing it after an
+    # error or a restart of the database. 0 turns reuse off (wxrecharge.W003 says so).
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
