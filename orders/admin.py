@@ -24,7 +24,7 @@ from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
 from payments.wechat import WeChatError
-from wxrecharge.admin import ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, link_to, when, yuan
+from wxrecharge.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, link_to, when, yuan
 from wxrecharge.money import format_fen, parse_yuan
 
 OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
@@ -117,13 +117,12 @@ class RefundForm(forms.Form):
 
 
 @admin.register(RechargeOrder)
-class RechargeOrderAdmin(admin.ModelAdmin):
+class RechargeOrderAdmin(LargeTableAdmin):
     list_display = ("out_trade_no", "user", "amount_display", "status_display", "channel", "created_at", "paid_at",
                     "incident_marker")
     list_filter = ("status", "channel", ("created_at", admin.DateFieldListFilter), OpenIncidentFilter)
-    search_fields = ("out_trade_no", "transaction_id", "user__username", "openid")
+    exact_search_fields = ("out_trade_no", "transaction_id", "user__username", "openid")
     list_select_related = ("user",)
-    date_hierarchy = "created_at"
     fields = ("out_trade_no", "user_link", "amount_display", "status_display", "refundable_display", "channel",
               "openid", "transaction_id", "paid_at", "prepay_id", "prepay_expires_at", "expires_at", "synced_at",
               "created_at", "updated_at", "notifications_link")
@@ -308,7 +307,7 @@ class RefundAdmin(ReadOnlyAdmin):
     list_display = ("out_refund_no", "order_link", "order_user", "amount_display", "status", "requested_by", "created",
                     "settled", "error")
     list_filter = ("status",)
-    search_fields = ("out_refund_no", "order__out_trade_no", "refund_id")
+    exact_search_fields = ("out_refund_no", "order__out_trade_no", "refund_id")
     list_select_related = ("order__user", "requested_by")
     fields = ("out_refund_no", "order_link", "order_user", "amount_display", "status", "reason", "requested_by",
               "refund_id", "accepted", "last_error", "created_at", "synced_at", "settled_at", "updated_at")
@@ -369,7 +368,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "kind", "amount_display", "balance_after_display", "order", "refund",
                     "operator", "reason")
     list_filter = ("kind",)
-    search_fields = ("user__username", "order__out_trade_no")
+    exact_search_fields = ("user__username", "order__out_trade_no")
     list_select_related = ("user", "order", "refund", "operator")
     fields = ("created_at", "user_link", "kind", "amount_display", "balance_after_display", "order_link", "refund_link",
               "operator", "reason")

@@ -101,6 +101,11 @@ class RechargeOrder(models.Model):
         indexes = [
             models.Index(fields=["user", "status", "channel", "amount"], name="order_reuse_idx"),
             models.Index(fields=["status", "created_at"], name="order_status_created_idx"),
+            # A user's history, newest first, a page at a time (keyset on created_at, id).
+            models.Index(fields=["user", "-created_at", "-id"], name="order_user_history_idx"),
+            # The admin's list, newest first, and its search by openid.
+            models.Index(fields=["-created_at", "-id"], name="order_created_idx"),
+            models.Index(fields=["openid"], name="order_openid_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
@@ -376,6 +381,11 @@ class LedgerEntry(models.Model):
         verbose_name = "余额流水"
         verbose_name_plural = "余额流水"
         ordering = ["-created_at", "-pk"]
+        indexes = [
+            # A user's latest rows (the user page) and the ledger list, newest first.
+            models.Index(fields=["user", "-created_at", "-id"], name="ledger_user_created_idx"),
+            models.Index(fields=["-created_at", "-id"], name="ledger_created_idx"),
+        ]
         constraints = [
             # A paid order is credited exactly once, whatever the code does.
             models.UniqueConstraint(fields=["order"], condition=models.Q(kind="recharge"),

@@ -21,7 +21,7 @@ from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link, li
 class NotificationAdmin(ReadOnlyAdmin):
     list_display = ("received_at", "kind", "out_trade_no", "out_refund_no", "signature_valid", "outcome", "incident_link")
     list_filter = ("kind", "outcome", "signature_valid", ("received_at", admin.DateFieldListFilter))
-    search_fields = ("out_trade_no", "out_refund_no")
+    exact_search_fields = ("out_trade_no", "out_refund_no")
     list_select_related = ("incident",)
     fields = ("received_at", "kind", "remote_addr", "signature_valid", "outcome", "processed_at", "order_link",
               "refund_link", "incident_link", "detail", "body_display", "traceback_display")
@@ -105,7 +105,7 @@ class IncidentAdmin(ReadOnlyAdmin):
     list_display = ("kind", "out_trade_no", "order_link", "refund_link", "short_message", "occurrences", "created_at",
                     "last_seen_at", "state")
     list_filter = (IncidentStateFilter, "kind")
-    search_fields = ("out_trade_no", "message")
+    exact_search_fields = ("out_trade_no",)
     list_select_related = ("order", "refund", "resolved_by")
     fields = ("kind", "state", "out_trade_no", "order_link", "refund_link", "message", "occurrences", "created_at",
               "last_seen_at", "resolved_at", "resolved_by", "resolution", "notifications_list")

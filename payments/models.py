@@ -110,7 +110,7 @@ class Notification(models.Model):
     received_at = models.DateTimeField("接收时间", default=timezone.now, db_index=True)
     signature_valid = models.BooleanField("签名有效", null=True)
     out_trade_no = models.CharField("商户订单号", max_length=64, blank=True, db_index=True)
-    out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)
+    out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True, db_index=True)
     outcome = models.CharField("处理结果", max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
     detail = models.TextField("说明", blank=True)
     traceback = models.TextField("错误堆栈", blank=True)
