@@ -50,6 +50,14 @@ class NotifyError(ValueError):
         self.signature_valid = signature_valid
 
 
+def _mount_sandbox(session) -> None:
+    """Calls to this site's own sandbox are answered in process (sandbox/transport.py)."""
+    if settings.WECHAT_SANDBOX:
+        from sandbox import transport
+
+        transport.mount(session)
+
+
 def _base(setting: str, sandbox_path: str, default: str) -> str:
     explicit = getattr(settings, setting)
     if explicit:
@@ -93,6 +101,7 @@ class Pay:
             mch_cert=settings.WECHAT_MCH_CERT, mch_key=settings.WECHAT_MCH_KEY, timeout=settings.WECHAT_HTTP_TIMEOUT,
         )
         self._client.API_BASE_URL = pay_base_url()
+        _mount_sandbox(self._client._http)
 
     @classmethod
     def for_channel(cls, channel: str) -> Pay:
@@ -218,6 +227,7 @@ def oauth(redirect_uri: str, state: str) -> WeChatOAuth:
     client = _OAuth(settings.WECHAT_APPID, settings.WECHAT_APP_SECRET, redirect_uri, "snsapi_base", state)
     client.API_BASE_URL = api_base_url()
     client.OAUTH_BASE_URL = open_base_url()
+    _mount_sandbox(client._http)
     return client
 
 
@@ -241,6 +251,7 @@ def mini_program_session(js_code: str) -> dict[str, str]:
     client = WeChatClient(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET,
                           access_token="unused-by-jscode2session", timeout=settings.WECHAT_HTTP_TIMEOUT)
     client.wxa.API_BASE_URL = api_base_url()
+    _mount_sandbox(client._http)
     try:
         return client.wxa.code_to_session(js_code)
     except WeChatClientException as exc:

@@ -12,6 +12,9 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 # Tests start notify delivery themselves (tests.helpers.py), on a fast schedule.
 os.environ.setdefault("SANDBOX_NOTIFY_THREAD", "0")
 os.environ.setdefault("SANDBOX_NOTIFY_TIME_SCALE", "0.01")
+# The site talks to the sandbox over real HTTP in tests, as it would to WeChat
+# (tests/sandbox/test_transport.py covers the in-process path).
+os.environ.setdefault("SANDBOX_IN_PROCESS", "0")
 
 from wxrecharge.settings import *  # noqa: E402,F403
 

@@ -68,6 +68,9 @@ WECHAT_HTTP_TIMEOUT = env.float("WECHAT_HTTP_TIMEOUT", default=10.0)
 
 # Sandbox notify retries follow WeChat's schedule times this factor (0.01: 15s -> 0.15s).
 SANDBOX_NOTIFY_TIME_SCALE = env.float("SANDBOX_NOTIFY_TIME_SCALE", default=1.0)
+# Answer the site's own calls to /sandbox/ in process (sandbox/transport.py), so a server
+# with one sync worker never waits for itself.
+SANDBOX_IN_PROCESS = env.bool("SANDBOX_IN_PROCESS", default=True)
 # Deliver sandbox notifies from a thread of the web process (no second process needed).
 SANDBOX_NOTIFY_THREAD = env.bool("SANDBOX_NOTIFY_THREAD", default=True)
 
