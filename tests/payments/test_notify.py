@@ -127,7 +127,7 @@ def test_notify_needs_post(client):
 
 def test_a_database_error_mid_apply_leaves_nothing_half_done_and_the_retry_credits_once(client, order):
     body = notify_xml(order.out_trade_no, 1990)
-    with mock.patch("orders.models.LedgerEntry.objects.create", side_effect=DatabaseError("disk full")):
+    with mock.patch("orders.models.LedgerEntry.post", side_effect=DatabaseError("disk full")):
         assert send(client, body) == "FAIL"
     assert_not_credited(order)
     assert Notification.objects.get().outcome == "error"

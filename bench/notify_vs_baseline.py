@@ -1,0 +1,251 @@
+"""Payment notifies: the project under gunicorn against a bare-Django baseline, in one run.
+
+    .venv/bin/python bench/notify_vs_baseline.py [--notifies 1000] [--concurrency 16] [--workers 4]
+
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth; PGHOST/PGUSER/PGPORT to change).
+It makes two scratch databases with the project's schema, 1,000 pending orders in each
+(70% get a notify, 30% of the notifies are repeats, shuffled so that some race their
+first delivery), starts the project (production settings, sandbox off) and the baseline
+(bench/baseline_app.py: no apps, no middleware, the same SQL by hand) under the same
+gunicorn flags, and sends the same signed notifies to both in alternating chunks so that
+the machine's ups and downs fall on both. Then it checks that every order was credited
+exactly once and every balance equals its ledger, and prints throughput, latency
+percentiles and server CPU per request for both, with the ratios (project / baseline).
+It reports; it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wxrecharge import wxpay  # noqa: E402
+
+APPID, MCH_ID, API_KEY = "wx0123456789abcdef", "1230000109", "benchkey0123456789abcdefghijklmn"
+PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": os.environ.get("PGPORT", "5432"),
+      "user": os.environ.get("PGUSER", "postgres")}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def db_url(name: str) -> str:
+    return f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(name: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "SANDBOX_", "DATABASE_"))}
+    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(40), DJANGO_ALLOWED_HOSTS="127.0.0.1",
+               SITE_URL=f"http://127.0.0.1:{port}", WECHAT_SANDBOX="0", WECHAT_APPID=APPID,
+               WECHAT_APP_SECRET="s" * 32, WECHAT_MCH_ID=MCH_ID, WECHAT_API_KEY=API_KEY, DATABASE_URL=db_url(name),
+               PYTHONPATH=str(ROOT))
+    return env
+
+
+def prepare(name: str, orders: int) -> list[tuple[str, int]]:
+    """A fresh database with the project's schema and `orders` pending orders; returns (out_trade_no, amount)."""
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = server_env(name, 0)
+    env["DJANGO_DEBUG"] = "1"
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    made = []
+    with psycopg.connect(dbname=name, **PG) as conn:
+        users = [conn.execute("INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name, email,"
+                              " is_staff, is_active, date_joined, balance, mp_session_key) VALUES ('!', false, %s, '', '',"
+                              " '', false, true, now(), 0, '') RETURNING id", [f"bench{u}"]).fetchone()[0]
+                 for u in range(50)]
+        for n in range(orders):
+            out_trade_no = f"BENCH{n:08d}{secrets.token_hex(4)}"
+            amount = random.choice([100, 990, 1000, 3000, 5000])
+            conn.execute("INSERT INTO orders_rechargeorder (out_trade_no, user_id, amount, status, channel, openid,"
+                         " prepay_id, expires_at, refunded_amount, created_at, updated_at) VALUES (%s, %s, %s, 0,"
+                         " 'jsapi', 'oBench', '', now() + interval '1 hour', 0, now(), now())",
+                         [out_trade_no, users[n % len(users)], amount])
+            made.append((out_trade_no, amount))
+    return made
+
+
+def notifies(orders: list[tuple[str, int]], count: int) -> list[bytes]:
+    """`count` signed notifies: 70% first deliveries, 30% repeats, shuffled."""
+    firsts = orders[: round(count * 0.7)]
+    bodies = {}
+    for n, (out_trade_no, amount) in enumerate(firsts):
+        fields = {"return_code": "SUCCESS", "return_msg": "OK", "appid": APPID, "mch_id": MCH_ID,
+                  "nonce_str": wxpay.nonce(), "result_code": "SUCCESS", "openid": "oBench", "is_subscribe": "N",
+                  "trade_type": "JSAPI", "bank_type": "CMC", "total_fee": str(amount), "fee_type": "CNY",
+                  "cash_fee": str(amount), "transaction_id": f"4200{n:012d}{secrets.token_hex(6)}",
+                  "out_trade_no": out_trade_no, "time_end": "20261123120000"}
+        fields["sign"] = wxpay.sign(fields, API_KEY)
+        bodies[out_trade_no] = wxpay.to_xml(fields).encode()
+    sent = list(bodies.values())
+    sent += random.choices(sent, k=count - len(sent))
+    random.shuffle(sent)
+    return sent
+
+
+class Server:
+    def __init__(self, name: str, app: str, settings_module: str, workers: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/payments/wechat/notify/"
+        env = server_env(name, self.port)
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+             "--worker-class", "sync", "--timeout", "30", "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.latencies: list[float] = []
+        self.wall = 0.0
+        self.answers: dict[str, int] = {}
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the gunicorn master and its workers."""
+        pids = [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / CLOCK_TICKS
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def send_chunk(server: Server, bodies: list[bytes], concurrency: int) -> None:
+    queue = list(bodies)
+    lock = threading.Lock()
+
+    def work():
+        session = requests.Session()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                body = queue.pop()
+            started = time.perf_counter()
+            try:
+                answer = session.post(server.url, data=body, headers={"Content-Type": "text/xml"}, timeout=30)
+                code = wxpay.parse_xml(answer.content).get("return_code", "?") if answer.ok else f"HTTP {answer.status_code}"
+            except (requests.RequestException, wxpay.XMLError) as exc:
+                code = exc.__class__.__name__
+            elapsed = time.perf_counter() - started
+            with lock:
+                server.latencies.append(elapsed)
+                server.answers[code] = server.answers.get(code, 0) + 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    server.wall += time.perf_counter() - started
+
+
+def check_books(name: str, credited: int) -> list[str]:
+    with psycopg.connect(dbname=name, **PG) as conn:
+        problems = []
+        doubles = conn.execute("SELECT count(*) FROM (SELECT order_id FROM orders_ledgerentry WHERE kind = 'recharge'"
+                               " GROUP BY order_id HAVING count(*) > 1) d").fetchone()[0]
+        paid = conn.execute("SELECT count(*) FROM orders_rechargeorder WHERE status = 1").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM orders_ledgerentry WHERE kind = 'recharge'").fetchone()[0]
+        off = conn.execute("SELECT count(*) FROM accounts_user u WHERE balance <> (SELECT coalesce(sum(amount), 0)"
+                           " FROM orders_ledgerentry l WHERE l.user_id = u.id)").fetchone()[0]
+        if doubles:
+            problems.append(f"{doubles} orders credited twice")
+        if paid != credited or rows != credited:
+            problems.append(f"{paid} orders paid and {rows} ledger rows, expected {credited}")
+        if off:
+            problems.append(f"{off} balances differ from their ledger")
+        return problems
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] * 1000 if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notifies", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--chunk", type=int, default=100)
+    args = parser.parse_args()
+    random.seed(20261123)
+    names = {"project": "wxr_bench_project", "baseline": "wxr_bench_baseline"}
+    plans = {}
+    for label, name in names.items():
+        orders = prepare(name, args.notifies)
+        plans[label] = notifies(orders, args.notifies)
+    servers = {
+        "project": Server(names["project"], "wxrecharge.wsgi:application", "wxrecharge.settings", args.workers),
+        "baseline": Server(names["baseline"], "bench.baseline_app:application", "bench.baseline_app", args.workers),
+    }
+    try:
+        for server in servers.values():  # warm up: workers import, connect, compile
+            send_chunk(server, [b"<xml></xml>"] * (args.workers * 2), args.workers)
+            server.latencies.clear()
+            server.answers.clear()
+            server.wall = 0.0
+        cpu_before = {label: s.cpu_seconds() for label, s in servers.items()}
+        for start in range(0, args.notifies, args.chunk):
+            for label in ("project", "baseline") if start // args.chunk % 2 == 0 else ("baseline", "project"):
+                send_chunk(servers[label], plans[label][start:start + args.chunk], args.concurrency)
+        cpu = {label: s.cpu_seconds() - cpu_before[label] for label, s in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    credited = round(args.notifies * 0.7)
+    rows = {}
+    print(f"{args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
+          f"{args.workers} sync, PostgreSQL, persistent connections on both\n")
+    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  answers, books")
+    for label, server in servers.items():
+        n = len(server.latencies)
+        rows[label] = (n / server.wall, pct(server.latencies, 50), pct(server.latencies, 95), pct(server.latencies, 99),
+                       cpu[label] / n * 1000)
+        problems = check_books(names[label], credited)
+        print(f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
+              f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(problems) or 'every order credited once'}")
+    p, b = rows["project"], rows["baseline"]
+    print(f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
+          "  (project / baseline; goals: throughput >= 0.6, p99 <= 2)")
+
+
+if __name__ == "__main__":
+    main()
