@@ -1,9 +1,11 @@
 from django.urls import path
 
 from orders import views
+from wxrecharge import converters  # noqa: F401 (registers <trade_no:>)
 
 app_name = "orders"
 
 urlpatterns = [
     path("orders/", views.history, name="history"),
+    path("orders/<trade_no:out_trade_no>/", views.detail, name="detail"),
 ]

@@ -9,6 +9,7 @@ urlpatterns = [
     path("recharge/", views.recharge, name="recharge"),
     path("payments/jsapi/prepay/", views.jsapi_prepay, name="jsapi_prepay"),
     path("payments/orders/<trade_no:out_trade_no>/status/", views.order_status, name="order_status"),
+    path("payments/orders/<trade_no:out_trade_no>/pay/", views.order_pay, name="order_pay"),
     path("payments/wechat/notify/", views.notify, name="notify"),
     path("payments/wechat/refund-notify/", views.refund_notify, name="refund_notify"),
 ]

@@ -4,14 +4,17 @@ import functools
 import io
 import json
 import logging
+from urllib.parse import urlsplit
 
 import segno
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import urlencode
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,7 +22,8 @@ from orders.models import RechargeOrder
 from payments import services, wechat
 from payments.models import Notification
 from wxrecharge import ratelimit, wxpay
-from wxrecharge.http import json_error, json_ok
+from wxrecharge.http import client_ip, in_wechat, json_error, json_ok
+from wxrecharge.money import format_fen
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +34,23 @@ PREPAY_PER_ADDRESS = 60
 NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 
 
-def in_wechat(request) -> bool:
-    return "MicroMessenger" in request.headers.get("User-Agent", "")
+def login_url(request) -> str:
+    """Sign-in, then back to the page whose fetch found the session gone (its Referer, when it is ours)."""
+    page = reverse("payments:recharge")
+    referer = request.headers.get("Referer", "")
+    if referer and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()},
+                                                   require_https=request.is_secure()):
+        parts = urlsplit(referer)
+        page = parts.path + (f"?{parts.query}" if parts.query else "")
+    return reverse("accounts:login") + "?" + urlencode({"next": page})
 
 
 def json_login_required(view):
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
         if not request.user.is_authenticated:
-            return json_error("login_required", 401)
+            # The page cannot sign in by itself: it sends the person to login_url.
+            return json_error("login_required", 401, "登录已过期，请重新登录", login_url=login_url(request))
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -48,18 +60,50 @@ def bind_url(next_path: str) -> str:
     return reverse("accounts:wechat_authorize") + "?" + urlencode({"next": next_path})
 
 
-@login_required
-def recharge(request):
-    user = request.user
-    if in_wechat(request) and not user.openid and not request.session.get("wechat_oauth_failed"):
-        # Inside WeChat the openid comes silently (snsapi_base), with no click.
-        return redirect(bind_url(request.get_full_path()))
+def recharge_url(amount: int | None = None, bound: bool = False) -> str:
+    """/recharge/, with the amount to preselect and, back from binding WeChat, a flag to say so."""
+    query = {"amount": format_fen(amount)} if amount is not None else {}
+    if bound:
+        query["bound"] = "1"
+    return reverse("payments:recharge") + (f"?{urlencode(query)}" if query else "")
+
+
+def _presets() -> list[tuple[str, int]]:
     presets = []
     for text in settings.RECHARGE_PRESETS:
         try:
             presets.append((text.strip(), services.parse_amount(text.strip())))
         except services.InvalidAmount:
             logger.warning("RECHARGE_PRESETS: %r is not a valid amount; left out", text)
+    return presets
+
+
+def _chosen_amount(request, presets: list[tuple[str, int]]) -> tuple[int | None, str]:
+    """The amount carried in ?amount= (fen, and the text for the field: a preset's own text when it is one)."""
+    try:
+        fen = services.parse_amount(request.GET.get("amount"))
+    except services.InvalidAmount:
+        return None, ""
+    return fen, next((text for text, preset in presets if preset == fen), format_fen(fen))
+
+
+@login_required
+def recharge(request):
+    user = request.user
+    if in_wechat(request) and not user.openid and not request.session.get("wechat_oauth_failed"):
+        # Inside WeChat the openid comes silently (snsapi_base), with no click.
+        return redirect(bind_url(request.get_full_path()))
+    if "bound" in request.GET:
+        # Back from binding WeChat in the middle of a payment (prepay_answer's bind_url). The
+        # person taps pay again rather than being charged by a redirect: a payment starts from
+        # a tap made with the amount in sight, and a reload or Back must never start one.
+        if user.openid:
+            messages.success(request, "微信已绑定。请确认金额，再点一次「立即充值」。")
+        query = request.GET.copy()
+        query.pop("bound")
+        return redirect(request.path + (f"?{query.urlencode()}" if query else ""))
+    presets = _presets()
+    chosen_fen, chosen_text = _chosen_amount(request, presets)
     qr_svg = ""
     if not in_wechat(request) and not settings.WECHAT_SANDBOX:
         buffer = io.BytesIO()
@@ -69,12 +113,13 @@ def recharge(request):
     return render(request, "payments/recharge.html", {
         "presets": presets, "min_yuan": settings.RECHARGE_MIN_FEN / 100, "max_yuan": settings.RECHARGE_MAX_FEN / 100,
         "can_pay": in_wechat(request) or settings.WECHAT_SANDBOX, "qr_svg": qr_svg,
-        "bind_url": bind_url(reverse("payments:recharge")),
+        "bind_url": bind_url(recharge_url(chosen_fen)), "chosen_fen": chosen_fen, "chosen_text": chosen_text,
     })
 
 
 def _client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR") or "127.0.0.1"
+    """The client's address (behind DJANGO_TRUSTED_PROXY_COUNT proxies, the one they saw)."""
+    return client_ip(request) or "127.0.0.1"
 
 
 def _read_amount(request) -> int | None:
@@ -105,7 +150,8 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
     except services.TooManyOpenOrders:
         return json_error("too_many_orders", 429)
     except services.OpenidRequired:
-        return json_error("openid_required", 409, bind_url=bind_url(reverse("payments:recharge")))
+        # Back on /recharge/ after binding, with this amount still chosen.
+        return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True)))
     except wechat.WeChatError as exc:
         logger.warning("prepay for user %s failed: %s", request.user.pk, exc)
         if exc.code == "NETWORK":
@@ -139,6 +185,41 @@ def order_status_answer(user, out_trade_no: str):
 @json_login_required
 def order_status(request, out_trade_no: str):
     return order_status_answer(request.user, out_trade_no)
+
+
+def resumable(order: RechargeOrder) -> bool:
+    """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a while."""
+    return (order.status == RechargeOrder.Status.PENDING and order.channel == RechargeOrder.Channel.JSAPI
+            and order.prepay_is_valid(timezone.now() + services.REUSE_MARGIN))
+
+
+@require_POST
+@json_login_required
+def order_pay(request, out_trade_no: str):
+    """继续支付: fresh pay params for this order's own prepay_id (same out_trade_no), never a new order."""
+    order = RechargeOrder.objects.filter(user=request.user, out_trade_no=out_trade_no).first()
+    if order is None:
+        return json_error("order_not_found", 404)
+    if order.channel != RechargeOrder.Channel.JSAPI:
+        return json_error("order_wrong_channel", 409)  # its prepay_id is the mini program's
+    # Counted with the orders placed: it asks WeChat each time.
+    if not (ratelimit.allow(f"prepay:user:{request.user.pk}", PREPAY_PER_USER, 60)
+            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", PREPAY_PER_ADDRESS, 60)):
+        return json_error("too_many_requests", 429)
+    # Paid from another tab, or closed at WeChat, since the page was drawn? Asked outside the
+    # polls' throttle (poll_order), so the status check right after this payment may ask again.
+    try:
+        order = services.sync_order(order)
+    except wechat.WeChatError as exc:
+        logger.warning("orderquery %s before paying again failed: %s", order.out_trade_no, exc)
+    if order.is_settled:
+        return json_error("order_paid", 409)
+    if order.status == RechargeOrder.Status.CLOSED:
+        return json_error("order_closed", 410)
+    if not resumable(order):
+        return json_error("order_expired", 410)
+    params = wechat.Pay.for_channel(order.channel).jsapi_params(order.prepay_id)
+    return json_ok({"out_trade_no": order.out_trade_no, "amount_fen": order.amount, "pay_params": params})
 
 
 NOTIFY_FAIL = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})

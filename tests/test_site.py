@@ -18,6 +18,14 @@ def test_healthz_answers_ok_after_a_database_query(client, django_assert_num_que
 
 
 @pytest.mark.django_db
+def test_healthz_answers_head_as_get_for_load_balancers(client, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        response = client.head("/healthz")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.django_db
 def test_healthz_answers_503_when_the_database_fails(client):
     with mock.patch("django.db.backends.utils.CursorWrapper.execute", side_effect=OperationalError("down")):
         response = client.get("/healthz")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+
+from django.conf import settings
 from django.http import JsonResponse
 
 MESSAGES = {
@@ -16,6 +20,14 @@ MESSAGES = {
     "too_many_orders": "未完成的订单太多，请先完成支付或稍后再试",
     "server_busy": "系统繁忙，请稍后再试",
     "server_error": "系统出错了，请稍后再试",
+    "csrf_failed": "页面已过期，请刷新后重试",
+    "forbidden": "没有权限进行此操作",
+    "not_found": "请求的地址不存在",
+    "method_not_allowed": "不支持这种请求方式",
+    "order_paid": "这笔订单已支付，无需再付",
+    "order_closed": "这笔订单已关闭，请重新充值",
+    "order_expired": "这笔订单已超过支付时间，请重新充值",
+    "order_wrong_channel": "这笔订单是在小程序中下单的，请回到小程序支付",
 }
 
 
@@ -26,3 +38,34 @@ def json_error(code: str, status: int, message: str | None = None, **extra) -> J
 
 def json_ok(body: dict, status: int = 200) -> JsonResponse:
     return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+logger = logging.getLogger(__name__)
+
+
+def in_wechat(request) -> bool:
+    """Inside WeChat's browser (its User-Agent says MicroMessenger)."""
+    return "MicroMessenger" in request.headers.get("User-Agent", "")
+
+
+def client_ip(request) -> str | None:
+    """The client's address (AXES_CLIENT_IP_CALLABLE): REMOTE_ADDR, or behind
+    TRUSTED_PROXY_COUNT proxies the address the outermost one saw.
+
+    Each proxy appends the address it was reached from to X-Forwarded-For, so the one our
+    outermost proxy wrote is that many places from the right; whatever stands further left
+    came from the client and may be anything.
+    """
+    remote = request.META.get("REMOTE_ADDR")
+    count = settings.TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    if len(hops) < count:
+        # Not through all the proxies (or they are not set up to append): nothing to trust.
+        return remote
+    try:
+        return str(ipaddress.ip_address(hops[-count]))
+    except ValueError:
+        logger.warning("X-Forwarded-For names no address where the proxies should have put one")
+        return remote

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.db import DatabaseError
-from django.http import HttpResponse
+from django.http import Http404
+from django.shortcuts import render
 
 from wxrecharge.http import json_error
 
@@ -16,8 +18,15 @@ JSON_PREFIXES = ("/api/", "/payments/jsapi/", "/payments/orders/")
 # WeChat's notifies are recorded whatever their bytes (payments/views.py).
 RAW_BODY_PREFIXES = ("/payments/wechat/",)
 
+# What a JSON endpoint's error without a JSON body of its own (a 404 from the URL
+# resolver, a 405 from @require_POST...) is called.
+STATUS_ERRORS = {400: "invalid_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                 500: "server_error", 503: "server_busy"}
+# Exceptions Django itself turns into a 4xx answer.
+HTTP_EXCEPTIONS = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
 
-def _is_json(request) -> bool:
+
+def is_json_request(request) -> bool:
     return request.path.startswith(JSON_PREFIXES)
 
 
@@ -37,9 +46,9 @@ class RejectNulMiddleware:
 
     def __call__(self, request):
         if self._has_nul(request):
-            if _is_json(request):
+            if is_json_request(request):
                 return json_error("invalid_request", 400, "请求包含无效字符")
-            return HttpResponse("请求包含无效字符", status=400, content_type="text/plain; charset=utf-8")
+            return render(request, "400.html", {"message": "请求包含无效字符。"}, status=400)
         return self.get_response(request)
 
     @staticmethod
@@ -53,16 +62,30 @@ class RejectNulMiddleware:
 
 class JsonErrorsMiddleware:
     """JSON endpoints answer JSON even when something failed: a database that is busy or down
-    is a 503 the page can explain, never Django's HTML 500."""
+    is a 503 the page can explain, never Django's HTML 500; an unknown URL or a wrong method
+    is a JSON 404 or 405, so a page's fetch can always show `message`."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (response.status_code >= 400 and is_json_request(request)
+                and not response.get("Content-Type", "").startswith("application/json")):
+            return self._as_json(response)
+        return response
+
+    @staticmethod
+    def _as_json(response):
+        status = response.status_code
+        answer = json_error(STATUS_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request"), status)
+        if response.has_header("Allow"):
+            answer["Allow"] = response["Allow"]
+        return answer
 
     def process_exception(self, request, exception):
-        if not _is_json(request):
+        # A 4xx exception becomes Django's answer first, then JSON in __call__ (not a logged 500).
+        if not is_json_request(request) or isinstance(exception, HTTP_EXCEPTIONS):
             return None
         logger.exception("%s %s failed", request.method, request.path)
         if isinstance(exception, DatabaseError):

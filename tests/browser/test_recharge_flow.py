@@ -37,7 +37,7 @@ def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, s
     assert User.objects.get(username="li").openid.startswith("o")
     screenshot("20-recharge")
 
-    page.get_by_role("button", name="¥10", exact=True).click()
+    page.get_by_role("radio", name="¥10", exact=True).check()
     expect(page.locator("#amount")).to_have_value("10")
     page.get_by_test_id("pay-button").click()
     sheet = page.get_by_role("dialog", name="微信支付")
@@ -46,11 +46,11 @@ def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, s
     screenshot("21-cashier")
     sheet.get_by_role("button", name="支付", exact=True).click()
 
-    result = page.get_by_test_id("recharge-result")
-    expect(result).to_be_visible()
-    expect(result).to_have_attribute("data-state", "paid")
-    expect(result).to_contain_text("充值成功")
-    expect(page.get_by_test_id("balance")).to_have_text("¥10.00")
+    # The pay flow lands on the order's own page, which asks the server.
+    expect(page).to_have_url(re.compile(r"/orders/\d{26}/\?result=ok$"))
+    expect(page.get_by_test_id("order-view")).to_have_attribute("data-status", "paid")
+    expect(page.get_by_test_id("order-result")).to_have_text("支付成功")
+    expect(page.get_by_test_id("header-balance")).to_have_text("¥10.00")
     screenshot("22-success")
 
     deadline = time.monotonic() + 10
@@ -62,7 +62,7 @@ def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, s
                                        outcome__in=["applied", "duplicate"]).exists()
     assert order.status == RechargeOrder.Status.PAID and LedgerEntry.objects.get().amount == 1000
 
-    page.get_by_role("link", name="查看充值记录").click()
+    page.get_by_role("link", name="充值记录").click()
     item = page.locator(f'[data-out-trade-no="{order.out_trade_no}"]')
     expect(item).to_contain_text("¥10.00")
     expect(item).to_contain_text("已支付")
@@ -80,8 +80,12 @@ def test_cancel_and_a_bad_amount_leave_the_page_usable(page, live_server, screen
     page.locator("#amount").fill("20.50")
     page.get_by_test_id("pay-button").click()
     page.get_by_role("dialog", name="微信支付").get_by_role("button", name="取消").click()
-    expect(page.get_by_test_id("recharge-error")).to_have_text("已取消支付")
-    expect(page.get_by_test_id("pay-button")).to_be_enabled()
+    # A cancel lands on the order's page too: still pending, and it can be paid again from there.
+    expect(page.get_by_test_id("order-result")).to_have_text("已取消支付")
+    expect(page.get_by_test_id("pay-again")).to_be_enabled()
     screenshot("24-cancelled")
     order = RechargeOrder.objects.get()
     assert order.status == RechargeOrder.Status.PENDING and order.amount == 2050
+    page.go_back()  # back on /recharge/, the button is usable again
+    expect(page.get_by_test_id("pay-button")).to_be_enabled()
+    expect(page.get_by_test_id("pay-button")).to_have_text("立即充值")

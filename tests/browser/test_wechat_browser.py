@@ -36,11 +36,11 @@ def test_a_new_user_is_bound_silently_and_pays(wechat_page, live_server, screens
     user = User.objects.get(username="wechat-user")
     assert user.openid and user.openid.startswith("o")
 
-    page.get_by_role("button", name="¥50", exact=True).click()
+    page.get_by_role("radio", name="¥50", exact=True).check()
     page.get_by_test_id("pay-button").click()
     page.get_by_role("dialog", name="微信支付").get_by_role("button", name="支付", exact=True).click()
-    expect(page.get_by_test_id("recharge-result")).to_have_attribute("data-state", "paid")
-    expect(page.get_by_test_id("balance")).to_have_text("¥50.00")
+    expect(page.get_by_test_id("order-view")).to_have_attribute("data-status", "paid")
+    expect(page.get_by_test_id("header-balance")).to_have_text("¥50.00")
     screenshot("30-wechat-ua-paid")
     order = RechargeOrder.objects.get()
     assert order.openid == user.openid and order.status == RechargeOrder.Status.PAID

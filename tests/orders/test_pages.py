@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone as dj_timezone
 
 from orders.models import RechargeOrder, Refund
@@ -24,8 +27,8 @@ def test_recharge_shows_balance_presets_and_the_pay_button(client, payer, settin
     settings.RECHARGE_PRESETS = ["10", "30", "0.5", "bad", "99999"]
     client.force_login(payer)
     html = client.get("/recharge/").content.decode()
-    assert "¥0.00" in html and 'data-amount="10"' in html and 'data-amount="0.5"' in html
-    assert 'data-amount="bad"' not in html and 'data-amount="99999"' not in html
+    assert "¥0.00" in html and 'value="10"' in html and 'value="0.5"' in html
+    assert 'value="bad"' not in html and 'value="99999"' not in html
     assert "立即充值" in html and "sandbox/cashier.js" in html
 
 
@@ -74,16 +77,68 @@ def test_history_lists_newest_first_with_status_words_and_beijing_times(client, 
     assert "创建 2026-11-02 09:30 · 支付 2026-11-02 09:31" in html  # UTC 01:30 is 09:30 in Beijing
 
 
-def test_history_pages_by_twenty(client, payer):
+def test_history_pages_through_45_orders_newest_first_by_keyset_without_counting(client, payer):
     start = dj_timezone.now()
     for n in range(45):
         make_order(payer, amount=100 + n, created_at=start - timedelta(minutes=n))
+    # Two orders at the same second: the cursor's pk keeps them apart.
+    make_order(payer, amount=9001, created_at=start - timedelta(minutes=19))
+    client.force_login(payer)
+    seen, url = [], "/orders/"
+    for _ in range(5):
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get(url).content.decode()
+        assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+        seen += re.findall(r'data-out-trade-no="([^"]+)"', html)
+        more = re.search(r'href="\?before=([^"]+)"', html)
+        if not more:
+            assert "没有更多了" in html
+            break
+        assert html.count('class="weui-cell weui-cell_access order-item"') == 20
+        url = "/orders/?before=" + more.group(1)
+    else:
+        pytest.fail("the 更多 links never ended")
+    expected = list(RechargeOrder.objects.filter(user=payer).order_by("-created_at", "-pk")
+                    .values_list("out_trade_no", flat=True))
+    assert seen == expected and len(seen) == 46  # every order once, newest first
+    assert "回到最新" in html
+
+
+def test_a_later_history_page_costs_the_same_queries_as_the_first(client, payer):
+    start = dj_timezone.now()
+    for n in range(45):
+        make_order(payer, created_at=start - timedelta(minutes=n))
     client.force_login(payer)
     first = client.get("/orders/").content.decode()
-    assert first.count('class="weui-cell order-item"') == 20 and "¥1.00" in first and "第 1 / 3 页" in first
-    last = client.get("/orders/?page=3").content.decode()
-    assert last.count('class="weui-cell order-item"') == 5 and "¥1.44" in last
-    assert client.get("/orders/?page=abc").status_code == 200
+    cursor = re.search(r'href="\?before=([^"]+)"', first).group(1)
+    with CaptureQueriesContext(connection) as on_first:
+        client.get("/orders/")
+    with CaptureQueriesContext(connection) as on_second:
+        client.get("/orders/?before=" + cursor)
+    assert len(on_first) == len(on_second)
+
+
+@pytest.mark.parametrize("cursor", ["abc", "2026-11-02T01:30:00%2B00:00|x", "nope|12", "2026-11-02T01:30:00|1", "|",
+                                    "2026-11-02T01:30:00%2B00:00|１２"])
+def test_a_bad_history_cursor_shows_the_first_page(client, payer, cursor):
+    make_order(payer, amount=1234)
+    client.force_login(payer)
+    response = client.get("/orders/?before=" + cursor)
+    assert response.status_code == 200 and "¥12.34" in response.content.decode()
+
+
+def test_a_cursor_older_than_every_order_says_there_is_nothing_more(client, payer):
+    make_order(payer, amount=1234)
+    client.force_login(payer)
+    html = client.get("/orders/?before=2000-01-01T00:00:00%2B00:00|1").content.decode()
+    assert "¥12.34" not in html and "没有更早的记录了" in html and 'href="/orders/"' in html
+
+
+def test_history_rows_link_to_their_order_page(client, payer):
+    order = make_order(payer, amount=1000)
+    client.force_login(payer)
+    html = client.get("/orders/").content.decode()
+    assert f'href="/orders/{order.out_trade_no}/"' in html
 
 
 def test_history_has_an_empty_state(client, payer):
