@@ -48,12 +48,12 @@ class AdjustForm(forms.Form):
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "balance_display", "openid", "mp_openid", "is_staff", "date_joined")
-    search_fields = ("username", "openid", "mp_openid")
-    readonly_fields = ("balance_display", "openid", "mp_openid", "last_login", "date_joined")
+    search_fields = ("username", "openid", "mp_openid", "unionid")
+    readonly_fields = ("balance_display", "openid", "mp_openid", "unionid", "last_login", "date_joined")
     # The balance right under the name: it is what operators come to this page for.
     fieldsets = (
         DjangoUserAdmin.fieldsets[0],
-        ("微信与余额", {"fields": ("balance_display", "openid", "mp_openid")}),
+        ("微信与余额", {"fields": ("balance_display", "openid", "mp_openid", "unionid")}),
         *DjangoUserAdmin.fieldsets[1:],
     )
 

@@ -33,6 +33,13 @@ class RegisterForm(UserCreationForm):
 
 
 class LoginForm(AuthenticationForm):
+    # Django's own text ("请输入一个正确的 用户名 和密码. 注意他们都是区分大小写的.") reads like a
+    # machine; the same text for a wrong password and an unknown name, so neither is revealed.
+    error_messages = {
+        "invalid_login": "用户名或密码不对。请检查是否输入了正确的用户名和密码，字母区分大小写。",
+        "inactive": "这个账户已停用，如有疑问请联系客服。",
+    }
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["username"].widget.attrs.update(placeholder="请输入用户名")

@@ -7,15 +7,15 @@ import json
 import logging
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts import tokens
+from accounts.binding import bind, create_wechat_user, find_wechat_user
 from accounts.models import User
 from payments import wechat
 from wxrecharge import ratelimit
-from wxrecharge.http import json_error, json_ok
+from wxrecharge.http import client_ip, json_error, json_ok
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +40,17 @@ def bearer_required(view):
     return wrapped
 
 
-def _user_for_openid(openid: str, session_key: str) -> User:
-    user = User.objects.filter(mp_openid=openid).first()
+def _user_for_openid(openid: str, session_key: str, unionid: str | None = None) -> User:
+    """The account of this mini-program user: by openid, else by the unionid they share with
+    the 公众号 (which then gets this openid too), else a new one."""
+    user = find_wechat_user("mp_openid", openid, unionid)
     if user is None:
-        try:
-            with transaction.atomic():
-                user = User(username=f"wx_{openid}"[:150], mp_openid=openid)
-                user.set_unusable_password()
-                user.save()
-        except IntegrityError:  # the same openid logging in twice at once
-            user = User.objects.get(mp_openid=openid)
+        user = create_wechat_user("mp_openid", openid, unionid, username=f"wx_{openid}"[:150])
+    elif bind(user, "mp_openid", openid, unionid):
+        # The unionid's account has another mini-program openid: WeChat never does that, so
+        # this openid keeps an account of its own rather than taking that one over.
+        logger.warning("unionid of user %s came with another mini-program openid", user.pk)
+        user = create_wechat_user("mp_openid", openid, None, username=f"wx_{openid}"[:150])
     if user.mp_session_key != session_key:
         User.objects.filter(pk=user.pk).update(mp_session_key=session_key)
     return user
@@ -66,7 +67,7 @@ def login(request):
     if not isinstance(code, str) or not 1 <= len(code) <= 128:
         return json_error("invalid_request", 400, "缺少 wx.login() 返回的 code")
     # Each login is a call to WeChat (jscode2session): a flood of junk codes must not become one.
-    if not ratelimit.allow(f"mp_login:ip:{request.META.get('REMOTE_ADDR')}", LOGINS_PER_ADDRESS, 60):
+    if not ratelimit.allow(f"mp_login:ip:{client_ip(request)}", LOGINS_PER_ADDRESS, 60):
         return json_error("too_many_requests", 429)
     try:
         session = wechat.mini_program_session(code)
@@ -80,7 +81,7 @@ def login(request):
     openid, session_key = session.get("openid"), session.get("session_key", "")
     if not openid:
         return json_error("wechat_error", 502, detail="NO_OPENID")
-    user = _user_for_openid(openid, session_key)
+    user = _user_for_openid(openid, session_key, session.get("unionid") or None)
     if not user.is_active:
         return json_error("login_required", 401, "账户已停用")
     return json_ok({"token": tokens.issue(user), "expires_in": settings.MP_TOKEN_TTL_SECONDS})

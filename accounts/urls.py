@@ -1,4 +1,3 @@
-from django.contrib.auth.views import LogoutView
 from django.urls import path
 
 from accounts import views, wechat_views
@@ -8,7 +7,8 @@ app_name = "accounts"
 urlpatterns = [
     path("register/", views.register, name="register"),
     path("login/", views.SiteLoginView.as_view(), name="login"),
-    path("logout/", LogoutView.as_view(), name="logout"),
+    path("logout/", views.logout, name="logout"),
     path("wechat/authorize/", wechat_views.authorize, name="wechat_authorize"),
     path("wechat/callback/", wechat_views.callback, name="wechat_callback"),
+    path("wechat/quick-login/", wechat_views.quick_login, name="wechat_quick_login"),
 ]

@@ -259,3 +259,16 @@ def mini_program_session(js_code: str) -> dict[str, str]:
                           retryable=exc.errcode is None) from exc
     except requests.RequestException as exc:
         raise WeChatError(f"jscode2session: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
+
+
+def oauth_identity(code: str) -> tuple[str, str | None]:
+    """Exchange a 网页授权 code for (openid, unionid), server side. The unionid is there only
+    when WeChat gives one (the 公众号 linked to an open-platform account), else None."""
+    try:
+        answer = oauth("", "").fetch_access_token(code)
+    except WeChatOAuthException as exc:
+        raise WeChatError(f"oauth: {exc.errcode} {exc.errmsg}", str(exc.errcode) if exc.errcode else "NETWORK",
+                          retryable=exc.errcode is None) from exc
+    except requests.RequestException as exc:
+        raise WeChatError(f"oauth: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
+    return answer["openid"], answer.get("unionid") or None

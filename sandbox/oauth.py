@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import secrets
 from urllib.parse import urlencode, urlsplit
@@ -19,6 +21,27 @@ from sandbox.merchants import app_secret
 from sandbox.models import AuthCode
 
 BROWSER_COOKIE = "sandbox_wx_user"
+
+
+def unionid_for(person: str) -> str:
+    """One sandbox person's unionid: the same in the 公众号 and the mini program, as WeChat gives
+    it when both apps are linked to one open-platform account (a person is a browser, or the
+    `user` a test names)."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"unionid:{person}".encode(), hashlib.sha256).digest()
+    return "o" + base64.urlsafe_b64encode(digest).decode()[:27]
+
+
+def _mint(kind: str, appid: str, openid: str, unionid: str = "", scope: str = "") -> AuthCode:
+    """services.mint_code, with the person's unionid carried in the code after a dot: the sandbox's
+    AuthCode table has no column for it, and a code means nothing to anyone but the sandbox."""
+    code = secrets.token_urlsafe(24) + (f".{unionid}" if unionid else "")
+    return AuthCode.objects.create(code=code, kind=kind, appid=appid, openid=openid, scope=scope,
+                                   expires_at=timezone.now() + services.CODE_TTL)
+
+
+def _identity(found: AuthCode) -> dict[str, str]:
+    unionid = found.code.partition(".")[2]
+    return {"openid": found.openid, **({"unionid": unionid} if unionid else {})}
 
 
 def _error_page(request, errcode: int, errmsg: str) -> HttpResponse:
@@ -42,7 +65,7 @@ def authorize(request):
     if len(state.encode()) > 128:
         return _error_page(request, 10009, "state 参数过长")
     browser_id = request.COOKIES.get(BROWSER_COOKIE) or secrets.token_urlsafe(16)
-    code = services.mint_code(AuthCode.OAUTH, appid, services.openid_for(appid, browser_id), q["scope"])
+    code = _mint(AuthCode.OAUTH, appid, services.openid_for(appid, browser_id), unionid_for(browser_id), q["scope"])
     separator = "&" if target.query else "?"
     response = HttpResponseRedirect(redirect_uri + separator + urlencode({"code": code.code, "state": state}))
     response.set_cookie(BROWSER_COOKIE, browser_id, max_age=365 * 24 * 3600, httponly=True, samesite="Lax")
@@ -76,9 +99,11 @@ def access_token(request):
     found = _redeem(AuthCode.OAUTH, q.get("appid", ""), q.get("secret", ""), q.get("code", ""), q.get("grant_type", ""))
     if isinstance(found, JsonResponse):
         return found
+    # WeChat itself names the unionid here only for scope snsapi_userinfo; the sandbox names it for
+    # snsapi_base too, so that the site's use of it can be seen working (README, "WeChat identity").
     return JsonResponse({
         "access_token": secrets.token_urlsafe(48), "expires_in": 7200, "refresh_token": secrets.token_urlsafe(48),
-        "openid": found.openid, "scope": found.scope or "snsapi_base",
+        **_identity(found), "scope": found.scope or "snsapi_base",
     })
 
 
@@ -88,21 +113,33 @@ def jscode2session(request):
     found = _redeem(AuthCode.JSCODE, q.get("appid", ""), q.get("secret", ""), q.get("js_code", ""), q.get("grant_type", ""))
     if isinstance(found, JsonResponse):
         return found
-    return JsonResponse({"openid": found.openid, "session_key": base64.b64encode(secrets.token_bytes(16)).decode()})
+    return JsonResponse({**_identity(found), "session_key": base64.b64encode(secrets.token_bytes(16)).decode()})
 
 
 @csrf_exempt
 @require_POST
 def login_code(request):
-    """Play `wx.login()`: mint a code for the mini program (and the given openid, if any)."""
+    """Play `wx.login()`: mint a code for the mini program.
+
+    `{"user": "..."}` (or this browser's sandbox cookie) names a person: their mini-program
+    openid, and the unionid their 公众号 openid shares. `{"openid": "..."}` names an openid the
+    sandbox knows no person for: no unionid. With neither, a new person.
+    """
     try:
         data = json.loads(request.body or b"{}")
     except ValueError:
         data = None
     if not isinstance(data, dict):
         return JsonResponse({"errcode": 40001, "errmsg": "body must be a JSON object"}, status=400)
-    openid = data.get("openid") or ("o" + secrets.token_urlsafe(20)[:27])
+    appid = settings.WECHAT_MINIPROGRAM_APPID
+    person = data.get("user")
+    if person is not None and (not isinstance(person, str) or not 1 <= len(person) <= 128):
+        return JsonResponse({"errcode": 40003, "errmsg": "invalid user"}, status=400)
+    openid, unionid = data.get("openid") or None, ""
+    if openid is None:
+        person = person or request.COOKIES.get(BROWSER_COOKIE) or secrets.token_urlsafe(16)
+        openid, unionid = services.openid_for(appid, person), unionid_for(person)
     if not isinstance(openid, str) or not 1 <= len(openid) <= 128:
         return JsonResponse({"errcode": 40003, "errmsg": "invalid openid"}, status=400)
-    code = services.mint_code(AuthCode.JSCODE, settings.WECHAT_MINIPROGRAM_APPID, openid)
-    return JsonResponse({"code": code.code, "openid": openid})
+    code = _mint(AuthCode.JSCODE, appid, openid, unionid)
+    return JsonResponse({"code": code.code, "openid": openid, **({"unionid": unionid} if unionid else {})})

@@ -55,3 +55,12 @@ def test_logout_needs_post(logged_in_client):
 def test_recharge_needs_login(client):
     response = client.get("/recharge/")
     assert response.status_code == 302 and response["Location"] == URL + "?next=/recharge/"
+
+
+def test_the_forms_are_plain_posts_that_a_script_only_marks_busy(client):
+    for url in (URL, reverse("accounts:register")):
+        html = client.get(url).content.decode()
+        assert '<form method="post"' in html and "data-busy-form" in html  # posts without JavaScript
+        assert "/static/accounts/signin.js" in html and "<script>" not in html  # no inline script (CSP)
+    assert 'data-busy-text="登录中…"' in client.get(URL).content.decode()
+    assert 'data-busy-text="注册中…"' in client.get(reverse("accounts:register")).content.decode()

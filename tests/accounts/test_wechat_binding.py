@@ -9,7 +9,7 @@ import requests
 from django.conf import settings
 
 from accounts.models import User
-from sandbox.services import openid_for
+from tests.accounts.helpers import openid, unionid, wechat_redirect
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,19 +19,6 @@ def start(client, next_path="/recharge/"):
     response = client.get("/accounts/wechat/authorize/", {"next": next_path})
     assert response.status_code == 302
     return response["Location"]
-
-
-def wechat_redirect(authorize_url, browser="alice"):
-    """What WeChat does: the user's browser comes back to our callback with code and state."""
-    response = requests.get(authorize_url, cookies={"sandbox_wx_user": browser}, allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    back = urlsplit(response.headers["Location"])
-    assert f"{back.scheme}://{back.netloc}" == settings.SITE_URL
-    return back.path + "?" + back.query
-
-
-def openid(browser="alice"):
-    return openid_for(settings.WECHAT_APPID, browser)
 
 
 def test_authorize_asks_wechat_for_a_silent_snsapi_base_with_a_session_state(client, sandbox_url):
@@ -51,7 +38,7 @@ def test_it_binds_the_openid_to_the_signed_in_user_and_follows_next(client, sand
     response = client.get(wechat_redirect(start(client, "/orders/")))
     assert response.status_code == 302 and response["Location"] == "/orders/"
     user.refresh_from_db()
-    assert user.openid == openid()
+    assert user.openid == openid() and user.unionid == unionid()
 
 
 def test_an_off_site_next_is_not_followed(client, sandbox_url):
@@ -104,6 +91,18 @@ def test_a_bound_openid_is_not_silently_replaced(client, sandbox_url):
     assert response.status_code == 409 and "另一个微信" in problem(response)
     user.refresh_from_db()
     assert user.openid == "oAlreadyBound"
+
+
+@pytest.mark.parametrize("state", ["状态", "forged-状态-value", "é" * 20, "s" * 129])
+def test_a_non_ascii_or_over_long_state_is_a_bad_state_not_a_crash(client, sandbox_url, state):
+    user = make_user("bob")
+    client.force_login(user)
+    callback = wechat_redirect(start(client))
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    response = client.get("/accounts/wechat/callback/", {"code": code, "state": state})
+    assert response.status_code == 400 and "这个授权链接已失效或不是从本站发起的，请重新授权。" in problem(response)
+    user.refresh_from_db()
+    assert user.openid is None
 
 
 @pytest.mark.parametrize("tamper", ["missing", "forged", "reused", "other-session"])
