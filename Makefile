@@ -3,7 +3,12 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEV_ENV := DJANGO_DEBUG=1
+# `make run PORT=8001` serves on another port; SITE_URL follows it, so that notify_url, the
+# OAuth redirect_uri and the sandbox's base URLs name the port that serves. Pass SITE_URL=…
+# (or export it) for another address, such as a tunnel.
+PORT ?= 8000
+SITE_URL ?= http://127.0.0.1:$(PORT)
+DEV_ENV := DJANGO_DEBUG=1 SITE_URL='$(SITE_URL)'
 
 .PHONY: install run test lint check clean
 
@@ -26,7 +31,7 @@ run: install
 	@# stops with it.
 	$(DEV_ENV) $(PY) manage.py reconcile_orders --loop --interval 20 & reconciler=$$!; \
 	trap 'kill $$reconciler 2>/dev/null' EXIT INT TERM; \
-	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,60 +1,170 @@
+"""The sandbox's own tables in the admin (微信沙箱): what WeChat would hold on its side.
+
+Amounts are shown in yuan, as everywhere in the admin; WeChat's fen stay visible on a
+record's page. States show WeChat's code beside its meaning.
+"""
+
+from __future__ import annotations
+
 from django.contrib import admin
+from django.utils.html import format_html
 
 from sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
-from wxrecharge.admin import ReadOnlyAdmin
+from wxrecharge.admin import ReadOnlyAdmin, when, yuan
+
+
+def code_and_label(code: str, label: str) -> str:
+    return format_html('<code>{}</code> {}', code, label) if code else "-"
+
+
+def yuan_and_fen(fen: int) -> str:
+    return f"{yuan(fen)}（{fen} 分）"
 
 
 class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
     can_delete = False
-    readonly_fields = ("out_refund_no", "refund_id", "refund_fee", "state", "settle_at", "success_time", "created_at")
+    readonly_fields = ("out_refund_no", "refund_id", "amount", "state_display", "settle_at", "success_time", "created_at")
     fields = readonly_fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="退款金额")
+    def amount(self, obj: Refund) -> str:
+        return yuan(obj.refund_fee)
+
+    @admin.display(description="退款状态")
+    def state_display(self, obj: Refund) -> str:
+        return code_and_label(obj.state, obj.get_state_display())
+
 
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyAdmin):
-    list_display = ("out_trade_no", "state", "total_fee", "trade_type", "openid", "transaction_id", "created_at")
+    list_display = ("out_trade_no", "state_display", "amount", "refunded", "transaction_id", "trade_type", "created")
     list_filter = ("state", "trade_type")
-    search_fields = ("out_trade_no", "transaction_id", "prepay_id", "openid")
+    exact_search_fields = ("out_trade_no", "transaction_id", "prepay_id", "openid")
+    fields = ("out_trade_no", "state_display", "amount_detail", "refunded_detail", "trade_type", "body", "attach",
+              "mch_id", "appid", "openid", "transaction_id", "prepay_id", "prepay_expires_at", "time_expire",
+              "time_end", "sign_type", "notify_url", "params_digest", "created_at")
+    readonly_fields = fields
     inlines = [RefundInline]
+
+    @admin.display(description="交易状态", ordering="state")
+    def state_display(self, obj: Trade) -> str:
+        return code_and_label(obj.state, obj.get_state_display())
+
+    @admin.display(description="金额", ordering="total_fee")
+    def amount(self, obj: Trade) -> str:
+        return yuan(obj.total_fee)
+
+    @admin.display(description="已退金额", ordering="refunded_fee", empty_value="")
+    def refunded(self, obj: Trade) -> str:
+        return yuan(obj.refunded_fee) if obj.refunded_fee else ""
+
+    @admin.display(description="下单时间", ordering="created_at")
+    def created(self, obj: Trade) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="金额")
+    def amount_detail(self, obj: Trade) -> str:
+        return yuan_and_fen(obj.total_fee)
+
+    @admin.display(description="已退金额")
+    def refunded_detail(self, obj: Trade) -> str:
+        return yuan_and_fen(obj.refunded_fee)
 
 
 class AttemptInline(admin.TabularInline):
     model = Attempt
     extra = 0
     can_delete = False
-    readonly_fields = ("at", "outcome", "status_code", "answer")
+    readonly_fields = ("at", "outcome_display", "status_code", "answer")
+    fields = readonly_fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="结果")
+    def outcome_display(self, obj: Attempt) -> str:
+        return code_and_label(obj.outcome, obj.get_outcome_display())
+
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ("trade", "kind", "state", "attempts", "next_attempt_at", "created_at")
+    list_display = ("trade", "kind", "state", "attempts", "next_attempt", "created")
     list_filter = ("state", "kind")
+    exact_search_fields = ("trade__out_trade_no",)
     list_select_related = ("trade",)
     inlines = [AttemptInline]
+
+    @admin.display(description="下次尝试时间", ordering="next_attempt_at")
+    def next_attempt(self, obj: Delivery) -> str:
+        return when(obj.next_attempt_at) if obj.state == Delivery.PENDING else "-"
+
+    @admin.display(description="创建时间", ordering="created_at")
+    def created(self, obj: Delivery) -> str:
+        return when(obj.created_at)
 
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ("out_refund_no", "trade", "refund_fee", "state", "settle_at", "created_at")
+    list_display = ("out_refund_no", "trade", "amount", "state_display", "settle", "created")
     list_filter = ("state",)
+    exact_search_fields = ("out_refund_no", "refund_id", "trade__out_trade_no")
     list_select_related = ("trade",)
+    fields = ("out_refund_no", "refund_id", "trade", "amount_detail", "state_display", "notify_url", "settle_at",
+              "success_time", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="退款金额", ordering="refund_fee")
+    def amount(self, obj: Refund) -> str:
+        return yuan(obj.refund_fee)
+
+    @admin.display(description="退款金额")
+    def amount_detail(self, obj: Refund) -> str:
+        return yuan_and_fen(obj.refund_fee)
+
+    @admin.display(description="退款状态", ordering="state")
+    def state_display(self, obj: Refund) -> str:
+        return code_and_label(obj.state, obj.get_state_display())
+
+    @admin.display(description="结算时间", ordering="settle_at")
+    def settle(self, obj: Refund) -> str:
+        return when(obj.settle_at)
+
+    @admin.display(description="申请时间", ordering="created_at")
+    def created(self, obj: Refund) -> str:
+        return when(obj.created_at)
 
 
 @admin.register(AuthCode)
 class AuthCodeAdmin(ReadOnlyAdmin):
-    list_display = ("kind", "appid", "openid", "expires_at", "used_at")
+    list_display = ("kind", "appid", "openid", "expires", "used")
+    exact_search_fields = ("openid",)
     exclude = ("code",)
+
+    @admin.display(description="过期时间", ordering="expires_at")
+    def expires(self, obj: AuthCode) -> str:
+        return when(obj.expires_at)
+
+    @admin.display(description="使用时间", ordering="used_at")
+    def used(self, obj: AuthCode) -> str:
+        return when(obj.used_at)
 
 
 @admin.register(Fault)
 class FaultAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "drop_notifies", "duplicate_notifies", "notify_delay_seconds", "corrupt_signature",
-                    "report_total_fee", "systemerror_endpoints", "end_state")
+    list_display = ("scope", "drop_notifies", "duplicate_notifies", "notify_delay_seconds", "corrupt_signature",
+                    "reported_total_fee", "systemerror_endpoints", "end_state")
+    list_display_links = ("scope",)
+    search_fields = ("out_trade_no",)
+
+    @admin.display(description="范围", ordering="out_trade_no")
+    def scope(self, obj: Fault) -> str:
+        return str(obj)
+
+    @admin.display(description="报告的 total_fee", ordering="report_total_fee")
+    def reported_total_fee(self, obj: Fault) -> str:
+        return "-" if obj.report_total_fee is None else yuan_and_fen(obj.report_total_fee)

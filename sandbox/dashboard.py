@@ -6,9 +6,12 @@ from django import forms
 from django.contrib import messages
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from sandbox.models import Attempt, Delivery, Fault, Trade
+from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
+from wxrecharge.money import format_fen
+
+TRADES_SHOWN = 30
 
 
 class FaultForm(forms.ModelForm):
@@ -16,10 +19,57 @@ class FaultForm(forms.ModelForm):
         model = Fault
         fields = ["out_trade_no", "drop_notifies", "duplicate_notifies", "notify_delay_seconds", "corrupt_signature",
                   "report_total_fee", "systemerror_endpoints", "end_state"]
-        labels = {"out_trade_no": "商户订单号（留空为全局）"}
+        widgets = {
+            "out_trade_no": forms.TextInput(attrs={"placeholder": "留空为全局", "autocomplete": "off"}),
+            "report_total_fee": forms.NumberInput(attrs={"placeholder": "不改动", "min": "0"}),
+            "systemerror_endpoints": forms.TextInput(attrs={"placeholder": "如 orderquery"}),
+        }
+        # Short labels for a phone's form cells (the admin keeps the models' longer names).
+        labels = {
+            "out_trade_no": "商户订单号", "drop_notifies": "丢弃通知（次）", "duplicate_notifies": "每次通知发两遍",
+            "report_total_fee": "改报金额（分）", "systemerror_endpoints": "出错接口", "end_state": "交易/退款结果",
+        }
+        help_texts = {
+            "out_trade_no": "",
+            "drop_notifies": "接下来的 N 次通知不发出（照常按微信的间隔重试）",
+            "report_total_fee": "通知与查询里报告的 total_fee；留空为如实报告",
+            "systemerror_endpoints": "这些接口答 SYSTEMERROR，多个用逗号分隔，如 unifiedorder,orderquery",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # WeUI's own controls: switches for the on/off faults, plain inputs for the rest.
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                widget.attrs["class"] = "weui-switch"
+            elif isinstance(widget, forms.Select):
+                widget.attrs["class"] = "weui-select"
+            else:
+                widget.attrs["class"] = "weui-input"
 
     def validate_unique(self):
         pass  # saving updates the row of that out_trade_no
+
+
+def describe(fault: Fault) -> list[str]:
+    """The switches a row turns on, in words, for the list of switches in force."""
+    parts = []
+    if fault.drop_notifies:
+        parts.append(f"丢弃接下来 {fault.drop_notifies} 次通知")
+    if fault.duplicate_notifies:
+        parts.append("每次通知发两遍")
+    if fault.notify_delay_seconds:
+        parts.append(f"通知延迟 {fault.notify_delay_seconds} 秒")
+    if fault.corrupt_signature:
+        parts.append("签名错误")
+    if fault.report_total_fee is not None:
+        parts.append(f"报告 total_fee={fault.report_total_fee}（¥{format_fen(fault.report_total_fee)}）")
+    if fault.systemerror_endpoints:
+        parts.append(f"SYSTEMERROR：{fault.systemerror_endpoints}")
+    if fault.end_state:
+        parts.append(f"结果：{fault.get_end_state_display()}")
+    return parts or ["无（全部正常）"]
 
 
 @require_http_methods(["GET", "POST"])
@@ -32,16 +82,34 @@ def index(request):
             messages.success(request, "故障开关已保存")
             return redirect("sandbox:index")
     else:
-        form = FaultForm(instance=Fault.objects.filter(out_trade_no="").first())
-    deliveries = Delivery.objects.prefetch_related(Prefetch("attempt_log", queryset=Attempt.objects.order_by("at")))
-    trades = Trade.objects.prefetch_related(Prefetch("deliveries", queryset=deliveries))[:30]
-    return render(request, "sandbox/index.html", {
-        "trades": trades, "form": form, "faults": Fault.objects.order_by("out_trade_no"),
-    })
+        # ?out_trade_no=… opens that trade's switches in the form (the global row otherwise).
+        scope = request.GET.get("out_trade_no", "").strip()[:32]
+        form = FaultForm(instance=Fault.objects.filter(out_trade_no=scope).first(), initial={"out_trade_no": scope})
+    deliveries = Delivery.objects.select_related("refund").prefetch_related(
+        Prefetch("attempt_log", queryset=Attempt.objects.order_by("at", "pk"))
+    ).order_by("created_at", "pk")
+    trades = Trade.objects.prefetch_related(
+        Prefetch("deliveries", queryset=deliveries),
+        Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "pk")),
+    )[:TRADES_SHOWN]
+    for trade in trades:  # amounts in yuan beside WeChat's fen
+        trade.yuan, trade.refunded_yuan = format_fen(trade.total_fee), format_fen(trade.refunded_fee)
+        for refund in trade.refunds.all():
+            refund.yuan = format_fen(refund.refund_fee)
+    faults = [(fault, describe(fault)) for fault in Fault.objects.order_by("out_trade_no")]
+    return render(request, "sandbox/index.html", {"trades": trades, "form": form, "faults": faults})
 
 
-@require_http_methods(["POST"])
+@require_POST
 def delete_fault(request, pk: int):
     Fault.objects.filter(pk=pk).delete()
     messages.success(request, "故障开关已删除")
+    return redirect("sandbox:index")
+
+
+@require_POST
+def reset_faults(request):
+    """Every switch off at once: the global row and every trade's own rows are deleted."""
+    deleted, _ = Fault.objects.all().delete()
+    messages.success(request, f"已重置全部故障开关（删除 {deleted} 条）" if deleted else "没有生效中的故障开关")
     return redirect("sandbox:index")

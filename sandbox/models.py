@@ -13,27 +13,29 @@ class Trade(models.Model):
 
     NOTPAY, SUCCESS, REFUND, CLOSED = "NOTPAY", "SUCCESS", "REFUND", "CLOSED"
     USERPAYING, PAYERROR, REVOKED = "USERPAYING", "PAYERROR", "REVOKED"
-    STATES = [(s, s) for s in (NOTPAY, SUCCESS, REFUND, CLOSED, USERPAYING, PAYERROR, REVOKED)]
+    # The value is WeChat's trade_state code; the label is what a person reads beside it.
+    STATES = [(NOTPAY, "未支付"), (SUCCESS, "支付成功"), (REFUND, "转入退款"), (CLOSED, "已关闭"),
+              (USERPAYING, "用户支付中"), (PAYERROR, "支付失败"), (REVOKED, "已撤销")]
 
-    mch_id = models.CharField(max_length=32)
-    appid = models.CharField(max_length=32)
-    out_trade_no = models.CharField(max_length=32)
-    params_digest = models.CharField(max_length=64, help_text="identical re-orders get the same prepay_id")
-    body = models.CharField(max_length=128)
-    attach = models.CharField(max_length=127, blank=True)
-    total_fee = models.PositiveBigIntegerField()
-    trade_type = models.CharField(max_length=16)
-    openid = models.CharField(max_length=128, blank=True)
-    notify_url = models.CharField(max_length=256)
-    sign_type = models.CharField(max_length=16, default="MD5")
-    time_expire = models.DateTimeField(null=True, blank=True)
-    prepay_id = models.CharField(max_length=64, unique=True)
-    prepay_expires_at = models.DateTimeField()
-    state = models.CharField(max_length=16, choices=STATES, default=NOTPAY)
-    transaction_id = models.CharField(max_length=32, unique=True, null=True, blank=True)
-    time_end = models.DateTimeField(null=True, blank=True)
-    refunded_fee = models.PositiveBigIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now)
+    mch_id = models.CharField("商户号", max_length=32)
+    appid = models.CharField("appid", max_length=32)
+    out_trade_no = models.CharField("商户订单号", max_length=32)
+    params_digest = models.CharField("参数摘要", max_length=64, help_text="参数相同的重复下单得到同一个 prepay_id")
+    body = models.CharField("商品描述", max_length=128)
+    attach = models.CharField("附加数据", max_length=127, blank=True)
+    total_fee = models.PositiveBigIntegerField("订单金额（分）")
+    trade_type = models.CharField("交易类型", max_length=16)
+    openid = models.CharField("openid", max_length=128, blank=True)
+    notify_url = models.CharField("通知地址", max_length=256)
+    sign_type = models.CharField("签名类型", max_length=16, default="MD5")
+    time_expire = models.DateTimeField("交易结束时间", null=True, blank=True)
+    prepay_id = models.CharField("prepay_id", max_length=64, unique=True)
+    prepay_expires_at = models.DateTimeField("prepay_id 失效时间")
+    state = models.CharField("交易状态", max_length=16, choices=STATES, default=NOTPAY)
+    transaction_id = models.CharField("微信支付订单号", max_length=32, unique=True, null=True, blank=True)
+    time_end = models.DateTimeField("支付完成时间", null=True, blank=True)
+    refunded_fee = models.PositiveBigIntegerField("已退款金额（分）", default=0)
+    created_at = models.DateTimeField("下单时间", default=timezone.now)
 
     class Meta:
         verbose_name = "沙箱交易"
@@ -53,20 +55,21 @@ class Refund(models.Model):
     """A refund as WeChat Pay knows it: accepted as PROCESSING, settled a little later."""
 
     PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE = "PROCESSING", "SUCCESS", "REFUNDCLOSE", "CHANGE"
-    STATES = [(s, s) for s in (PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE)]
+    # WeChat's refund_status code and a label beside it.
+    STATES = [(PROCESSING, "退款处理中"), (SUCCESS, "退款成功"), (REFUNDCLOSE, "退款关闭"), (CHANGE, "退款异常")]
 
-    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="refunds")
-    out_refund_no = models.CharField(max_length=64)
-    refund_id = models.CharField(max_length=32, unique=True)
-    refund_fee = models.PositiveBigIntegerField()
-    notify_url = models.CharField(max_length=256, blank=True)
-    state = models.CharField(max_length=16, choices=STATES, default=PROCESSING)
-    success_time = models.DateTimeField(null=True, blank=True)
+    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="refunds", verbose_name="交易")
+    out_refund_no = models.CharField("商户退款单号", max_length=64)
+    refund_id = models.CharField("微信退款单号", max_length=32, unique=True)
+    refund_fee = models.PositiveBigIntegerField("退款金额（分）")
+    notify_url = models.CharField("通知地址", max_length=256, blank=True)
+    state = models.CharField("退款状态", max_length=16, choices=STATES, default=PROCESSING)
+    success_time = models.DateTimeField("退款成功时间", null=True, blank=True)
     settle_at = models.DateTimeField(
-        null=True, blank=True, db_index=True,
-        help_text="when the delivery worker (or a refundquery) settles a PROCESSING refund",
+        "结算时间", null=True, blank=True, db_index=True,
+        help_text="退款处理中的退款在这时由投递线程（或一次 refundquery）结算",
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField("申请时间", default=timezone.now)
 
     class Meta:
         verbose_name = "沙箱退款"
@@ -87,14 +90,14 @@ class AuthCode(models.Model):
 
     OAUTH, JSCODE = "oauth", "jscode"
 
-    code = models.CharField(max_length=64, unique=True)
-    kind = models.CharField(max_length=8, choices=[(OAUTH, "网页授权"), (JSCODE, "wx.login")])
-    appid = models.CharField(max_length=32)
-    openid = models.CharField(max_length=128)
-    scope = models.CharField(max_length=32, blank=True)
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    code = models.CharField("code", max_length=64, unique=True)
+    kind = models.CharField("类型", max_length=8, choices=[(OAUTH, "网页授权"), (JSCODE, "wx.login")])
+    appid = models.CharField("appid", max_length=32)
+    openid = models.CharField("openid", max_length=128)
+    scope = models.CharField("授权范围", max_length=32, blank=True)
+    expires_at = models.DateTimeField("过期时间")
+    used_at = models.DateTimeField("使用时间", null=True, blank=True)
+    created_at = models.DateTimeField("创建时间", default=timezone.now)
 
     class Meta:
         verbose_name = "沙箱授权码"
@@ -111,18 +114,20 @@ class Delivery(models.Model):
     PAYMENT, REFUND = "payment", "refund"
     PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
 
-    kind = models.CharField(max_length=8, choices=[(PAYMENT, "支付通知"), (REFUND, "退款通知")])
-    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="deliveries")
-    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries")
-    url = models.CharField(max_length=256)
-    body = models.TextField()
+    kind = models.CharField("类型", max_length=8, choices=[(PAYMENT, "支付通知"), (REFUND, "退款通知")])
+    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="deliveries", verbose_name="交易")
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries",
+                               verbose_name="退款")
+    url = models.CharField("通知地址", max_length=256)
+    body = models.TextField("通知内容")
     state = models.CharField(
-        max_length=10, choices=[(PENDING, "待送达"), (DELIVERED, "已送达"), (GAVE_UP, "已放弃")], default=PENDING
+        "投递状态", max_length=10, choices=[(PENDING, "待送达"), (DELIVERED, "已送达"), (GAVE_UP, "已放弃")],
+        default=PENDING,
     )
-    attempts = models.PositiveIntegerField(default=0)
-    duplicate = models.BooleanField(default=False, help_text="fault: each attempt is sent twice")
-    next_attempt_at = models.DateTimeField(db_index=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField("已尝试次数", default=0)
+    duplicate = models.BooleanField("每次发送两遍", default=False, help_text="故障开关：每次尝试发送两遍")
+    next_attempt_at = models.DateTimeField("下次尝试时间", db_index=True)
+    created_at = models.DateTimeField("创建时间", default=timezone.now)
 
     class Meta:
         verbose_name = "沙箱通知"
@@ -134,11 +139,14 @@ class Delivery(models.Model):
 
 
 class Attempt(models.Model):
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
-    at = models.DateTimeField(default=timezone.now)
-    status_code = models.PositiveIntegerField(null=True, blank=True)
-    answer = models.TextField(blank=True)
-    outcome = models.CharField(max_length=16)  # success / fail / error / dropped
+    OUTCOMES = [("success", "商户答 SUCCESS"), ("fail", "商户未答 SUCCESS"), ("error", "无法连接"),
+                ("dropped", "已丢弃（故障开关）"), ("duplicate", "重复发送（故障开关）")]
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", verbose_name="通知")
+    at = models.DateTimeField("时间", default=timezone.now)
+    status_code = models.PositiveIntegerField("HTTP 状态码", null=True, blank=True)
+    answer = models.TextField("商户应答", blank=True)
+    outcome = models.CharField("结果", max_length=16, choices=OUTCOMES)
 
     class Meta:
         verbose_name = "沙箱通知尝试"
@@ -156,12 +164,15 @@ class Fault(models.Model):
     END_STATES = [("", "正常"), ("PAYERROR", "支付失败 PAYERROR"), ("USERPAYING", "用户支付中 USERPAYING"),
                   ("REFUNDCLOSE", "退款关闭 REFUNDCLOSE"), ("CHANGE", "退款异常 CHANGE")]
 
-    out_trade_no = models.CharField(max_length=32, unique=True, blank=True)
+    out_trade_no = models.CharField("商户订单号", max_length=32, unique=True, blank=True, help_text="留空为全局")
     drop_notifies = models.PositiveIntegerField("丢弃接下来 N 次通知", default=0)
     duplicate_notifies = models.BooleanField("每次通知发送两遍", default=False)
     notify_delay_seconds = models.PositiveIntegerField("通知延迟（秒）", default=0)
-    corrupt_signature = models.BooleanField("通知与查询签名错误", default=False)
-    report_total_fee = models.PositiveBigIntegerField("通知与查询报告的 total_fee", null=True, blank=True)
+    corrupt_signature = models.BooleanField(
+        "签名错误", default=False,
+        help_text="通知和关于这笔交易的每个商户接口应答（下单、查询、关单、退款、退款查询）都带错的签名",
+    )
+    report_total_fee = models.PositiveBigIntegerField("通知与查询报告的 total_fee（分）", null=True, blank=True)
     systemerror_endpoints = models.CharField(
         "返回 SYSTEMERROR 的接口", max_length=200, blank=True, help_text="逗号分隔，如 unifiedorder,orderquery"
     )

@@ -7,6 +7,7 @@ app_name = "sandbox"
 urlpatterns = [
     path("", dashboard.index, name="index"),
     path("faults/<int:pk>/delete/", dashboard.delete_fault, name="delete_fault"),
+    path("faults/reset/", dashboard.reset_faults, name="reset_faults"),
     # WeChat Pay merchant API (base URL https://api.mch.weixin.qq.com/)
     path("pay/unifiedorder", merchant_api.unifiedorder, name="unifiedorder"),
     path("pay/orderquery", merchant_api.orderquery, name="orderquery"),

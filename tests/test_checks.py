@@ -51,6 +51,13 @@ def test_it_refuses_missing_wechat_credentials_and_names_them(settings, missing)
     assert missing in found["wxrecharge.E003"].hint
 
 
+@pytest.mark.parametrize("overrides", [{"SECRET_KEY_FROM_ENV": False}, {"WECHAT_SANDBOX": True}, {"WECHAT_API_KEY": ""}],
+                         ids=["E001", "E002", "E003"])
+def test_the_errors_a_developer_meets_locally_name_the_debug_switch(settings, overrides):
+    (found,) = ids(settings, **overrides).values()
+    assert found.hint.endswith("For local development, run with DJANGO_DEBUG=1 (as `make run` does).")
+
+
 def test_it_refuses_an_unknown_sign_type(settings):
     found = ids(settings, WECHAT_SIGN_TYPE="SHA1")
     assert set(found) == {"wxrecharge.E004"}
@@ -90,3 +97,4 @@ def test_manage_py_check_fails_for_a_production_start_without_secrets(tmp_path):
     assert result.returncode != 0
     assert "wxrecharge.E001" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
     assert "wxrecharge.E003" in result.stderr and "WECHAT_API_KEY" in result.stderr
+    assert "run with DJANGO_DEBUG=1" in result.stderr  # what to do on a developer's machine

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 REQUIRED_WECHAT_SETTINGS = ("WECHAT_APPID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_API_KEY")
+# An ad-hoc `manage.py createsuperuser` on a developer's machine meets these checks too.
+LOCAL_HINT = " For local development, run with DJANGO_DEBUG=1 (as `make run` does)."
 
 
 def _readable(path: str | None) -> bool:
@@ -29,7 +31,7 @@ def check_production_configuration(app_configs=None, **kwargs):
         messages.append(
             Error(
                 "DJANGO_SECRET_KEY is not set.",
-                hint="Set DJANGO_SECRET_KEY to a long random value (debug is off).",
+                hint="Set DJANGO_SECRET_KEY to a long random value (debug is off)." + LOCAL_HINT,
                 id="wxrecharge.E001",
             )
         )
@@ -37,7 +39,7 @@ def check_production_configuration(app_configs=None, **kwargs):
         messages.append(
             Error(
                 "The WeChat sandbox is on while debug is off.",
-                hint="Set WECHAT_SANDBOX=0 and the real WeChat credentials in production.",
+                hint="Set WECHAT_SANDBOX=0 and the real WeChat credentials in production." + LOCAL_HINT,
                 id="wxrecharge.E002",
             )
         )
@@ -47,7 +49,7 @@ def check_production_configuration(app_configs=None, **kwargs):
             messages.append(
                 Error(
                     "WeChat credentials are missing: " + ", ".join(missing) + ".",
-                    hint="Set " + ", ".join(missing) + " from the 公众号 and merchant platforms.",
+                    hint="Set " + ", ".join(missing) + " from the 公众号 and merchant platforms." + LOCAL_HINT,
                     id="wxrecharge.E003",
                 )
             )

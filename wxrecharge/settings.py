@@ -92,7 +92,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "axes",
+    "wxrecharge.axes_admin.AxesConfig",  # django-axes, named 登录保护 in the admin
     "wxrecharge",
     "accounts",
     "orders",
@@ -103,6 +103,7 @@ if WECHAT_SANDBOX:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "wxrecharge.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "wxrecharge.middleware.RejectNulMiddleware",
     "wxrecharge.middleware.JsonErrorsMiddleware",
@@ -169,17 +170,28 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Login throttling (django-axes, in the database so every app instance agrees): after
-# AXES_FAILURE_LIMIT failures for one name, or from one address, sign-in is refused for
-# AXES_COOLOFF_TIME.
+# Login throttling (django-axes, in the database so every app instance agrees; accounts/throttle.py):
+# after AXES_FAILURE_LIMIT failures for one name (from anywhere, or from one address), sign-in
+# to that name is refused for AXES_COOLOFF_TIME. An address alone is refused only after
+# LOGIN_ADDRESS_FAILURE_LIMIT failures: a carrier NAT puts thousands of people behind one
+# address, and one person's typos must not lock the others out.
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
-# ... and from this many failures on, each attempt waits 1, 2, 4… seconds (accounts/throttle.py).
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=50)
+# ... and from this many failures for a name on, each attempt waits 1, 2, 4… seconds.
 LOGIN_SLOWDOWN_AFTER = env.int("LOGIN_SLOWDOWN_AFTER", default=2)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "accounts.throttle.LoginAttemptHandler"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# Tries during a lockout neither count nor prolong it, so the wait the page names holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
 AXES_VERBOSE = False
+# Reverse proxies in front of the app that append the address they saw to X-Forwarded-For
+# (one nginx or load balancer: 1). 0 ignores the header: without a proxy that writes it,
+# every client could name any address and escape its count.
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "wxrecharge.http.client_ip"
 
 # Mini-program bearer tokens (signed with SECRET_KEY) live this long.
 MP_TOKEN_TTL_SECONDS = env.int("MP_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
@@ -236,3 +248,7 @@ LOGGING = {
     # wechatpy logs whole requests (with signatures) at DEBUG: keep it quiet.
     "loggers": {"wechatpy": {"level": "WARNING"}},
 }
+
+# --- pages and errors
+# A missing or stale CSRF token: JSON for the pages' fetch calls, a WeUI page for forms.
+CSRF_FAILURE_VIEW = "wxrecharge.views.csrf_failure"

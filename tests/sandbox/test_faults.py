@@ -199,7 +199,7 @@ def test_the_dashboard_shows_trades_attempts_and_sets_switches(wxpay, sandbox_ur
     paid_order(wxpay, sandbox_url, "F12", merchant.url)
     sandbox_delivery.deliver_due()
     page = client.get("/sandbox/").content.decode()
-    assert "F12" in page and "SUCCESS" in page and "已送达" in page and "success" in page
+    assert "F12" in page and "<code>SUCCESS</code> 支付成功" in page and "已送达" in page and "商户答 SUCCESS" in page
     response = client.post("/sandbox/", {"out_trade_no": "F13", "drop_notifies": "3", "notify_delay_seconds": "0",
                                          "systemerror_endpoints": "", "end_state": "USERPAYING"})
     assert response.status_code == 302

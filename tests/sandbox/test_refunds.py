@@ -235,4 +235,4 @@ def test_the_dashboard_counts_a_processing_refund_on_its_trade(wxpay, sandbox_ur
     paid(wxpay, sandbox_url, "RQ12")
     wxpay.refund.apply(total_fee=1000, refund_fee=250, out_refund_no="RQ12-1", out_trade_no="RQ12")
     page = client.get("/sandbox/").content.decode()
-    assert "sbx-state_REFUND" in page and "已退 250" in page
+    assert "sbx-state_REFUND" in page and "已退 ¥2.50" in page and "<code>PROCESSING</code> 退款处理中" in page
