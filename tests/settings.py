@@ -28,3 +28,7 @@ WHITENOISE_AUTOREFRESH = True
 # share one test database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}  # noqa: F405
+
+# Threads of the live server and of notify delivery must not keep connections open past a
+# test: PostgreSQL refuses to drop a test database that still has sessions.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

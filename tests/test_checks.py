@@ -20,6 +20,14 @@ PRODUCTION = {
 }
 
 
+@pytest.fixture(autouse=True)
+def reused_connections(monkeypatch):
+    """Production reuses database connections (tests/settings.py turns that off for the suite)."""
+    from django.conf import settings
+
+    monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 600)
+
+
 def ids(settings, **overrides):
     for name, value in {**PRODUCTION, **overrides}.items():
         setattr(settings, name, value)

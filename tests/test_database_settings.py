@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 from wxrecharge.checks import check_production_configuration
@@ -37,6 +38,7 @@ def test_sqlite_runs_in_wal_with_immediate_transactions_and_waits_for_the_lock()
     assert "journal_mode=WAL" in options["init_command"]
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_production_warns_when_postgresql_connections_are_not_reused(settings):
     settings.DEBUG = False
     settings.DATABASES = {"default": {**settings.DATABASES["default"], "ENGINE": "django.db.backends.postgresql",
