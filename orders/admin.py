@@ -196,37 +196,39 @@ class RechargeOrderAdmin(LargeTableAdmin):
     # -- actions -------------------------------------------------------------------------------
     @admin.action(description="向微信查询并同步", permissions=["sync"])
     def sync_selected(self, request, queryset):
-        outcomes, skipped = Counter(), 0
-        for order in queryset:
-            if order.status != PENDING:
-                skipped += 1
-                continue
-            try:
-                order = services.sync_order(order)
-            except WeChatError as exc:
-                outcomes["查询失败"] += 1
-                self.message_user(request, f"订单 {order.out_trade_no} 向微信查询失败：{exc.code}（{exc}）", messages.ERROR)
-                continue
-            outcomes[order.status_text if order.status != PENDING else "仍待支付"] += 1
-        self._report(request, "已向微信查询", outcomes, skipped, "非待支付订单无需同步")
+        def outcome(order: RechargeOrder) -> str:
+            return order.status_text if order.status != PENDING else "仍待支付"
+
+        self._each_pending(request, queryset, services.sync_order, outcome, ("查询失败", "向微信查询失败"), "已向微信查询",
+                           "非待支付订单无需同步")
 
     @admin.action(description="关闭订单", permissions=["sync"])
     def close_selected(self, request, queryset):
+        def outcome(order: RechargeOrder) -> str:
+            # ORDERPAID: the money was taken, so close_order synced and credited it instead.
+            return {RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}.get(
+                order.status, order.status_text)
+
+        self._each_pending(request, queryset, services.close_order, outcome, ("关闭失败", "关闭失败"), "关闭订单",
+                           "只有待支付的订单可以关闭")
+
+    def _each_pending(self, request, queryset, act, outcome, failed: tuple[str, str], what: str,
+                      skip_reason: str) -> None:
+        """Run `act` (a service that talks to WeChat) on each pending order; `failed` names a
+        failure in the summary and in the order's own message."""
         outcomes, skipped = Counter(), 0
         for order in queryset:
             if order.status != PENDING:
                 skipped += 1
                 continue
             try:
-                order = services.close_order(order)
+                order = act(order)
             except WeChatError as exc:
-                outcomes["关闭失败"] += 1
-                self.message_user(request, f"订单 {order.out_trade_no} 关闭失败：{exc.code}（{exc}）", messages.ERROR)
+                outcomes[failed[0]] += 1
+                self.message_user(request, f"订单 {order.out_trade_no} {failed[1]}：{exc.code}（{exc}）", messages.ERROR)
                 continue
-            # ORDERPAID: the money was taken, so close_order synced and credited it instead.
-            outcomes[{RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}.get(
-                order.status, order.status_text)] += 1
-        self._report(request, "关闭订单", outcomes, skipped, "只有待支付的订单可以关闭")
+            outcomes[outcome(order)] += 1
+        self._report(request, what, outcomes, skipped, skip_reason)
 
     def _report(self, request, what: str, outcomes: Counter, skipped: int, skip_reason: str) -> None:
         if outcomes:
