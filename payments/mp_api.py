@@ -25,7 +25,8 @@ def prepay(request):
 @require_GET
 @bearer_required
 def order(request, out_trade_no: str):
-    return order_status_answer(request.user, out_trade_no)
+    # ?paid=1 after wx.requestPayment succeeded: WeChat may be asked every second.
+    return order_status_answer(request.user, out_trade_no, just_paid=request.GET.get("paid") == "1")
 
 
 @require_GET

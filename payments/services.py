@@ -42,8 +42,11 @@ PREPAY_TTL = timedelta(hours=2)
 REUSE_MARGIN = timedelta(minutes=2)
 ORDER_BODY = "余额充值"
 REFUND_DESCRIPTION = "余额充值退款"
-# A pending order is asked about at most this often by the pages' status polls.
+# A pending order is asked about at most this often by the pages' status polls...
 STATUS_POLL_INTERVAL = timedelta(seconds=5)
+# ... and this often right after WeChat's client said the user paid (`?paid=1`), when a
+# prompt answer matters most.
+PAID_POLL_INTERVAL = timedelta(seconds=1)
 
 
 class InvalidAmount(ValueError):
@@ -216,10 +219,10 @@ def sync_order(order: RechargeOrder) -> RechargeOrder:
     return order
 
 
-def poll_order(order: RechargeOrder) -> RechargeOrder:
+def poll_order(order: RechargeOrder, min_interval: timedelta = STATUS_POLL_INTERVAL) -> RechargeOrder:
     """The pages' status check: a pending order is asked about at most once every few seconds,
     however many pages poll it; in between they get what we know."""
-    if order.status == RechargeOrder.Status.PENDING and order.claim_sync(STATUS_POLL_INTERVAL):
+    if order.status == RechargeOrder.Status.PENDING and order.claim_sync(min_interval):
         try:
             return sync_order(order)
         except wechat.WeChatError as exc:

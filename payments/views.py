@@ -169,13 +169,14 @@ def jsapi_prepay(request):
     return prepay_answer(request, RechargeOrder.Channel.JSAPI)
 
 
-def order_status_answer(user, out_trade_no: str):
+def order_status_answer(user, out_trade_no: str, just_paid: bool = False):
     """Shared by the H5 page and the mini-program API. A pending order is checked with WeChat
-    (at most once every few seconds, however often it is polled)."""
+    (at most once every few seconds, however often it is polled; every second just after
+    WeChat's client said the user paid)."""
     order = RechargeOrder.objects.filter(user=user, out_trade_no=out_trade_no).first()
     if order is None:
         return json_error("order_not_found", 404)
-    order = services.poll_order(order)
+    order = services.poll_order(order, services.PAID_POLL_INTERVAL if just_paid else services.STATUS_POLL_INTERVAL)
     user.refresh_from_db(fields=["balance"])
     return json_ok({"out_trade_no": order.out_trade_no, "status": STATUS_NAMES[order.status],
                     "amount_fen": order.amount, "balance_fen": user.balance})
@@ -184,7 +185,7 @@ def order_status_answer(user, out_trade_no: str):
 @require_GET
 @json_login_required
 def order_status(request, out_trade_no: str):
-    return order_status_answer(request.user, out_trade_no)
+    return order_status_answer(request.user, out_trade_no, just_paid=request.GET.get("paid") == "1")
 
 
 def resumable(order: RechargeOrder) -> bool:

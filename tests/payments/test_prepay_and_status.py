@@ -186,3 +186,23 @@ def test_someone_elses_order_is_not_found(payer_client, sandbox_url):
     response = status(payer_client, other.out_trade_no)
     assert response.status_code == 404 and response.json()["error"] == "order_not_found"
     assert status(payer_client, "NOPE").status_code == 404
+
+
+def test_right_after_wechat_said_ok_a_poll_may_ask_wechat_every_second(payer_client, payer):
+    from datetime import timedelta
+    from unittest import mock
+
+    from payments import wechat
+    from payments.services import PAID_POLL_INTERVAL
+
+    number = prepay(payer_client, "10.00").json()["out_trade_no"]
+    trade = Trade.objects.get(out_trade_no=number)
+    with mock.patch.object(wechat.Pay, "query_order", autospec=True, side_effect=wechat.Pay.query_order) as query:
+        with time_machine.travel(timezone.now(), tick=False) as clock:
+            assert status(payer_client, number).json()["status"] == "pending"
+            sandbox_services.pay(trade.prepay_id, trade.appid)
+            clock.shift(PAID_POLL_INTERVAL + timedelta(milliseconds=1))
+            assert status(payer_client, number).json()["status"] == "pending"  # a plain poll waits its 5 s
+            answer = payer_client.get(f"/payments/orders/{number}/status/", {"paid": "1"}).json()
+    assert answer["status"] == "paid" and answer["balance_fen"] == 1000
+    assert query.call_count == 2
