@@ -33,12 +33,13 @@ run: install
 	trap 'kill $$reconciler 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-# Two workers (pytest-xdist): the machine has two cores, and browser and live-server tests
-# spend much of their time waiting. PYTEST_WORKERS=0 runs in one process.
+# Two workers (pytest-xdist) on two cores; the browser tests all go to one of them
+# (tests/conftest.py), since two Chromiums at once made their timeouts flaky.
+# PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 
 test: install
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -114,3 +114,11 @@ def pytest_runtest_call(item):
         problems = money_invariant_violations()
         assert not problems, "money invariants broken: " + "; ".join(problems)
     return result
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run one at a time on one xdist worker (`--dist loadgroup`): two Chromiums
+    and two live servers on two cores made their timeouts flaky; the rest spread out."""
+    for item in items:
+        if "tests/browser/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("browser"))

@@ -72,6 +72,7 @@
         poll.textContent = '已停止自动查询。如已付款，请点「刷新」查看最新状态。';
         return;
       }
+      clearTimeout(timer);  // never two checks waiting at once
       timer = setTimeout(function () { check(false); }, DELAYS[step++] * 1000);
     }
 

@@ -70,7 +70,8 @@ def test_the_rest_of_an_order_can_be_refunded_and_then_it_reads_fully_refunded(p
         services.request_refund(order, 1, "再退")
 
 
-def test_refundquery_says_processing_until_wechat_settles(paid_order):
+def test_refundquery_says_processing_until_wechat_settles(paid_order, settings):
+    settings.SANDBOX_NOTIFY_TIME_SCALE = 1.0  # the sandbox settles 2 s later, not 0.05 s: time to see it processing
     order = paid_order("10.00")
     refund = services.request_refund(order, 1000, "全部退款")
     assert services.sync_refund(refund).status == Refund.Status.PROCESSING
