@@ -35,6 +35,15 @@ class User(AbstractUser):
             models.CheckConstraint(condition=models.Q(balance__gte=0), name="user_balance_not_negative"),
         ]
 
+    def save(self, *args, **kwargs):
+        """A full save of an existing user (the admin's form, a password change) writes every
+        column but `balance`: the value read at the start of a request may be stale by now,
+        and the balance only moves with a ledger row (`LedgerEntry.post`)."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
+                                       if not f.primary_key and f.name != "balance"]
+        super().save(*args, **kwargs)
+
     @property
     def balance_yuan(self) -> str:
         return format_fen(self.balance)

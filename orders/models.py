@@ -318,6 +318,8 @@ class Refund(models.Model):
         """WeChat took the request (answered with its refund_id); the outcome comes later."""
         with transaction.atomic():
             refund = type(self).objects.select_for_update().get(pk=self.pk)
+            if refund.status != self.Status.PROCESSING:
+                return  # ended meanwhile; a later notify for it opens an incident
             refund.accepted = True
             refund.refund_id = refund.refund_id or refund_id or None
             refund.last_error = ""

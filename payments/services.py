@@ -177,7 +177,8 @@ def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_a
         order = RechargeOrder.objects.filter(out_trade_no=out_trade_no, transaction_id__isnull=False).first()
         if order is None:
             raise
-        payment = Payment(DUPLICATE, order)
+        other = order.transaction_id if order.transaction_id != transaction_id else ""
+        payment = Payment(DUPLICATE, order.pk, other_transaction_id=other)
         if log is not None:
             log.finish(DUPLICATE, signature_valid=True, out_trade_no=out_trade_no)
     if payment.after_close:
@@ -264,6 +265,9 @@ def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None
 
 def send_refund(refund: Refund) -> Refund:
     """Send (or send again: same out_refund_no, never a second refund) a refund request to WeChat."""
+    refund.refresh_from_db(fields=["status"])
+    if refund.status != Refund.Status.PROCESSING:
+        return refund  # ended meanwhile (refused, or settled by another runner): nothing to send
     order = refund.order
     try:
         answer = wechat.Pay.for_channel(order.channel).refund(

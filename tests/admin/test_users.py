@@ -115,3 +115,39 @@ def test_an_adjustment_form_without_its_one_time_number_is_refused(admin_client,
     response = admin_client.post(adjust_url(payer), {"amount": "5", "reason": "活动赠送"})
     assert response.status_code == 200 and "页面已过期" in response.content.decode()
     assert not LedgerEntry.objects.exists()
+
+
+def test_saving_a_user_in_the_admin_never_writes_back_a_stale_balance(admin_client, monkeypatch):
+    from accounts.admin import UserAdmin
+    from orders.models import RechargeOrder
+    from tests.factories import make_order, make_user
+
+    user = make_user("victim")
+    save_model = UserAdmin.save_model
+
+    def a_notify_commits_meanwhile(self, request, obj, form, change):
+        order = make_order(user, amount=500)
+        RechargeOrder.pay(order.out_trade_no, "4200000000000000000000000001", 500, order.created_at)
+        return save_model(self, request, obj, form, change)
+
+    monkeypatch.setattr(UserAdmin, "save_model", a_notify_commits_meanwhile)
+    form = admin_client.get(f"/admin/accounts/user/{user.pk}/change/").context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k not in ("groups", "user_permissions")}
+    data.update({"username": "victim", "date_joined_0": "2024-01-01", "date_joined_1": "00:00:00", "is_active": "on",
+                 "first_name": "小王"})
+    assert admin_client.post(f"/admin/accounts/user/{user.pk}/change/", data).status_code == 302
+    user.refresh_from_db()
+    assert (user.first_name, user.balance) == ("小王", 500)  # the form saved, the credit stands
+
+
+def test_a_password_change_keeps_the_balance(db):
+    from orders.models import LedgerEntry
+    from tests.factories import make_user
+
+    user = make_user("pw")
+    stale = type(user).objects.get(pk=user.pk)
+    LedgerEntry.adjust(user.pk, 700, "活动赠送", None)
+    stale.set_password("another-horse-battery-8")
+    stale.save()
+    user.refresh_from_db()
+    assert user.balance == 700 and user.check_password("another-horse-battery-8")

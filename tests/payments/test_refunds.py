@@ -280,3 +280,19 @@ def test_a_refund_notify_that_contradicts_a_settled_refund_is_an_incident(client
     assert processing.status == Refund.Status.CLOSED and balance(processing.order) == 1000
     assert Incident.objects.get().kind == Incident.Kind.REFUND_CONFLICT
     assert Notification.objects.order_by("-pk").first().outcome == "incident"
+
+
+def test_a_refund_that_ended_meanwhile_is_never_sent_again(paid_locally):
+    from unittest import mock
+
+    from payments import wechat
+
+    refund = paid_locally.start_refund(500, "用户申请")
+    stale = Refund.objects.get(pk=refund.pk)  # a runner read it while it was still 处理中
+    services.settle_refund(refund, "FAILED")  # WeChat refused it: the balance came back
+    with mock.patch.object(wechat.Pay, "refund") as sent:
+        services.send_refund(stale)
+        stale.accept("50300000000000000001")
+    assert not sent.called
+    stale.refresh_from_db()
+    assert stale.status == Refund.Status.FAILED and not stale.accepted and balance(paid_locally) == 1000
