@@ -117,6 +117,13 @@ def recharge(request):
     })
 
 
+def _may_place_order(request) -> bool:
+    """Count one order placed (or paid again: each asks WeChat) against the per-minute limits
+    of this user and of this address."""
+    return (ratelimit.allow(f"prepay:user:{request.user.pk}", PREPAY_PER_USER, 60)
+            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", PREPAY_PER_ADDRESS, 60))
+
+
 def _client_ip(request) -> str:
     """The client's address (behind DJANGO_TRUSTED_PROXY_COUNT proxies, the one they saw)."""
     return client_ip(request) or "127.0.0.1"
@@ -142,8 +149,7 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
         return json_error("invalid_amount", 400,
                           f"请输入 {settings.RECHARGE_MIN_FEN / 100:.2f} 到 {settings.RECHARGE_MAX_FEN / 100:.2f} 元之间、"
                           "最多两位小数的金额")
-    if not (ratelimit.allow(f"prepay:user:{request.user.pk}", PREPAY_PER_USER, 60)
-            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", PREPAY_PER_ADDRESS, 60)):
+    if not _may_place_order(request):
         return json_error("too_many_requests", 429)
     try:
         result = services.prepay(request.user, amount, channel, _client_ip(request))
@@ -204,8 +210,7 @@ def order_pay(request, out_trade_no: str):
     if order.channel != RechargeOrder.Channel.JSAPI:
         return json_error("order_wrong_channel", 409)  # its prepay_id is the mini program's
     # Counted with the orders placed: it asks WeChat each time.
-    if not (ratelimit.allow(f"prepay:user:{request.user.pk}", PREPAY_PER_USER, 60)
-            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", PREPAY_PER_ADDRESS, 60)):
+    if not _may_place_order(request):
         return json_error("too_many_requests", 429)
     # Paid from another tab, or closed at WeChat, since the page was drawn? Asked outside the
     # polls' throttle (poll_order), so the status check right after this payment may ask again.

@@ -235,17 +235,6 @@ def authorize_url(redirect_uri: str, state: str) -> str:
     return oauth(redirect_uri, state).authorize_url
 
 
-def openid_from_oauth_code(code: str) -> str:
-    """Exchange a 网页授权 code for the openid, server side (the secret stays here)."""
-    try:
-        return oauth("", "").fetch_access_token(code)["openid"]
-    except WeChatOAuthException as exc:
-        raise WeChatError(f"oauth: {exc.errcode} {exc.errmsg}", str(exc.errcode) if exc.errcode else "NETWORK",
-                          retryable=exc.errcode is None) from exc
-    except requests.RequestException as exc:
-        raise WeChatError(f"oauth: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
-
-
 def mini_program_session(js_code: str) -> dict[str, str]:
     """code2session: {openid, session_key}. The session_key must stay on the server."""
     client = WeChatClient(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET,
@@ -262,7 +251,7 @@ def mini_program_session(js_code: str) -> dict[str, str]:
 
 
 def oauth_identity(code: str) -> tuple[str, str | None]:
-    """Exchange a 网页授权 code for (openid, unionid), server side. The unionid is there only
+    """Exchange a 网页授权 code for (openid, unionid), server side (the secret stays here). The unionid is there only
     when WeChat gives one (the 公众号 linked to an open-platform account), else None."""
     try:
         answer = oauth("", "").fetch_access_token(code)

@@ -10,6 +10,19 @@ from tests.factories import make_user
 
 
 @pytest.fixture
+def payer(sandbox_url):
+    """A user with a bound WeChat whose orders go to the sandbox over HTTP (test_notify.py and
+    others define their own `payer` where no sandbox is needed)."""
+    return make_user("payer", openid="oPayer0000000000000000000001")
+
+
+@pytest.fixture
+def payer_client(client, payer):
+    client.force_login(payer)
+    return client
+
+
+@pytest.fixture
 def paid_order(client, sandbox_url):
     """Place an order through the page API, pay it at the (sandbox) WeChat, and sync it here."""
 

@@ -23,17 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PREPAY = "/payments/jsapi/prepay/"
 
 
-@pytest.fixture
-def payer(sandbox_url):
-    return make_user("payer", openid="oPayer0000000000000000000001")
-
-
-@pytest.fixture
-def payer_client(client, payer):
-    client.force_login(payer)
-    return client
-
-
 def prepay(client, amount="10.00"):
     response = client.post(PREPAY, {"amount": amount}, content_type="application/json")
     assert response.status_code == 200, response.content

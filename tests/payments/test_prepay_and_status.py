@@ -20,17 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PREPAY = "/payments/jsapi/prepay/"
 
 
-@pytest.fixture
-def payer(sandbox_url):
-    return make_user("payer", openid="oPayer0000000000000000000001")
-
-
-@pytest.fixture
-def payer_client(client, payer):
-    client.force_login(payer)
-    return client
-
-
 def prepay(client, amount, **kwargs):
     return client.post(PREPAY, data={"amount": amount} if amount is not ... else {}, content_type="application/json",
                        **kwargs)
