@@ -96,7 +96,7 @@ class RechargeOrder(models.Model):
     status = models.PositiveSmallIntegerField("状态", choices=Status.choices, default=Status.PENDING, editable=False)
     channel = models.CharField("渠道", max_length=16, choices=Channel.choices, editable=False)
     openid = models.CharField("下单 openid", max_length=128, editable=False)
-    prepay_id = models.CharField("prepay_id", max_length=64, blank=True, editable=False)
+    prepay_id = models.CharField("预支付会话标识 prepay_id", max_length=64, blank=True, editable=False)
     prepay_expires_at = models.DateTimeField("prepay_id 有效期", null=True, blank=True, editable=False)
     expires_at = models.DateTimeField("支付截止（time_expire）", editable=False)
     transaction_id = models.CharField("微信支付单号", max_length=32, unique=True, null=True, blank=True, editable=False)

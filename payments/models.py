@@ -55,6 +55,17 @@ class Incident(models.Model):
         UNKNOWN_REFUND = "unknown_refund", "未知退款的通知"
         REFUND_CONFLICT = "refund_conflict", "退款结果与本地记录不符"
         REFUND_ABNORMAL = "refund_abnormal", "退款异常（CHANGE）"
+        # Found by reconciliation (reconciliation/services.py): WeChat's trade bill against the books.
+        BILL_UNKNOWN_ORDER = "bill_unknown_order", "对账：未知订单"
+        BILL_MISSING_PAYMENT = "bill_missing_payment", "对账：微信无此支付"
+        BILL_AMOUNT = "bill_amount", "对账：金额不符"
+        BILL_MERCHANT = "bill_merchant", "对账：商户号或appid不符"
+        BILL_TRANSACTION = "bill_transaction", "对账：微信订单号不符"
+        BILL_UNKNOWN_REFUND = "bill_unknown_refund", "对账：未知退款"
+        BILL_MISSING_REFUND = "bill_missing_refund", "对账：微信无此退款"
+        BILL_REFUND_AMOUNT = "bill_refund_amount", "对账：退款金额不符"
+        BILL_REFUND_STATE = "bill_refund_state", "对账：退款状态不符"
+        BILL_DUPLICATE = "bill_duplicate", "对账：账单重复行"
 
     kind = models.CharField("类型", max_length=20, choices=Kind.choices)
     order = models.ForeignKey("orders.RechargeOrder", on_delete=models.PROTECT, null=True, blank=True,
@@ -132,6 +143,9 @@ class Notification(models.Model):
         ERROR = "error", "处理失败"
 
     kind = models.CharField("类型", max_length=8, choices=Kind.choices)
+    api = models.CharField("接口版本", max_length=2, choices=[("v2", "API v2"), ("v3", "API v3")], default="v2")
+    # v3: the Wechatpay-* headers the signature is checked with (and Request-ID), as received.
+    headers = models.JSONField("签名头", default=dict, blank=True)
     # The bytes as received, whatever they are (a NUL byte or UTF-16 fits in bytea, not in text).
     raw_body = models.BinaryField("原文")
     remote_addr = models.GenericIPAddressField("来源地址", null=True, blank=True)
@@ -165,12 +179,14 @@ class Notification(models.Model):
         return self.body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
     @classmethod
-    def record(cls, kind: str, body: bytes, remote_addr: str | None) -> Notification:
+    def record(cls, kind: str, body: bytes, remote_addr: str | None, api: str = "v2",
+               headers: dict[str, str] | None = None) -> Notification:
         """Keep a notify before anything else is done with it (may raise DatabaseError)."""
         # One INSERT with no ORM around it: every notify, valid or not, comes through here.
-        log = cls(kind=kind, raw_body=body, remote_addr=remote_addr)
-        log.pk = _insert_returning_id(log, ("kind", "raw_body", "remote_addr", "received_at", "signature_valid",
-                                            "out_trade_no", "out_refund_no", "outcome", "detail", "traceback"))
+        log = cls(kind=kind, raw_body=body, remote_addr=remote_addr, api=api, headers=headers or {})
+        log.pk = _insert_returning_id(log, ("kind", "api", "headers", "raw_body", "remote_addr", "received_at",
+                                            "signature_valid", "out_trade_no", "out_refund_no", "outcome", "detail",
+                                            "traceback"))
         return log
 
     def finish(self, outcome: str, detail: str = "", **fields) -> None:

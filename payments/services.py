@@ -16,7 +16,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
@@ -30,9 +29,10 @@ from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and Refu
     RefundRefused,
     UnknownOrder,
 )
-from payments import wechat
+from payments import gateway as payment_gateway
+from payments.gateway import ORDER_CLOSED, ORDER_NOT_EXIST, ORDER_PAID, REFUND_NOT_EXIST, NotifyError, WeChatError
 from payments.models import Incident, Notification
-from wxrecharge.money import format_fen, parse_fen
+from wxrecharge.money import format_fen
 
 logger = logging.getLogger(__name__)
 
@@ -87,24 +87,24 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
     openid = user.mp_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
     if not openid:
         raise OpenidRequired
-    pay = wechat.Pay.for_channel(channel)
+    pay = payment_gateway.gateway(channel)
     for _ in range(2):
         order = _pending_order(user, amount, channel, openid)
         if order.prepay_is_valid():
-            return Prepay(order, pay.jsapi_params(order.prepay_id))
+            return Prepay(order, pay.pay_params(order.prepay_id))
         try:
-            answer = pay.unified_order(
-                out_trade_no=order.out_trade_no, total_fee=order.amount, openid=openid, body=ORDER_BODY,
-                notify_url=settings.SITE_URL + reverse("payments:notify"), client_ip=client_ip,
+            prepay_id = pay.prepay(
+                out_trade_no=order.out_trade_no, total=order.amount, openid=openid, description=ORDER_BODY,
+                notify_url=pay.notify_url("payment"), client_ip=client_ip,
                 time_start=order.created_at, time_expire=order.expires_at,
             )
-        except wechat.WeChatError as exc:
-            if exc.code not in ("ORDERPAID", "ORDERCLOSED"):
+        except WeChatError as exc:
+            if exc.kind not in (ORDER_PAID, ORDER_CLOSED):
                 raise
             sync_order(order)  # WeChat knows better: settle it, then place a new order
             continue
-        return Prepay(_save_prepay(order, answer["prepay_id"]), pay.jsapi_params(answer["prepay_id"]))
-    raise wechat.WeChatError("unifiedorder: the order changed under us twice", "SYSTEMERROR", retryable=True)
+        return Prepay(_save_prepay(order, prepay_id), pay.pay_params(prepay_id))
+    raise WeChatError("prepay: the order changed under us twice", "SYSTEMERROR", retryable=True)
 
 
 def _pending_order(user: User, amount: int, channel: str, openid: str) -> RechargeOrder:
@@ -137,14 +137,6 @@ def _save_prepay(order: RechargeOrder, prepay_id: str) -> RechargeOrder:
                                                     updated_at=timezone.now())
     order.prepay_id, order.prepay_expires_at = prepay_id, expires
     return order
-
-
-def _parse_time(value: str | None, fmt: str = "%Y%m%d%H%M%S") -> datetime:
-    try:
-        naive = datetime.strptime(value or "", fmt)  # noqa: DTZ007 (Beijing time, made aware below)
-    except ValueError:
-        return timezone.now()
-    return naive.replace(tzinfo=wechat.BEIJING)
 
 
 def _link(log: Notification | None, incident: Incident) -> None:
@@ -193,25 +185,24 @@ def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_a
 
 
 def sync_order(order: RechargeOrder) -> RechargeOrder:
-    """Ask WeChat (orderquery) about a pending order and apply what it says."""
+    """Ask WeChat (order query) about a pending order and apply what it says."""
     if order.status != RechargeOrder.Status.PENDING:
         return order
     try:
-        answer = wechat.Pay.for_channel(order.channel).query_order(order.out_trade_no)
-    except wechat.WeChatError as exc:
-        if exc.code != "ORDERNOTEXIST":
+        trade = payment_gateway.gateway(order.channel).query(order.out_trade_no)
+    except WeChatError as exc:
+        if exc.kind != ORDER_NOT_EXIST:
             raise
         if order.expires_at <= timezone.now():
             order.close()  # never reached WeChat and can no longer be paid
         return order
-    state = answer.get("trade_state")
-    if state == "SUCCESS":
-        total_fee = parse_fen(answer.get("total_fee"))
-        if not answer.get("transaction_id") or total_fee is None:
-            logger.error("orderquery %s says SUCCESS without a transaction_id or a valid total_fee", order.out_trade_no)
+    state = trade.state
+    if trade.is_paid:
+        if not trade.transaction_id or trade.total is None:
+            logger.error("order query %s says %s without a transaction_id or a valid total", order.out_trade_no, state)
             return order
         try:
-            apply_payment(order.out_trade_no, answer["transaction_id"], total_fee, _parse_time(answer.get("time_end")))
+            apply_payment(order.out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now())
         except AmountMismatch:
             pass  # an incident is open; nothing applied
     elif state in ("CLOSED", "REVOKED", "PAYERROR"):
@@ -226,22 +217,22 @@ def poll_order(order: RechargeOrder, min_interval: timedelta = STATUS_POLL_INTER
     if order.status == RechargeOrder.Status.PENDING and order.claim_sync(min_interval):
         try:
             return sync_order(order)
-        except wechat.WeChatError as exc:
-            logger.warning("orderquery %s failed: %s", order.out_trade_no, exc)
+        except WeChatError as exc:
+            logger.warning("order query %s failed: %s", order.out_trade_no, exc)
     return order
 
 
 def close_order(order: RechargeOrder) -> RechargeOrder:
-    """Close a pending order at WeChat (closeorder), then here. Money already taken wins:
-    on ORDERPAID the order is queried and credited instead."""
+    """Close a pending order at WeChat, then here. Money already taken wins: when WeChat
+    says it is paid, the order is queried and credited instead."""
     if order.status != RechargeOrder.Status.PENDING:
         return order
     try:
-        wechat.Pay.for_channel(order.channel).close_order(order.out_trade_no)
-    except wechat.WeChatError as exc:
-        if exc.code == "ORDERPAID":
+        payment_gateway.gateway(order.channel).close(order.out_trade_no)
+    except WeChatError as exc:
+        if exc.kind == ORDER_PAID:
             return sync_order(order)
-        if exc.code not in ("ORDERCLOSED", "ORDERNOTEXIST"):
+        if exc.kind not in (ORDER_CLOSED, ORDER_NOT_EXIST):
             raise
     order.close()
     order.refresh_from_db()
@@ -269,13 +260,13 @@ def send_refund(refund: Refund) -> Refund:
     if refund.status != Refund.Status.PROCESSING:
         return refund  # ended meanwhile (refused, or settled by another runner): nothing to send
     order = refund.order
+    pay = payment_gateway.gateway(order.channel)
     try:
-        answer = wechat.Pay.for_channel(order.channel).refund(
-            out_trade_no=order.out_trade_no, out_refund_no=refund.out_refund_no, total_fee=order.amount,
-            refund_fee=refund.amount, description=REFUND_DESCRIPTION,
-            notify_url=settings.SITE_URL + reverse("payments:refund_notify"),
+        answer = pay.refund(
+            out_trade_no=order.out_trade_no, out_refund_no=refund.out_refund_no, total=order.amount,
+            amount=refund.amount, reason=REFUND_DESCRIPTION, notify_url=pay.notify_url("refund"),
         )
-    except wechat.WeChatError as exc:
+    except WeChatError as exc:
         refund.note_error(f"{exc.code}: {exc}")
         if exc.retryable:
             logger.warning("refund %s not sent yet (%s); will retry with the same number", refund.out_refund_no, exc.code)
@@ -283,7 +274,9 @@ def send_refund(refund: Refund) -> Refund:
         logger.error("refund %s refused by WeChat: %s", refund.out_refund_no, exc)
         settle_refund(refund, "FAILED")
         return refund
-    refund.accept(answer.get("refund_id", ""))
+    refund.accept(answer.refund_id)
+    if answer.state in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):  # v3 may answer with the outcome at once
+        settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     return refund
 
 
@@ -314,99 +307,115 @@ def sync_refund(refund: Refund) -> Refund:
     if not refund.accepted:
         return send_refund(refund)
     try:
-        answer = wechat.Pay.for_channel(refund.order.channel).query_refund(refund.out_refund_no)
-    except wechat.WeChatError as exc:
-        if exc.code == "REFUNDNOTEXIST":
+        answer = payment_gateway.gateway(refund.order.channel).query_refund(refund.out_refund_no)
+    except WeChatError as exc:
+        if exc.kind == REFUND_NOT_EXIST:
             return send_refund(refund)
         raise
-    count = parse_fen(answer.get("refund_count")) or 0
-    for n in range(min(count, RechargeOrder.MAX_REFUNDS)):
-        if answer.get(f"out_refund_no_{n}") != refund.out_refund_no:
-            continue
-        state = answer.get(f"refund_status_{n}")
-        if state in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
-            settle_refund(refund, state, answer.get(f"refund_id_{n}", ""),
-                          _parse_time(answer.get(f"refund_success_time_{n}"), "%Y-%m-%d %H:%M:%S"))
-        break
+    if answer.state in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
+        settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     refund.refresh_from_db()
     return refund
 
 
 # -- notifies --------------------------------------------------------------------------------
 
-def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
-    """Record a notify first, then process it. True: answer SUCCESS; False: FAIL (WeChat retries)."""
+def handle_notify(kind: str, body: bytes, remote_addr: str | None, api: str = "v2",
+                  headers: dict[str, str] | None = None) -> bool:
+    """Record a notify first, then process it. True: tell WeChat it was received; False: ask
+    for it again (v2 FAIL; v3 a 4xx/5xx)."""
+    log = receive_notify(kind, body, remote_addr, api, headers)
+    return log is not None and log.acknowledged
+
+
+def receive_notify(kind: str, body: bytes, remote_addr: str | None, api: str = "v2",
+                   headers: dict[str, str] | None = None) -> Notification | None:
+    """handle_notify, returning the processed record (`acknowledged` is the answer for
+    WeChat), or None when it could not even be recorded."""
     try:
-        log = Notification.record(kind, body, remote_addr)
+        log = Notification.record(kind, body, remote_addr, api=api, headers=headers)
     except Exception:  # noqa: BLE001 (nothing recorded: WeChat must send it again)
-        logger.exception("a %s notify could not be recorded; answering FAIL", kind)
-        return False
-    return log.process()
+        logger.exception("a %s notify could not be recorded; asking WeChat to send it again", kind)
+        return None
+    log.acknowledged = log.process()
+    return log
+
+
+def _parse(log: Notification) -> payment_gateway.Notify | bool:
+    """The verified content of a recorded notify; or, after recording why it was rejected,
+    the answer for WeChat (True: received, since sending it again cannot help)."""
+    try:
+        return payment_gateway.parse_notify(log.api, log.kind, log.body, log.headers, log.received_at)
+    except NotifyError as exc:
+        (logger.error if exc.signature_valid else logger.warning)("%s notify %s rejected: %s", log.kind, log.pk, exc)
+        log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
+        return _settled(log) and not exc.retry
+
+
+def _settled(log: Notification) -> bool:
+    """A verified notify that could not be applied and that a retry cannot change (an
+    incident is open, or it names another merchant): v3 tells WeChat it was received, so it
+    stops sending; v2 keeps its FAIL answer."""
+    return log.api == "v3"
 
 
 def process_payment_notify(log: Notification) -> bool:
     """Verify and apply a recorded payment notify (Notification.process calls this)."""
-    try:
-        fields = wechat.parse_payment_notify(log.body)
-    except wechat.NotifyError as exc:
-        (logger.error if exc.signature_valid else logger.warning)("payment notify %s rejected: %s", log.pk, exc)
-        log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
-        return False
-    out_trade_no = fields.get("out_trade_no", "")[:64]
-    if fields.get("return_code") != "SUCCESS" or fields.get("result_code") != "SUCCESS":
-        log.finish(Notification.Outcome.IGNORED, f"result_code={fields.get('result_code')}", signature_valid=True,
-                   out_trade_no=out_trade_no)
+    notify = _parse(log)
+    if isinstance(notify, bool):
+        return notify
+    trade = notify.trade
+    out_trade_no = trade.out_trade_no
+    if notify.ignore:
+        log.finish(Notification.Outcome.IGNORED, notify.ignore, signature_valid=True, out_trade_no=out_trade_no)
         return True
-    total_fee = parse_fen(fields.get("total_fee"))
-    if not (out_trade_no and fields.get("transaction_id") and total_fee is not None):
-        log.finish(Notification.Outcome.REJECTED, "缺少或无效的 out_trade_no、transaction_id 或 total_fee",
+    if not (out_trade_no and trade.transaction_id and trade.total is not None):
+        amount_field = "amount.total" if log.api == "v3" else "total_fee"
+        log.finish(Notification.Outcome.REJECTED, f"缺少或无效的 out_trade_no、transaction_id 或 {amount_field}",
                    signature_valid=True, out_trade_no=out_trade_no)
-        return False
+        return _settled(log)
     try:
-        payment = apply_payment(out_trade_no, fields["transaction_id"], total_fee, _parse_time(fields.get("time_end")),
+        payment = apply_payment(out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now(),
                                 log=log)
     except UnknownOrder:
         incident = Incident.report(Incident.Kind.UNKNOWN_ORDER,
-                                   f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(total_fee)}，"
-                                   f"{fields['transaction_id']}）", out_trade_no=out_trade_no)
+                                   f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(trade.total)}，"
+                                   f"{trade.transaction_id}）", out_trade_no=out_trade_no)
         log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, out_trade_no=out_trade_no,
                    incident=incident)
-        return False
+        return _settled(log)
     except AmountMismatch as exc:
         log.finish(Notification.Outcome.INCIDENT, str(exc), signature_valid=True, out_trade_no=out_trade_no)
-        return False
+        return _settled(log)
     logger.info("payment notify %s for %s: %s", log.pk, out_trade_no, payment.outcome)
     return True
 
 
 def process_refund_notify(log: Notification) -> bool:
     """Decrypt and apply a recorded refund notify (Notification.process calls this)."""
-    try:
-        info = wechat.parse_refund_notify(log.body)
-    except wechat.NotifyError as exc:
-        (logger.error if exc.signature_valid else logger.warning)("refund notify %s rejected: %s", log.pk, exc)
-        log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
-        return False
-    out_trade_no, out_refund_no = info.get("out_trade_no", "")[:64], info.get("out_refund_no", "")[:64]
+    notify = _parse(log)
+    if isinstance(notify, bool):
+        return notify
+    info = notify.refund
+    out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.state
     ids = {"signature_valid": True, "out_trade_no": out_trade_no, "out_refund_no": out_refund_no}
-    state = info.get("refund_status")
     refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
     if refund is None or refund.order.out_trade_no != out_trade_no:
         incident = Incident.report(Incident.Kind.UNKNOWN_REFUND,
                                    f"收到未知退款 {out_refund_no}（订单 {out_trade_no}）的退款通知，状态 {state}",
                                    out_trade_no=out_trade_no)
         log.finish(Notification.Outcome.INCIDENT, "未知退款", incident=incident, **ids)
-        return False
+        return _settled(log)
     if state not in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
         log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", **ids)
-        return False
-    if parse_fen(info.get("refund_fee")) != refund.amount:
+        return _settled(log)
+    if info.amount != refund.amount:
         incident = Incident.report(Incident.Kind.REFUND_CONFLICT,
-                                   f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 refund_fee="
-                                   f"{info.get('refund_fee')}；未处理", order=refund.order, refund=refund)
+                                   f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 "
+                                   f"{'?' if info.amount is None else format_fen(info.amount)}；未处理",
+                                   order=refund.order, refund=refund)
         log.finish(Notification.Outcome.INCIDENT, "退款金额不符", incident=incident, **ids)
-        return False
-    outcome = settle_refund(refund, state, info.get("refund_id", ""),
-                            _parse_time(info.get("success_time"), "%Y-%m-%d %H:%M:%S"), log=log)
+        return _settled(log)
+    outcome = settle_refund(refund, state, info.refund_id, info.settled_at, log=log)
     logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
     return True

@@ -12,4 +12,6 @@ urlpatterns = [
     path("payments/orders/<trade_no:out_trade_no>/pay/", views.order_pay, name="order_pay"),
     path("payments/wechat/notify/", views.notify, name="notify"),
     path("payments/wechat/refund-notify/", views.refund_notify, name="refund_notify"),
+    path("payments/wechat/v3/notify/", views.notify_v3, name="notify_v3"),
+    path("payments/wechat/v3/refund-notify/", views.refund_notify_v3, name="refund_notify_v3"),
 ]

@@ -10,7 +10,7 @@ import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +19,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from orders.models import RechargeOrder
-from payments import services, wechat
+from payments import services
+from payments.gateway import WeChatError, gateway
 from payments.models import Notification
 from wxrecharge import ratelimit, wxpay
 from wxrecharge.http import client_ip, in_wechat, json_error, json_ok
@@ -158,7 +159,7 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
     except services.OpenidRequired:
         # Back on /recharge/ after binding, with this amount still chosen.
         return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True)))
-    except wechat.WeChatError as exc:
+    except WeChatError as exc:
         logger.warning("prepay for user %s failed: %s", request.user.pk, exc)
         if exc.code == "NETWORK":
             return json_error("wechat_unavailable", 502, detail=exc.code)
@@ -216,7 +217,7 @@ def order_pay(request, out_trade_no: str):
     # polls' throttle (poll_order), so the status check right after this payment may ask again.
     try:
         order = services.sync_order(order)
-    except wechat.WeChatError as exc:
+    except WeChatError as exc:
         logger.warning("orderquery %s before paying again failed: %s", order.out_trade_no, exc)
     if order.is_settled:
         return json_error("order_paid", 409)
@@ -224,7 +225,7 @@ def order_pay(request, out_trade_no: str):
         return json_error("order_closed", 410)
     if not resumable(order):
         return json_error("order_expired", 410)
-    params = wechat.Pay.for_channel(order.channel).jsapi_params(order.prepay_id)
+    params = gateway(order.channel).pay_params(order.prepay_id)
     return json_ok({"out_trade_no": order.out_trade_no, "amount_fen": order.amount, "pay_params": params})
 
 
@@ -249,3 +250,40 @@ def refund_notify(request):
     """WeChat Pay's refund notify: record, decrypt req_info, settle the refund; SUCCESS or FAIL."""
     body = request.read(wxpay.MAX_XML_BYTES + 1)
     return _notify_answer(services.handle_notify(Notification.Kind.REFUND, body, request.META.get("REMOTE_ADDR")))
+
+
+# API v3 notifies (WECHATPAY_V3.md section 6): the HTTP status is the answer. 204 =
+# received; 4xx/5xx with {"code": "FAIL"} = send it again. A signature that does not
+# verify (a probe included) answers 401, another rejection that a resend may cure 400, a
+# failure of ours 500; a verified notify that cannot be applied and that a resend cannot
+# change (another merchant's, an unknown order, a wrong amount: recorded, an incident
+# opened) is acknowledged, so that WeChat stops.
+V3_SIGNATURE_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial",
+                        "Wechatpay-Signature-Type", "Request-ID")
+
+
+def _v3_notify(request, kind: str) -> HttpResponse:
+    body = request.read(wxpay.MAX_XML_BYTES + 1)
+    headers = {name: request.headers[name][:1024] for name in V3_SIGNATURE_HEADERS if name in request.headers}
+    log = services.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api="v3", headers=headers)
+    if log is not None and log.acknowledged:
+        return HttpResponse(status=204)
+    if log is None or log.outcome == Notification.Outcome.ERROR:
+        status = 500
+    else:
+        status = 401 if log.signature_valid is False else 400
+    return JsonResponse({"code": "FAIL", "message": "失败"}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def notify_v3(request):
+    """WeChat Pay's v3 payment notify: record, verify, decrypt, apply."""
+    return _v3_notify(request, Notification.Kind.PAYMENT)
+
+
+@csrf_exempt
+@require_POST
+def refund_notify_v3(request):
+    """WeChat Pay's v3 refund notify: record, verify, decrypt, settle the refund."""
+    return _v3_notify(request, Notification.Kind.REFUND)

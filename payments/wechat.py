@@ -16,6 +16,7 @@ from datetime import datetime
 import requests
 from django.conf import settings
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException, WeChatOAuthException, WeChatPayException
 from wechatpy.oauth import WeChatOAuth
@@ -34,28 +35,33 @@ RETRYABLE_CODES = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED", "NET
 
 
 class WeChatError(Exception):
-    """A call to WeChat failed. `code` is WeChat's err_code (or errcode, or NETWORK/FAIL)."""
+    """A call to WeChat failed. `code` is WeChat's err_code (or errcode, or NETWORK/FAIL);
+    `kind` the same code normalised across API versions (payments.gateway sets it);
+    `status` and `request_id` the HTTP status and Request-ID of a v3 answer."""
 
     def __init__(self, message: str, code: str = "FAIL", retryable: bool = False):
         super().__init__(message)
-        self.code = code
+        self.code = self.kind = code
         self.retryable = retryable or code in RETRYABLE_CODES
+        self.status: int | None = None
+        self.request_id = ""
 
 
 class NotifyError(ValueError):
-    """A notify that must not be applied; `signature_valid` says how far it got."""
+    """A notify that must not be applied; `signature_valid` says how far it got, `retry`
+    whether WeChat sending it again could help (a v3 notify is answered accordingly)."""
 
-    def __init__(self, message: str, signature_valid: bool | None = None):
+    def __init__(self, message: str, signature_valid: bool | None = None, retry: bool = True):
         super().__init__(message)
         self.signature_valid = signature_valid
+        self.retry = retry
 
 
-def _mount_sandbox(session) -> None:
-    """Calls to this site's own sandbox are answered in process (sandbox/transport.py)."""
-    if settings.WECHAT_SANDBOX:
-        from sandbox import transport
-
-        transport.mount(session)
+def mount_transport(session) -> None:
+    """Hand the HTTP session of every WeChat client to WECHAT_SESSION_HOOK, if one is set
+    (the sandbox's in-process transport: the merchant code knows only base URLs)."""
+    if settings.WECHAT_SESSION_HOOK:
+        import_string(settings.WECHAT_SESSION_HOOK)(session)
 
 
 def _base(setting: str, sandbox_path: str, default: str) -> str:
@@ -101,7 +107,7 @@ class Pay:
             mch_cert=settings.WECHAT_MCH_CERT, mch_key=settings.WECHAT_MCH_KEY, timeout=settings.WECHAT_HTTP_TIMEOUT,
         )
         self._client.API_BASE_URL = pay_base_url()
-        _mount_sandbox(self._client._http)
+        mount_transport(self._client._http)
 
     @classmethod
     def for_channel(cls, channel: str) -> Pay:
@@ -163,6 +169,27 @@ class Pay:
     def query_refund(self, out_refund_no: str) -> dict[str, str]:
         """退款查询 of one refund: its state is `refund_status_0`."""
         return self._call("pay/refundquery", {"out_refund_no": out_refund_no})
+
+    def download_bill(self, bill_date: str) -> bytes:
+        """下载对账单 (ALL) of a day (yyyyMMdd): the bill's text, or WeChatError (`NO_BILL` when
+        there is none, or not yet: "No Bill Exist", "Bill Creating")."""
+        endpoint = "pay/downloadbill"
+        data = {"appid": self.appid, "sign_type": self.sign_type, "bill_date": bill_date, "bill_type": "ALL"}
+        try:
+            response = self._client.post(endpoint, data=data)
+        except (WeChatPayException, requests.RequestException) as exc:
+            raise WeChatError(f"{endpoint}: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
+        content = response.content
+        if content.lstrip().startswith(b"<xml"):
+            try:
+                answer = wxpay.parse_xml(content)
+            except wxpay.XMLError as exc:
+                raise WeChatError(f"{endpoint}: unreadable answer ({exc})", "NETWORK", retryable=True) from exc
+            message = answer.get("return_msg", "")
+            no_bill = message.lower().replace(" ", "") in ("nobillexist", "billcreating") or answer.get("error_code") == "20002"
+            raise WeChatError(f"{endpoint}: {message}", "NO_BILL" if no_bill else answer.get("error_code", "FAIL"),
+                              retryable=no_bill)
+        return content
 
     def jsapi_params(self, prepay_id: str) -> dict[str, str]:
         """The five fields for getBrandWCPayRequest / wx.requestPayment, signed, and paySign."""
@@ -227,7 +254,7 @@ def oauth(redirect_uri: str, state: str) -> WeChatOAuth:
     client = _OAuth(settings.WECHAT_APPID, settings.WECHAT_APP_SECRET, redirect_uri, "snsapi_base", state)
     client.API_BASE_URL = api_base_url()
     client.OAUTH_BASE_URL = open_base_url()
-    _mount_sandbox(client._http)
+    mount_transport(client._http)
     return client
 
 
@@ -240,7 +267,7 @@ def mini_program_session(js_code: str) -> dict[str, str]:
     client = WeChatClient(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET,
                           access_token="unused-by-jscode2session", timeout=settings.WECHAT_HTTP_TIMEOUT)
     client.wxa.API_BASE_URL = api_base_url()
-    _mount_sandbox(client._http)
+    mount_transport(client._http)
     try:
         return client.wxa.code_to_session(js_code)
     except WeChatClientException as exc:

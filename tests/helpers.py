@@ -11,24 +11,35 @@ FAIL_XML = "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA
 
 
 class Receiver:
-    """A merchant notify endpoint on loopback that answers from a script and records bodies."""
+    """A merchant notify endpoint on loopback that answers from a script and records bodies.
 
-    def __init__(self, answers: list[str] | None = None):
+    Each answer is an XML string (sent with HTTP 200), or a `(status, body)` pair, e.g.
+    `(500, '{"code": "FAIL", "message": "失败"}')` or `(204, "")` for a v3 notify; when the
+    script runs out it answers 200 with SUCCESS_XML. `received` holds (monotonic time,
+    body) and `headers` the request headers of each POST, in the same order.
+    """
+
+    def __init__(self, answers: list[str | tuple[int, str]] | None = None):
         self.answers = list(answers or [])
         self.received: list[tuple[float, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.headers.append(dict(self.headers.items()))
                 receiver.received.append((time.monotonic(), body))
                 answer = receiver.answers.pop(0) if receiver.answers else SUCCESS_XML
-                data = answer.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(data)))
+                status, text = answer if isinstance(answer, tuple) else (200, answer)
+                data = text.encode()
+                self.send_response(status)
+                if status != 204:
+                    self.send_header("Content-Type", "application/json" if text.startswith("{") else "text/xml")
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if status != 204:
+                    self.wfile.write(data)
 
             def log_message(self, *args):
                 pass
@@ -42,7 +53,6 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
 
 
 def create_order(wxpay, out_trade_no: str, total_fee: int = 1000, notify_url: str = "http://127.0.0.1:9/notify", **extra):
@@ -71,3 +81,51 @@ def notify_xml(out_trade_no: str, total_fee: int, *, key: str | None = None, sig
     fields = {k: v for k, v in fields.items() if v not in ("", None)}
     fields["sign"] = forced_sign or wxpay.sign(fields, key or settings.WECHAT_API_KEY, sign_type)
     return wxpay.to_xml(fields).encode()
+
+
+def pay_sign_verifies(params: dict[str, str], appid: str) -> bool:
+    """What WeChat's client checks before it opens the payment sheet: paySign over the pay
+    params, with the API version's rule (v2: the MD5/HMAC sign with the API key; v3: RSA
+    over appId, timeStamp, nonceStr and package with the merchant key's public half)."""
+    import base64
+    from pathlib import Path
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from django.conf import settings
+
+    from wxrecharge import wxpay
+
+    if settings.WECHAT_PAY_API == "v3":
+        assert params["signType"] == "RSA"
+        key = serialization.load_pem_private_key(Path(settings.WECHAT_MCH_PRIVATE_KEY).read_bytes(), None).public_key()
+        message = f"{appid}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n".encode()
+        try:
+            key.verify(base64.b64decode(params["paySign"]), message, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
+    assert params["signType"] == settings.WECHAT_SIGN_TYPE
+    fields = {k: v for k, v in params.items() if k != "paySign"} | {"appId": appid, "sign": params["paySign"]}
+    return wxpay.verify(fields, settings.WECHAT_API_KEY, params["signType"])
+
+
+def spy_on_order_queries():
+    """Patch the configured API version's order query so a test can count the calls (each
+    call's args[1] is the out_trade_no)."""
+    from unittest import mock
+
+    from django.conf import settings
+
+    from payments.gateway import V2Gateway, V3Gateway
+
+    cls = V3Gateway if settings.WECHAT_PAY_API == "v3" else V2Gateway
+    return mock.patch.object(cls, "query", autospec=True, side_effect=cls.query)
+
+
+def wechat_code(v2: str, v3: str) -> str:
+    """WeChat's error code for the same fault under the configured API version."""
+    from django.conf import settings
+
+    return v3 if settings.WECHAT_PAY_API == "v3" else v2

@@ -36,18 +36,21 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL
 # The sandbox is the built-in stand-in for WeChat (SPEC.md section 7).
 WECHAT_SANDBOX = env.bool("WECHAT_SANDBOX", default=DEBUG and not env.str("WECHAT_MCH_ID", default=""))
 
-_SANDBOX_CREDENTIALS = {
-    "WECHAT_APPID": "wx5a9dbox0000000a1",
-    "WECHAT_APP_SECRET": "sandbox-app-secret-0000000000000a",
-    "WECHAT_MINIPROGRAM_APPID": "wx5a9dbox0000000b2",
-    "WECHAT_MINIPROGRAM_SECRET": "sandbox-mp-secret-00000000000000b",
-    "WECHAT_MCH_ID": "1900000109",
-    "WECHAT_API_KEY": "sandboxkey0123456789abcdefghijklm",
-}
+# The sandbox is a guest: when it is on, it brings its own settings (SANDBOX_*, read from
+# the environment by sandbox/conf.py) and the credentials it hands the merchant, as
+# WeChat's platforms would (its v3 keys are generated on first start, out of git). The
+# merchant code knows only the WECHAT_* values below.
+_SANDBOX_CREDENTIALS: dict[str, str] = {}
+if WECHAT_SANDBOX:
+    from sandbox import conf as _sandbox_conf
+
+    _sandbox_settings = _sandbox_conf.project_settings(env, BASE_DIR)
+    _SANDBOX_CREDENTIALS = _sandbox_settings.pop("credentials")
+    globals().update(_sandbox_settings)
 
 
 def _credential(name: str) -> str:
-    return env.str(name, default="") or (_SANDBOX_CREDENTIALS[name] if WECHAT_SANDBOX else "")
+    return env.str(name, default="") or _SANDBOX_CREDENTIALS.get(name, "")
 
 
 WECHAT_APPID = _credential("WECHAT_APPID")
@@ -57,6 +60,20 @@ WECHAT_MINIPROGRAM_SECRET = _credential("WECHAT_MINIPROGRAM_SECRET")
 WECHAT_MCH_ID = _credential("WECHAT_MCH_ID")
 WECHAT_API_KEY = _credential("WECHAT_API_KEY")
 WECHAT_SIGN_TYPE = env.str("WECHAT_SIGN_TYPE", default="MD5")
+
+# WeChat Pay API version (WECHATPAY.md for v2, WECHATPAY_V3.md for v3): every flow goes
+# through payments.gateway, which picks the implementation from this setting.
+WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="v3" if WECHAT_SANDBOX else "")
+# v3 credentials. Without WECHAT_PAY_PUBLIC_KEY the merchant is in platform-certificate
+# mode: certificates are downloaded from /v3/certificates.
+WECHAT_MCH_PRIVATE_KEY = _credential("WECHAT_MCH_PRIVATE_KEY")
+WECHAT_MCH_CERT_SERIAL = _credential("WECHAT_MCH_CERT_SERIAL")
+WECHAT_APIV3_KEY = _credential("WECHAT_APIV3_KEY")
+# WECHAT_PAY_PUBLIC_KEY=none under the sandbox tries platform-certificate mode.
+WECHAT_PAY_PUBLIC_KEY = "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential(
+    "WECHAT_PAY_PUBLIC_KEY")
+WECHAT_PAY_PUBLIC_KEY_ID = "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential(
+    "WECHAT_PAY_PUBLIC_KEY_ID")
 WECHAT_MCH_CERT = env.str("WECHAT_MCH_CERT", default="") or None
 WECHAT_MCH_KEY = env.str("WECHAT_MCH_KEY", default="") or None
 # Unset base URLs mean WeChat's own, or this site's /sandbox/ when the sandbox is on
@@ -65,14 +82,9 @@ WECHAT_PAY_BASE_URL = env.str("WECHAT_PAY_BASE_URL", default="") or None
 WECHAT_OPEN_BASE_URL = env.str("WECHAT_OPEN_BASE_URL", default="") or None
 WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="") or None
 WECHAT_HTTP_TIMEOUT = env.float("WECHAT_HTTP_TIMEOUT", default=10.0)
-
-# Sandbox notify retries follow WeChat's schedule times this factor (0.01: 15s -> 0.15s).
-SANDBOX_NOTIFY_TIME_SCALE = env.float("SANDBOX_NOTIFY_TIME_SCALE", default=1.0)
-# Answer the site's own calls to /sandbox/ in process (sandbox/transport.py), so a server
-# with one sync worker never waits for itself.
-SANDBOX_IN_PROCESS = env.bool("SANDBOX_IN_PROCESS", default=True)
-# Deliver sandbox notifies from a thread of the web process (no second process needed).
-SANDBOX_NOTIFY_THREAD = env.bool("SANDBOX_NOTIFY_THREAD", default=True)
+# A function given the requests session of every WeChat client (dotted path); the sandbox
+# sets its in-process transport here (sandbox/transport.py).
+WECHAT_SESSION_HOOK = _SANDBOX_CREDENTIALS.get("WECHAT_SESSION_HOOK", "")
 
 RECHARGE_MIN_FEN = env.int("RECHARGE_MIN_FEN", default=1)
 RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
@@ -97,6 +109,7 @@ INSTALLED_APPS = [
     "accounts",
     "orders",
     "payments",
+    "reconciliation",
 ]
 if WECHAT_SANDBOX:
     INSTALLED_APPS.append("sandbox")
@@ -245,9 +258,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # wechatpy logs whole requests (with signatures) at DEBUG: keep it quiet.
-    "loggers": {"wechatpy": {"level": "WARNING"}},
+    # wechatpy logs whole requests (with signatures) at DEBUG: keep it quiet. Django's own
+    # records go to the one console handler too (not also to Django's default one).
+    "loggers": {"wechatpy": {"level": "WARNING"}, "django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
+if WECHAT_SANDBOX:
+    LOGGING["filters"] = {"sandbox_answers": {"()": "sandbox.logs.QuietSandboxAnswers"}}
+    LOGGING["handlers"]["console"]["filters"] = ["sandbox_answers"]
 
 # --- pages and errors
 # A missing or stale CSRF token: JSON for the pages' fetch calls, a WeUI page for forms.

@@ -14,7 +14,7 @@ from payments.services import STATUS_POLL_INTERVAL
 from sandbox import services as sandbox_services
 from sandbox.models import Fault, Trade
 from tests.factories import make_order, make_user
-from wxrecharge import wxpay
+from tests.helpers import pay_sign_verifies, spy_on_order_queries, wechat_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PREPAY = "/payments/jsapi/prepay/"
@@ -37,8 +37,7 @@ def test_it_places_a_wechat_order_and_answers_signed_pay_params(payer_client):
     assert re.fullmatch(r"20\d{12}10\d{10}", body["out_trade_no"]) and len(body["out_trade_no"]) <= 32
     params = body["pay_params"]
     assert set(params) == {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"}
-    signed = {**{k: v for k, v in params.items() if k != "paySign"}, "sign": params["paySign"]}
-    assert wxpay.verify(signed, settings.WECHAT_API_KEY, params["signType"])
+    assert pay_sign_verifies(params, settings.WECHAT_APPID)
     trade = Trade.objects.get(out_trade_no=body["out_trade_no"])
     assert trade.total_fee == 1990 and trade.openid == "oPayer0000000000000000000001"
     assert params["package"] == f"prepay_id={trade.prepay_id}"
@@ -115,7 +114,8 @@ def test_wechat_systemerror_is_502_with_the_code_and_charges_nothing(payer_clien
     Fault.objects.create(out_trade_no="", **endpoint_fault)
     response = prepay(payer_client, "10.00")
     assert response.status_code == 502
-    assert response.json() == {"error": "wechat_error", "message": response.json()["message"], "detail": "SYSTEMERROR"}
+    code = wechat_code("SYSTEMERROR", "SYSTEM_ERROR")
+    assert response.json() == {"error": "wechat_error", "message": response.json()["message"], "detail": code}
     payer.refresh_from_db()
     assert payer.balance == 0 and not LedgerEntry.objects.exists()
     Fault.objects.all().delete()
@@ -179,14 +179,12 @@ def test_someone_elses_order_is_not_found(payer_client, sandbox_url):
 
 def test_right_after_wechat_said_ok_a_poll_may_ask_wechat_every_second(payer_client, payer):
     from datetime import timedelta
-    from unittest import mock
 
-    from payments import wechat
     from payments.services import PAID_POLL_INTERVAL
 
     number = prepay(payer_client, "10.00").json()["out_trade_no"]
     trade = Trade.objects.get(out_trade_no=number)
-    with mock.patch.object(wechat.Pay, "query_order", autospec=True, side_effect=wechat.Pay.query_order) as query:
+    with spy_on_order_queries() as query:
         with time_machine.travel(timezone.now(), tick=False) as clock:
             assert status(payer_client, number).json()["status"] == "pending"
             sandbox_services.pay(trade.prepay_id, trade.appid)

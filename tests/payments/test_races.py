@@ -13,7 +13,7 @@ from payments.models import Notification
 from sandbox import services as sandbox_services
 from sandbox.models import Trade
 from tests.factories import make_user
-from tests.helpers import notify_xml
+from tests.helpers import notify_xml, spy_on_order_queries
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -150,11 +150,9 @@ def test_a_double_click_on_the_refund_form_makes_one_refund(paid_at_wechat):
 
 def test_two_reconcilers_on_the_same_pending_orders_handle_each_once(client, sandbox_url):
     from datetime import timedelta
-    from unittest import mock
 
     from django.utils import timezone
 
-    from payments import wechat
     from payments.reconcile import run_pass
 
     user = make_user("many", openid="oMany")
@@ -166,7 +164,7 @@ def test_two_reconcilers_on_the_same_pending_orders_handle_each_once(client, san
         sandbox_services.pay(trade.prepay_id, trade.appid)
         orders.append(body["out_trade_no"])
     RechargeOrder.objects.update(created_at=timezone.now() - timedelta(minutes=5))
-    with mock.patch.object(wechat.Pay, "query_order", autospec=True, side_effect=wechat.Pay.query_order) as query:
+    with spy_on_order_queries() as query:
         results = race([run_pass, run_pass])
     assert all(not isinstance(r, Exception) for r in results), results
     assert sum(r.synced for r in results) == 4 and sum(r.failed for r in results) == 0

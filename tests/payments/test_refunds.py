@@ -14,7 +14,7 @@ from payments.reconcile import run_pass
 from sandbox.models import Fault, Trade
 from sandbox.models import Refund as SandboxRefund
 from tests.factories import make_order, make_user
-from tests.helpers import notify_xml
+from tests.helpers import notify_xml, wechat_code
 from tests.payments.conftest import settle_sandbox_refunds
 from wxrecharge import wxpay
 
@@ -110,10 +110,10 @@ def test_an_abnormal_refund_stays_debited_and_is_an_incident(paid_order):
 
 def test_a_refund_wechat_refuses_gives_the_balance_back(paid_order):
     order = paid_order("10.00")
-    # Refunded already in the merchant platform, behind our back: WeChat answers ERROR.
+    # Refunded already in the merchant platform, behind our back: WeChat refuses (v2 ERROR, v3 INVALID_REQUEST).
     Trade.objects.filter(out_trade_no=order.out_trade_no).update(refunded_fee=1000, state=Trade.REFUND)
     refund = services.request_refund(order, 500, "用户申请")
-    assert refund.status == Refund.Status.FAILED and "ERROR" in refund.last_error
+    assert refund.status == Refund.Status.FAILED and wechat_code("ERROR", "INVALID_REQUEST") in refund.last_error
     assert balance(order) == 1000
     assert LedgerEntry.objects.filter(refund=refund).count() == 2  # the debit and its return
 

@@ -16,6 +16,12 @@ from wxrecharge import wxpay
 BASE = "https://wechat.test/"
 
 
+@pytest.fixture(autouse=True)
+def v2(settings):
+    """The v2 client is what this file tests, whatever API version the suite runs under."""
+    settings.WECHAT_PAY_API = "v2"
+
+
 @pytest.fixture
 def pay(settings):
     settings.WECHAT_PAY_BASE_URL = BASE
