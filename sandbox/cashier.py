@@ -8,12 +8,23 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sandbox import services
+from sandbox import conf, services, v3sign
 from sandbox.merchants import merchant
 from sandbox.models import Trade
 from wxrecharge import wxpay
 
 PAY_FIELDS = ("appId", "timeStamp", "nonceStr", "package", "signType")
+RSA = "RSA"
+
+
+def pay_sign_ok(fields: dict[str, str], pay_sign: str, api_key: str) -> bool:
+    """paySign as WeChat's client checks it: v3's RSA (SHA256withRSA with the merchant's key
+    over appId, timeStamp, nonceStr and package, one a line), or v2's MD5 / HMAC-SHA256 with
+    the API key over the five fields."""
+    if fields["signType"] == RSA:
+        message = "".join(fields[name] + "\n" for name in ("appId", "timeStamp", "nonceStr", "package")).encode()
+        return v3sign.verify(conf.v3_keys().merchant_public_key, message, pay_sign)
+    return fields["signType"] in wxpay.SIGN_TYPES and wxpay.verify({**fields, "sign": pay_sign}, api_key, fields["signType"])
 
 
 def _prepay_id(package: str) -> str:
@@ -41,7 +52,7 @@ def _answer(result: str, desc: str = "") -> JsonResponse:
 @csrf_exempt
 @require_POST
 def pay(request):
-    """Verify paySign over the five fields as WeChat's client does, then pay the trade."""
+    """Verify paySign as WeChat's client does (pay_sign_ok), then pay the trade."""
     try:
         data = json.loads(request.body)
     except ValueError:
@@ -53,8 +64,7 @@ def pay(request):
     mch = merchant(trade.mch_id) if trade else None
     if trade is None or mch is None:
         return _answer("fail", "prepay_id 已失效，请重新下单")
-    if fields["signType"] not in wxpay.SIGN_TYPES or not wxpay.verify({**fields, "sign": data["paySign"]}, mch.api_key,
-                                                                       fields["signType"]):
+    if not pay_sign_ok(fields, data["paySign"], mch.api_key):
         return _answer("fail", "支付验证签名失败")
     if data.get("outcome") == "fail":
         return _answer("fail", "支付失败（沙箱模拟：银行卡被拒）")

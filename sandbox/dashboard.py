@@ -3,37 +3,56 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from sandbox import conf
 from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 from wxrecharge.money import format_fen
 
 TRADES_SHOWN = 30
+# The trade-bill switches (sandbox/bills.py), shown under their own heading.
+BILL_FIELDS = ["bill_omit", "bill_total_fee", "bill_duplicate_row", "bill_add_unknown_trade", "bill_corrupt_summary",
+               "bill_not_ready"]
 
 
 class FaultForm(forms.ModelForm):
     class Meta:
         model = Fault
         fields = ["out_trade_no", "drop_notifies", "duplicate_notifies", "notify_delay_seconds", "corrupt_signature",
-                  "report_total_fee", "systemerror_endpoints", "end_state"]
+                  "report_total_fee", "systemerror_endpoints", "end_state", "v3_notify_signature",
+                  *BILL_FIELDS]
         widgets = {
             "out_trade_no": forms.TextInput(attrs={"placeholder": "留空为全局", "autocomplete": "off"}),
             "report_total_fee": forms.NumberInput(attrs={"placeholder": "不改动", "min": "0"}),
+            "bill_total_fee": forms.NumberInput(attrs={"placeholder": "如实", "min": "0"}),
             "systemerror_endpoints": forms.TextInput(attrs={"placeholder": "如 orderquery"}),
         }
         # Short labels for a phone's form cells (the admin keeps the models' longer names).
         labels = {
             "out_trade_no": "商户订单号", "drop_notifies": "丢弃通知（次）", "duplicate_notifies": "每次通知发两遍",
             "report_total_fee": "改报金额（分）", "systemerror_endpoints": "出错接口", "end_state": "交易/退款结果",
+            "v3_notify_signature": "v3 通知签名",
+            "bill_omit": "账单中略去", "bill_total_fee": "账单金额（分）", "bill_duplicate_row": "账单中重复一行",
+            "bill_add_unknown_trade": "多一笔未知交易（全局）", "bill_corrupt_summary": "汇总金额错（全局）",
+            "bill_not_ready": "账单生成中（全局）",
         }
         help_texts = {
             "out_trade_no": "",
             "drop_notifies": "接下来的 N 次通知不发出（照常按微信的间隔重试）",
             "report_total_fee": "通知与查询里报告的 total_fee；留空为如实报告",
-            "systemerror_endpoints": "这些接口答 SYSTEMERROR，多个用逗号分隔，如 unifiedorder,orderquery",
+            "systemerror_endpoints": "这些接口答 SYSTEMERROR（v3 的对应接口答 500 SYSTEM_ERROR），多个用逗号分隔，"
+                                     "如 unifiedorder,orderquery",
+            "bill_omit": "这笔支付及其退款不出现在对账单里",
+            "bill_total_fee": "对账单里报告的这笔交易的金额；留空为如实报告",
+            "bill_duplicate_row": "这笔支付在对账单里出现两次（汇总也计两次）",
+            "bill_add_unknown_trade": "每份账单多一笔本站从未下过的支付（¥8.88），计入汇总",
+            "bill_corrupt_summary": "应结订单总金额比明细合计多 0.01，账单无法通过校验",
+            "bill_not_ready": "下载账单答「账单生成中」（v2 Bill Creating，v3 STATEMENT_CREATING）",
         }
 
     def __init__(self, *args, **kwargs):
@@ -69,7 +88,36 @@ def describe(fault: Fault) -> list[str]:
         parts.append(f"SYSTEMERROR：{fault.systemerror_endpoints}")
     if fault.end_state:
         parts.append(f"结果：{fault.get_end_state_display()}")
+    if fault.v3_notify_signature:
+        parts.append(f"v3 通知签名：{fault.get_v3_notify_signature_display()}")
+    if fault.bill_omit:
+        parts.append("账单中略去")
+    if fault.bill_total_fee is not None:
+        parts.append(f"账单金额={fault.bill_total_fee}（¥{format_fen(fault.bill_total_fee)}）")
+    if fault.bill_duplicate_row:
+        parts.append("账单中重复一行")
+    if fault.bill_add_unknown_trade:
+        parts.append("账单多一笔未知交易")
+    if fault.bill_corrupt_summary:
+        parts.append("账单汇总金额错 0.01")
+    if fault.bill_not_ready:
+        parts.append("账单生成中")
     return parts or ["无（全部正常）"]
+
+
+def v3_facts() -> dict:
+    """What a developer needs to point a v3 merchant client at the sandbox. Never a private
+    key nor the APIv3 key: only ids, serials and where the files are."""
+    keys, mode = conf.v3_keys(), conf.v3_key_mode()
+    files = keys.files
+    return {
+        "mode": mode, "mode_label": conf.KEY_MODES[mode], "base_url": settings.SITE_URL + reverse("sandbox:index"),
+        "pub_key_id": keys.pay.serial, "uses_public_key": mode != conf.CERTIFICATE,
+        "platform_serial": keys.platform.serial, "uses_certificate": mode != conf.PUBLIC_KEY,
+        "merchant_serial": keys.merchant_serial, "directory": str(files.directory),
+        "merchant_key_file": files.merchant_key.name, "pub_key_file": files.pay_public_key.name,
+        "certificate_file": files.platform_certificate.name,
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -97,7 +145,7 @@ def index(request):
         for refund in trade.refunds.all():
             refund.yuan = format_fen(refund.refund_fee)
     faults = [(fault, describe(fault)) for fault in Fault.objects.order_by("out_trade_no")]
-    return render(request, "sandbox/index.html", {"trades": trades, "form": form, "faults": faults})
+    return render(request, "sandbox/index.html", {"trades": trades, "form": form, "faults": faults, "v3": v3_facts()})
 
 
 @require_POST

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from sandbox.v3sign import PROBE_PREFIX
+
+V2, V3 = "v2", "v3"
+API_VERSIONS = [(V2, "API v2（XML）"), (V3, "API v3（JSON）")]
+
+
+def api_version_field() -> models.CharField:
+    return models.CharField("API 版本", max_length=2, choices=API_VERSIONS, default=V2,
+                            help_text="由哪个版本的接口创建；决定通知的格式")
 
 
 class Trade(models.Model):
@@ -35,6 +46,7 @@ class Trade(models.Model):
     transaction_id = models.CharField("微信支付订单号", max_length=32, unique=True, null=True, blank=True)
     time_end = models.DateTimeField("支付完成时间", null=True, blank=True)
     refunded_fee = models.PositiveBigIntegerField("已退款金额（分）", default=0)
+    api_version = api_version_field()
     created_at = models.DateTimeField("下单时间", default=timezone.now)
 
     class Meta:
@@ -57,18 +69,22 @@ class Refund(models.Model):
     PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE = "PROCESSING", "SUCCESS", "REFUNDCLOSE", "CHANGE"
     # WeChat's refund_status code and a label beside it.
     STATES = [(PROCESSING, "退款处理中"), (SUCCESS, "退款成功"), (REFUNDCLOSE, "退款关闭"), (CHANGE, "退款异常")]
+    # API v3 names the same states otherwise.
+    V3_STATUS = {PROCESSING: "PROCESSING", SUCCESS: "SUCCESS", REFUNDCLOSE: "CLOSED", CHANGE: "ABNORMAL"}
 
     trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="refunds", verbose_name="交易")
     out_refund_no = models.CharField("商户退款单号", max_length=64)
     refund_id = models.CharField("微信退款单号", max_length=32, unique=True)
     refund_fee = models.PositiveBigIntegerField("退款金额（分）")
     notify_url = models.CharField("通知地址", max_length=256, blank=True)
+    reason = models.CharField("退款原因", max_length=80, blank=True)
     state = models.CharField("退款状态", max_length=16, choices=STATES, default=PROCESSING)
     success_time = models.DateTimeField("退款成功时间", null=True, blank=True)
     settle_at = models.DateTimeField(
         "结算时间", null=True, blank=True, db_index=True,
         help_text="退款处理中的退款在这时由投递线程（或一次 refundquery）结算",
     )
+    api_version = api_version_field()
     created_at = models.DateTimeField("申请时间", default=timezone.now)
 
     class Meta:
@@ -83,6 +99,10 @@ class Refund(models.Model):
     def is_due(self, now: datetime | None = None) -> bool:
         """Still PROCESSING and past its settle time: whoever sees it first settles it."""
         return self.state == self.PROCESSING and self.settle_at is not None and self.settle_at <= (now or timezone.now())
+
+    @property
+    def v3_status(self) -> str:
+        return self.V3_STATUS[self.state]
 
 
 class AuthCode(models.Model):
@@ -119,7 +139,12 @@ class Delivery(models.Model):
     refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries",
                                verbose_name="退款")
     url = models.CharField("通知地址", max_length=256)
-    body = models.TextField("通知内容")
+    body = models.TextField("通知内容", help_text="v2 为 XML；v3 为 JSON，每次尝试原样发送这些字节")
+    api_version = api_version_field()
+    headers = models.JSONField(
+        "请求头", default=dict, blank=True,
+        help_text="v3：最近一次发送的 Wechatpay-* 请求头（每次尝试重新签名：新的时间戳、随机串和签名）",
+    )
     state = models.CharField(
         "投递状态", max_length=10, choices=[(PENDING, "待送达"), (DELIVERED, "已送达"), (GAVE_UP, "已放弃")],
         default=PENDING,
@@ -139,14 +164,19 @@ class Delivery(models.Model):
 
 
 class Attempt(models.Model):
+    # "success" and "fail" are the v2 words; a v3 delivery shows them as V3_LABELS say
+    # (for v3 the HTTP status decides: any 2xx is received, anything else is retried).
     OUTCOMES = [("success", "商户答 SUCCESS"), ("fail", "商户未答 SUCCESS"), ("error", "无法连接"),
-                ("dropped", "已丢弃（故障开关）"), ("duplicate", "重复发送（故障开关）")]
+                ("dropped", "已丢弃（故障开关）"), ("duplicate", "重复发送（故障开关）"),
+                ("probe_accepted", "商户接受了签名探测（应拒收）")]
+    V3_LABELS = {"success": "商户已接收（HTTP 2xx）", "fail": "商户拒收（HTTP 非 2xx，将重试）"}
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", verbose_name="通知")
     at = models.DateTimeField("时间", default=timezone.now)
     status_code = models.PositiveIntegerField("HTTP 状态码", null=True, blank=True)
     answer = models.TextField("商户应答", blank=True)
     outcome = models.CharField("结果", max_length=16, choices=OUTCOMES)
+    headers = models.JSONField("发送的请求头", default=dict, blank=True, help_text="v3：这次尝试发送的 Wechatpay-* 请求头")
 
     class Meta:
         verbose_name = "沙箱通知尝试"
@@ -156,13 +186,39 @@ class Attempt(models.Model):
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.outcome}"
 
+    @property
+    def label(self) -> str:
+        """The outcome in words, in the terms of the delivery's API version."""
+        if self.delivery.api_version == V3 and self.outcome in self.V3_LABELS:
+            return self.V3_LABELS[self.outcome]
+        return self.get_outcome_display()
+
+    @property
+    def is_probe(self) -> bool:
+        return str(self.headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
+
 
 class Fault(models.Model):
     """Fault switches: a row with an empty out_trade_no is global; a row for an
-    out_trade_no (settable before the trade exists) wins over the global row."""
+    out_trade_no (settable before the trade exists) wins over the global row.
+
+    The bill_* switches change the trade bills (sandbox/bills.py): bill_omit,
+    bill_total_fee and bill_duplicate_row apply to a trade like the others;
+    bill_add_unknown_trade, bill_corrupt_summary and bill_not_ready concern whole bills
+    and are read from the global row only (GLOBAL_ONLY; clean() refuses them elsewhere).
+    """
 
     END_STATES = [("", "正常"), ("PAYERROR", "支付失败 PAYERROR"), ("USERPAYING", "用户支付中 USERPAYING"),
                   ("REFUNDCLOSE", "退款关闭 REFUNDCLOSE"), ("CHANGE", "退款异常 CHANGE")]
+    V3_PROBE, V3_CERTIFICATE, V3_PUBLIC_KEY, V3_STALE, V3_BAD_TAG = "probe", "certificate", "public_key", "stale", "bad_tag"
+    V3_NOTIFY_SIGNATURES = [
+        ("", "正常"),
+        (V3_PROBE, "签名探测：首次发送的签名以 WECHATPAY/SIGNTEST/ 开头且验不过，之后正常重发"),
+        (V3_CERTIFICATE, "用平台证书签名（迁移期的回调）"),
+        (V3_PUBLIC_KEY, "用微信支付公钥签名（即使是平台证书模式）"),
+        (V3_STALE, "Wechatpay-Timestamp 为 6 分钟前"),
+        (V3_BAD_TAG, "密文的 GCM 认证标签被篡改"),
+    ]
 
     out_trade_no = models.CharField("商户订单号", max_length=32, unique=True, blank=True, help_text="留空为全局")
     drop_notifies = models.PositiveIntegerField("丢弃接下来 N 次通知", default=0)
@@ -174,9 +230,32 @@ class Fault(models.Model):
     )
     report_total_fee = models.PositiveBigIntegerField("通知与查询报告的 total_fee（分）", null=True, blank=True)
     systemerror_endpoints = models.CharField(
-        "返回 SYSTEMERROR 的接口", max_length=200, blank=True, help_text="逗号分隔，如 unifiedorder,orderquery"
+        "返回 SYSTEMERROR 的接口", max_length=200, blank=True,
+        help_text="逗号分隔，如 unifiedorder,orderquery；v3 的对应接口同样答 500 SYSTEM_ERROR",
     )
     end_state = models.CharField("交易/退款结果", max_length=16, choices=END_STATES, blank=True)
+    v3_notify_signature = models.CharField("v3 通知签名", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True,
+                                           default="")
+    # Trade bills (sandbox/bills.py says what each does). These three apply to a trade:
+    bill_omit = models.BooleanField("账单中略去这笔交易", default=False,
+                                    help_text="对账单里没有这笔支付及其退款")
+    bill_total_fee = models.PositiveBigIntegerField(
+        "账单中报告的金额（分）", null=True, blank=True,
+        help_text="对账单里这笔交易的应结订单金额与订单金额（手续费随之）；汇总仍与明细相符",
+    )
+    bill_duplicate_row = models.BooleanField("账单中这笔支付出现两次", default=False,
+                                             help_text="汇总也按两行计算，如微信的账单")
+    # ... and these only to every bill, from the global row:
+    bill_add_unknown_trade = models.BooleanField(
+        "账单中多一笔未知交易（仅全局）", default=False,
+        help_text="每份有明细的账单多一笔商户从未下过的支付（¥8.88，虚构的商户订单号与微信订单号），计入汇总",
+    )
+    bill_corrupt_summary = models.BooleanField("账单汇总金额多 0.01（仅全局）", default=False,
+                                               help_text="应结订单总金额与明细合计不符，账单无法通过校验")
+    bill_not_ready = models.BooleanField("账单生成中（仅全局）", default=False,
+                                         help_text="下载账单答「账单生成中」：v2 为 Bill Creating，v3 为 400 STATEMENT_CREATING")
+
+    GLOBAL_ONLY = ("bill_add_unknown_trade", "bill_corrupt_summary", "bill_not_ready")
 
     class Meta:
         verbose_name = "沙箱故障开关"
@@ -184,6 +263,13 @@ class Fault(models.Model):
 
     def __str__(self) -> str:
         return self.out_trade_no or "全局"
+
+    def clean(self):
+        super().clean()
+        if self.out_trade_no:
+            on = {name: "只能在全局开关中设置（商户订单号留空）" for name in self.GLOBAL_ONLY if getattr(self, name)}
+            if on:
+                raise ValidationError(on)
 
     @classmethod
     def effective(cls, out_trade_no: str | None) -> Fault:

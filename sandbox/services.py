@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,8 +16,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from sandbox import conf, v3sign
 from sandbox.merchants import merchant
-from sandbox.models import AuthCode, Delivery, Fault, Refund, Trade
+from sandbox.models import V2, V3, AuthCode, Delivery, Fault, Refund, Trade
 from wxrecharge import wxpay
 
 logger = logging.getLogger(__name__)
@@ -121,18 +124,152 @@ def refund_notify_body(refund: Refund) -> str:
     return wxpay.to_xml(fields)
 
 
-def queue_notify(trade: Trade, kind: str, body: str, fault: Fault, url: str, refund: Refund | None = None) -> Delivery | None:
-    """Queue a notify for the delivery worker (sent after the transaction commits)."""
+def queue_notify(trade: Trade, kind: str, body: str, fault: Fault, url: str, refund: Refund | None = None,
+                 api_version: str = V2) -> Delivery | None:
+    """Queue a notify for the delivery worker (sent after the transaction commits).
+
+    A v3 notify's headers are signed at each attempt (sandbox/delivery.py), so that its
+    Wechatpay-Timestamp is fresh however late a retry goes out; its body never changes.
+    """
     if not url:
         return None
     delivery = Delivery.objects.create(
         kind=kind, trade=trade, refund=refund, url=url, body=body, duplicate=fault.duplicate_notifies,
-        next_attempt_at=timezone.now() + timedelta(seconds=fault.notify_delay_seconds),
+        next_attempt_at=timezone.now() + timedelta(seconds=fault.notify_delay_seconds), api_version=api_version,
     )
     from sandbox import worker
 
     transaction.on_commit(worker.wake)
     return delivery
+
+
+# --- API v3: what WeChat says of trades and refunds, notifies and their signatures ----------
+
+TRADE_STATE_DESC = {
+    Trade.SUCCESS: "支付成功", Trade.REFUND: "转入退款", Trade.NOTPAY: "订单未支付", Trade.CLOSED: "已关闭",
+    Trade.REVOKED: "已撤销", Trade.USERPAYING: "用户支付中", Trade.PAYERROR: "支付失败(其他原因，如银行返回失败)",
+}
+# event_type and summary of a refund notify, by the refund's outcome
+REFUND_EVENTS = {Refund.SUCCESS: ("REFUND.SUCCESS", "退款成功"), Refund.REFUNDCLOSE: ("REFUND.CLOSED", "退款关闭"),
+                 Refund.CHANGE: ("REFUND.ABNORMAL", "退款异常")}
+STALE_SECONDS = 6 * 60
+
+
+def rfc3339(dt) -> str:
+    """2018-06-08T10:34:56+08:00: v3's times, in Beijing time."""
+    return dt.astimezone(BEIJING).isoformat(timespec="seconds")
+
+
+def to_json(data: dict) -> str:
+    """JSON as WeChat sends it: compact, UTF-8 (not \\u escapes)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def v3_transaction(trade: Trade, fault: Fault) -> dict:
+    """What v3 reports of a trade: the query answer, and the payment notify's plaintext.
+
+    An unpaid trade has no transaction_id, trade_type, bank_type, success_time nor payer
+    openid, and its amount no payer_total, as WeChat's answers for NOTPAY orders show.
+    The report_total_fee switch changes amount.total and payer_total of a paid trade.
+    """
+    answer: dict = {"appid": trade.appid, "mchid": trade.mch_id, "out_trade_no": trade.out_trade_no}
+    if trade.is_paid:
+        fee = _reported_fee(trade, fault)
+        answer.update({
+            "transaction_id": trade.transaction_id, "trade_type": trade.trade_type, "trade_state": trade.state,
+            "trade_state_desc": TRADE_STATE_DESC[trade.state], "bank_type": "CMC", "attach": trade.attach,
+            "success_time": rfc3339(trade.time_end), "payer": {"openid": trade.openid},
+            "amount": {"total": fee, "payer_total": fee, "currency": "CNY", "payer_currency": "CNY"},
+        })
+    else:
+        answer.update({"trade_state": trade.state, "trade_state_desc": TRADE_STATE_DESC[trade.state],
+                       "attach": trade.attach, "payer": {},
+                       "amount": {"total": trade.total_fee, "currency": "CNY", "payer_currency": "CNY"}})
+    if not answer["attach"]:
+        del answer["attach"]
+    return answer
+
+
+def v3_refund(refund: Refund) -> dict:
+    """What v3 answers of a refund (申请退款 and 查询单笔退款)."""
+    trade = refund.trade
+    answer = {
+        "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no, "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no, "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+        "create_time": rfc3339(refund.created_at), "status": refund.v3_status, "funds_account": "AVAILABLE",
+        "amount": {"total": trade.total_fee, "refund": refund.refund_fee, "payer_total": trade.total_fee,
+                   "payer_refund": refund.refund_fee, "settlement_total": trade.total_fee,
+                   "settlement_refund": refund.refund_fee, "discount_refund": 0, "currency": "CNY", "refund_fee": 0,
+                   "from": []},
+    }
+    if refund.success_time:
+        answer["success_time"] = rfc3339(refund.success_time)
+    return answer
+
+
+def _v3_notify(event_type: str, summary: str, original_type: str, plaintext: dict, fault: Fault) -> str:
+    resource = v3sign.encrypt(conf.v3_keys().apiv3_key, to_json(plaintext).encode(), original_type)
+    if fault.v3_notify_signature == Fault.V3_BAD_TAG:
+        resource["ciphertext"] = v3sign.flip_tag(resource["ciphertext"])
+    now = timezone.now()
+    return to_json({
+        "id": "EV-" + beijing(now) + "".join(secrets.choice("0123456789") for _ in range(7)),
+        "create_time": rfc3339(now), "resource_type": "encrypt-resource", "event_type": event_type,
+        "summary": summary, "resource": {"original_type": original_type, **resource},
+    })
+
+
+def v3_payment_notify_body(trade: Trade, fault: Fault) -> str:
+    return _v3_notify("TRANSACTION.SUCCESS", "支付成功", "transaction", v3_transaction(trade, fault), fault)
+
+
+def v3_refund_notify_body(refund: Refund, fault: Fault) -> str:
+    trade = refund.trade
+    plaintext = {
+        "mchid": trade.mch_id, "transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
+        "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no, "refund_status": refund.v3_status,
+        "user_received_account": "支付用户零钱",
+        "amount": {"total": trade.total_fee, "refund": refund.refund_fee, "payer_total": trade.total_fee,
+                   "payer_refund": refund.refund_fee},
+    }
+    if refund.state == Refund.SUCCESS and refund.success_time:
+        plaintext["success_time"] = rfc3339(refund.success_time)
+    event_type, summary = REFUND_EVENTS[refund.state]
+    return _v3_notify(event_type, summary, "refund", plaintext, fault)
+
+
+def answer_signer(requested_serial: str) -> v3sign.Signer:
+    """The key WeChat signs an answer with: by key mode, and in migration by what the
+    request's Wechatpay-Serial asks for (the public key only when it names its id)."""
+    keys, mode = conf.v3_keys(), conf.v3_key_mode()
+    if mode == conf.PUBLIC_KEY or (mode == conf.MIGRATION and requested_serial == keys.pay.serial):
+        return keys.pay
+    return keys.platform
+
+
+def notify_signer(fault: Fault) -> v3sign.Signer:
+    """The key a notify is signed with: the public key unless the merchant has only
+    certificates; the v3_notify_signature switch may ask for either."""
+    keys = conf.v3_keys()
+    if fault.v3_notify_signature == Fault.V3_CERTIFICATE:
+        return keys.platform
+    if fault.v3_notify_signature == Fault.V3_PUBLIC_KEY:
+        return keys.pay
+    return keys.platform if conf.v3_key_mode() == conf.CERTIFICATE else keys.pay
+
+
+def v3_notify_headers(body: str, fault: Fault, *, first_sent: bool) -> dict[str, str]:
+    """The headers of one attempt of a v3 notify, signed now over the stored body.
+
+    `first_sent`: no earlier attempt reached the merchant, so a signature probe (the
+    "probe" switch) goes out now; later attempts are signed correctly, as WeChat resends.
+    """
+    switch = fault.v3_notify_signature
+    timestamp = int(time.time()) - STALE_SECONDS if switch == Fault.V3_STALE else None
+    signed_headers = notify_signer(fault).headers(body.encode("utf-8"), timestamp=timestamp,
+                                                  probe=switch == Fault.V3_PROBE and first_sent,
+                                                  corrupt=fault.corrupt_signature)
+    return {"Content-Type": "application/json", **signed_headers}
 
 
 # --- state changes ------------------------------------------------------------------------
@@ -161,7 +298,8 @@ def pay(prepay_id: str, appid: str) -> str:
         trade.transaction_id = new_transaction_id()
         trade.time_end = now
         trade.save(update_fields=["state", "transaction_id", "time_end"])
-        queue_notify(trade, Delivery.PAYMENT, payment_notify_body(trade, fault), fault, trade.notify_url)
+        body = v3_payment_notify_body(trade, fault) if trade.api_version == V3 else payment_notify_body(trade, fault)
+        queue_notify(trade, Delivery.PAYMENT, body, fault, trade.notify_url, api_version=trade.api_version)
         return trade.state
 
 
@@ -196,7 +334,9 @@ def settle_refund(refund_pk: int) -> Refund | None:
             # Nothing else refunded (or under way): the trade is plainly paid again.
             trades.filter(state=Trade.REFUND, refunded_fee=0).update(state=Trade.SUCCESS)
         refund = Refund.objects.select_related("trade").get(pk=refund_pk)
-        queue_notify(refund.trade, Delivery.REFUND, refund_notify_body(refund), fault, refund.notify_url, refund=refund)
+        body = v3_refund_notify_body(refund, fault) if refund.api_version == V3 else refund_notify_body(refund)
+        queue_notify(refund.trade, Delivery.REFUND, body, fault, refund.notify_url, refund=refund,
+                     api_version=refund.api_version)
     logger.info("sandbox refund %s settled: %s", refund.out_refund_no, refund.state)
     return refund
 

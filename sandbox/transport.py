@@ -12,7 +12,7 @@ through it; real WeChat is reached over the network as always.
 from __future__ import annotations
 
 import io
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 from django.conf import settings
@@ -42,7 +42,10 @@ class InProcessAdapter(BaseAdapter):
         if isinstance(body, str):
             body = body.encode("utf-8")
         environ = {
-            "REQUEST_METHOD": request.method, "PATH_INFO": url.path, "QUERY_STRING": url.query,
+            # PATH_INFO decoded as a WSGI server decodes it; RAW_URI (as gunicorn sets it) keeps
+            # the path and query as sent, which an API v3 signature covers.
+            "REQUEST_METHOD": request.method, "PATH_INFO": unquote(url.path, encoding="latin-1"),
+            "RAW_URI": url.path + (f"?{url.query}" if url.query else ""), "QUERY_STRING": url.query,
             "SERVER_NAME": url.hostname or "127.0.0.1", "SERVER_PORT": str(url.port or 80),
             "REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": url.scheme,
             "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from sandbox import cashier, dashboard, merchant_api, oauth
+from sandbox import cashier, dashboard, merchant_api, merchant_api_v3, oauth
 
 app_name = "sandbox"
 
@@ -15,6 +15,19 @@ urlpatterns = [
     path("secapi/pay/refund", merchant_api.refund, name="refund"),
     path("pay/refundquery", merchant_api.refundquery, name="refundquery"),
     path("pay/downloadbill", merchant_api.downloadbill, name="downloadbill"),
+    # WeChat Pay API v3 (base URL https://api.mch.weixin.qq.com/, paths /v3/...)
+    path("v3/pay/transactions/jsapi", merchant_api_v3.jsapi, name="v3_jsapi"),
+    path("v3/pay/transactions/out-trade-no/<str:out_trade_no>", merchant_api_v3.query_by_out_trade_no,
+         name="v3_query"),
+    path("v3/pay/transactions/id/<str:transaction_id>", merchant_api_v3.query_by_transaction_id,
+         name="v3_query_by_id"),
+    path("v3/pay/transactions/out-trade-no/<str:out_trade_no>/close", merchant_api_v3.close, name="v3_close"),
+    path("v3/refund/domestic/refunds", merchant_api_v3.refund, name="v3_refund"),
+    path("v3/refund/domestic/refunds/<str:out_refund_no>", merchant_api_v3.refund_query, name="v3_refund_query"),
+    path("v3/certificates", merchant_api_v3.certificates, name="v3_certificates"),
+    path("v3/bill/tradebill", merchant_api_v3.tradebill, name="v3_tradebill"),
+    path("v3/billdownload/file", merchant_api_v3.billdownload, name="v3_billdownload"),
+    re_path(r"^v3/(?P<rest>.*)$", merchant_api_v3.not_found, name="v3_not_found"),
     # WeChat login (https://open.weixin.qq.com/connect/ and https://api.weixin.qq.com/)
     path("connect/oauth2/authorize", oauth.authorize, name="authorize"),
     path("sns/oauth2/access_token", oauth.access_token, name="access_token"),

@@ -48,7 +48,8 @@ def test_the_page_is_in_chinese_with_wechats_codes_beside_their_meaning(client):
 
 def test_the_fault_switches_are_weui_cells(client):
     page = client.get(INDEX).content.decode()
-    assert page.count('class="weui-switch"') == 2  # send twice, corrupt the signature
+    # send twice, corrupt the signature; and the bill's: omit, duplicate, unknown trade, bad summary, not ready
+    assert page.count('class="weui-switch"') == 7
     assert 'class="weui-cell weui-cell_select weui-cell_select-after"' in page
     assert "丢弃通知（次）" in page and "出错接口" in page
 
