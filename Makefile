@@ -28,9 +28,10 @@ run: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py demo_data
 	@# reconcile_orders runs beside the web server (an abandoned order closes by itself) and
-	@# stops with it.
+	@# stops with it; so does reconcile_bill (each day's bill checked once it is ready).
 	$(DEV_ENV) $(PY) manage.py reconcile_orders --loop --interval 20 & reconciler=$$!; \
-	trap 'kill $$reconciler 2>/dev/null' EXIT INT TERM; \
+	$(DEV_ENV) $(PY) manage.py reconcile_bill --loop & bill_reconciler=$$!; \
+	trap 'kill $$reconciler $$bill_reconciler 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Two workers (pytest-xdist) on two cores; the browser tests all go to one of them

@@ -18,13 +18,15 @@ from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
 from payments.wechat import WeChatError
-from wxrecharge.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, link_to, when, yuan
+from wxrecharge.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when, yuan
 from wxrecharge.money import format_fen, parse_yuan
 
 OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
@@ -127,7 +129,7 @@ class RechargeOrderAdmin(LargeTableAdmin):
     list_per_page = 50
     fields = ("out_trade_no", "user_link", "amount_display", "status_display", "refundable_display", "channel",
               "openid", "transaction_id", "paid_at", "prepay_id", "prepay_expires_at", "expires_at", "synced_at",
-              "created_at", "updated_at", "notifications_link")
+              "created_at", "updated_at", "notifications_link", "bill_differences_display")
     readonly_fields = fields
     inlines = [RefundInline, OrderLedgerInline, IncidentInline]
     actions = ["sync_selected", "close_selected", "refund_selected"]
@@ -180,7 +182,23 @@ class RechargeOrderAdmin(LargeTableAdmin):
         count = Notification.objects.filter(out_trade_no=obj.out_trade_no).count()
         return link_to(changelist_url(Notification, out_trade_no=obj.out_trade_no), f"查看 {count} 条通知")
 
+    @admin.display(description="对账")
+    def bill_differences_display(self, obj: RechargeOrder) -> str:
+        """Each reconciliation difference naming the order, linked to its day's page."""
+        differences = obj.bill_differences.select_related("bill_day").order_by("bill_day__date", "kind")
+        return format_html_join(mark_safe("<br>"), '<a href="{}">{} {}（{}）</a>', (
+            (change_url(d.bill_day), d.bill_day.date.isoformat(), d.get_kind_display(), d.get_outcome_display())
+            for d in differences))
+
     # -- the change page -----------------------------------------------------------------------
+    def get_fields(self, request, obj=None):
+        """对账 only where reconciliation found something about the order, for those who may see it."""
+        fields = super().get_fields(request, obj)
+        if (obj is None or not request.user.has_perm("reconciliation.view_billday")
+                or not obj.bill_differences.exists()):
+            return [f for f in fields if f != "bill_differences_display"]
+        return fields
+
     def get_inline_instances(self, request, obj=None):
         """Only the related rows there are: an empty table with headers says nothing."""
         inlines = super().get_inline_instances(request, obj)

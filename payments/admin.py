@@ -19,12 +19,13 @@ from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link, li
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "kind", "out_trade_no", "out_refund_no", "signature_valid", "outcome", "incident_link")
-    list_filter = ("kind", "outcome", "signature_valid", ("received_at", admin.DateFieldListFilter))
+    list_display = ("received_at", "kind", "api", "out_trade_no", "out_refund_no", "signature_valid", "outcome",
+                    "incident_link")
+    list_filter = ("kind", "api", "outcome", "signature_valid", ("received_at", admin.DateFieldListFilter))
     exact_search_fields = ("out_trade_no", "out_refund_no")
     list_select_related = ("incident",)
-    fields = ("received_at", "kind", "remote_addr", "signature_valid", "outcome", "processed_at", "order_link",
-              "refund_link", "incident_link", "detail", "body_display", "traceback_display")
+    fields = ("received_at", "kind", "api", "remote_addr", "signature_valid", "outcome", "processed_at", "order_link",
+              "refund_link", "incident_link", "detail", "headers_display", "body_display", "traceback_display")
     readonly_fields = fields
     actions = ["process_again"]
 
@@ -52,6 +53,14 @@ class NotificationAdmin(ReadOnlyAdmin):
     @admin.display(description="原文")
     def body_display(self, obj: Notification) -> str:
         return format_html('<pre class="notify-body">{}</pre>', obj.body_text)
+
+    @admin.display(description="签名头")
+    def headers_display(self, obj: Notification) -> str:
+        """v3: the Wechatpay-* headers the signature was checked with, one per line."""
+        if not obj.headers:
+            return "-"
+        return format_html('<pre class="notify-body">{}</pre>',
+                           "\n".join(f"{name}: {value}" for name, value in obj.headers.items()))
 
     @admin.display(description="错误堆栈")
     def traceback_display(self, obj: Notification) -> str:

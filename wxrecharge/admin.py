@@ -214,11 +214,24 @@ class SiteAdmin(admin.AdminSite):
     # would push half of every list's columns out of sight. The breadcrumbs lead home instead.
     enable_nav_sidebar = False
 
+    # The start page and the app index list the day's work first (Django sorts by name).
+    APP_ORDER = ("orders", "payments", "reconciliation", "accounts", "axes", "auth", "sandbox")
+
+    def get_app_list(self, request, app_label=None):
+        apps = super().get_app_list(request, app_label)
+        rank = {label: n for n, label in enumerate(self.APP_ORDER)}
+        return sorted(apps, key=lambda app: rank.get(app["app_label"], len(rank)))
+
     def index(self, request, extra_context=None):
         context = dict(extra_context or {})
         # The figures are about orders: only for those who may see orders.
         if request.user.has_perm("orders.view_rechargeorder"):
             context["dashboard"] = dashboard()
+        # The last reconciled day (reconciliation/admin.py), for those who may see reconciliation.
+        if request.user.has_perm("reconciliation.view_billday"):
+            from reconciliation.admin import start_page_status
+
+            context["reconciliation"] = start_page_status()
         return super().index(request, context)
 
 

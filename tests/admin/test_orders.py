@@ -20,6 +20,7 @@ from tests.admin import (
     settled_order,
 )
 from tests.factories import make_order
+from tests.helpers import wechat_code
 
 ORDERS = "/admin/orders/rechargeorder/"
 
@@ -141,7 +142,8 @@ class TestActionsAgainstTheSandbox:
         order = placed_at_sandbox(payer_user("errpayer"), "10.00")
         Fault.objects.create(out_trade_no=order.out_trade_no, systemerror_endpoints="orderquery")
         said = messages_of(run_action(admin_client, ORDERS, "sync_selected", [order.pk]))
-        assert any(f"订单 {order.out_trade_no} 向微信查询失败：SYSTEMERROR" in m for m in said)
+        code = wechat_code("SYSTEMERROR", "SYSTEM_ERROR")
+        assert any(f"订单 {order.out_trade_no} 向微信查询失败：{code}" in m for m in said)
         assert "已向微信查询 1 笔待支付订单：查询失败 1 笔" in said
         assert RechargeOrder.objects.get(pk=order.pk).status == RechargeOrder.Status.PENDING
 

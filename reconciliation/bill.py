@@ -1,0 +1,264 @@
+"""WeChat's trade bill (对账单, bill_type ALL) as text: read it, and refuse it unless it verifies.
+
+The format is the same under API v2 (pay/downloadbill) and v3 (tradebill, once
+downloaded, its SHA1 checked and unzipped by payments.gateway):
+
+    交易时间,公众账号ID,商户号,...,费率备注                  the detail header (no back-quotes)
+    `2026-11-23 10:00:00,`wx…,`1900000109,...,`            one line per payment or refund
+    总交易单数,应结订单总金额,退款总金额,...               the summary header
+    `3,`30.00,`5.00,`0.00,`0.17,`30.00,`5.00               the summary values
+
+Every field of a data line starts with a back-quote and fields are joined by commas, so
+fields are split at ",`": a comma or a back-quote later in a field is text. Columns are found by name, never by position. A bill
+verifies only if every data line has exactly the header's number of fields, each with its
+back-quote, its amounts are plain yuan with at most two decimals, and the summary's count
+and totals are what the lines add up to. Anything else raises BillInvalid, naming the line:
+nothing of such a bill is stored or applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from orders.models import BEIJING
+from wxrecharge.money import format_fen
+
+PAYMENT, REFUND = "payment", "refund"
+
+# The detail columns we read (the header may have more, in any order).
+TIME, APPID, MCH_ID = "交易时间", "公众账号ID", "商户号"
+TRANSACTION_ID, OUT_TRADE_NO, TRADE_STATE = "微信订单号", "商户订单号", "交易状态"
+AMOUNT, REFUND_ID, OUT_REFUND_NO = "应结订单金额", "微信退款单号", "商户退款单号"
+REFUND_AMOUNT, REFUND_STATUS, FEE = "退款金额", "退款状态", "手续费"
+DETAIL_COLUMNS = (TIME, APPID, MCH_ID, TRANSACTION_ID, OUT_TRADE_NO, TRADE_STATE, AMOUNT, REFUND_ID, OUT_REFUND_NO,
+                  REFUND_AMOUNT, REFUND_STATUS, FEE)
+# The summary columns we check.
+COUNT_TOTAL, AMOUNT_TOTAL, REFUND_TOTAL, FEE_TOTAL = "总交易单数", "应结订单总金额", "退款总金额", "手续费总金额"
+SUMMARY_COLUMNS = (COUNT_TOTAL, AMOUNT_TOTAL, REFUND_TOTAL, FEE_TOTAL)
+
+# Yuan as WeChat writes it: digits, at most two decimals; a sign only where a field may be negative.
+_YUAN = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,2}))?")
+_COUNT = re.compile(r"[0-9]{1,9}")
+# An identifier: printable ASCII without spaces, commas or back-quotes, at most 64 characters.
+_ID = re.compile(r"[\x21-\x2b\x2d-\x5f\x61-\x7e]{1,64}")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Shown in a refusal: enough of a bad line to find it, not the whole of a hostile one.
+QUOTE_CHARS = 120
+
+
+class BillInvalid(ValueError):
+    """The bill does not verify; the message (Chinese, for operators) says where and why."""
+
+
+@dataclass
+class Row:
+    """One detail line: a payment (交易状态 SUCCESS, or another trade state) or a refund (REFUND)."""
+
+    line_no: int
+    kind: str
+    happened_at: datetime
+    appid: str
+    mch_id: str
+    transaction_id: str
+    out_trade_no: str
+    trade_state: str
+    amount: int  # 应结订单金额, fen
+    refund_id: str
+    out_refund_no: str
+    refund_amount: int  # 退款金额, fen
+    refund_status: str
+    fee: int  # 手续费, fen; negative when a refund returns it
+    raw: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes a line one trade: the transaction id of a payment, the refund id of a refund."""
+        if self.kind == REFUND:
+            return REFUND, self.refund_id or self.out_refund_no
+        return PAYMENT, self.transaction_id
+
+
+@dataclass
+class Bill:
+    rows: list[Row]
+    count: int  # 总交易单数
+    paid: int  # 应结订单总金额, fen
+    refunded: int  # 退款总金额, fen
+    fee: int  # 手续费总金额, fen
+    duplicates: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
+
+    @property
+    def unique_rows(self) -> list[Row]:
+        """Each trade once: the first line of a trade that appears twice."""
+        seen: set[tuple[str, str]] = set()
+        rows = []
+        for row in self.rows:
+            if row.key not in seen:
+                seen.add(row.key)
+                rows.append(row)
+        return rows
+
+    @property
+    def payment_count(self) -> int:
+        return sum(1 for row in self.rows if row.kind == PAYMENT)
+
+    @property
+    def refund_count(self) -> int:
+        return sum(1 for row in self.rows if row.kind == REFUND)
+
+
+def _quote(line: str) -> str:
+    return line if len(line) <= QUOTE_CHARS else line[:QUOTE_CHARS] + "…"
+
+
+def _fields(line: str, line_no: int, width: int) -> list[str]:
+    """A back-quoted line's values. Each value starts with a back-quote, so values are
+    separated by ",`": a comma inside a value (a 商品名称 such as "充值,月卡", published by
+    WeChat as the merchant sent it) is text, and so is a back-quote later in a value. A value
+    holding ",`" makes one field too many, and a missing back-quote a malformed line."""
+    if line.startswith("`"):
+        parts = line[1:].split(",`")
+        if len(parts) == width:
+            return parts
+    plain = line.split(",")
+    missing = next((n for n, part in enumerate(plain, 1) if not part.startswith("`")), None)
+    if missing is not None and len(plain) == width:
+        raise BillInvalid(f"第 {line_no} 行格式错误：第 {missing} 个字段不以反引号开头：{_quote(line)}")
+    count = len(line[1:].split(",`")) if line.startswith("`") else len(plain)
+    raise BillInvalid(f"第 {line_no} 行格式错误：应有 {width} 个字段，实有 {count} 个"
+                      f"（字段内可能含有「,`」或缺少反引号）：{_quote(line)}")
+
+
+def _yuan(value: str, line_no: int, column: str, signed: bool = False) -> int:
+    match = _YUAN.fullmatch(value)
+    if match is None or (match[1] and not signed):
+        raise BillInvalid(f"第 {line_no} 行「{column}」不是有效金额：{_quote(value)!r}")
+    fen = int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
+    return -fen if match[1] else fen
+
+
+def _id(value: str, line_no: int, column: str, required: bool) -> str:
+    """An identifier; "" for empty (WeChat writes "0" for a payment line's refund ids)."""
+    if value in ("", "0") and not required:
+        return ""
+    if not _ID.fullmatch(value):
+        raise BillInvalid(f"第 {line_no} 行「{column}」无效：{_quote(value)!r}")
+    return value
+
+
+def _columns(header: str, line_no: int, needed: tuple[str, ...], what: str) -> dict[str, int]:
+    if "`" in header:
+        raise BillInvalid(f"第 {line_no} 行（{what}）不应含有反引号：{_quote(header)}")
+    names = [name.strip() for name in header.split(",")]
+    missing = [name for name in needed if name not in names]
+    if missing:
+        raise BillInvalid(f"第 {line_no} 行（{what}）缺少列：{'、'.join(missing)}")
+    duplicated = sorted({name for name in names if names.count(name) > 1 and name in needed})
+    if duplicated:
+        raise BillInvalid(f"第 {line_no} 行（{what}）列名重复：{'、'.join(duplicated)}")
+    return {name: n for n, name in enumerate(names)}
+
+
+def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, day: date | None) -> Row:
+    def get(name: str) -> str:
+        return values[columns[name]]
+
+    try:
+        happened_at = datetime.strptime(get(TIME), TIME_FORMAT).replace(tzinfo=BEIJING)  # noqa: DTZ007 (Beijing time)
+    except ValueError:
+        raise BillInvalid(f"第 {line_no} 行「{TIME}」无效：{_quote(get(TIME))!r}") from None
+    if day is not None and happened_at.date() != day:
+        raise BillInvalid(f"第 {line_no} 行的交易时间 {get(TIME)} 不在账单日 {day.isoformat()}")
+    trade_state = get(TRADE_STATE)
+    kind = REFUND if trade_state == "REFUND" else PAYMENT
+    if not re.fullmatch(r"[A-Z_]{1,32}", trade_state):
+        raise BillInvalid(f"第 {line_no} 行「{TRADE_STATE}」无效：{_quote(trade_state)!r}")
+    refund_status = get(REFUND_STATUS)
+    if refund_status and not re.fullmatch(r"[A-Z_]{1,32}", refund_status):
+        raise BillInvalid(f"第 {line_no} 行「{REFUND_STATUS}」无效：{_quote(refund_status)!r}")
+    if kind == REFUND and not refund_status:
+        raise BillInvalid(f"第 {line_no} 行是退款，但没有「{REFUND_STATUS}」")
+    return Row(
+        line_no=line_no, kind=kind, happened_at=happened_at,
+        appid=_id(get(APPID), line_no, APPID, required=True),
+        mch_id=_id(get(MCH_ID), line_no, MCH_ID, required=True),
+        transaction_id=_id(get(TRANSACTION_ID), line_no, TRANSACTION_ID, required=True),
+        out_trade_no=_id(get(OUT_TRADE_NO), line_no, OUT_TRADE_NO, required=True),
+        trade_state=trade_state,
+        amount=_yuan(get(AMOUNT), line_no, AMOUNT),
+        refund_id=_id(get(REFUND_ID), line_no, REFUND_ID, required=kind == REFUND),
+        out_refund_no=_id(get(OUT_REFUND_NO), line_no, OUT_REFUND_NO, required=kind == REFUND),
+        refund_amount=_yuan(get(REFUND_AMOUNT), line_no, REFUND_AMOUNT),
+        refund_status=refund_status if kind == REFUND else "",
+        fee=_yuan(get(FEE), line_no, FEE, signed=True),
+        raw=line,
+    )
+
+
+def parse(data: bytes, day: date | None = None) -> Bill:
+    """Read and verify a trade bill (the bytes WeChat sent; UTF-8, a BOM allowed, CRLF or LF).
+
+    With `day`, every line's 交易时间 must fall on it (Beijing). Raises BillInvalid.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise BillInvalid(f"账单不是 UTF-8 文本（第 {line_no} 行）") from None
+    text = text.removeprefix("\ufeff")
+    lines = text.split("\n")
+    lines = [line.removesuffix("\r") for line in lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise BillInvalid("账单为空")
+    columns = _columns(lines[0], 1, DETAIL_COLUMNS, "明细表头")
+    width = len(lines[0].split(","))
+    try:
+        summary_at = next(n for n, line in enumerate(lines) if line.startswith(COUNT_TOTAL))
+    except StopIteration:
+        raise BillInvalid("账单不完整：没有汇总行（下载可能中断）") from None
+    if summary_at == 0:
+        raise BillInvalid("第 1 行应为明细表头")
+    rows = []
+    for n in range(1, summary_at):
+        line_no, line = n + 1, lines[n]
+        if not line.strip():
+            raise BillInvalid(f"第 {line_no} 行为空行")
+        rows.append(_row(_fields(line, line_no, width), columns, line_no, line, day))
+    summary_columns = _columns(lines[summary_at], summary_at + 1, SUMMARY_COLUMNS, "汇总表头")
+    values_at = summary_at + 1
+    if values_at >= len(lines):
+        raise BillInvalid("账单不完整：汇总表头后没有汇总数据（下载可能中断）")
+    if values_at + 1 < len(lines):
+        raise BillInvalid(f"第 {values_at + 2} 行：汇总数据之后不应再有内容：{_quote(lines[values_at + 1])}")
+    values = _fields(lines[values_at], values_at + 1, len(lines[summary_at].split(",")))
+
+    def total(name: str, signed: bool = False) -> int:
+        return _yuan(values[summary_columns[name]], values_at + 1, name, signed)
+
+    count_text = values[summary_columns[COUNT_TOTAL]]
+    if not _COUNT.fullmatch(count_text):
+        raise BillInvalid(f"第 {values_at + 1} 行「{COUNT_TOTAL}」无效：{_quote(count_text)!r}")
+    bill = Bill(rows=rows, count=int(count_text), paid=total(AMOUNT_TOTAL), refunded=total(REFUND_TOTAL),
+                fee=total(FEE_TOTAL, signed=True))
+    _check_summary(bill)
+    by_key: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        by_key.setdefault(row.key, []).append(row)
+    bill.duplicates = {key: same for key, same in by_key.items() if len(same) > 1}
+    return bill
+
+
+def _check_summary(bill: Bill) -> None:
+    sums = {
+        COUNT_TOTAL: (bill.count, len(bill.rows), str),
+        AMOUNT_TOTAL: (bill.paid, sum(r.amount for r in bill.rows), format_fen),
+        REFUND_TOTAL: (bill.refunded, sum(r.refund_amount for r in bill.rows), format_fen),
+        FEE_TOTAL: (bill.fee, sum(r.fee for r in bill.rows), format_fen),
+    }
+    wrong = [f"{name} {show(said)}，明细合计 {show(found)}" for name, (said, found, show) in sums.items() if said != found]
+    if wrong:
+        raise BillInvalid("汇总与明细不符：" + "；".join(wrong))

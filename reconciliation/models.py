@@ -1,0 +1,286 @@
+"""Reconciliation: each Beijing day's WeChat trade bill checked against our books.
+
+`BillDay` is one day: its status, WeChat's totals and ours side by side, and a claim that
+lets one runner at a time work on it. `BillRow` is a line of the day's verified bill (the
+rows are replaced together when a verified bill is stored again). `Difference` is one
+thing that differs and what was done about it; a rerun updates it rather than add another.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orders.models import BEIJING
+from wxrecharge.money import format_fen
+
+# WeChat publishes a day's bill after 10:00 (Beijing) the next day.
+BILL_READY_TIME = time(10, 0)
+
+
+def beijing_today(now: datetime | None = None) -> date:
+    return timezone.localdate(now or timezone.now(), BEIJING)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a Beijing day."""
+    start = datetime.combine(day, time.min, tzinfo=BEIJING)
+    return start, start + timedelta(days=1)
+
+
+def bill_ready_at(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), BILL_READY_TIME, tzinfo=BEIJING)
+
+
+def yuan(fen: int | None) -> str:
+    if fen is None:
+        return "-"
+    return f"-¥{format_fen(-fen)}" if fen < 0 else f"¥{format_fen(fen)}"
+
+
+class BillDay(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "未就绪"
+        FAILED = "failed", "下载失败"
+        INVALID = "invalid", "账单无效"
+        BALANCED = "balanced", "已平"
+        DIFFERENCES = "differences", "有差异"
+
+    COMPLETE = (Status.BALANCED, Status.DIFFERENCES)
+
+    date = models.DateField("账单日", unique=True)
+    status = models.CharField("状态", max_length=12, choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField("说明", blank=True)
+    # The latest attempt's error, "" when it succeeded; a completed day keeps its result when a
+    # later attempt fails, and says so here.
+    last_error = models.TextField("最近一次错误", blank=True)
+    api = models.CharField("接口版本", max_length=2, blank=True)
+    attempts = models.PositiveIntegerField("尝试次数", default=0)
+    last_attempt_at = models.DateTimeField("最近尝试", null=True, blank=True)
+    fetched_at = models.DateTimeField("账单下载时间", null=True, blank=True)
+    reconciled_at = models.DateTimeField("对账完成时间", null=True, blank=True)
+    # A runner claims the day by moving this forward (compare-and-set); it is cleared when done,
+    # and expires by itself if the runner dies.
+    claimed_until = models.DateTimeField("处理中（至）", null=True, blank=True, editable=False)
+
+    # WeChat's totals, from the verified bill's summary (None until a bill verified).
+    wechat_count = models.PositiveIntegerField("微信：总交易单数", null=True, blank=True)
+    wechat_paid_count = models.PositiveIntegerField("微信：支付笔数", null=True, blank=True)
+    wechat_paid = models.BigIntegerField("微信：应结订单总金额（分）", null=True, blank=True)
+    wechat_refund_count = models.PositiveIntegerField("微信：退款笔数", null=True, blank=True)
+    wechat_refunded = models.BigIntegerField("微信：退款总金额（分）", null=True, blank=True)
+    wechat_fee = models.BigIntegerField("微信：手续费总金额（分）", null=True, blank=True)
+    # Ours: orders paid (paid_at) and refunds that succeeded (settled_at) on that Beijing day.
+    our_paid_count = models.PositiveIntegerField("本站：支付笔数", default=0)
+    our_paid = models.BigIntegerField("本站：支付金额（分）", default=0)
+    our_refund_count = models.PositiveIntegerField("本站：退款笔数", default=0)
+    our_refunded = models.BigIntegerField("本站：退款金额（分）", default=0)
+
+    created_at = models.DateTimeField("创建时间", default=timezone.now, editable=False)
+    updated_at = models.DateTimeField("更新时间", auto_now=True)
+
+    class Meta:
+        verbose_name = "每日对账"
+        verbose_name_plural = "每日对账"
+        ordering = ["-date"]
+        permissions = [("run_billday", "可重新对账")]
+
+    def __str__(self) -> str:
+        return self.date.isoformat()
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status in self.COMPLETE
+
+    @property
+    def our_count(self) -> int:
+        return self.our_paid_count + self.our_refund_count
+
+    def totals(self) -> list[dict]:
+        """WeChat's and our totals side by side, for people: label, both texts, and whether they differ."""
+        def line(label: str, wechat, ours, show) -> dict:
+            differs = wechat is not None and ours is not None and wechat != ours
+            return {"label": label, "wechat": show(wechat), "ours": show(ours), "differs": differs}
+
+        def count(n: int | None) -> str:
+            return "-" if n is None else f"{n} 笔"
+
+        return [
+            line("总交易单数", self.wechat_count, self.our_count, count),
+            line("支付笔数", self.wechat_paid_count, self.our_paid_count, count),
+            line("支付金额", self.wechat_paid, self.our_paid, yuan),
+            line("退款笔数", self.wechat_refund_count, self.our_refund_count, count),
+            line("退款金额", self.wechat_refunded, self.our_refunded, yuan),
+            line("手续费", self.wechat_fee, None, yuan),
+        ]
+
+    def totals_differ(self) -> bool:
+        return any(t["differs"] for t in self.totals())
+
+    # -- transitions -------------------------------------------------------------------------
+    @classmethod
+    def for_date(cls, day: date) -> BillDay:
+        return cls.objects.get_or_create(date=day)[0]
+
+    def claim(self, duration: timedelta) -> bool:
+        """Claim the day for one runner (compare-and-set); False if another holds it."""
+        now = timezone.now()
+        claimed = (type(self).objects.filter(pk=self.pk)
+                   .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+                   .update(claimed_until=now + duration, attempts=models.F("attempts") + 1, last_attempt_at=now))
+        return claimed == 1
+
+    def release(self) -> None:
+        type(self).objects.filter(pk=self.pk).update(claimed_until=None)
+
+    def record_failure(self, status: str, reason: str, ours: dict[str, int]) -> None:
+        """No verified bill this time (pending, failed, invalid): nothing else changes. A day
+        already reconciled keeps its result; the error is kept beside it. A day not reconciled
+        yet shows our totals (`ours`), so that operators see what the missing bill should hold."""
+        with transaction.atomic():
+            day = type(self).objects.select_for_update().get(pk=self.pk)
+            day.last_error = reason
+            fields = ["last_error", "updated_at"]
+            if not day.is_complete:
+                day.status, day.reason = status, reason
+                for name, value in ours.items():
+                    setattr(day, name, value)
+                fields += ["status", "reason", *ours]
+            day.save(update_fields=fields)
+        self.refresh_from_db()
+
+    def store_bill(self, bill, api: str) -> None:
+        """Replace the day's rows with a verified bill's, and keep WeChat's totals (one transaction)."""
+        duplicate_lines = {row.line_no for rows in bill.duplicates.values() for row in rows[1:]}
+        with transaction.atomic():
+            type(self).objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
+            self.rows.all().delete()
+            BillRow.objects.bulk_create([
+                BillRow(bill_day=self, line_no=r.line_no, kind=r.kind, happened_at=r.happened_at, appid=r.appid,
+                        mch_id=r.mch_id, transaction_id=r.transaction_id, out_trade_no=r.out_trade_no,
+                        trade_state=r.trade_state, amount=r.amount, refund_id=r.refund_id,
+                        out_refund_no=r.out_refund_no, refund_amount=r.refund_amount, refund_status=r.refund_status,
+                        fee=r.fee, duplicate=r.line_no in duplicate_lines, raw=r.raw)
+                for r in bill.rows
+            ], batch_size=500)
+            type(self).objects.filter(pk=self.pk).update(
+                api=api, fetched_at=timezone.now(), wechat_count=bill.count, wechat_paid_count=bill.payment_count,
+                wechat_paid=bill.paid, wechat_refund_count=bill.refund_count, wechat_refunded=bill.refunded,
+                wechat_fee=bill.fee, updated_at=timezone.now())
+        self.refresh_from_db()
+
+    def finish(self, ours: dict[str, int], reason: str = "", no_bill: bool = False) -> None:
+        """The comparison is done: our totals, and the status its differences give."""
+        with transaction.atomic():
+            day = type(self).objects.select_for_update().get(pk=self.pk)
+            now = timezone.now()
+            if no_bill:  # WeChat has no bill, and we had nothing that day: zero on both sides
+                day.wechat_count = day.wechat_paid_count = day.wechat_refund_count = 0
+                day.wechat_paid = day.wechat_refunded = day.wechat_fee = 0
+                day.fetched_at, day.api = None, ""
+                day.rows.all().delete()
+            for name, value in ours.items():
+                setattr(day, name, value)
+            day.status = self.Status.DIFFERENCES if day.differences.exists() else self.Status.BALANCED
+            day.reason, day.last_error, day.reconciled_at = reason, "", now
+            day.save()
+        self.refresh_from_db()
+
+
+class BillRow(models.Model):
+    """One line of a day's verified trade bill, as WeChat wrote it (amounts in fen)."""
+
+    class Kind(models.TextChoices):
+        PAYMENT = "payment", "支付"
+        REFUND = "refund", "退款"
+
+    bill_day = models.ForeignKey(BillDay, on_delete=models.CASCADE, related_name="rows", verbose_name="账单日")
+    line_no = models.PositiveIntegerField("行号")
+    kind = models.CharField("类型", max_length=8, choices=Kind.choices)
+    happened_at = models.DateTimeField("交易时间")
+    appid = models.CharField("公众账号ID", max_length=64)
+    mch_id = models.CharField("商户号", max_length=64)
+    transaction_id = models.CharField("微信订单号", max_length=64)
+    out_trade_no = models.CharField("商户订单号", max_length=64)
+    trade_state = models.CharField("交易状态", max_length=32)
+    amount = models.BigIntegerField("应结订单金额（分）")
+    refund_id = models.CharField("微信退款单号", max_length=64, blank=True)
+    out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)
+    refund_amount = models.BigIntegerField("退款金额（分）")
+    refund_status = models.CharField("退款状态", max_length=32, blank=True)
+    fee = models.BigIntegerField("手续费（分）")
+    # A second line for a trade already in the bill: kept as published, left out of the comparison.
+    duplicate = models.BooleanField("重复行", default=False)
+    raw = models.TextField("原文")
+
+    class Meta:
+        verbose_name = "账单明细"
+        verbose_name_plural = "账单明细"
+        ordering = ["bill_day", "line_no"]
+        indexes = [
+            models.Index(fields=["bill_day", "line_no"], name="billrow_day_line_idx"),
+            models.Index(fields=["out_trade_no"], name="billrow_out_trade_no_idx"),
+            models.Index(fields=["out_refund_no"], name="billrow_out_refund_no_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bill_day} #{self.line_no}"
+
+
+class Difference(models.Model):
+    """One way the day's bill and our books differ, and what reconciliation did about it."""
+
+    class Kind(models.TextChoices):
+        MISSED_PAYMENT = "missed_payment", "支付未入账"
+        UNKNOWN_ORDER = "unknown_order", "未知订单"
+        MISSING_PAYMENT = "missing_payment", "微信无此支付"
+        AMOUNT = "amount", "金额不符"
+        MERCHANT = "merchant", "商户号或appid不符"
+        TRANSACTION = "transaction", "微信订单号不符"
+        UNSETTLED_REFUND = "unsettled_refund", "退款未结"
+        UNKNOWN_REFUND = "unknown_refund", "未知退款"
+        MISSING_REFUND = "missing_refund", "微信无此退款"
+        REFUND_AMOUNT = "refund_amount", "退款金额不符"
+        REFUND_STATE = "refund_state", "退款状态不符"
+        DUPLICATE = "duplicate", "账单重复行"
+        OTHER_DAY = "other_day", "账期不同"
+
+    class Outcome(models.TextChoices):
+        SETTLED = "settled", "已自动补账"
+        INCIDENT = "incident", "已提交异常"
+        INFO = "info", "仅提示"
+
+    bill_day = models.ForeignKey(BillDay, on_delete=models.CASCADE, related_name="differences", verbose_name="账单日")
+    kind = models.CharField("差异类型", max_length=20, choices=Kind.choices)
+    outcome = models.CharField("处理结果", max_length=10, choices=Outcome.choices)
+    order = models.ForeignKey("orders.RechargeOrder", on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="bill_differences", verbose_name="订单")
+    refund = models.ForeignKey("orders.Refund", on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="bill_differences", verbose_name="退款")
+    incident = models.ForeignKey("payments.Incident", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="bill_differences", verbose_name="异常")
+    out_trade_no = models.CharField("商户订单号", max_length=64, blank=True)
+    out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)
+    transaction_id = models.CharField("微信订单号", max_length=64, blank=True)
+    wechat_amount = models.BigIntegerField("微信金额（分）", null=True, blank=True)
+    our_amount = models.BigIntegerField("本站金额（分）", null=True, blank=True)
+    detail = models.TextField("说明")
+    created_at = models.DateTimeField("发现时间", default=timezone.now)
+    updated_at = models.DateTimeField("更新时间", auto_now=True)
+
+    class Meta:
+        verbose_name = "对账差异"
+        verbose_name_plural = "对账差异"
+        ordering = ["bill_day", "kind", "out_trade_no", "out_refund_no"]
+        constraints = [
+            # A rerun of the day updates its differences instead of adding copies.
+            models.UniqueConstraint(fields=["bill_day", "kind", "out_trade_no", "out_refund_no"],
+                                    name="difference_one_per_day_kind_trade"),
+        ]
+        indexes = [models.Index(fields=["out_trade_no"], name="difference_out_trade_no_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.bill_day} {self.get_kind_display()} {self.out_trade_no}".strip()

@@ -1,0 +1,477 @@
+"""Reconcile a Beijing day: WeChat's trade bill against the orders and refunds of that day.
+
+`reconcile_day(day)` is the whole of it (the command, the admin's button and tests call
+it): claim the day, download its bill through the payment interface (v2 or v3 alike),
+verify it (reconciliation.bill), store its rows, compare them with our books, settle what
+a lost notify left undone and report the rest as incidents, then give the day its status.
+
+- A payment WeChat has and we lack (the order pending or closed here) is applied by
+  payments.services.apply_payment, exactly as its notify would have been, amount check
+  included; a refund WeChat finished that is still 处理中 here, by settle_refund. Both
+  are exactly-once: a rerun, a racing notify or a second runner finds them done.
+- Anything else that differs is an Incident for operators, and nothing is changed.
+- WeChat is called before any transaction starts; nothing of a bill that did not verify is
+  stored or applied. A rerun updates the day's differences (one per kind and trade) and
+  opens no incident twice; differences that were settled stay on record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from orders.models import APPLIED, BEIJING, DUPLICATE, AmountMismatch, RechargeOrder, Refund
+from payments import gateway as payment_gateway
+from payments import services as payment_services
+from payments.gateway import NO_BILL, WeChatError
+from payments.models import Incident
+from reconciliation.bill import PAYMENT, REFUND, Bill, BillInvalid, Row, parse
+from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds, yuan
+
+logger = logging.getLogger(__name__)
+
+# A runner holds a day this long at most (a download times out long before); a runner that
+# dies leaves its claim to expire.
+CLAIM_DURATION = timedelta(minutes=10)
+# --loop looks back this many days for days not yet reconciled.
+LOOKBACK_DAYS = 7
+CHUNK = 500
+
+Kind, Outcome, Status = Difference.Kind, Difference.Outcome, BillDay.Status
+# WeChat's refund states (退款状态) and ours, by how the money ended.
+WECHAT_REFUND_END = {"SUCCESS": "success", "REFUNDCLOSE": "returned", "CLOSED": "returned", "FAIL": "returned",
+                     "FAILED": "returned", "CHANGE": "abnormal", "ABNORMAL": "abnormal", "PROCESSING": "processing"}
+OUR_REFUND_END = {Refund.Status.SUCCESS: "success", Refund.Status.CLOSED: "returned", Refund.Status.FAILED: "returned",
+                  Refund.Status.ABNORMAL: "abnormal", Refund.Status.PROCESSING: "processing"}
+
+
+class DateRefused(ValueError):
+    """A day that cannot be reconciled (today, or in the future); nothing is stored."""
+
+
+class DayBusy(Exception):
+    """Another runner is reconciling this day right now."""
+
+
+# -- the day --------------------------------------------------------------------------------
+
+def check_date(day: date, now: datetime | None = None) -> None:
+    today = beijing_today(now)
+    if day > today:
+        raise DateRefused(f"{day.isoformat()} 在未来（北京时间今天是 {today.isoformat()}），没有账单")
+    if day == today:
+        raise DateRefused(f"{day.isoformat()} 是今天：微信在次日 10:00 后才生成当日账单")
+
+
+def reconcile_day(day: date) -> BillDay:
+    """Reconcile one Beijing day and return it with its status (see the module's docstring).
+
+    Raises DateRefused (today or later: nothing stored) or DayBusy (another runner has it).
+    A bill that is not ready, cannot be downloaded or does not verify leaves the day
+    未就绪, 下载失败 or 账单无效 with the reason, and nothing applied; a later run completes it.
+    """
+    check_date(day)
+    bill_day = BillDay.for_date(day)
+    if not bill_day.claim(CLAIM_DURATION):
+        raise DayBusy(f"{day.isoformat()} 正由另一个进程对账")
+    try:
+        _reconcile(bill_day)
+    finally:
+        bill_day.release()
+    bill_day.refresh_from_db()
+    logger.debug("reconcile_bill: %s", summary(bill_day))  # the command prints it
+    return bill_day
+
+
+def _reconcile(bill_day: BillDay) -> None:
+    day = bill_day.date
+    try:
+        pay = payment_gateway.gateway()
+        data = pay.download_bill(day)
+    except WeChatError as exc:
+        if exc.kind == NO_BILL:
+            _no_bill(bill_day, exc)
+        elif exc.code == "BAD_BILL":  # v3: the SHA1 did not match, or not gzip
+            bill_day.record_failure(Status.INVALID, f"账单校验失败：{exc}", our_totals(day))
+        else:
+            bill_day.record_failure(Status.FAILED, f"{exc.code}：{exc}", our_totals(day))
+        return
+    try:
+        bill = parse(data, day)
+    except BillInvalid as exc:
+        bill_day.record_failure(Status.INVALID, str(exc), our_totals(day))
+        return
+    bill_day.store_bill(bill, pay.api)
+    _compare(bill_day, bill)
+
+
+def _no_bill(bill_day: BillDay, exc: WeChatError) -> None:
+    """WeChat has no bill for the day. After the bill would have been ready, and with no
+    payment or refund here either, there was nothing that day: balanced at zero. Otherwise
+    the bill is not ready (yet): pending, for a later run."""
+    day = bill_day.date
+    ours = our_totals(day)
+    creating = exc.code == "STATEMENT_CREATING" or "creating" in str(exc).lower()
+    empty = ours["our_paid_count"] == 0 and ours["our_refund_count"] == 0
+    if timezone.now() >= bill_ready_at(day) and not creating and empty and not bill_day.fetched_at:
+        first = first_order_day()
+        if first is None or day < first:
+            since = f"（{first.isoformat()}）" if first else "（本站尚无订单）"
+            reason = f"该日早于本站第一笔订单{since}，微信也无该日账单"
+        else:
+            reason = "微信无该日账单，本站当日也无支付和退款"
+        bill_day.finish(ours, reason, no_bill=True)
+        return
+    if creating:
+        reason = f"微信正在生成该日账单（{exc}）；稍后会再试"
+    elif empty or timezone.now() < bill_ready_at(day):
+        reason = f"微信尚未生成该日账单（{exc}）；稍后会再试"
+    else:
+        reason = (f"微信说该日没有账单（{exc}），但本站当日有 {ours['our_paid_count']} 笔支付、"
+                  f"{ours['our_refund_count']} 笔退款；稍后会再试，若一直如此请联系微信支付")
+    bill_day.record_failure(Status.PENDING, reason, ours)
+
+
+def our_totals(day: date) -> dict[str, int]:
+    """Our books of a Beijing day: orders paid (paid_at) and refunds that succeeded (settled_at)."""
+    start, end = day_bounds(day)
+    paid = RechargeOrder.objects.filter(paid_at__gte=start, paid_at__lt=end, transaction_id__isnull=False).aggregate(
+        count=Count("pk"), total=Sum("amount"))
+    refunded = Refund.objects.filter(status=Refund.Status.SUCCESS, settled_at__gte=start, settled_at__lt=end).aggregate(
+        count=Count("pk"), total=Sum("amount"))
+    return {"our_paid_count": paid["count"], "our_paid": paid["total"] or 0,
+            "our_refund_count": refunded["count"], "our_refunded": refunded["total"] or 0}
+
+
+def first_order_day() -> date | None:
+    first = RechargeOrder.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    return beijing_today(first) if first else None
+
+
+# -- comparing ---------------------------------------------------------------------------------
+
+@dataclass
+class Finding:
+    """A difference found, before anything is done about it. `action`: "incident", "info",
+    "pay" (apply the payment as its notify would) or "refund" (settle the refund)."""
+
+    kind: str
+    action: str
+    detail: str
+    out_trade_no: str = ""
+    out_refund_no: str = ""
+    transaction_id: str = ""
+    order: RechargeOrder | None = None
+    refund: Refund | None = None
+    wechat_amount: int | None = None
+    our_amount: int | None = None
+    incident_kind: str = ""
+    row: Row | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.kind, self.out_trade_no, self.out_refund_no
+
+
+def _by(queryset, field: str, values: Iterable[str]) -> dict:
+    values = sorted(set(values))
+    found = {}
+    for n in range(0, len(values), CHUNK):
+        for obj in queryset.filter(**{f"{field}__in": values[n:n + CHUNK]}):
+            found[getattr(obj, field)] = obj
+    return found
+
+
+def _appid(order: RechargeOrder) -> str:
+    return settings.WECHAT_MINIPROGRAM_APPID if order.channel == RechargeOrder.Channel.MINIPROGRAM else settings.WECHAT_APPID
+
+
+def _beijing(moment: datetime | None) -> str:
+    return timezone.localtime(moment, BEIJING).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _foreign(row: Row, appid: str) -> str:
+    """Why a line is not for our merchant and app, or ""."""
+    if row.mch_id != settings.WECHAT_MCH_ID or row.appid != appid:
+        return (f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {settings.WECHAT_MCH_ID}、{appid}")
+    return ""
+
+
+def _other_day(bill_day: BillDay, **lookup) -> BillRow | None:
+    """The same trade in another day's verified bill (WeChat and we put it on different days)."""
+    return (BillRow.objects.filter(duplicate=False, **lookup).exclude(bill_day=bill_day)
+            .select_related("bill_day").order_by("bill_day__date").first())
+
+
+def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
+    """Compare a verified bill with our books of its day; nothing is changed here."""
+    day = bill_day.date
+    start, end = day_bounds(day)
+    rows = bill.unique_rows
+    payments = [r for r in rows if r.kind == PAYMENT and r.trade_state == "SUCCESS"]
+    refund_rows = [r for r in rows if r.kind == REFUND]
+    orders = _by(RechargeOrder.objects.all(), "out_trade_no", (r.out_trade_no for r in rows))
+    refunds = _by(Refund.objects.select_related("order"), "out_refund_no", (r.out_refund_no for r in refund_rows))
+
+    findings = [_duplicate(same, orders, refunds) for same in bill.duplicates.values()]
+    findings += [f for row in payments if (f := _payment(row, orders.get(row.out_trade_no), start, end))]
+    billed = {r.out_trade_no for r in payments}
+    ours = RechargeOrder.objects.filter(paid_at__gte=start, paid_at__lt=end, transaction_id__isnull=False)
+    for order in ours.order_by("paid_at", "pk").iterator(chunk_size=CHUNK):
+        if order.out_trade_no in billed:
+            continue
+        other = _other_day(bill_day, kind=PAYMENT, trade_state="SUCCESS", out_trade_no=order.out_trade_no)
+        common = {"out_trade_no": order.out_trade_no, "transaction_id": order.transaction_id or "", "order": order,
+                  "our_amount": order.amount}
+        if other is not None:
+            findings.append(Finding(Kind.OTHER_DAY, "info", f"本站支付时间 {_beijing(order.paid_at)}，微信记在 "
+                                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）", **common))
+        else:
+            findings.append(Finding(
+                Kind.MISSING_PAYMENT, "incident",
+                f"本站已入账 {yuan(order.amount)}（微信订单号 {order.transaction_id}，{_beijing(order.paid_at)}），"
+                f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动",
+                incident_kind=Incident.Kind.BILL_MISSING_PAYMENT, **common))
+
+    findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end))]
+    billed_refunds = {r.out_refund_no for r in refund_rows}
+    done = Refund.objects.select_related("order").filter(status=Refund.Status.SUCCESS, settled_at__gte=start,
+                                                         settled_at__lt=end)
+    for refund in done.order_by("settled_at", "pk").iterator(chunk_size=CHUNK):
+        if refund.out_refund_no in billed_refunds:
+            continue
+        other = _other_day(bill_day, kind=REFUND, out_refund_no=refund.out_refund_no)
+        common = {"out_trade_no": refund.order.out_trade_no, "out_refund_no": refund.out_refund_no,
+                  "order": refund.order, "refund": refund, "our_amount": refund.amount}
+        if other is not None:
+            findings.append(Finding(Kind.OTHER_DAY, "info", f"本站退款完成时间 {_beijing(refund.settled_at)}，微信记在 "
+                                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）", **common))
+        else:
+            findings.append(Finding(
+                Kind.MISSING_REFUND, "incident",
+                f"本站退款 {yuan(refund.amount)} 已成功（{_beijing(refund.settled_at)}），微信 {day.isoformat()} 的账单中"
+                "没有这笔退款；未做任何改动", incident_kind=Incident.Kind.BILL_MISSING_REFUND, **common))
+    return findings
+
+
+def _duplicate(same: list[Row], orders: dict, refunds: dict) -> Finding:
+    first, extra = same[0], same[1:]
+    lines = "、".join(str(r.line_no) for r in same)
+    identical = all(r.raw == first.raw for r in extra)
+    is_refund = first.kind == REFUND
+    what = f"退款 {first.refund_id or first.out_refund_no}" if is_refund else f"支付 {first.transaction_id}"
+    amount = sum(r.refund_amount if is_refund else r.amount for r in extra)
+    refund = refunds.get(first.out_refund_no) if is_refund else None
+    return Finding(
+        Kind.DUPLICATE, "incident",
+        f"{what} 在账单中出现 {len(same)} 次（第 {lines} 行，{'内容相同' if identical else '内容不同'}）："
+        f"只按第 {first.line_no} 行对账；微信的汇总含重复行，多计 {yuan(amount)}",
+        out_trade_no=first.out_trade_no, out_refund_no=first.out_refund_no if is_refund else "",
+        transaction_id=first.transaction_id, order=orders.get(first.out_trade_no), refund=refund, wechat_amount=amount,
+        incident_kind=Incident.Kind.BILL_DUPLICATE, row=first)
+
+
+def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: datetime) -> Finding | None:
+    common = {"out_trade_no": row.out_trade_no, "transaction_id": row.transaction_id, "order": order,
+              "wechat_amount": row.amount, "our_amount": order.amount if order else None, "row": row}
+    paid = f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}，{_beijing(row.happened_at)}）"
+    if order is None:
+        return Finding(Kind.UNKNOWN_ORDER, "incident", f"{paid}，本站没有订单 {row.out_trade_no}；未做任何改动",
+                       incident_kind=Incident.Kind.BILL_UNKNOWN_ORDER, **common)
+    foreign = _foreign(row, _appid(order))
+    if foreign:
+        return Finding(Kind.MERCHANT, "incident", f"{paid}；{foreign}；未做任何改动",
+                       incident_kind=Incident.Kind.BILL_MERCHANT, **common)
+    if order.transaction_id is None:  # pending or closed here: the notify was lost
+        if row.amount != order.amount:
+            return Finding(Kind.AMOUNT, "pay", f"{paid}，订单金额 {yuan(order.amount)}（本站「{order.get_status_display()}」）；"
+                           "金额不符，未入账", **common)
+        return Finding(Kind.MISSED_PAYMENT, "pay", f"{paid}，本站订单原为「{order.get_status_display()}」（支付通知丢失）："
+                       "已按支付通知的规则入账", **common)
+    if order.transaction_id != row.transaction_id:
+        return Finding(Kind.TRANSACTION, "incident", f"{paid}，本站订单已由微信订单号 {order.transaction_id} 支付；"
+                       "未做任何改动", incident_kind=Incident.Kind.BILL_TRANSACTION, **common)
+    if row.amount != order.amount:
+        return Finding(Kind.AMOUNT, "incident", f"{paid}，本站已入账 {yuan(order.amount)}；未做任何改动",
+                       incident_kind=Incident.Kind.BILL_AMOUNT, **common)
+    if not start <= order.paid_at < end:
+        return Finding(Kind.OTHER_DAY, "info", f"{paid}，本站支付时间 {_beijing(order.paid_at)}（另一天）", **common)
+    return None
+
+
+def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end: datetime) -> Finding | None:
+    common = {"out_trade_no": row.out_trade_no, "out_refund_no": row.out_refund_no, "transaction_id": row.transaction_id,
+              "order": refund.order if refund else orders.get(row.out_trade_no), "refund": refund,
+              "wechat_amount": row.refund_amount, "our_amount": refund.amount if refund else None, "row": row}
+    told = (f"微信退款 {yuan(row.refund_amount)}（{row.refund_status}，微信退款单号 {row.refund_id}，"
+            f"{_beijing(row.happened_at)}）")
+    if refund is None or refund.order.out_trade_no != row.out_trade_no:
+        return Finding(Kind.UNKNOWN_REFUND, "incident", f"{told}，本站没有订单 {row.out_trade_no} 的退款 "
+                       f"{row.out_refund_no}；未做任何改动", incident_kind=Incident.Kind.BILL_UNKNOWN_REFUND, **common)
+    foreign = _foreign(row, _appid(refund.order))
+    if foreign:
+        return Finding(Kind.MERCHANT, "incident", f"{told}；{foreign}；未做任何改动",
+                       incident_kind=Incident.Kind.BILL_MERCHANT, **common)
+    ours = f"本站为「{refund.get_status_display()}」"
+    if row.refund_status == "SUCCESS":
+        if row.refund_amount != refund.amount:
+            return Finding(Kind.REFUND_AMOUNT, "incident", f"{told}，本站退款金额 {yuan(refund.amount)}；未做任何改动",
+                           incident_kind=Incident.Kind.BILL_REFUND_AMOUNT, **common)
+        if refund.status == Refund.Status.PROCESSING:
+            return Finding(Kind.UNSETTLED_REFUND, "refund", f"{told}，本站仍为「退款中」（退款通知丢失）：已按退款通知的规则"
+                           "记为退款成功", **common)
+        if refund.status != Refund.Status.SUCCESS:
+            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动",
+                           incident_kind=Incident.Kind.BILL_REFUND_STATE, **common)
+        if not start <= refund.settled_at < end:
+            return Finding(Kind.OTHER_DAY, "info", f"{told}，本站退款完成时间 {_beijing(refund.settled_at)}（另一天）",
+                           **common)
+        return None
+    if refund.status == Refund.Status.PROCESSING:
+        return None  # not finished at WeChat either: reconcile_orders asks about it (refundquery)
+    if WECHAT_REFUND_END.get(row.refund_status) != OUR_REFUND_END[refund.status]:
+        return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动",
+                       incident_kind=Incident.Kind.BILL_REFUND_STATE, **common)
+    return None
+
+
+# -- acting on the differences ---------------------------------------------------------------
+
+def _compare(bill_day: BillDay, bill: Bill) -> None:
+    findings = find_differences(bill_day, bill)
+    kept: set[tuple[str, str, str]] = set()
+    for finding in findings:
+        if _act(bill_day, finding):
+            kept.add(finding.key)
+    # What a rerun no longer finds goes, except what reconciliation itself settled: that stays on record.
+    for difference in bill_day.differences.exclude(outcome=Outcome.SETTLED):
+        if (difference.kind, difference.out_trade_no, difference.out_refund_no) not in kept:
+            difference.delete()
+    first = first_order_day()
+    note = ""
+    if first is None or bill_day.date < first:
+        note = f"该日早于本站第一笔订单（{first.isoformat() if first else '本站尚无订单'}）"
+    bill_day.finish(our_totals(bill_day.date), note)
+
+
+def _act(bill_day: BillDay, f: Finding) -> bool:
+    """Do what a finding calls for, once, and record it; False when it turned out to be no difference."""
+    existing = Difference.objects.filter(bill_day=bill_day, kind=f.kind, out_trade_no=f.out_trade_no,
+                                         out_refund_no=f.out_refund_no).first()
+    if existing is not None and (existing.incident_id or existing.outcome == Outcome.SETTLED):
+        # Reported (or settled) by an earlier run: never twice. The operator may have resolved it.
+        _record(bill_day, f, existing.outcome, existing.incident)
+        return True
+    if f.action == "pay":
+        return _pay(bill_day, f)
+    if f.action == "refund":
+        return _settle_refund(bill_day, f)
+    incident = None
+    if f.action == "incident":
+        incident = Incident.report(f.incident_kind, f"{bill_day.date.isoformat()} 微信账单：{f.detail}", order=f.order,
+                                   refund=f.refund, out_trade_no=f.out_trade_no)
+    _record(bill_day, f, Outcome.INCIDENT if incident else Outcome.INFO, incident)
+    return True
+
+
+def _open_incident(kind: str, out_trade_no: str) -> Incident | None:
+    return (Incident.objects.filter(kind=kind, out_trade_no=out_trade_no, resolved_at__isnull=True)
+            .order_by("-last_seen_at").first())
+
+
+def _pay(bill_day: BillDay, f: Finding) -> bool:
+    """A payment WeChat took that is pending or closed here: applied as its notify would be,
+    in one transaction with its record."""
+    row = f.row
+    with transaction.atomic():
+        try:
+            payment = payment_services.apply_payment(row.out_trade_no, row.transaction_id, row.amount, row.happened_at)
+        except AmountMismatch:
+            # Nothing applied; apply_payment opened the incident a notify would have.
+            f.kind = Kind.AMOUNT
+            _record(bill_day, f, Outcome.INCIDENT, _open_incident(Incident.Kind.AMOUNT_MISMATCH, row.out_trade_no))
+            return True
+        if payment.outcome == APPLIED:
+            incident = None
+            if payment.after_close:
+                incident = _open_incident(Incident.Kind.PAID_AFTER_CLOSE, row.out_trade_no)
+            f.order = payment.order
+            _record(bill_day, f, Outcome.SETTLED, incident)
+            return True
+    if payment.outcome == DUPLICATE and payment.other_transaction_id:
+        f.kind, f.detail = Kind.TRANSACTION, (f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}），本站订单已由"
+                                              f"微信订单号 {payment.other_transaction_id} 支付；未做任何改动")
+        _record(bill_day, f, Outcome.INCIDENT, _open_incident(Incident.Kind.OTHER_TRANSACTION, row.out_trade_no))
+        return True
+    return False  # credited meanwhile (its notify arrived): no difference after all
+
+
+def _settle_refund(bill_day: BillDay, f: Finding) -> bool:
+    """A refund WeChat finished that is still 处理中 here: settled as its notify would be."""
+    row = f.row
+    with transaction.atomic():
+        outcome = payment_services.settle_refund(f.refund, "SUCCESS", row.refund_id, row.happened_at)
+        if outcome == APPLIED:
+            _record(bill_day, f, Outcome.SETTLED, None)
+            return True
+    if outcome == DUPLICATE:
+        return False  # settled meanwhile (its notify arrived)
+    # Ended another way meanwhile: settle_refund opened a REFUND_CONFLICT incident.
+    f.refund.refresh_from_db()
+    f.kind, f.detail = Kind.REFUND_STATE, f"微信退款成功，本站为「{f.refund.get_status_display()}」；未做任何改动"
+    incident = (Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT, refund=f.refund, resolved_at__isnull=True)
+                .order_by("-last_seen_at").first())
+    _record(bill_day, f, Outcome.INCIDENT, incident)
+    return True
+
+
+def _record(bill_day: BillDay, f: Finding, outcome: str, incident: Incident | None) -> Difference:
+    difference, _ = Difference.objects.update_or_create(
+        bill_day=bill_day, kind=f.kind, out_trade_no=f.out_trade_no, out_refund_no=f.out_refund_no,
+        defaults={"outcome": outcome, "incident": incident, "order": f.order, "refund": f.refund,
+                  "transaction_id": f.transaction_id, "wechat_amount": f.wechat_amount, "our_amount": f.our_amount,
+                  "detail": f.detail})
+    return difference
+
+
+# -- summaries and the loop -------------------------------------------------------------------
+
+def outcome_counts(bill_day: BillDay) -> dict[str, int]:
+    counts = dict(bill_day.differences.values_list("outcome").annotate(n=Count("pk")).order_by())
+    return {outcome: counts.get(outcome, 0) for outcome in Outcome.values}
+
+
+def summary(bill_day: BillDay) -> str:
+    """The day in one line, e.g. `2026-11-23: 有差异 — WeChat 12 笔 ¥345.00 退款 ¥10.00 手续费 ¥2.07;
+    ours 12 笔 ¥345.00 退款 ¥10.00; differences 3 (settled 1, incidents 2)`."""
+    head = f"{bill_day.date.isoformat()}: {bill_day.get_status_display()}"
+    if not bill_day.is_complete:
+        return f"{head} — {bill_day.reason}"
+    counts = outcome_counts(bill_day)
+    info = f", info {counts[Outcome.INFO]}" if counts[Outcome.INFO] else ""
+    line = (f"{head} — WeChat {bill_day.wechat_paid_count or 0} 笔 {yuan(bill_day.wechat_paid or 0)} "
+            f"退款 {yuan(bill_day.wechat_refunded or 0)} 手续费 {yuan(bill_day.wechat_fee or 0)}; "
+            f"ours {bill_day.our_paid_count} 笔 {yuan(bill_day.our_paid)} 退款 {yuan(bill_day.our_refunded)}; "
+            f"differences {sum(counts.values())} (settled {counts[Outcome.SETTLED]}, "
+            f"incidents {counts[Outcome.INCIDENT]}{info})")
+    if bill_day.reason:
+        line += f"; {bill_day.reason}"
+    if bill_day.last_error:
+        line += f"; 最近一次重新对账失败（保留上次结果）：{bill_day.last_error}"
+    return line
+
+
+def due_days(now: datetime | None = None, lookback: int = LOOKBACK_DAYS) -> list[date]:
+    """Days of the last `lookback` whose bill should be ready and that are not reconciled yet, oldest first."""
+    now = now or timezone.now()
+    today = beijing_today(now)
+    days = [today - timedelta(days=n) for n in range(lookback, 0, -1)]
+    done = set(BillDay.objects.filter(date__in=days, status__in=BillDay.COMPLETE).values_list("date", flat=True))
+    return [day for day in days if day not in done and now >= bill_ready_at(day)]
