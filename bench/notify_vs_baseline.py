@@ -56,7 +56,7 @@ def free_port() -> int:
 def server_env(name: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "SANDBOX_", "DATABASE_"))}
     env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(40), DJANGO_ALLOWED_HOSTS="127.0.0.1",
-               SITE_URL=f"http://127.0.0.1:{port}", WECHAT_SANDBOX="0", WECHAT_APPID=APPID,
+               SITE_URL=f"http://127.0.0.1:{port}", WECHAT_SANDBOX="0", WECHAT_PAY_API="v2", WECHAT_APPID=APPID,
                WECHAT_APP_SECRET="s" * 32, WECHAT_MCH_ID=MCH_ID, WECHAT_API_KEY=API_KEY, DATABASE_URL=db_url(name),
                PYTHONPATH=str(ROOT))
     return env
