@@ -7,6 +7,7 @@ They never quote a key, a key file or a secret: only which variable is wrong and
 
 from __future__ import annotations
 
+import functools
 import re
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -67,6 +68,12 @@ def _private_key_problem() -> str:
     data, problem = _read_key_file(name)
     if data is None:
         return problem
+    return _private_key_data_problem(name, data)
+
+
+@functools.lru_cache(maxsize=8)
+def _private_key_data_problem(name: str, data: bytes) -> str:
+    """Parsing an RSA private key takes about 40 ms: once per key's contents is enough."""
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
