@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from accounts.models import User
 from orders.models import RechargeOrder, Refund
 from tests.admin import paid_at_sandbox
-from tests.browser.conftest import SCREENSHOT_DIR
+from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,10 +28,6 @@ def desktop(browser, live_server, settings):
     yield page
     context.close()
 
-
-def shoot(page, name: str) -> None:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
 
 
 def wait_until(check, timeout: float = 10) -> bool:
@@ -124,7 +120,7 @@ def test_an_operator_refunds_half_an_order_and_the_user_sees_it(desktop, page, l
     item = page.locator(f'[data-out-trade-no="{order.out_trade_no}"]')
     expect(item).to_contain_text("¥10.00")
     expect(item).to_contain_text("部分退款")
-    page.screenshot(path=str(SCREENSHOT_DIR / "47-orders-partly-refunded.png"), full_page=True)
+    shoot(page, "47-orders-partly-refunded")
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -27,7 +27,7 @@ from reconciliation.services import reconcile_day
 from sandbox import bills
 from sandbox.models import Fault
 from tests.admin import paid_at_sandbox, pay_at_sandbox, placed_at_sandbox
-from tests.browser.conftest import SCREENSHOT_DIR
+from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
 from tests.payments.conftest import settle_sandbox_refunds
 
@@ -61,10 +61,6 @@ def day():
     else:
         yield now.date()
 
-
-def shoot(page, name: str) -> None:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
 
 
 def a_day_with_every_kind_of_difference(day) -> dict[str, RechargeOrder | str]:

@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from sandbox import delivery as sandbox_delivery
 from sandbox.models import Fault, Trade
-from tests.browser.conftest import SCREENSHOT_DIR
+from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import make_user
 from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params
@@ -38,10 +38,7 @@ def result(page, timeout=15.0):
 
 def sign_in(page, live_server):
     make_user("payer")
-    page.goto(live_server.url + "/accounts/login/")
-    page.get_by_label("用户名").fill("payer")
-    page.get_by_label("密码").fill("correct-horse-battery-9")
-    page.get_by_role("button", name="登录").click()
+    sign_in_with_cookie(page, live_server, "payer")
     expect(page.get_by_test_id("balance")).to_be_visible()
 
 
@@ -121,7 +118,7 @@ def test_the_dashboard_reads_well_on_a_phone_in_wechat(wechat_page, live_server,
     answer = trades.locator("pre.sbx-pre").first
     expect(answer).to_contain_text("<return_code>")
     assert answer.bounding_box()["x"] + answer.bounding_box()["width"] <= 390.5
-    page.screenshot(path=str(SCREENSHOT_DIR / "11-sandbox-dashboard.png"), full_page=True)
+    shoot(page, "11-sandbox-dashboard")
 
 
 def test_the_dashboard_on_a_desktop_keeps_a_table(browser, live_server, wxpay, settings):
@@ -131,8 +128,7 @@ def test_the_dashboard_on_a_desktop_keeps_a_table(browser, live_server, wxpay, s
     page = context.new_page()
     page.goto(live_server.url + "/sandbox/")
     expect(page.get_by_role("columnheader", name="交易状态")).to_be_visible()
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / "12-sandbox-dashboard-desktop.png"), full_page=True)
+    shoot(page, "12-sandbox-dashboard-desktop")
     context.close()
 
 

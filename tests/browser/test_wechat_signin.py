@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from accounts.models import User
 from orders.models import RechargeOrder
 from sandbox.services import openid_for
-from tests.browser.conftest import SCREENSHOT_DIR
+from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -57,10 +57,6 @@ def hold_next_submission(page) -> None:
     (the page's own submit handler runs first, at the form)."""
     page.evaluate("() => document.addEventListener('submit', (e) => e.preventDefault(), {once: true})")
 
-
-def shoot(page, name: str) -> None:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
 
 
 def test_a_bound_user_signs_in_with_no_password(wechat, live_server):
