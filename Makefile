@@ -10,7 +10,7 @@ PORT ?= 8000
 SITE_URL ?= http://127.0.0.1:$(PORT)
 DEV_ENV := DJANGO_DEBUG=1 SITE_URL='$(SITE_URL)'
 
-.PHONY: install run test lint check clean
+.PHONY: install run test screenshots lint check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,13 +34,20 @@ run: install
 	trap 'kill $$reconciler $$bill_reconciler 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-# Two workers (pytest-xdist) on two cores; the browser tests all go to one of them
-# (tests/conftest.py), since two Chromiums at once made their timeouts flaky.
-# PYTEST_WORKERS=0 runs in one process.
-PYTEST_WORKERS ?= 2
+# Three pytest-xdist workers on two cores, each taking the next test as it frees up (much of
+# a browser or live-server test is waiting on another process, so a third worker fills the
+# gaps). Byte-code caching on, whatever the environment says: compiling the project and the
+# rewritten test modules again in every worker cost seconds. PYTEST_WORKERS=0 runs in one
+# process.
+PYTEST_WORKERS ?= 3
 
 test: install
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+# The browser tests again, keeping a full-page screenshot of each page they visit (phone in
+# WeChat, desktop, admin) in screenshots/ for a person to look at.
+screenshots: install
+	SCREENSHOTS=1 PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal tests/browser $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

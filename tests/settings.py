@@ -28,6 +28,11 @@ WHITENOISE_AUTOREFRESH = True
 # share one test database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}  # noqa: F405
+    # A throwaway database need not wait for the disk at each commit.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA synchronous=OFF"  # noqa: F405
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    # Nor need PostgreSQL wait for its log to reach the disk at each commit (this session only).
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c synchronous_commit=off"  # noqa: F405
 
 # Threads of the live server and of notify delivery must not keep connections open past a
 # test: PostgreSQL refuses to drop a test database that still has sessions.

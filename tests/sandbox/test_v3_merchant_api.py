@@ -9,6 +9,7 @@ its successful calls proves the answer was signed with the key it expects. Error
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import shutil
@@ -48,6 +49,17 @@ def v3_client(sandbox_url: str, *, public_key: bool = True, cert_dir: Path | Non
     With `public_key` it verifies with the 微信支付公钥 and asks for it (Wechatpay-Serial);
     without, it is a platform-certificate merchant whose certificate is in `cert_dir`.
     """
+    if public_key:  # the same for every test of a process: its RSA key takes 40 ms to parse
+        return _public_key_client(sandbox_url, str(keys().files.directory))
+    return _client(sandbox_url, public_key=False, cert_dir=cert_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _public_key_client(sandbox_url: str, keys_directory: str) -> WeChatPay:
+    return _client(sandbox_url, public_key=True)
+
+
+def _client(sandbox_url: str, *, public_key: bool, cert_dir: Path | None = None) -> WeChatPay:
     files = keys().files
     options = {}
     if public_key:
@@ -99,7 +111,12 @@ def paid_trade(sandbox_url: str, client: WeChatPay, out_trade_no: str, total: in
 
 
 def merchant_private_key():
-    return load_pem_private_key(Path(keys().files.merchant_key).read_bytes(), password=None)
+    return _private_key(str(keys().files.merchant_key))
+
+
+@functools.cache
+def _private_key(path: str):
+    return load_pem_private_key(Path(path).read_bytes(), password=None)  # 40 ms a parse: once per process
 
 
 def signed_request(sandbox_url: str, method: str, path: str, body: bytes = b"", *, private_key=None,
@@ -305,6 +322,7 @@ def test_a_query_needs_our_mchid(sandbox_url, v3pay):
 QUERY = "/v3/pay/transactions/out-trade-no/V3T200?mchid="
 
 
+@functools.cache  # one stranger's key is enough, and each takes ~50 ms to make
 def other_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
