@@ -46,8 +46,9 @@ def notify(request):
     body = request.body
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO payments_notification (kind, raw_body, remote_addr, received_at, signature_valid, out_trade_no,"
-            " out_refund_no, outcome, detail, traceback) VALUES ('payment', %s, %s, now(), NULL, '', '', 'received', '', '')"
+            "INSERT INTO payments_notification (kind, api, raw_body, headers, remote_addr, received_at, signature_valid,"
+            " out_trade_no, out_refund_no, outcome, detail, traceback)"
+            " VALUES ('payment', 'v2', %s, '{}', %s, now(), NULL, '', '', 'received', '', '')"
             " RETURNING id", [body, request.META.get("REMOTE_ADDR")])
         log_id = cursor.fetchone()[0]
     fields = wxpay.parse_xml(body)

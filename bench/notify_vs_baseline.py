@@ -231,7 +231,7 @@ def main() -> None:
             server.stop()
 
     credited = round(args.notifies * 0.7)
-    rows = {}
+    rows, invalid = {}, []
     print(f"{args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
           f"{args.workers} sync, PostgreSQL, persistent connections on both\n")
     print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  answers, books")
@@ -240,11 +240,18 @@ def main() -> None:
         rows[label] = (n / server.wall, pct(server.latencies, 50), pct(server.latencies, 95), pct(server.latencies, 99),
                        cpu[label] / n * 1000)
         problems = check_books(names[label], credited)
+        if problems or set(server.answers) != {"SUCCESS"}:
+            invalid.append(label)
         print(f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
               f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(problems) or 'every order credited once'}")
     p, b = rows["project"], rows["baseline"]
     print(f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
           "  (project / baseline; goals: throughput >= 0.6, p99 <= 2)")
+    if invalid:
+        # A side that answered anything but SUCCESS or whose books are wrong did other work
+        # than the other: its figures, and so the ratios, mean nothing.
+        sys.exit(f"\nnot a valid comparison: {', '.join(invalid)} did not answer SUCCESS to every notify "
+                 "or its books are wrong (see above)")
 
 
 if __name__ == "__main__":
