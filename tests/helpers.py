@@ -129,3 +129,28 @@ def wechat_code(v2: str, v3: str) -> str:
     from django.conf import settings
 
     return v3 if settings.WECHAT_PAY_API == "v3" else v2
+
+
+def race(workers: list) -> list:
+    """Start all workers at once, each on its own database connection; return their results
+    (an exception a worker raised is its result)."""
+    from django.db import connections
+
+    barrier = threading.Barrier(len(workers))
+    results: list = [None] * len(workers)
+
+    def run(i, work):
+        try:
+            barrier.wait()
+            results[i] = work()
+        except Exception as exc:  # noqa: BLE001 (reported through results)
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from orders.models import LedgerEntry, RechargeOrder
 from payments import services
@@ -13,7 +11,7 @@ from payments.models import Notification
 from sandbox import services as sandbox_services
 from sandbox.models import Trade
 from tests.factories import make_user
-from tests.helpers import notify_xml, spy_on_order_queries
+from tests.helpers import notify_xml, race, spy_on_order_queries
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -22,28 +20,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def needs_postgresql():
     if connection.vendor != "postgresql":
         pytest.skip("race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://... (CI does)")
-
-
-def race(workers: list, *args) -> list:
-    """Start all workers at once, each on its own database connection; return their results."""
-    barrier = threading.Barrier(len(workers))
-    results: list = [None] * len(workers)
-
-    def run(i, work):
-        try:
-            barrier.wait()
-            results[i] = work(*args)
-        except Exception as exc:  # noqa: BLE001 (reported through results)
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 @pytest.fixture

@@ -3,17 +3,17 @@ locks across real connections): nothing is settled twice."""
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from unittest import mock
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from orders.models import LedgerEntry, RechargeOrder
 from payments import services as payment_services
 from reconciliation.models import BillDay, Difference
 from reconciliation.services import DayBusy, reconcile_day
+from tests.helpers import race
 from tests.reconciliation.bills import BEIJING, bill, pay_row, refund_row
 from tests.reconciliation.books import paid, pending, refund, transaction_id
 from tests.reconciliation.conftest import DAY
@@ -30,28 +30,6 @@ AT = datetime(2026, 11, 23, 12, 0, tzinfo=BEIJING)
 @pytest.fixture(autouse=True)
 def _now(clock):
     pass
-
-
-def race(*workers) -> list:
-    """Start all workers at once, each on its own database connection; return their results."""
-    barrier = threading.Barrier(len(workers))
-    results: list = [None] * len(workers)
-
-    def run(i, work):
-        try:
-            barrier.wait()
-            results[i] = work()
-        except Exception as exc:  # noqa: BLE001 (reported through results)
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 @pytest.fixture
@@ -80,7 +58,7 @@ def assert_settled_once(order, payer):
 
 def test_two_runs_of_one_day_at_once_settle_once(lost):
     order, _, payer = lost
-    results = race(lambda: reconcile_day(DAY), lambda: reconcile_day(DAY))
+    results = race([lambda: reconcile_day(DAY), lambda: reconcile_day(DAY)])
     assert all(isinstance(r, (BillDay, DayBusy)) for r in results), results
     assert any(isinstance(r, BillDay) for r in results)
     assert_settled_once(order, payer)
@@ -91,15 +69,15 @@ def test_without_the_days_claim_the_books_still_settle_once(lost):
     """Even if two runners got past the claim (one presumed dead), the money moves once."""
     order, _, payer = lost
     with mock.patch.object(BillDay, "claim", return_value=True):
-        results = race(*[lambda: reconcile_day(DAY)] * 4)
+        results = race([lambda: reconcile_day(DAY)] * 4)
     assert all(isinstance(r, BillDay) for r in results), results
     assert_settled_once(order, payer)
 
 
 def test_a_notify_racing_the_reconciler_credits_once(lost):
     order, txn, payer = lost
-    results = race(lambda: reconcile_day(DAY),
-                   lambda: payment_services.apply_payment(order.out_trade_no, txn, 1990, AT))
+    results = race([lambda: reconcile_day(DAY),
+                    lambda: payment_services.apply_payment(order.out_trade_no, txn, 1990, AT)])
     assert not any(isinstance(r, Exception) for r in results), results
     order.refresh_from_db()
     assert LedgerEntry.objects.filter(order=order).count() == 1
