@@ -206,6 +206,14 @@ def _check_merchant(fields: dict[str, str]) -> None:
         raise NotifyError(f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}", signature_valid=True)
 
 
+def _api_key() -> str:
+    """The v2 API key that authenticates v2 notifies. A merchant on API v3 alone may have none;
+    then anyone could sign (or encrypt) with the empty key, so no v2 notify is trusted."""
+    if not settings.WECHAT_API_KEY:
+        raise NotifyError("WECHAT_API_KEY is not set: an API v2 notify cannot be verified", signature_valid=False)
+    return settings.WECHAT_API_KEY
+
+
 def parse_payment_notify(body: bytes) -> dict[str, str]:
     """Parse and verify a payment notify; NotifyError says why it must not be applied.
 
@@ -217,7 +225,7 @@ def parse_payment_notify(body: bytes) -> dict[str, str]:
         fields = wxpay.parse_xml(body)
     except wxpay.XMLError as exc:
         raise NotifyError(f"bad XML: {exc}") from exc
-    if not wxpay.verify(fields, settings.WECHAT_API_KEY, settings.WECHAT_SIGN_TYPE):
+    if not wxpay.verify(fields, _api_key(), settings.WECHAT_SIGN_TYPE):
         raise NotifyError("signature does not verify", signature_valid=False)
     _check_merchant(fields)
     return fields
@@ -233,7 +241,7 @@ def parse_refund_notify(body: bytes) -> dict[str, str]:
     if fields.get("return_code") != "SUCCESS":
         raise NotifyError(f"return_code={fields.get('return_code')}", signature_valid=None)
     try:
-        info = wxpay.decrypt_req_info(fields.get("req_info", ""), settings.WECHAT_API_KEY)
+        info = wxpay.decrypt_req_info(fields.get("req_info", ""), _api_key())
     except wxpay.XMLError as exc:
         raise NotifyError("req_info does not decrypt with our key", signature_valid=False) from exc
     _check_merchant(fields)

@@ -238,6 +238,17 @@ def test_a_notify_whose_signature_does_not_verify_keeps_only_a_prefix_of_its_bod
     assert_not_credited(order)
 
 
+def test_without_a_v2_api_key_a_v2_notify_signed_with_the_empty_key_is_refused(client, order, settings):
+    # A merchant on API v3 alone need not set WECHAT_API_KEY; the v2 endpoint stays mounted.
+    settings.WECHAT_API_KEY = ""
+    fields = wxpay.parse_xml(notify_xml(order.out_trade_no, 1990))
+    fields["sign"] = wxpay.sign({k: v for k, v in fields.items() if k != "sign"}, "")
+    assert post_notify(client, wxpay.to_xml(fields).encode()) == "FAIL"
+    log = Notification.objects.get()
+    assert log.outcome == "rejected" and log.signature_valid is False and "WECHAT_API_KEY" in log.detail
+    assert_not_credited(order)
+
+
 def test_a_verified_notify_keeps_its_whole_body(client, order):
     body = notify_xml(order.out_trade_no, 1990, attach=ATTACH)
     assert post_notify(client, body) == "SUCCESS"

@@ -256,6 +256,15 @@ def test_a_forged_refund_notify_is_recorded_and_never_applied(client, processing
     assert (log.outcome, log.signature_valid) == ("rejected", False)
 
 
+def test_without_a_v2_api_key_a_refund_notify_encrypted_with_the_empty_key_is_refused(client, processing, settings):
+    settings.WECHAT_API_KEY = ""  # a merchant on API v3 alone: anyone could encrypt with the empty key
+    assert post(client, refund_notify(processing, status="REFUNDCLOSE")) == "FAIL"
+    processing.refresh_from_db()
+    assert processing.status == Refund.Status.PROCESSING
+    log = Notification.objects.get(kind="refund")
+    assert (log.outcome, log.signature_valid) == ("rejected", False)
+
+
 def test_a_refund_notify_for_an_unknown_refund_is_an_incident(client, processing):
     body = refund_notify(processing, out_refund_no="RF00000000000000000000000000")
     assert post(client, body) == "FAIL"
