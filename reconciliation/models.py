@@ -125,16 +125,21 @@ class BillDay(models.Model):
     def for_date(cls, day: date) -> BillDay:
         return cls.objects.get_or_create(date=day)[0]
 
+    _claimed_until = None  # this runner's claim, if it made one
+
     def claim(self, duration: timedelta) -> bool:
         """Claim the day for one runner (compare-and-set); False if another holds it."""
         now = timezone.now()
+        self._claimed_until = now + duration
         claimed = (type(self).objects.filter(pk=self.pk)
                    .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-                   .update(claimed_until=now + duration, attempts=models.F("attempts") + 1, last_attempt_at=now))
+                   .update(claimed_until=self._claimed_until, attempts=models.F("attempts") + 1, last_attempt_at=now))
         return claimed == 1
 
     def release(self) -> None:
-        type(self).objects.filter(pk=self.pk).update(claimed_until=None)
+        """Give up this runner's own claim; one that outlived it and was taken over stays with
+        the runner that took it."""
+        type(self).objects.filter(pk=self.pk, claimed_until=self._claimed_until).update(claimed_until=None)
 
     def record_failure(self, status: str, reason: str, ours: dict[str, int]) -> None:
         """No verified bill this time (pending, failed, invalid): nothing else changes. A day

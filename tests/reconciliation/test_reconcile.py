@@ -443,6 +443,19 @@ def test_a_claim_left_by_a_runner_that_died_expires(wechat, clock):
     assert reconcile_day(DAY).status == Status.BALANCED
 
 
+def test_a_runner_that_outlived_its_claim_leaves_the_runner_that_took_over_its_claim(wechat, clock):
+    slow = BillDay.for_date(DAY)
+    assert slow.claim(timedelta(minutes=10))
+    clock.shift(timedelta(minutes=11))
+    successor = BillDay.for_date(DAY)
+    assert successor.claim(timedelta(minutes=10))
+    slow.release()  # the first runner finishes late
+    with pytest.raises(DayBusy):
+        reconcile_day(DAY)  # a third runner still finds the day taken
+    successor.release()
+    assert reconcile_day(DAY).status == Status.BALANCED
+
+
 def test_an_incident_resolved_by_an_operator_is_not_opened_again_by_a_rerun(wechat, payer):
     wechat.bills[DAY] = bill(pay_row("20261123120000109999999999", 500, transaction_id(), AT))
     incident = only_difference(reconcile_day(DAY)).incident
