@@ -25,7 +25,6 @@ import gzip
 import hashlib
 import hmac
 import logging
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,8 +70,10 @@ class TradeInfo:
 
 @dataclass(frozen=True)
 class RefundInfo:
+    FINAL = ("SUCCESS", "REFUNDCLOSE", "CHANGE")  # the states that end a refund
+
     out_refund_no: str
-    state: str  # PROCESSING, SUCCESS, REFUNDCLOSE, CHANGE
+    state: str  # PROCESSING, or one of FINAL
     refund_id: str = ""
     out_trade_no: str = ""
     amount: int | None = None
@@ -348,10 +349,9 @@ class V3Gateway(Gateway):
         return prepay_id
 
     def pay_params(self, prepay_id):
-        params = {"appId": self.appid, "timeStamp": str(int(time.time())), "nonceStr": secrets.token_hex(16),
+        params = {"appId": self.appid, "timeStamp": str(int(time.time())), "nonceStr": v3.make_nonce(),
                   "package": f"prepay_id={prepay_id}", "signType": "RSA"}
-        private_key = _private_key(settings.WECHAT_MCH_PRIVATE_KEY, _mtime(settings.WECHAT_MCH_PRIVATE_KEY))
-        params["paySign"] = v3.pay_sign(private_key, params["appId"], params["timeStamp"], params["nonceStr"],
+        params["paySign"] = v3.pay_sign(self.client.private_key, params["appId"], params["timeStamp"], params["nonceStr"],
                                         params["package"])
         return params
 

@@ -30,7 +30,15 @@ from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and Refu
     UnknownOrder,
 )
 from payments import gateway as payment_gateway
-from payments.gateway import ORDER_CLOSED, ORDER_NOT_EXIST, ORDER_PAID, REFUND_NOT_EXIST, NotifyError, WeChatError
+from payments.gateway import (
+    ORDER_CLOSED,
+    ORDER_NOT_EXIST,
+    ORDER_PAID,
+    REFUND_NOT_EXIST,
+    NotifyError,
+    RefundInfo,
+    WeChatError,
+)
 from payments.models import Incident, Notification
 from wxrecharge.money import format_fen
 
@@ -275,7 +283,7 @@ def send_refund(refund: Refund) -> Refund:
         settle_refund(refund, "FAILED")
         return refund
     refund.accept(answer.refund_id)
-    if answer.state in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):  # v3 may answer with the outcome at once
+    if answer.state in RefundInfo.FINAL:  # v3 may answer with the outcome at once
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     return refund
 
@@ -312,7 +320,7 @@ def sync_refund(refund: Refund) -> Refund:
         if exc.kind == REFUND_NOT_EXIST:
             return send_refund(refund)
         raise
-    if answer.state in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
+    if answer.state in RefundInfo.FINAL:
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     refund.refresh_from_db()
     return refund
@@ -320,11 +328,10 @@ def sync_refund(refund: Refund) -> Refund:
 
 # -- notifies --------------------------------------------------------------------------------
 
-def handle_notify(kind: str, body: bytes, remote_addr: str | None, api: str = "v2",
-                  headers: dict[str, str] | None = None) -> bool:
-    """Record a notify first, then process it. True: tell WeChat it was received; False: ask
-    for it again (v2 FAIL; v3 a 4xx/5xx)."""
-    log = receive_notify(kind, body, remote_addr, api, headers)
+def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
+    """Record a v2 notify first, then process it. True: answer SUCCESS; False: FAIL, so that
+    WeChat sends it again. (v3's views call receive_notify, which also takes the headers.)"""
+    log = receive_notify(kind, body, remote_addr)
     return log is not None and log.acknowledged
 
 
@@ -406,7 +413,7 @@ def process_refund_notify(log: Notification) -> bool:
                                    out_trade_no=out_trade_no)
         log.finish(Notification.Outcome.INCIDENT, "未知退款", incident=incident, **ids)
         return _settled(log)
-    if state not in ("SUCCESS", "REFUNDCLOSE", "CHANGE"):
+    if state not in RefundInfo.FINAL:
         log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", **ids)
         return _settled(log)
     if info.amount != refund.amount:

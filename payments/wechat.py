@@ -109,10 +109,6 @@ class Pay:
         self._client.API_BASE_URL = pay_base_url()
         mount_transport(self._client._http)
 
-    @classmethod
-    def for_channel(cls, channel: str) -> Pay:
-        return cls(settings.WECHAT_MINIPROGRAM_APPID if channel == "miniprogram" else settings.WECHAT_APPID)
-
     # -- merchant API ----------------------------------------------------------------
     def _call(self, endpoint: str, data: dict) -> dict[str, str]:
         data = {"appid": self.appid, "sign_type": self.sign_type, **data}
