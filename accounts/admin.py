@@ -14,8 +14,8 @@ from django.urls import path, reverse
 
 from accounts.models import User
 from orders.models import LedgerEntry
-from wxrecharge.admin import changelist_url, yuan
-from wxrecharge.money import format_fen, parse_yuan
+from wxrecharge.admin import changelist_url
+from wxrecharge.money import format_fen, parse_yuan, yuan
 
 # The user page shows this many ledger rows; the rest are one link away.
 LEDGER_ROWS = 20

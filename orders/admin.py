@@ -26,8 +26,8 @@ from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
 from payments.wechat import WeChatError
-from wxrecharge.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when, yuan
-from wxrecharge.money import format_fen, parse_yuan
+from wxrecharge.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
+from wxrecharge.money import format_fen, parse_yuan, yuan
 
 OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
 PENDING = RechargeOrder.Status.PENDING

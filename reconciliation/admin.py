@@ -28,8 +28,8 @@ from django.views.decorators.http import require_POST
 from orders.models import BEIJING
 from reconciliation import services
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at
-from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link, yuan
-from wxrecharge.money import format_fen
+from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link
+from wxrecharge.money import format_fen, yuan
 
 CHART_DAYS = 30
 # The chart is drawn in CSS pixels upwards (a fixed height, so its text stays at the page's size)

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orders.models import BEIJING
-from wxrecharge.money import format_fen
+from wxrecharge.money import yuan
 
 # WeChat publishes a day's bill after 10:00 (Beijing) the next day.
 BILL_READY_TIME = time(10, 0)
@@ -33,12 +33,6 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 def bill_ready_at(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), BILL_READY_TIME, tzinfo=BEIJING)
-
-
-def yuan(fen: int | None) -> str:
-    if fen is None:
-        return "-"
-    return f"-¥{format_fen(-fen)}" if fen < 0 else f"¥{format_fen(fen)}"
 
 
 class BillDay(models.Model):

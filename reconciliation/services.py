@@ -33,7 +33,8 @@ from payments import services as payment_services
 from payments.gateway import NO_BILL, WeChatError
 from payments.models import Incident
 from reconciliation.bill import PAYMENT, REFUND, Bill, BillInvalid, Row, parse
-from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds, yuan
+from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
+from wxrecharge.money import yuan
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
-from wxrecharge.admin import ReadOnlyAdmin, when, yuan
+from wxrecharge.admin import ReadOnlyAdmin, when
+from wxrecharge.money import yuan
 
 
 def code_and_label(code: str, label: str) -> str:

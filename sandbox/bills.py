@@ -52,6 +52,7 @@ from datetime import date, datetime, time, timedelta
 
 from sandbox import services
 from sandbox.models import Fault, Refund, Trade
+from wxrecharge.money import format_fen
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
 HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
@@ -74,12 +75,6 @@ class NotReady(Exception):
 def fee_of(fen: int) -> int:
     """WeChat's 0.6% fee in fen, rounded half up (四舍五入)."""
     return (fen * 6 + 500) // 1000
-
-
-def yuan(fen: int) -> str:
-    """Yuan as bills write them: "10.00", "-0.03"."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 @dataclass
@@ -113,8 +108,8 @@ def _payment(trade: Trade, amount: int) -> Line:
     fee = fee_of(amount)
     values = [
         _beijing(trade.time_end), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "", trade.out_trade_no,
-        trade.openid, trade.trade_type, "SUCCESS", "CMC", "CNY", yuan(amount), "0.00", "0", "0", "0.00", "0.00", "",
-        "", trade.body, trade.attach, yuan(fee), FEE_RATE_TEXT, yuan(amount), "0.00", "",
+        trade.openid, trade.trade_type, "SUCCESS", "CMC", "CNY", format_fen(amount), "0.00", "0", "0", "0.00", "0.00", "",
+        "", trade.body, trade.attach, format_fen(fee), FEE_RATE_TEXT, format_fen(amount), "0.00", "",
     ]
     return Line(at=trade.time_end, fields=values, settled=amount, fee=fee, ordered=amount)
 
@@ -125,8 +120,8 @@ def _refund(refund: Refund, trade_amount: int) -> Line:
     values = [
         _beijing(refund.success_time), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "",
         trade.out_trade_no, trade.openid, trade.trade_type, "REFUND", "CMC", "CNY", "0.00", "0.00", refund.refund_id,
-        refund.out_refund_no, yuan(amount), "0.00", "ORIGINAL", "SUCCESS", trade.body, trade.attach, yuan(fee),
-        FEE_RATE_TEXT, yuan(trade_amount), yuan(amount), "",
+        refund.out_refund_no, format_fen(amount), "0.00", "ORIGINAL", "SUCCESS", trade.body, trade.attach, format_fen(fee),
+        FEE_RATE_TEXT, format_fen(trade_amount), format_fen(amount), "",
     ]
     return Line(at=refund.success_time, fields=values, refunded=amount, fee=fee, requested=amount, order=1)
 
@@ -192,8 +187,8 @@ def bill_text(mch_id: str, appid: str, day: date, bill_type: str = "ALL") -> str
     settled = sum(line.settled for line in lines)
     if overall.bill_corrupt_summary:
         settled += 1
-    summary = [str(len(lines)), yuan(settled), yuan(sum(line.refunded for line in lines)), "0.00",
-               yuan(sum(line.fee for line in lines)), yuan(sum(line.ordered for line in lines)),
-               yuan(sum(line.requested for line in lines))]
+    summary = [str(len(lines)), format_fen(settled), format_fen(sum(line.refunded for line in lines)), "0.00",
+               format_fen(sum(line.fee for line in lines)), format_fen(sum(line.ordered for line in lines)),
+               format_fen(sum(line.requested for line in lines))]
     text = [HEADER, *(line.text() for line in lines), SUMMARY_HEADER, ",".join("`" + value for value in summary)]
     return "\r\n".join(text) + "\r\n"

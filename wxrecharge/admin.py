@@ -118,13 +118,6 @@ def when(moment: datetime | None) -> str:
     return "-" if moment is None else timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
-def yuan(fen: int | None) -> str:
-    """¥10.00, -¥5.00 (a debit), or "-" for nothing."""
-    if fen is None:
-        return "-"
-    return f"-¥{format_fen(-fen)}" if fen < 0 else f"¥{format_fen(fen)}"
-
-
 # -- the start page ---------------------------------------------------------------------------
 
 @dataclass

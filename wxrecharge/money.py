@@ -15,6 +15,13 @@ def format_fen(fen: int) -> str:
     return f"{sign}{fen // 100}.{fen % 100:02d}"
 
 
+def yuan(fen: int | None) -> str:
+    """For people: ¥10.00, -¥5.00 (a debit), or "-" for nothing."""
+    if fen is None:
+        return "-"
+    return f"-¥{format_fen(-fen)}" if fen < 0 else f"¥{format_fen(fen)}"
+
+
 def parse_fen(value: object) -> int | None:
     """A fen count as WeChat sends it ("1990"); None for anything else (signs, spaces, non-ASCII digits)."""
     if isinstance(value, str) and _FEN.fullmatch(value):

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from payments.gateway import NO_BILL, V2Gateway, V3Gateway, WeChatError
+from wxrecharge.money import format_fen
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
@@ -18,11 +19,6 @@ HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微�
           "手续费,费率,订单金额,申请退款金额,费率备注")
 COLUMNS = HEADER.split(",")
 SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
-
-
-def yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 def fee_of(fen: int) -> int:
@@ -38,10 +34,10 @@ def pay_row(out_trade_no: str, amount: int, transaction_id: str, at: datetime, *
     row = {
         "交易时间": _at(at), "公众账号ID": settings.WECHAT_APPID, "商户号": settings.WECHAT_MCH_ID, "特约商户号": "0",
         "设备号": "", "微信订单号": transaction_id, "商户订单号": out_trade_no, "用户标识": "oTestUser",
-        "交易类型": "JSAPI", "交易状态": "SUCCESS", "付款银行": "CMC", "货币种类": "CNY", "应结订单金额": yuan(amount),
+        "交易类型": "JSAPI", "交易状态": "SUCCESS", "付款银行": "CMC", "货币种类": "CNY", "应结订单金额": format_fen(amount),
         "代金券金额": "0.00", "微信退款单号": "0", "商户退款单号": "0", "退款金额": "0.00", "充值券退款金额": "0.00",
-        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": yuan(fee_of(amount)),
-        "费率": "0.60%", "订单金额": yuan(amount), "申请退款金额": "0.00", "费率备注": "",
+        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": format_fen(fee_of(amount)),
+        "费率": "0.60%", "订单金额": format_fen(amount), "申请退款金额": "0.00", "费率备注": "",
     }
     return {**row, **changes}
 
@@ -51,8 +47,8 @@ def refund_row(out_trade_no: str, transaction_id: str, out_refund_no: str, refun
     """A refund line (交易状态 REFUND): the refund's success time, its amount, the fee given back."""
     row = pay_row(out_trade_no, 0, transaction_id, at)
     row.update({"交易状态": "REFUND", "应结订单金额": "0.00", "微信退款单号": refund_id, "商户退款单号": out_refund_no,
-                "退款金额": yuan(amount), "退款类型": "ORIGINAL", "退款状态": status, "手续费": yuan(-fee_of(amount)),
-                "订单金额": "0.00", "申请退款金额": yuan(amount)})
+                "退款金额": format_fen(amount), "退款类型": "ORIGINAL", "退款状态": status, "手续费": format_fen(-fee_of(amount)),
+                "订单金额": "0.00", "申请退款金额": format_fen(amount)})
     return {**row, **changes}
 
 
@@ -68,11 +64,11 @@ def fen(text: str) -> int:
 
 def summary_of(rows: list[dict[str, str]], **changes) -> dict[str, str]:
     values = {
-        "总交易单数": str(len(rows)), "应结订单总金额": yuan(sum(fen(r["应结订单金额"]) for r in rows)),
-        "退款总金额": yuan(sum(fen(r["退款金额"]) for r in rows)), "充值券退款总金额": "0.00",
-        "手续费总金额": yuan(sum(fen(r["手续费"]) for r in rows)),
-        "订单总金额": yuan(sum(fen(r["订单金额"]) for r in rows)),
-        "申请退款总金额": yuan(sum(fen(r["申请退款金额"]) for r in rows)),
+        "总交易单数": str(len(rows)), "应结订单总金额": format_fen(sum(fen(r["应结订单金额"]) for r in rows)),
+        "退款总金额": format_fen(sum(fen(r["退款金额"]) for r in rows)), "充值券退款总金额": "0.00",
+        "手续费总金额": format_fen(sum(fen(r["手续费"]) for r in rows)),
+        "订单总金额": format_fen(sum(fen(r["订单金额"]) for r in rows)),
+        "申请退款总金额": format_fen(sum(fen(r["申请退款金额"]) for r in rows)),
     }
     return {**values, **changes}
 

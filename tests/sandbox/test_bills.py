@@ -27,6 +27,7 @@ from reconciliation import bill as merchant_bill
 from sandbox import bills, services
 from sandbox.models import Fault, Refund, Trade
 from tests.sandbox.test_v3_merchant_api import prepay, v3_client
+from wxrecharge.money import format_fen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -167,9 +168,9 @@ def assert_adds_up(rows: list[dict], summary: dict) -> None:
         return sum(fen(r[column]) for r in rows if only is None or r["交易状态"] == only)
 
     assert summary == {
-        "总交易单数": str(len(rows)), "应结订单总金额": bills.yuan(total("应结订单金额")),
-        "退款总金额": bills.yuan(total("退款金额")), "充值券退款总金额": "0.00", "手续费总金额": bills.yuan(total("手续费")),
-        "订单总金额": bills.yuan(total("订单金额", "SUCCESS")), "申请退款总金额": bills.yuan(total("申请退款金额")),
+        "总交易单数": str(len(rows)), "应结订单总金额": format_fen(total("应结订单金额")),
+        "退款总金额": format_fen(total("退款金额")), "充值券退款总金额": "0.00", "手续费总金额": format_fen(total("手续费")),
+        "订单总金额": format_fen(total("订单金额", "SUCCESS")), "申请退款总金额": format_fen(total("申请退款金额")),
     }
 
 
@@ -281,7 +282,7 @@ def test_commas_and_back_quotes_from_the_merchant_are_written_as_is(wechat):
 
 def test_fee_is_rounded_half_up_to_the_fen():
     assert [bills.fee_of(fen) for fen in (1, 83, 84, 250, 750, 1000, 2550)] == [0, 0, 1, 2, 5, 6, 15]
-    assert [bills.yuan(fen) for fen in (0, 5, -3, 1234, -100)] == ["0.00", "0.05", "-0.03", "12.34", "-1.00"]
+    assert [format_fen(fen) for fen in (0, 5, -3, 1234, -100)] == ["0.00", "0.05", "-0.03", "12.34", "-1.00"]
 
 
 # -- the switches -----------------------------------------------------------------------------------
