@@ -61,7 +61,6 @@ class BillDay(models.Model):
     claimed_until = models.DateTimeField("处理中（至）", null=True, blank=True, editable=False)
 
     # WeChat's totals, from the verified bill's summary (None until a bill verified).
-    wechat_count = models.PositiveIntegerField("微信：总交易单数", null=True, blank=True)
     wechat_paid_count = models.PositiveIntegerField("微信：支付笔数", null=True, blank=True)
     wechat_paid = models.BigIntegerField("微信：应结订单总金额（分）", null=True, blank=True)
     wechat_refund_count = models.PositiveIntegerField("微信：退款笔数", null=True, blank=True)
@@ -88,6 +87,13 @@ class BillDay(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.status in self.COMPLETE
+
+    @property
+    def wechat_count(self) -> int | None:
+        """The bill's 总交易单数: its payment and refund lines (the summary's count, once verified)."""
+        if self.wechat_paid_count is None or self.wechat_refund_count is None:
+            return None
+        return self.wechat_paid_count + self.wechat_refund_count
 
     @property
     def our_count(self) -> int:
@@ -166,7 +172,7 @@ class BillDay(models.Model):
                 for r in bill.rows
             ], batch_size=500)
             type(self).objects.filter(pk=self.pk).update(
-                api=api, fetched_at=timezone.now(), wechat_count=bill.count, wechat_paid_count=bill.payment_count,
+                api=api, fetched_at=timezone.now(), wechat_paid_count=bill.payment_count,
                 wechat_paid=bill.paid, wechat_refund_count=bill.refund_count, wechat_refunded=bill.refunded,
                 wechat_fee=bill.fee, updated_at=timezone.now())
         self.refresh_from_db()
@@ -177,7 +183,7 @@ class BillDay(models.Model):
             day = type(self).objects.select_for_update().get(pk=self.pk)
             now = timezone.now()
             if no_bill:  # WeChat has no bill, and we had nothing that day: zero on both sides
-                day.wechat_count = day.wechat_paid_count = day.wechat_refund_count = 0
+                day.wechat_paid_count = day.wechat_refund_count = 0
                 day.wechat_paid = day.wechat_refunded = day.wechat_fee = 0
                 day.fetched_at, day.api = None, ""
                 day.rows.all().delete()

@@ -29,7 +29,6 @@ class Migration(migrations.Migration):
                 ('fetched_at', models.DateTimeField(blank=True, null=True, verbose_name='账单下载时间')),
                 ('reconciled_at', models.DateTimeField(blank=True, null=True, verbose_name='对账完成时间')),
                 ('claimed_until', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='处理中（至）')),
-                ('wechat_count', models.PositiveIntegerField(blank=True, null=True, verbose_name='微信：总交易单数')),
                 ('wechat_paid_count', models.PositiveIntegerField(blank=True, null=True, verbose_name='微信：支付笔数')),
                 ('wechat_paid', models.BigIntegerField(blank=True, null=True, verbose_name='微信：应结订单总金额（分）')),
                 ('wechat_refund_count', models.PositiveIntegerField(blank=True, null=True, verbose_name='微信：退款笔数')),

@@ -60,7 +60,7 @@ def snapshot() -> dict:
         "differences": list(Difference.objects.order_by("pk").values_list("pk", "kind", "outcome", "incident_id",
                                                                            "wechat_amount", "our_amount", "detail")),
         "days": list(BillDay.objects.order_by("pk").values_list(
-            "pk", "status", "reason", "wechat_count", "wechat_paid", "wechat_refunded", "wechat_fee", "our_paid_count",
-            "our_paid", "our_refund_count", "our_refunded")),
+            "pk", "status", "reason", "wechat_paid_count", "wechat_refund_count", "wechat_paid", "wechat_refunded",
+            "wechat_fee", "our_paid_count", "our_paid", "our_refund_count", "our_refunded")),
         "rows": BillRow.objects.count(),
     }
