@@ -173,8 +173,12 @@ class Finding:
     refund: Refund | None = None
     wechat_amount: int | None = None
     our_amount: int | None = None
-    incident_kind: str = ""
     row: Row | None = None
+
+    @property
+    def incident_kind(self) -> str:
+        """The incident an operator gets for a difference: the kind of incident named after it."""
+        return Incident.Kind(f"bill_{self.kind}")
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -238,8 +242,7 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
             findings.append(Finding(
                 Kind.MISSING_PAYMENT, "incident",
                 f"本站已入账 {yuan(order.amount)}（微信订单号 {order.transaction_id}，{_beijing(order.paid_at)}），"
-                f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动",
-                incident_kind=Incident.Kind.BILL_MISSING_PAYMENT, **common))
+                f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动", **common))
 
     findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end))]
     billed_refunds = {r.out_refund_no for r in refund_rows}
@@ -258,7 +261,7 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
             findings.append(Finding(
                 Kind.MISSING_REFUND, "incident",
                 f"本站退款 {yuan(refund.amount)} 已成功（{_beijing(refund.settled_at)}），微信 {day.isoformat()} 的账单中"
-                "没有这笔退款；未做任何改动", incident_kind=Incident.Kind.BILL_MISSING_REFUND, **common))
+                "没有这笔退款；未做任何改动", **common))
     return findings
 
 
@@ -275,8 +278,7 @@ def _duplicate(same: list[Row], orders: dict, refunds: dict) -> Finding:
         f"{what} 在账单中出现 {len(same)} 次（第 {lines} 行，{'内容相同' if identical else '内容不同'}）："
         f"只按第 {first.line_no} 行对账；微信的汇总含重复行，多计 {yuan(amount)}",
         out_trade_no=first.out_trade_no, out_refund_no=first.out_refund_no if is_refund else "",
-        transaction_id=first.transaction_id, order=orders.get(first.out_trade_no), refund=refund, wechat_amount=amount,
-        incident_kind=Incident.Kind.BILL_DUPLICATE, row=first)
+        transaction_id=first.transaction_id, order=orders.get(first.out_trade_no), refund=refund, wechat_amount=amount, row=first)
 
 
 def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: datetime) -> Finding | None:
@@ -284,12 +286,10 @@ def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: dateti
               "wechat_amount": row.amount, "our_amount": order.amount if order else None, "row": row}
     paid = f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}，{_beijing(row.happened_at)}）"
     if order is None:
-        return Finding(Kind.UNKNOWN_ORDER, "incident", f"{paid}，本站没有订单 {row.out_trade_no}；未做任何改动",
-                       incident_kind=Incident.Kind.BILL_UNKNOWN_ORDER, **common)
+        return Finding(Kind.UNKNOWN_ORDER, "incident", f"{paid}，本站没有订单 {row.out_trade_no}；未做任何改动", **common)
     foreign = _foreign(row, _appid(order))
     if foreign:
-        return Finding(Kind.MERCHANT, "incident", f"{paid}；{foreign}；未做任何改动",
-                       incident_kind=Incident.Kind.BILL_MERCHANT, **common)
+        return Finding(Kind.MERCHANT, "incident", f"{paid}；{foreign}；未做任何改动", **common)
     if order.transaction_id is None:  # pending or closed here: the notify was lost
         if row.amount != order.amount:
             return Finding(Kind.AMOUNT, "pay", f"{paid}，订单金额 {yuan(order.amount)}（本站「{order.get_status_display()}」）；"
@@ -298,10 +298,9 @@ def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: dateti
                        "已按支付通知的规则入账", **common)
     if order.transaction_id != row.transaction_id:
         return Finding(Kind.TRANSACTION, "incident", f"{paid}，本站订单已由微信订单号 {order.transaction_id} 支付；"
-                       "未做任何改动", incident_kind=Incident.Kind.BILL_TRANSACTION, **common)
+                       "未做任何改动", **common)
     if row.amount != order.amount:
-        return Finding(Kind.AMOUNT, "incident", f"{paid}，本站已入账 {yuan(order.amount)}；未做任何改动",
-                       incident_kind=Incident.Kind.BILL_AMOUNT, **common)
+        return Finding(Kind.AMOUNT, "incident", f"{paid}，本站已入账 {yuan(order.amount)}；未做任何改动", **common)
     if not start <= order.paid_at < end:
         return Finding(Kind.OTHER_DAY, "info", f"{paid}，本站支付时间 {_beijing(order.paid_at)}（另一天）", **common)
     return None
@@ -315,22 +314,19 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
             f"{_beijing(row.happened_at)}）")
     if refund is None or refund.order.out_trade_no != row.out_trade_no:
         return Finding(Kind.UNKNOWN_REFUND, "incident", f"{told}，本站没有订单 {row.out_trade_no} 的退款 "
-                       f"{row.out_refund_no}；未做任何改动", incident_kind=Incident.Kind.BILL_UNKNOWN_REFUND, **common)
+                       f"{row.out_refund_no}；未做任何改动", **common)
     foreign = _foreign(row, _appid(refund.order))
     if foreign:
-        return Finding(Kind.MERCHANT, "incident", f"{told}；{foreign}；未做任何改动",
-                       incident_kind=Incident.Kind.BILL_MERCHANT, **common)
+        return Finding(Kind.MERCHANT, "incident", f"{told}；{foreign}；未做任何改动", **common)
     ours = f"本站为「{refund.get_status_display()}」"
     if row.refund_status == "SUCCESS":
         if row.refund_amount != refund.amount:
-            return Finding(Kind.REFUND_AMOUNT, "incident", f"{told}，本站退款金额 {yuan(refund.amount)}；未做任何改动",
-                           incident_kind=Incident.Kind.BILL_REFUND_AMOUNT, **common)
+            return Finding(Kind.REFUND_AMOUNT, "incident", f"{told}，本站退款金额 {yuan(refund.amount)}；未做任何改动", **common)
         if refund.status == Refund.Status.PROCESSING:
             return Finding(Kind.UNSETTLED_REFUND, "refund", f"{told}，本站仍为「退款中」（退款通知丢失）：已按退款通知的规则"
                            "记为退款成功", **common)
         if refund.status != Refund.Status.SUCCESS:
-            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动",
-                           incident_kind=Incident.Kind.BILL_REFUND_STATE, **common)
+            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动", **common)
         if not start <= refund.settled_at < end:
             return Finding(Kind.OTHER_DAY, "info", f"{told}，本站退款完成时间 {_beijing(refund.settled_at)}（另一天）",
                            **common)
@@ -338,8 +334,7 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
     if refund.status == Refund.Status.PROCESSING:
         return None  # not finished at WeChat either: reconcile_orders asks about it (refundquery)
     if WECHAT_REFUND_END.get(row.refund_status) != OUR_REFUND_END[refund.status]:
-        return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动",
-                       incident_kind=Incident.Kind.BILL_REFUND_STATE, **common)
+        return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动", **common)
     return None
 
 
