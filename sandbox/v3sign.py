@@ -28,9 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from sandbox.keys import SandboxKeys
+from sandbox.keys import SandboxKeys, load_private_key
 
 SCHEME = "WECHATPAY2-SHA256-RSA2048"
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
@@ -102,12 +101,6 @@ def encrypt(apiv3_key: str, plaintext: bytes, associated_data: str) -> dict[str,
             "associated_data": associated_data, "nonce": nonce_str}
 
 
-def decrypt(apiv3_key: str, resource: dict[str, str]) -> bytes:
-    """The inverse of encrypt(); raises cryptography's InvalidTag on a bad key or tag."""
-    return AESGCM(apiv3_key.encode()).decrypt(resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]),
-                                              resource.get("associated_data", "").encode())
-
-
 def flip_tag(ciphertext: str) -> str:
     """The same ciphertext with one bit of its GCM tag (the last 16 bytes) flipped."""
     sealed = bytearray(base64.b64decode(ciphertext))
@@ -157,14 +150,11 @@ class WeChatKeys:
 
     @classmethod
     def load(cls, files: SandboxKeys) -> WeChatKeys:
-        def private(path: Path):
-            return load_pem_private_key(Path(path).read_bytes(), password=None)
-
         pem = Path(files.platform_certificate).read_text()
         return cls(
             files=files, merchant_public_key=files.merchant_public_key(), apiv3_key=files.apiv3_key,
-            pay=Signer(files.pay_public_key_id, private(files.pay_private_key)),
-            platform=Signer(files.platform_serial, private(files.platform_private_key)),
+            pay=Signer(files.pay_public_key_id, load_private_key(files.pay_private_key)),
+            platform=Signer(files.platform_serial, load_private_key(files.platform_private_key)),
             platform_certificate=x509.load_pem_x509_certificate(pem.encode()), platform_certificate_pem=pem,
         )
 

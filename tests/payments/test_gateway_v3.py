@@ -25,7 +25,6 @@ def order(db, v3_site):  # noqa: F811
 def signed_answer(wechat_key, fields: dict, status: int = 200):  # noqa: F811
     body = json.dumps(fields, ensure_ascii=False).encode()
     headers = {name[5:].replace("_", "-").title(): value for name, value in sign(body, wechat_key).items()}
-    headers["Request-Id"] = headers.pop("Request-Id", "08F0")
     return {"body": body, "status": status, "headers": headers, "content_type": "application/json"}
 
 
