@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import time_machine
 
 SUCCESS_XML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 FAIL_XML = "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[busy]]></return_msg></xml>"
@@ -154,3 +158,37 @@ def race(workers: list) -> list:
     for t in threads:
         t.join(timeout=60)
     return results
+
+
+@contextmanager
+def clear_of_midnight():
+    """Yields today's date in Beijing, the day a test's trades happen on; a test started in
+    the last minutes of a day runs in the first minutes of the next, so that all its trades
+    (and the day's bill) fall on one day."""
+    from django.utils import timezone
+
+    from orders.models import BEIJING
+
+    now = timezone.localtime(timezone.now(), BEIJING)
+    if now.hour == 23 and now.minute >= 55:
+        with time_machine.travel(now.replace(hour=0, minute=0, second=5) + timedelta(days=1), tick=True):
+            yield timezone.localdate(timezone.now(), BEIJING)
+    else:
+        yield now.date()
+
+
+def subprocess_env(site_url: str) -> dict[str, str]:
+    """The environment for a management command run as its own process against this test's
+    database (the test settings, debug on, `site_url` as SITE_URL)."""
+    import os
+
+    from django.db import connection
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", SITE_URL=site_url, DJANGO_DEBUG="1")
+    return env

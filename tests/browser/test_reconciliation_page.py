@@ -17,7 +17,6 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth.models import Permission
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from orders.models import BEIJING, RechargeOrder
@@ -29,6 +28,7 @@ from sandbox.models import Fault
 from tests.admin import paid_at_sandbox, pay_at_sandbox, placed_at_sandbox
 from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
+from tests.helpers import clear_of_midnight
 from tests.payments.conftest import settle_sandbox_refunds
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -52,14 +52,9 @@ def desktop(browser, live_server, settings):
 
 @pytest.fixture
 def day():
-    """Today in Beijing, the day the trades happen on; a test started in the last minutes of
-    a day runs in the first minutes of the next, so that all its trades fall on one day."""
-    now = timezone.localtime(timezone.now(), BEIJING)
-    if now.hour == 23 and now.minute >= 55:
-        with time_machine.travel(now.replace(hour=0, minute=0, second=5) + timedelta(days=1), tick=True):
-            yield timezone.localdate(timezone.now(), BEIJING)
-    else:
-        yield now.date()
+    """Today in Beijing, the day the trades happen on (clear of midnight)."""
+    with clear_of_midnight() as today:
+        yield today
 
 
 

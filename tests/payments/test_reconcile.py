@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from orders.models import LedgerEntry, RechargeOrder, Refund
@@ -22,7 +20,7 @@ from payments.reconcile import PENDING_GRACE, run_pass
 from sandbox import services as sandbox_services
 from sandbox.models import Fault, Trade
 from tests.factories import make_order, make_user
-from tests.helpers import notify_xml
+from tests.helpers import notify_xml, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,22 +163,11 @@ def test_the_command_ends_each_pass_with_a_count(place, capsys):
     assert "synced 1, closed 1, refunds settled 0, failed 0" in out
 
 
-def _test_database_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", SITE_URL=settings.SITE_URL, DJANGO_DEBUG="1")
-    return env
-
-
 def test_an_abandoned_order_closes_by_itself_under_the_loop_which_stops_on_sigterm(place):
     order = place(expired=True)
     loop = subprocess.Popen(  # as `make run` starts it beside the web server
         [sys.executable, "manage.py", "reconcile_orders", "--loop", "--interval", "0.2"], cwd=settings.BASE_DIR,
-        env=_test_database_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=subprocess_env(settings.SITE_URL), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while status_of(order) != RechargeOrder.Status.CLOSED and time.monotonic() < deadline:

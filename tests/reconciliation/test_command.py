@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,9 +14,9 @@ from unittest import mock
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from reconciliation.models import BillDay
+from tests.helpers import subprocess_env
 from tests.reconciliation.bills import BEIJING, bill, line, pay_row, summary_of
 from tests.reconciliation.books import paid, pending, transaction_id
 from tests.reconciliation.conftest import DAY
@@ -131,23 +130,13 @@ def test_the_loop_reconciles_every_due_day_once_a_pass(wechat, payer):
     assert "2026-11-21: 已平" in out and "2026-11-23: 未就绪" in out
 
 
-def _test_database_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    # Nothing listens on port 9: every download fails at once, as with WeChat unreachable.
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", SITE_URL="http://127.0.0.1:9", DJANGO_DEBUG="1")
-    return env
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_loop_keeps_going_after_failures_and_stops_cleanly_on_sigterm():
+    # Nothing listens on port 9: every download fails at once, as with WeChat unreachable.
     loop = subprocess.Popen(
         [sys.executable, "manage.py", "reconcile_bill", "--loop", "--interval", "0.2", "--days", "2"],
-        cwd=settings.BASE_DIR, env=_test_database_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=settings.BASE_DIR, env=subprocess_env("http://127.0.0.1:9"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while not BillDay.objects.filter(attempts__gte=2).exists() and time.monotonic() < deadline:

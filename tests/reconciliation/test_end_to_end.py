@@ -18,7 +18,6 @@ import pytest
 import requests
 import time_machine
 from django.conf import settings
-from django.utils import timezone
 
 from accounts.models import User
 from orders.models import BEIJING, LedgerEntry, RechargeOrder, Refund
@@ -30,6 +29,7 @@ from sandbox import bills
 from sandbox.models import Fault
 from sandbox.models import Refund as SandboxRefund
 from tests.admin import paid_at_sandbox, pay_at_sandbox, placed_at_sandbox
+from tests.helpers import clear_of_midnight
 from tests.payments.conftest import settle_sandbox_refunds
 from tests.reconciliation.books import snapshot
 
@@ -46,14 +46,9 @@ def api(request, settings, sandbox_url):
 
 @pytest.fixture
 def day(api):
-    """Today in Beijing, the day the trades happen on; a test started in the last minutes of
-    a day runs in the first minutes of the next, so that all its trades fall on one day."""
-    now = timezone.localtime(timezone.now(), BEIJING)
-    if now.hour == 23 and now.minute >= 55:
-        with time_machine.travel(now.replace(hour=0, minute=0, second=5) + timedelta(days=1), tick=True):
-            yield timezone.localdate(timezone.now(), BEIJING)
-    else:
-        yield now.date()
+    """Today in Beijing, the day the trades happen on (clear of midnight)."""
+    with clear_of_midnight() as today:
+        yield today
 
 
 def reconcile(day) -> BillDay:

@@ -15,7 +15,6 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -26,6 +25,7 @@ from payments.gateway import NO_BILL, WeChatError, gateway
 from reconciliation import bill as merchant_bill
 from sandbox import bills, services
 from sandbox.models import Fault, Refund, Trade
+from tests.helpers import clear_of_midnight
 from tests.sandbox.test_v3_merchant_api import prepay, v3_client
 from wxrecharge.money import format_fen
 
@@ -43,11 +43,7 @@ OPENID = "oSandboxUser000000000000001"
 def _clear_of_midnight():
     """Trades are made "today" (Beijing) and the bill of today is read: a test started in
     the last minutes of a day runs in the first minutes of the next instead."""
-    now = timezone.localtime(timezone.now(), services.BEIJING)
-    if now.hour == 23 and now.minute >= 55:
-        with time_machine.travel(now.replace(hour=0, minute=0, second=5) + timedelta(days=1), tick=True):
-            yield
-    else:
+    with clear_of_midnight():
         yield
 
 
