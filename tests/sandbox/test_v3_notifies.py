@@ -52,6 +52,15 @@ def paid_with_notify(sandbox_url, client, out_trade_no, merchant, total=1000):
     return paid_trade(sandbox_url, client, out_trade_no, total, notify_url=merchant.url)
 
 
+def first_notify(sandbox_url, client, receiver, out_trade_no, **fault) -> tuple[dict, bytes]:
+    """The headers and body of the first notify of a trade paid under the switches `fault`."""
+    merchant = receiver()
+    Fault.objects.create(out_trade_no=out_trade_no, **fault)
+    paid_with_notify(sandbox_url, client, out_trade_no, merchant)
+    sandbox_delivery.deliver_due()
+    return merchant.headers[0], merchant.received[0][1]
+
+
 def decrypt(body: bytes) -> dict:
     """The resource, decrypted independently: AES-256-GCM, 12-byte ASCII nonce, AAD."""
     resource = json.loads(body)["resource"]
@@ -242,34 +251,22 @@ def test_certificate_mode_notifies_are_signed_with_the_certificate(settings, san
 def test_a_public_key_signed_callback_even_in_certificate_mode(settings, sandbox_url, receiver, tmp_path):
     settings.SANDBOX_V3_KEY_MODE = "certificate"
     client = v3_client(sandbox_url, public_key=False, cert_dir=certificate_dir(tmp_path))
-    merchant = receiver()
-    Fault.objects.create(out_trade_no="V3N013", v3_notify_signature="public_key")
-    paid_with_notify(sandbox_url, client, "V3N013", merchant)
-    sandbox_delivery.deliver_due()
-    headers = merchant.headers[0]
+    headers, body = first_notify(sandbox_url, client, receiver, "V3N013", v3_notify_signature="public_key")
     assert headers["Wechatpay-Serial"] == keys().files.pay_public_key_id
-    assert verifies(headers, merchant.received[0][1])
+    assert verifies(headers, body)
 
 
 def test_a_stale_timestamp_is_six_minutes_old_and_otherwise_well_signed(v3pay, sandbox_url, receiver):
-    merchant = receiver()
-    Fault.objects.create(out_trade_no="V3N014", v3_notify_signature="stale")
-    paid_with_notify(sandbox_url, v3pay, "V3N014", merchant)
-    sandbox_delivery.deliver_due()
-    headers = merchant.headers[0]
+    headers, body = first_notify(sandbox_url, v3pay, receiver, "V3N014", v3_notify_signature="stale")
     age = time.time() - int(headers["Wechatpay-Timestamp"])
     assert 6 * 60 - 5 <= age <= 6 * 60 + 30
     # The signature verifies: only a merchant that checks the 5-minute window refuses it
     # (wechatpayv3 does not: WECHATPAY_V3.md section 7).
-    assert verifies(headers, merchant.received[0][1])
+    assert verifies(headers, body)
 
 
 def test_a_flipped_gcm_tag_verifies_but_does_not_decrypt(v3pay, sandbox_url, receiver):
-    merchant = receiver()
-    Fault.objects.create(out_trade_no="V3N015", v3_notify_signature="bad_tag")
-    paid_with_notify(sandbox_url, v3pay, "V3N015", merchant)
-    sandbox_delivery.deliver_due()
-    headers, body = merchant.headers[0], merchant.received[0][1]
+    headers, body = first_notify(sandbox_url, v3pay, receiver, "V3N015", v3_notify_signature="bad_tag")
     assert verifies(headers, body)
     assert v3pay.decrypt_callback(headers, body) is None
     with pytest.raises(InvalidTag):
@@ -289,11 +286,8 @@ def test_corrupt_signature_spoils_v3_notifies_too(v3pay, sandbox_url, receiver):
 
 
 def test_report_total_fee_changes_the_v3_notifys_amount(v3pay, sandbox_url, receiver):
-    merchant = receiver()
-    Fault.objects.create(out_trade_no="V3N017", report_total_fee=1)
-    paid_with_notify(sandbox_url, v3pay, "V3N017", merchant)
-    sandbox_delivery.deliver_due()
-    transaction = json.loads(v3pay.decrypt_callback(merchant.headers[0], merchant.received[0][1]))  # still well signed
+    headers, body = first_notify(sandbox_url, v3pay, receiver, "V3N017", report_total_fee=1)
+    transaction = json.loads(v3pay.decrypt_callback(headers, body))  # still well signed
     assert (transaction["amount"]["total"], transaction["amount"]["payer_total"]) == (1, 1)
 
 
