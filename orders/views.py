@@ -59,6 +59,9 @@ def detail(request, out_trade_no: str):
     """One order: status, amounts, times, refunds; 继续支付 while it can be paid. Owner only (404)."""
     order = get_object_or_404(RechargeOrder.objects.prefetch_related("refunds"), user=request.user,
                               out_trade_no=out_trade_no)
+    # The balance as of now, read after the order: a payment that landed since the user was
+    # signed in for this request (order and balance commit together) shows in both.
+    request.user.refresh_from_db(fields=["balance"])
     result = request.GET.get("result")
     return render(request, "orders/detail.html", {
         "order": order, "status": STATUS_NAMES[order.status], "result": result if result in RESULTS else "",

@@ -47,6 +47,24 @@ def test_a_pending_order_shows_its_status_amount_number_and_beijing_time(payer_c
     assert "js/order.js" in html
 
 
+def test_a_payment_that_lands_while_the_page_is_built_shows_in_the_balance_too(payer_client, payer, monkeypatch):
+    from orders import views
+    from payments import services
+
+    order = payable(payer, amount=1000)
+    real = views.get_object_or_404
+
+    def paid_meanwhile(queryset, **lookup):
+        assert lookup["user"].balance == 0  # the signed-in user is read first
+        services.apply_payment(order.out_trade_no, "4200000000202611240000000001", 1000, timezone.now())
+        return real(queryset, **lookup)
+
+    monkeypatch.setattr(views, "get_object_or_404", paid_meanwhile)
+    html = text(payer_client.get(f"/orders/{order.out_trade_no}/?result=ok"))
+    assert 'data-status="paid"' in html and "当前余额 ¥10.00" in html
+    assert '<strong data-testid="header-balance">¥10.00</strong>' in html
+
+
 def test_a_pending_order_that_can_no_longer_be_paid_offers_a_new_recharge(payer_client, payer):
     order = make_order(payer, amount=3000, prepay_id="wx-old", prepay_expires_at=timezone.now() - timedelta(minutes=1))
     html = text(payer_client.get(f"/orders/{order.out_trade_no}/"))
