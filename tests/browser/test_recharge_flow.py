@@ -24,6 +24,7 @@ def register(page, live_server, name):
     page.get_by_label("密码确认").fill("tea-leaf-river-42")
     page.get_by_role("button", name="注册").click()
     expect(page).to_have_url(live_server.url + "/recharge/")
+    page.wait_for_load_state("load")  # its scripts run: a tap before them only reloads the page
 
 
 def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, screenshot, delivery_worker, settings):
@@ -33,6 +34,7 @@ def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, s
     page.get_by_test_id("bind-wechat").click()  # through /sandbox/connect/oauth2/authorize and back
     # (the browser carries authorize's #wechat_redirect fragment along the redirects)
     expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/recharge/(#wechat_redirect)?$"))
+    page.wait_for_load_state("load")
     expect(page.get_by_test_id("bind-wechat")).to_have_count(0)
     assert User.objects.get(username="li").openid.startswith("o")
     screenshot("20-recharge")

@@ -32,6 +32,7 @@ def test_a_new_user_is_bound_silently_and_pays(wechat_page, live_server, screens
     page.get_by_role("button", name="注册").click()
     # /recharge/ -> /accounts/wechat/authorize/ -> sandbox OAuth -> callback -> /recharge/, no click
     expect(page.get_by_test_id("pay-button")).to_be_visible()
+    page.wait_for_load_state("load")  # its scripts run: a tap before them only reloads the page
     expect(page.get_by_test_id("bind-wechat")).to_have_count(0)
     user = User.objects.get(username="wechat-user")
     assert user.openid and user.openid.startswith("o")

@@ -98,6 +98,7 @@ def test_a_new_visitor_uses_quick_login_lands_on_recharge_and_pays(wechat, live_
     page.evaluate("() => document.querySelector('[data-testid=wechat-quick-login]').form.submit()")
 
     expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/recharge/"))
+    page.wait_for_load_state("load")  # its scripts run: a tap before them only reloads the page
     user = User.objects.get()
     assert user.username.startswith("wx_") and not user.has_usable_password()
     assert user.openid == openid_for_person("wx-newcomer") and user.unionid
