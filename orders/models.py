@@ -278,6 +278,9 @@ class Refund(models.Model):
     # WeChat's refund_status (and our refusal) -> our status.
     WECHAT_STATES = {"SUCCESS": Status.SUCCESS, "REFUNDCLOSE": Status.CLOSED, "CHANGE": Status.ABNORMAL,
                      "FAILED": Status.FAILED}
+    # Not ended: 退款异常 (CHANGE) is resolved by the merchant in WeChat's merchant platform,
+    # after which WeChat reports SUCCESS.
+    OPEN = (Status.PROCESSING, Status.ABNORMAL)
 
     order = models.ForeignKey(RechargeOrder, on_delete=models.PROTECT, related_name="refunds", verbose_name="订单")
     out_refund_no = models.CharField("商户退款单号", max_length=64, unique=True, editable=False)
@@ -289,6 +292,9 @@ class Refund(models.Model):
     refund_id = models.CharField("微信退款单号", max_length=32, unique=True, null=True, blank=True, editable=False)
     # WeChat answered our refund request (with a refund_id): from then on we only ask how it ended.
     accepted = models.BooleanField("微信已受理", default=False, editable=False)
+    # When WeChat took it: the day WeChat's trade bill lists the refund on (the bill dates a
+    # refund by its request, not by its success).
+    accepted_at = models.DateTimeField("微信受理时间", null=True, blank=True, editable=False)
     last_error = models.CharField("最近错误", max_length=200, blank=True, editable=False)
     synced_at = models.DateTimeField("上次向微信查询", null=True, blank=True, editable=False)
     settled_at = models.DateTimeField("完成时间", null=True, blank=True, editable=False)
@@ -321,20 +327,23 @@ class Refund(models.Model):
             if refund.status != self.Status.PROCESSING:
                 return  # ended meanwhile; a later notify for it opens an incident
             refund.accepted = True
+            refund.accepted_at = refund.accepted_at or timezone.now()
             refund.refund_id = refund.refund_id or refund_id or None
             refund.last_error = ""
-            refund.save(update_fields=["accepted", "refund_id", "last_error", "updated_at"])
-        self.accepted, self.refund_id, self.last_error = refund.accepted, refund.refund_id, ""
+            refund.save(update_fields=["accepted", "accepted_at", "refund_id", "last_error", "updated_at"])
+        self.accepted, self.accepted_at, self.refund_id, self.last_error = (refund.accepted, refund.accepted_at,
+                                                                            refund.refund_id, "")
 
     def note_error(self, message: str) -> None:
         type(self).objects.filter(pk=self.pk).update(last_error=message[:200], updated_at=timezone.now())
         self.last_error = message[:200]
 
     def claim_sync(self, min_interval: timedelta) -> bool:
-        """Claim the right to ask WeChat about this refund now (at most once per interval)."""
+        """Claim the right to ask WeChat about this refund now (at most once per interval): one
+        still 退款中, or 退款异常 (CHANGE is not final: the merchant may resolve it at WeChat)."""
         now = timezone.now()
         claimed = (
-            type(self).objects.filter(pk=self.pk, status=self.Status.PROCESSING)
+            type(self).objects.filter(pk=self.pk, status__in=self.OPEN)
             .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - min_interval))
             .update(synced_at=now)
         )
@@ -345,15 +354,17 @@ class Refund(models.Model):
 
         SUCCESS: the order's refunded amount grows (status 已退款). REFUNDCLOSE or a
         refusal (FAILED): the balance is given back with a ledger row. CHANGE: the money
-        left WeChat but did not reach the user; it stays debited for an operator to
-        handle in the merchant platform. A refund already ended another way is a
-        "conflict" for an incident; nothing changes.
+        left WeChat but did not reach the user; it stays debited (退款异常) for an operator
+        to handle in the merchant platform, and a later SUCCESS (notify, query or bill)
+        settles it as a success. A refund already ended another way is a "conflict" for an
+        incident; nothing changes.
         """
         new_status = self.WECHAT_STATES[wechat_state]
         with transaction.atomic():
             order = RechargeOrder.objects.select_for_update().get(pk=self.order_id)
             refund = type(self).objects.select_for_update().get(pk=self.pk)
-            if refund.status != self.Status.PROCESSING:
+            resolved = refund.status == self.Status.ABNORMAL and new_status == self.Status.SUCCESS
+            if refund.status != self.Status.PROCESSING and not resolved:
                 return DUPLICATE if refund.status == new_status else "conflict"
             refund.status = new_status
             refund.settled_at = settled_at or timezone.now()

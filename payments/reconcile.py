@@ -3,8 +3,9 @@
 One pass: pending orders older than a minute are asked about (orderquery) and settled as
 a notify would be; orders past their time_expire are closed at WeChat (closeorder) and
 here; refunds still 处理中 are sent again (same out_refund_no) or asked about
-(refundquery); notifies left 已接收 by a crash are processed again; rejected notifies past
-their retention are purged.
+(refundquery), and a 退款异常 is asked about hourly until WeChat says it was resolved;
+notifies left 已接收 by a crash are processed again; rejected notifies past their retention
+are purged.
 
 Several runners may work at once (several servers, a timer and a loop): each order and
 refund is claimed by compare-and-set on its `synced_at` before WeChat is called, so no
@@ -34,6 +35,9 @@ PENDING_GRACE = timedelta(minutes=1)
 REFUND_GRACE = timedelta(seconds=30)
 # A runner that claimed an order has this long before another may take it.
 CLAIM_INTERVAL = timedelta(seconds=30)
+# A 退款异常 (CHANGE) waits for the merchant to act in WeChat's merchant platform: ask about it
+# this often, until WeChat says SUCCESS.
+ABNORMAL_REFUND_INTERVAL = timedelta(hours=1)
 # A notify still 已接收 after this was interrupted (the process died): process it again.
 STUCK_NOTIFY = timedelta(minutes=5)
 BATCH = 500
@@ -89,16 +93,18 @@ def _orders(result: PassResult, limit: int) -> None:
 
 def _refunds(result: PassResult, limit: int) -> None:
     now = timezone.now()
-    due = (Refund.objects.select_related("order")
-           .filter(status=Refund.Status.PROCESSING)
-           .filter(Q(accepted=False) | Q(created_at__lte=now - REFUND_GRACE))
-           .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - CLAIM_INTERVAL))
-           .order_by("created_at")[:limit])
+    processing = (Q(status=Refund.Status.PROCESSING) & (Q(accepted=False) | Q(created_at__lte=now - REFUND_GRACE))
+                  & (Q(synced_at__isnull=True) | Q(synced_at__lte=now - CLAIM_INTERVAL)))
+    abnormal = Q(status=Refund.Status.ABNORMAL) & (Q(synced_at__isnull=True)
+                                                   | Q(synced_at__lte=now - ABNORMAL_REFUND_INTERVAL))
+    due = Refund.objects.select_related("order").filter(processing | abnormal).order_by("created_at")[:limit]
     for refund in due:
-        if not refund.claim_sync(CLAIM_INTERVAL):
+        interval = ABNORMAL_REFUND_INTERVAL if refund.status == Refund.Status.ABNORMAL else CLAIM_INTERVAL
+        if not refund.claim_sync(interval):
             continue
+        before = refund.status
         try:
-            if services.sync_refund(refund).status != Refund.Status.PROCESSING:
+            if services.sync_refund(refund).status != before:
                 result.refunds_settled += 1
         except Exception:  # noqa: BLE001 (one failing refund must not stop the others)
             logger.exception("reconcile_orders: refund %s failed", refund.out_refund_no)

@@ -305,12 +305,18 @@ def settle_refund(refund: Refund, state: str, refund_id: str = "", settled_at: d
         _link(log, Incident.report(Incident.Kind.REFUND_ABNORMAL,
                                    f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，"
                                    "请在商户平台线下处理；用户余额已扣除", order=refund.order, refund=refund))
+    elif outcome == APPLIED and state == "SUCCESS":
+        # A 退款异常 the merchant resolved at WeChat: its incident is done with.
+        for incident in Incident.objects.filter(kind=Incident.Kind.REFUND_ABNORMAL, refund=refund,
+                                                resolved_at__isnull=True):
+            incident.resolve(None, "微信后来报告退款成功（已在商户平台处理）")
     return outcome
 
 
 def sync_refund(refund: Refund) -> Refund:
-    """Ask WeChat how a refund that is still 处理中 ended (refundquery), or send it if it never arrived."""
-    if refund.status != Refund.Status.PROCESSING:
+    """Ask WeChat how a refund that is still 处理中 ended (refundquery), or send it if it never
+    arrived; a 退款异常 is asked about too, until WeChat reports it resolved."""
+    if refund.status not in Refund.OPEN:
         return refund
     if not refund.accepted:
         return send_refund(refund)
@@ -320,7 +326,7 @@ def sync_refund(refund: Refund) -> Refund:
         if exc.kind == REFUND_NOT_EXIST:
             return send_refund(refund)
         raise
-    if answer.state in RefundInfo.FINAL:
+    if answer.state in RefundInfo.FINAL and (refund.status == Refund.Status.PROCESSING or answer.state == "SUCCESS"):
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     refund.refresh_from_db()
     return refund

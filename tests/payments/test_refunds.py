@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
+import time_machine
+from django.utils import timezone
 from django.conf import settings
 
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
@@ -106,6 +109,32 @@ def test_an_abnormal_refund_stays_debited_and_is_an_incident(paid_order):
     assert balance(order) == 600
     incident = Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL)
     assert incident.refund == refund and incident.order == order and "商户平台" in incident.message
+
+
+def test_an_abnormal_refund_resolved_at_wechat_later_settles_as_a_success(paid_order):
+    """CHANGE is not final: the merchant resolves it in the merchant platform (退款到其他账户)
+    and WeChat then says SUCCESS. reconcile_orders keeps asking, hourly, and settles it as a
+    success (not a conflict); its incident is closed."""
+    order = paid_order("10.00")
+    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
+    refund = services.request_refund(order, 400, "用户申请")
+    settle_sandbox_refunds()
+    assert services.sync_refund(refund).status == Refund.Status.ABNORMAL
+    incident = Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL)
+    run_pass()  # WeChat still says CHANGE: it stays 退款异常, asked again within the hour
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.ABNORMAL
+    # The merchant resolves it at WeChat.
+    SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).update(state=SandboxRefund.SUCCESS,
+                                                                            success_time=timezone.now())
+    with time_machine.travel(timezone.now() + timedelta(minutes=61), tick=True):
+        assert run_pass().refunds_settled == 1
+    refund.refresh_from_db()
+    order.refresh_from_db()
+    incident.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCESS and order.refunded_amount == 400 and balance(order) == 600
+    assert incident.resolved_at is not None and not Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT).exists()
+    assert LedgerEntry.objects.filter(refund=refund).count() == 1  # the debit only: no money moved twice
 
 
 def test_a_refund_wechat_refuses_gives_the_balance_back(paid_order):
