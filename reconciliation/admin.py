@@ -29,7 +29,7 @@ from orders.models import BEIJING
 from reconciliation import services
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at
 from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link
-from wxrecharge.money import format_fen, yuan
+from wxrecharge.money import fee_yuan, format_fen, yuan
 
 CHART_DAYS = 30
 # The chart is drawn in CSS pixels upwards (a fixed height, so its text stays at the page's size)
@@ -202,7 +202,7 @@ class BillDayAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
             difference_count=Count("differences"),
-            incident_count=Count("differences", filter=Q(differences__outcome=Difference.Outcome.INCIDENT)),
+            incident_count=Count("differences", filter=Q(differences__incident__isnull=False)),
         )
 
     @admin.display(description="账单日", ordering="date")
@@ -226,12 +226,15 @@ class BillDayAdmin(ReadOnlyAdmin):
 
     @admin.display(description="退款金额（微信/本站）")
     def refunded_pair(self, obj: BillDay) -> str:
-        return pair(yuan(obj.wechat_refunded), yuan(obj.our_refunded),
-                    obj.wechat_refunded is not None and obj.wechat_refunded != obj.our_refunded)
+        shown = pair(yuan(obj.wechat_refunded), yuan(obj.our_refunded),
+                     obj.wechat_refunded is not None and obj.wechat_refunded != obj.our_refunded)
+        if obj.wechat_in_flight_count:
+            return format_html('{} <span class="recon-why">（出账时处理中 {}）</span>', shown, obj.in_flight_text())
+        return shown
 
     @admin.display(description="手续费（微信）")
     def fee_display(self, obj: BillDay) -> str:
-        return yuan(obj.wechat_fee)
+        return fee_yuan(obj.wechat_fee_millifen)
 
     @admin.display(description="差异", ordering="difference_count")
     def differences_display(self, obj: BillDay) -> str:
@@ -263,8 +266,7 @@ class BillDayAdmin(ReadOnlyAdmin):
             "status_badge": status_badge(day),
             "totals": day.totals(),
             "differences": [self.difference_row(d) for d in differences],
-            "counts": {"settled": counts[Difference.Outcome.SETTLED], "incident": counts[Difference.Outcome.INCIDENT],
-                       "info": counts[Difference.Outcome.INFO]},
+            "counts": counts,
             "csv_url": reverse("admin:reconciliation_billday_csv", args=[day.pk]),
             "rows_url": changelist_url(BillRow, bill_day__id__exact=day.pk),
             "row_count": day.rows.count(),
@@ -440,7 +442,7 @@ class BillRowAdmin(ReadOnlyAdmin):
 
     @admin.display(description="手续费")
     def fee_display(self, obj: BillRow) -> str:
-        return yuan(obj.fee)
+        return fee_yuan(obj.fee_millifen)
 
     @admin.display(description="原文")
     def raw_display(self, obj: BillRow) -> str:

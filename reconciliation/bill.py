@@ -6,13 +6,14 @@ downloaded, its SHA1 checked and unzipped by payments.gateway):
     交易时间,公众账号ID,商户号,...,费率备注                  the detail header (no back-quotes)
     `2026-11-23 10:00:00,`wx…,`1900000109,...,`            one line per payment or refund
     总交易单数,应结订单总金额,退款总金额,...               the summary header
-    `3,`30.00,`5.00,`0.00,`0.17,`30.00,`5.00               the summary values
+    `3,`30.00,`5.00,`0.00,`0.15000,`30.00,`5.00            the summary values
 
 Every field of a data line starts with a back-quote and fields are joined by commas, so
-fields are split at ",`": a comma or a back-quote later in a field is text. Columns are found by name, never by position. A bill
-verifies only if every data line has exactly the header's number of fields, each with its
-back-quote, its amounts are plain yuan with at most two decimals, and the summary's count
-and totals are what the lines add up to. Anything else raises BillInvalid, naming the line:
+fields are split at ",`": a comma or a back-quote later in a field is text. Columns are
+found by name, never by position. A bill verifies only if every data line has exactly the
+header's number of fields, each with its back-quote, its amounts are plain yuan with at
+most two decimals (fees: five, as WeChat writes them, "0.06000"; kept exactly in
+millifen), and the summary's count and totals are what the lines add up to. Anything else raises BillInvalid, naming the line:
 nothing of such a bill is stored or applied.
 """
 
@@ -23,9 +24,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from orders.models import BEIJING
-from wxrecharge.money import format_fen
+from wxrecharge.money import format_fee, format_fen
 
 PAYMENT, REFUND = "payment", "refund"
+# A refund line's 退款状态 is its state when the bill was cut (the line is written when the
+# refund is requested, and never updated): only these say how the refund ended.
+REFUND_FINAL = ("SUCCESS", "REFUNDCLOSE")
 
 # The detail columns we read (the header may have more, in any order).
 TIME, APPID, MCH_ID = "交易时间", "公众账号ID", "商户号"
@@ -38,8 +42,10 @@ DETAIL_COLUMNS = (TIME, APPID, MCH_ID, TRANSACTION_ID, OUT_TRADE_NO, TRADE_STATE
 COUNT_TOTAL, AMOUNT_TOTAL, REFUND_TOTAL, FEE_TOTAL = "总交易单数", "应结订单总金额", "退款总金额", "手续费总金额"
 SUMMARY_COLUMNS = (COUNT_TOTAL, AMOUNT_TOTAL, REFUND_TOTAL, FEE_TOTAL)
 
-# Yuan as WeChat writes it: digits, at most two decimals; a sign only where a field may be negative.
-_YUAN = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,2}))?")
+# Yuan as WeChat writes it: digits, at most two decimals; fees have five, and a sign where a
+# refund gives the fee back.
+_YUAN = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?")
+_FEE = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,5}))?")
 _COUNT = re.compile(r"[0-9]{1,9}")
 # An identifier: printable ASCII without spaces, commas or back-quotes, at most 64 characters.
 _ID = re.compile(r"[\x21-\x2b\x2d-\x5f\x61-\x7e]{1,64}")
@@ -69,7 +75,7 @@ class Row:
     out_refund_no: str
     refund_amount: int  # 退款金额, fen
     refund_status: str
-    fee: int  # 手续费, fen; negative when a refund returns it
+    fee: int  # 手续费, millifen (WeChat writes five decimals); negative when a refund returns it
     raw: str
 
     @property
@@ -86,7 +92,7 @@ class Bill:
     count: int  # 总交易单数
     paid: int  # 应结订单总金额, fen
     refunded: int  # 退款总金额, fen
-    fee: int  # 手续费总金额, fen
+    fee: int  # 手续费总金额, millifen
     duplicates: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
 
     @property
@@ -99,6 +105,12 @@ class Bill:
                 seen.add(row.key)
                 rows.append(row)
         return rows
+
+    @property
+    def refunds_in_flight(self) -> list[Row]:
+        """Refund lines not finished when the bill was cut (PROCESSING, or CHANGE: WeChat never
+        updates a refund's status in a bill once published); each refund once."""
+        return [row for row in self.unique_rows if row.kind == REFUND and row.refund_status not in REFUND_FINAL]
 
     @property
     def payment_count(self) -> int:
@@ -131,12 +143,22 @@ def _fields(line: str, line_no: int, width: int) -> list[str]:
                       f"（字段内可能含有「,`」或缺少反引号）：{_quote(line)}")
 
 
-def _yuan(value: str, line_no: int, column: str, signed: bool = False) -> int:
+def _yuan(value: str, line_no: int, column: str) -> int:
+    """An amount in fen: plain yuan, at most two decimals, never negative."""
     match = _YUAN.fullmatch(value)
-    if match is None or (match[1] and not signed):
+    if match is None:
         raise BillInvalid(f"第 {line_no} 行「{column}」不是有效金额：{_quote(value)!r}")
-    fen = int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
-    return -fen if match[1] else fen
+    return int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+
+
+def _fee(value: str, line_no: int, column: str) -> int:
+    """A fee in millifen: WeChat writes fees to five decimals of a yuan ("0.06000", "-0.01000",
+    or "0" in old bills), read exactly."""
+    match = _FEE.fullmatch(value)
+    if match is None:
+        raise BillInvalid(f"第 {line_no} 行「{column}」不是有效金额：{_quote(value)!r}")
+    millifen = int(match[2]) * 100_000 + int((match[3] or "0").ljust(5, "0"))
+    return -millifen if match[1] else millifen
 
 
 def _id(value: str, line_no: int, column: str, required: bool) -> str:
@@ -192,7 +214,7 @@ def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, da
         out_refund_no=_id(get(OUT_REFUND_NO), line_no, OUT_REFUND_NO, required=kind == REFUND),
         refund_amount=_yuan(get(REFUND_AMOUNT), line_no, REFUND_AMOUNT),
         refund_status=refund_status if kind == REFUND else "",
-        fee=_yuan(get(FEE), line_no, FEE, signed=True),
+        fee=_fee(get(FEE), line_no, FEE),
         raw=line,
     )
 
@@ -236,14 +258,14 @@ def parse(data: bytes, day: date | None = None) -> Bill:
         raise BillInvalid(f"第 {values_at + 2} 行：汇总数据之后不应再有内容：{_quote(lines[values_at + 1])}")
     values = _fields(lines[values_at], values_at + 1, len(lines[summary_at].split(",")))
 
-    def total(name: str, signed: bool = False) -> int:
-        return _yuan(values[summary_columns[name]], values_at + 1, name, signed)
+    def total(name: str) -> int:
+        return _yuan(values[summary_columns[name]], values_at + 1, name)
 
     count_text = values[summary_columns[COUNT_TOTAL]]
     if not _COUNT.fullmatch(count_text):
         raise BillInvalid(f"第 {values_at + 1} 行「{COUNT_TOTAL}」无效：{_quote(count_text)!r}")
     bill = Bill(rows=rows, count=int(count_text), paid=total(AMOUNT_TOTAL), refunded=total(REFUND_TOTAL),
-                fee=total(FEE_TOTAL, signed=True))
+                fee=_fee(values[summary_columns[FEE_TOTAL]], values_at + 1, FEE_TOTAL))
     _check_summary(bill)
     by_key: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
@@ -257,7 +279,7 @@ def _check_summary(bill: Bill) -> None:
         COUNT_TOTAL: (bill.count, len(bill.rows), str),
         AMOUNT_TOTAL: (bill.paid, sum(r.amount for r in bill.rows), format_fen),
         REFUND_TOTAL: (bill.refunded, sum(r.refund_amount for r in bill.rows), format_fen),
-        FEE_TOTAL: (bill.fee, sum(r.fee for r in bill.rows), format_fen),
+        FEE_TOTAL: (bill.fee, sum(r.fee for r in bill.rows), format_fee),
     }
     wrong = [f"{name} {show(said)}，明细合计 {show(found)}" for name, (said, found, show) in sums.items() if said != found]
     if wrong:

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orders.models import BEIJING
-from wxrecharge.money import yuan
+from wxrecharge.money import fee_yuan, yuan
 
 # WeChat publishes a day's bill after 10:00 (Beijing) the next day.
 BILL_READY_TIME = time(10, 0)
@@ -65,8 +65,14 @@ class BillDay(models.Model):
     wechat_paid = models.BigIntegerField("微信：应结订单总金额（分）", null=True, blank=True)
     wechat_refund_count = models.PositiveIntegerField("微信：退款笔数", null=True, blank=True)
     wechat_refunded = models.BigIntegerField("微信：退款总金额（分）", null=True, blank=True)
-    wechat_fee = models.BigIntegerField("微信：手续费总金额（分）", null=True, blank=True)
-    # Ours: orders paid (paid_at) and refunds that succeeded (settled_at) on that Beijing day.
+    # WeChat writes fees to five decimals of a yuan: kept exactly, in thousandths of a fen.
+    wechat_fee_millifen = models.BigIntegerField("微信：手续费总金额（0.001 分）", null=True, blank=True)
+    # Refund lines not finished when WeChat cut the bill (退款状态 PROCESSING or CHANGE: a
+    # bill never updates them), included in wechat_refund_count and wechat_refunded.
+    wechat_in_flight_count = models.PositiveIntegerField("微信：出账时处理中的退款笔数", null=True, blank=True)
+    wechat_in_flight = models.BigIntegerField("微信：出账时处理中的退款金额（分）", null=True, blank=True)
+    # Ours: orders paid (paid_at), and refunds WeChat accepted (accepted_at: the bill lists a
+    # refund on the day it was requested, whatever its outcome since), on that Beijing day.
     our_paid_count = models.PositiveIntegerField("本站：支付笔数", default=0)
     our_paid = models.BigIntegerField("本站：支付金额（分）", default=0)
     our_refund_count = models.PositiveIntegerField("本站：退款笔数", default=0)
@@ -108,14 +114,23 @@ class BillDay(models.Model):
         def count(n: int | None) -> str:
             return "-" if n is None else f"{n} 笔"
 
-        return [
+        lines = [
             line("总交易单数", self.wechat_count, self.our_count, count),
             line("支付笔数", self.wechat_paid_count, self.our_paid_count, count),
             line("支付金额", self.wechat_paid, self.our_paid, yuan),
             line("退款笔数", self.wechat_refund_count, self.our_refund_count, count),
             line("退款金额", self.wechat_refunded, self.our_refunded, yuan),
-            line("手续费", self.wechat_fee, None, yuan),
         ]
+        if self.wechat_in_flight_count:
+            lines.append({"label": "其中出账时仍在处理中的退款", "wechat": self.in_flight_text(), "ours": "", "differs": False,
+                          "note": "微信账单在退款申请成功当天列出退款，出账后不再更新其状态：这些退款出账时尚未完成，"
+                                  "已计入上面的退款笔数和金额，不是差异"})
+        lines.append(line("手续费", self.wechat_fee_millifen, None, fee_yuan))
+        return lines
+
+    def in_flight_text(self) -> str:
+        """The refunds WeChat's bill shows not yet finished when it was cut, e.g. "1 笔 ¥5.00"."""
+        return f"{self.wechat_in_flight_count or 0} 笔 {yuan(self.wechat_in_flight or 0)}"
 
     def totals_differ(self) -> bool:
         return any(t["differs"] for t in self.totals())
@@ -160,6 +175,7 @@ class BillDay(models.Model):
     def store_bill(self, bill, api: str) -> None:
         """Replace the day's rows with a verified bill's, and keep WeChat's totals (one transaction)."""
         duplicate_lines = {row.line_no for rows in bill.duplicates.values() for row in rows[1:]}
+        in_flight = bill.refunds_in_flight
         with transaction.atomic():
             type(self).objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
             self.rows.all().delete()
@@ -168,13 +184,14 @@ class BillDay(models.Model):
                         mch_id=r.mch_id, transaction_id=r.transaction_id, out_trade_no=r.out_trade_no,
                         trade_state=r.trade_state, amount=r.amount, refund_id=r.refund_id,
                         out_refund_no=r.out_refund_no, refund_amount=r.refund_amount, refund_status=r.refund_status,
-                        fee=r.fee, duplicate=r.line_no in duplicate_lines, raw=r.raw)
+                        fee_millifen=r.fee, duplicate=r.line_no in duplicate_lines, raw=r.raw)
                 for r in bill.rows
             ], batch_size=500)
             type(self).objects.filter(pk=self.pk).update(
                 api=api, fetched_at=timezone.now(), wechat_paid_count=bill.payment_count,
                 wechat_paid=bill.paid, wechat_refund_count=bill.refund_count, wechat_refunded=bill.refunded,
-                wechat_fee=bill.fee, updated_at=timezone.now())
+                wechat_fee_millifen=bill.fee, wechat_in_flight_count=len(in_flight),
+                wechat_in_flight=sum(r.refund_amount for r in in_flight), updated_at=timezone.now())
         self.refresh_from_db()
 
     def finish(self, ours: dict[str, int], reason: str = "", no_bill: bool = False) -> None:
@@ -184,7 +201,8 @@ class BillDay(models.Model):
             now = timezone.now()
             if no_bill:  # WeChat has no bill, and we had nothing that day: zero on both sides
                 day.wechat_paid_count = day.wechat_refund_count = 0
-                day.wechat_paid = day.wechat_refunded = day.wechat_fee = 0
+                day.wechat_paid = day.wechat_refunded = day.wechat_fee_millifen = 0
+                day.wechat_in_flight_count = day.wechat_in_flight = 0
                 day.fetched_at, day.api = None, ""
                 day.rows.all().delete()
             for name, value in ours.items():
@@ -216,7 +234,7 @@ class BillRow(models.Model):
     out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)
     refund_amount = models.BigIntegerField("退款金额（分）")
     refund_status = models.CharField("退款状态", max_length=32, blank=True)
-    fee = models.BigIntegerField("手续费（分）")
+    fee_millifen = models.BigIntegerField("手续费（0.001 分）")
     # A second line for a trade already in the bill: kept as published, left out of the comparison.
     duplicate = models.BooleanField("重复行", default=False)
     raw = models.TextField("原文")

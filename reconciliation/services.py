@@ -24,7 +24,8 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orders.models import APPLIED, BEIJING, DUPLICATE, AmountMismatch, RechargeOrder, Refund
@@ -34,7 +35,7 @@ from payments.gateway import NO_BILL, WeChatError
 from payments.models import Incident
 from reconciliation.bill import PAYMENT, REFUND, Bill, BillInvalid, Row, parse
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
-from wxrecharge.money import yuan
+from wxrecharge.money import fee_yuan, yuan
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,9 @@ LOOKBACK_DAYS = 7
 CHUNK = 500
 
 Kind, Outcome, Status = Difference.Kind, Difference.Outcome, BillDay.Status
-# WeChat's refund states (退款状态) and ours, by how the money ended.
-WECHAT_REFUND_END = {"SUCCESS": "success", "REFUNDCLOSE": "returned", "CLOSED": "returned", "FAIL": "returned",
-                     "FAILED": "returned", "CHANGE": "abnormal", "ABNORMAL": "abnormal", "PROCESSING": "processing"}
-OUR_REFUND_END = {Refund.Status.SUCCESS: "success", Refund.Status.CLOSED: "returned", Refund.Status.FAILED: "returned",
-                  Refund.Status.ABNORMAL: "abnormal", Refund.Status.PROCESSING: "processing"}
+# Our refunds WeChat's bill lists: those WeChat accepted (a refund it refused never reaches a
+# bill), on the Beijing day it accepted them (the bill's 交易时间 of a refund is its request).
+BILLED_REFUND = Q(accepted=True) | Q(status__in=[Refund.Status.SUCCESS, Refund.Status.CLOSED, Refund.Status.ABNORMAL])
 
 
 class DateRefused(ValueError):
@@ -141,14 +140,20 @@ def _no_bill(bill_day: BillDay, exc: WeChatError) -> None:
 
 
 def our_totals(day: date) -> dict[str, int]:
-    """Our books of a Beijing day: orders paid (paid_at) and refunds that succeeded (settled_at)."""
+    """Our books of a Beijing day, as WeChat's bill counts them: orders paid (paid_at), and
+    refunds WeChat accepted that day (whatever their outcome since)."""
     start, end = day_bounds(day)
     paid = RechargeOrder.objects.filter(paid_at__gte=start, paid_at__lt=end, transaction_id__isnull=False).aggregate(
         count=Count("pk"), total=Sum("amount"))
-    refunded = Refund.objects.filter(status=Refund.Status.SUCCESS, settled_at__gte=start, settled_at__lt=end).aggregate(
-        count=Count("pk"), total=Sum("amount"))
+    refunded = billed_refunds(start, end).aggregate(count=Count("pk"), total=Sum("amount"))
     return {"our_paid_count": paid["count"], "our_paid": paid["total"] or 0,
             "our_refund_count": refunded["count"], "our_refunded": refunded["total"] or 0}
+
+
+def billed_refunds(start: datetime, end: datetime):
+    """Our refunds that WeChat accepted in [start, end): the ones its bill of those days lists."""
+    return (Refund.objects.filter(BILLED_REFUND).annotate(requested_at=Coalesce("accepted_at", "created_at"))
+            .filter(requested_at__gte=start, requested_at__lt=end))
 
 
 def first_order_day() -> date | None:
@@ -245,23 +250,22 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
                 f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动", **common))
 
     findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end))]
-    billed_refunds = {r.out_refund_no for r in refund_rows}
-    done = Refund.objects.select_related("order").filter(status=Refund.Status.SUCCESS, settled_at__gte=start,
-                                                         settled_at__lt=end)
-    for refund in done.order_by("settled_at", "pk").iterator(chunk_size=CHUNK):
-        if refund.out_refund_no in billed_refunds:
+    in_bill = {r.out_refund_no for r in refund_rows}
+    ours_refunds = billed_refunds(start, end).select_related("order")
+    for refund in ours_refunds.order_by("requested_at", "pk").iterator(chunk_size=CHUNK):
+        if refund.out_refund_no in in_bill:
             continue
         other = _other_day(bill_day, kind=REFUND, out_refund_no=refund.out_refund_no)
         common = {"out_trade_no": refund.order.out_trade_no, "out_refund_no": refund.out_refund_no,
                   "order": refund.order, "refund": refund, "our_amount": refund.amount}
         if other is not None:
-            findings.append(Finding(Kind.OTHER_DAY, "info", f"本站退款完成时间 {_beijing(refund.settled_at)}，微信记在 "
+            findings.append(Finding(Kind.OTHER_DAY, "info", f"本站退款受理时间 {_beijing(refund.requested_at)}，微信记在 "
                                     f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）", **common))
         else:
             findings.append(Finding(
                 Kind.MISSING_REFUND, "incident",
-                f"本站退款 {yuan(refund.amount)} 已成功（{_beijing(refund.settled_at)}），微信 {day.isoformat()} 的账单中"
-                "没有这笔退款；未做任何改动", **common))
+                f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(refund.requested_at)} "
+                f"由微信受理，微信 {day.isoformat()} 的账单中没有这笔退款；未做任何改动", **common))
     return findings
 
 
@@ -307,34 +311,37 @@ def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: dateti
 
 
 def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end: datetime) -> Finding | None:
+    """A refund line against our refund. The line was written when WeChat accepted the refund,
+    with its status when the bill was cut, never updated: PROCESSING (or CHANGE) only says it
+    was not finished then, whatever it is now; SUCCESS and REFUNDCLOSE say how it ended."""
     common = {"out_trade_no": row.out_trade_no, "out_refund_no": row.out_refund_no, "transaction_id": row.transaction_id,
               "order": refund.order if refund else orders.get(row.out_trade_no), "refund": refund,
               "wechat_amount": row.refund_amount, "our_amount": refund.amount if refund else None, "row": row}
     told = (f"微信退款 {yuan(row.refund_amount)}（{row.refund_status}，微信退款单号 {row.refund_id}，"
-            f"{_beijing(row.happened_at)}）")
+            f"{_beijing(row.happened_at)} 受理）")
     if refund is None or refund.order.out_trade_no != row.out_trade_no:
         return Finding(Kind.UNKNOWN_REFUND, "incident", f"{told}，本站没有订单 {row.out_trade_no} 的退款 "
                        f"{row.out_refund_no}；未做任何改动", **common)
     foreign = _foreign(row, _appid(refund.order))
     if foreign:
         return Finding(Kind.MERCHANT, "incident", f"{told}；{foreign}；未做任何改动", **common)
+    if row.refund_amount != refund.amount:
+        return Finding(Kind.REFUND_AMOUNT, "incident", f"{told}，本站退款金额 {yuan(refund.amount)}；未做任何改动", **common)
     ours = f"本站为「{refund.get_status_display()}」"
     if row.refund_status == "SUCCESS":
-        if row.refund_amount != refund.amount:
-            return Finding(Kind.REFUND_AMOUNT, "incident", f"{told}，本站退款金额 {yuan(refund.amount)}；未做任何改动", **common)
-        if refund.status == Refund.Status.PROCESSING:
-            return Finding(Kind.UNSETTLED_REFUND, "refund", f"{told}，本站仍为「退款中」（退款通知丢失）：已按退款通知的规则"
+        if refund.status in Refund.OPEN:  # its notify was lost, or a 退款异常 resolved at WeChat since
+            return Finding(Kind.UNSETTLED_REFUND, "refund", f"{told}，出账时已退款成功，{ours}：已按退款通知的规则"
                            "记为退款成功", **common)
         if refund.status != Refund.Status.SUCCESS:
-            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动", **common)
-        if not start <= refund.settled_at < end:
-            return Finding(Kind.OTHER_DAY, "info", f"{told}，本站退款完成时间 {_beijing(refund.settled_at)}（另一天）",
+            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；用户可能被退款两次，请核实；未做任何改动",
                            **common)
-        return None
-    if refund.status == Refund.Status.PROCESSING:
-        return None  # not finished at WeChat either: reconcile_orders asks about it (refundquery)
-    if WECHAT_REFUND_END.get(row.refund_status) != OUR_REFUND_END[refund.status]:
-        return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；未做任何改动", **common)
+    elif row.refund_status == "REFUNDCLOSE" and refund.status in (Refund.Status.SUCCESS, Refund.Status.ABNORMAL):
+        return Finding(Kind.REFUND_STATE, "incident", f"{told}，出账时退款已关闭，{ours}；请核实；未做任何改动", **common)
+    # Not finished at WeChat when the bill was cut (or closed at both): nothing differs.
+    # reconcile_orders asks WeChat about refunds still open here (refundquery).
+    requested_at = refund.accepted_at or refund.created_at
+    if not start <= requested_at < end:
+        return Finding(Kind.OTHER_DAY, "info", f"{told}，本站退款受理时间 {_beijing(requested_at)}（另一天）", **common)
     return None
 
 
@@ -410,10 +417,11 @@ def _pay(bill_day: BillDay, f: Finding) -> bool:
 
 
 def _settle_refund(bill_day: BillDay, f: Finding) -> bool:
-    """A refund WeChat finished that is still 处理中 here: settled as its notify would be."""
+    """A refund WeChat finished that is still 处理中 (or 退款异常) here: settled as its notify
+    would be. The bill has no success time: the refund is settled as of now."""
     row = f.row
     with transaction.atomic():
-        outcome = payment_services.settle_refund(f.refund, "SUCCESS", row.refund_id, row.happened_at)
+        outcome = payment_services.settle_refund(f.refund, "SUCCESS", row.refund_id)
         if outcome == APPLIED:
             _record(bill_day, f, Outcome.SETTLED, None)
             return True
@@ -440,23 +448,26 @@ def _record(bill_day: BillDay, f: Finding, outcome: str, incident: Incident | No
 # -- summaries and the loop -------------------------------------------------------------------
 
 def outcome_counts(bill_day: BillDay) -> dict[str, int]:
-    counts = dict(bill_day.differences.values_list("outcome").annotate(n=Count("pk")).order_by())
-    return {outcome: counts.get(outcome, 0) for outcome in Outcome.values}
+    """The day's differences: all, settled, shown only, and those with an incident (a settled
+    one may have opened one too, such as money taken after the order was closed)."""
+    return bill_day.differences.aggregate(
+        total=Count("pk"), settled=Count("pk", filter=Q(outcome=Outcome.SETTLED)),
+        info=Count("pk", filter=Q(outcome=Outcome.INFO)), incident=Count("pk", filter=Q(incident__isnull=False)))
 
 
 def summary(bill_day: BillDay) -> str:
-    """The day in one line, e.g. `2026-11-23: 有差异 — WeChat 12 笔 ¥345.00 退款 ¥10.00 手续费 ¥2.07;
-    ours 12 笔 ¥345.00 退款 ¥10.00; differences 3 (settled 1, incidents 2)`."""
+    """The day in one line, e.g. `2026-11-23: 有差异 — WeChat 12 笔 ¥345.00 退款 ¥10.00 (处理中 1 笔 ¥5.00)
+    手续费 ¥2.07; ours 12 笔 ¥345.00 退款 ¥10.00; differences 3 (settled 1, incidents 2)`."""
     head = f"{bill_day.date.isoformat()}: {bill_day.get_status_display()}"
     if not bill_day.is_complete:
         return f"{head} — {bill_day.reason}"
     counts = outcome_counts(bill_day)
-    info = f", info {counts[Outcome.INFO]}" if counts[Outcome.INFO] else ""
+    info = f", info {counts['info']}" if counts["info"] else ""
+    in_flight = f" (处理中 {bill_day.in_flight_text()})" if bill_day.wechat_in_flight_count else ""
     line = (f"{head} — WeChat {bill_day.wechat_paid_count or 0} 笔 {yuan(bill_day.wechat_paid or 0)} "
-            f"退款 {yuan(bill_day.wechat_refunded or 0)} 手续费 {yuan(bill_day.wechat_fee or 0)}; "
+            f"退款 {yuan(bill_day.wechat_refunded or 0)}{in_flight} 手续费 {fee_yuan(bill_day.wechat_fee_millifen or 0)}; "
             f"ours {bill_day.our_paid_count} 笔 {yuan(bill_day.our_paid)} 退款 {yuan(bill_day.our_refunded)}; "
-            f"differences {sum(counts.values())} (settled {counts[Outcome.SETTLED]}, "
-            f"incidents {counts[Outcome.INCIDENT]}{info})")
+            f"differences {counts['total']} (settled {counts['settled']}, incidents {counts['incident']}{info})")
     if bill_day.reason:
         line += f"; {bill_day.reason}"
     if bill_day.last_error:

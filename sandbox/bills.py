@@ -12,18 +12,21 @@ WeChat's, and a contract with the merchant's parser (reconciliation/bill.py):
   makes a line with too many fields, which the merchant has to cope with);
 - the summary header 总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,
   申请退款总金额, and a line of its back-quoted values: the number of detail rows, the sums
-  of 应结订单金额, 退款金额 and 手续费 over every row, "0.00", the sum of 订单金额 over the
-  payment rows, the sum of 申请退款金额.
+  of 应结订单金额, 退款金额 and 手续费 (five decimals) over every row, "0.00", the sum of
+  订单金额 over the payment rows, the sum of 申请退款金额.
 
 Rows, in time order:
 - a payment row for each paid trade (SUCCESS, or REFUND once refunds began) whose
   time_end falls on the day: 交易状态 SUCCESS, 应结订单金额 = 订单金额 = the amount in yuan,
-  refund columns "0" / "0.00" / empty, 手续费 = FEE_RATE of the amount (rounded half up to
-  the fen), 费率 "0.60%";
-- a refund row for each refund that succeeded (state SUCCESS) with its success_time on
-  the day: 交易时间 the success time, 交易状态 REFUND, the trade's ids, 应结订单金额 "0.00",
-  订单金额 the trade's amount, 微信退款单号, 商户退款单号, 退款金额 = 申请退款金额 = the
-  refund's amount, 退款类型 ORIGINAL, 退款状态 SUCCESS, 手续费 minus the fee given back.
+  refund columns "0" / "0.00" / empty, 手续费 = 0.6% of the amount rounded half up to the
+  fen and written, as WeChat does, with five decimals ("0.06000"), 费率 "0.60%";
+- a refund row for each refund WeChat accepted on the day, whatever became of it: WeChat
+  writes a refund into the bill of the day it was requested (交易时间 is the request time,
+  not the success time) and never updates it, so its 退款状态 is the state it had when the
+  bill was cut (09:00 the next day, or now if that is earlier): SUCCESS, REFUNDCLOSE or
+  CHANGE if it had ended by then, PROCESSING otherwise. 交易状态 REFUND, the trade's ids,
+  应结订单金额 "0.00", 订单金额 the trade's amount, 微信退款单号, 商户退款单号, 退款金额 =
+  申请退款金额 = the refund's amount, 退款类型 ORIGINAL, 手续费 minus the fee given back.
 bill_type SUCCESS keeps the payment rows only, REFUND the refund rows only. A bill without
 rows does not exist (NoBill: v2 "No Bill Exist", v3 400 NO_STATEMENT_EXIST).
 
@@ -50,9 +53,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.utils import timezone
+
 from sandbox import services
 from sandbox.models import Fault, Refund, Trade
-from wxrecharge.money import format_fen
+from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
 HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
@@ -61,6 +66,9 @@ HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微�
 SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
 FEE_RATE_TEXT = "0.60%"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# WeChat starts making a day's bill at 09:00 the next day (and serves it from about 10:00): a
+# refund line says how the refund stood then.
+BILL_CUT = time(9, 0)
 UNKNOWN_TRADE_FEN = 888  # what the made-up trade of bill_add_unknown_trade paid
 
 
@@ -109,21 +117,37 @@ def _payment(trade: Trade, amount: int) -> Line:
     values = [
         _beijing(trade.time_end), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "", trade.out_trade_no,
         trade.openid, trade.trade_type, "SUCCESS", "CMC", "CNY", format_fen(amount), "0.00", "0", "0", "0.00", "0.00", "",
-        "", trade.body, trade.attach, format_fen(fee), FEE_RATE_TEXT, format_fen(amount), "0.00", "",
+        "", trade.body, trade.attach, _fee(fee), FEE_RATE_TEXT, format_fen(amount), "0.00", "",
     ]
     return Line(at=trade.time_end, fields=values, settled=amount, fee=fee, ordered=amount)
 
 
-def _refund(refund: Refund, trade_amount: int) -> Line:
+def _fee(fen: int) -> str:
+    """A fee as WeChat's bills write it: rounded to the fen, five decimals ("0.06000")."""
+    return format_fee(fen * MILLIFEN_PER_FEN)
+
+
+def status_at(refund: Refund, cut: datetime) -> str:
+    """The refund's 退款状态 as it stood at `cut` (a bill never updates it afterwards)."""
+    if refund.state == Refund.SUCCESS:
+        ended = refund.success_time
+    elif refund.state in (Refund.REFUNDCLOSE, Refund.CHANGE):
+        ended = refund.settle_at or refund.created_at
+    else:
+        return Refund.PROCESSING
+    return refund.state if ended is not None and ended <= cut else Refund.PROCESSING
+
+
+def _refund(refund: Refund, trade_amount: int, cut: datetime) -> Line:
     trade, amount = refund.trade, refund.refund_fee
     fee = -fee_of(amount)
     values = [
-        _beijing(refund.success_time), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "",
+        _beijing(refund.created_at), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "",
         trade.out_trade_no, trade.openid, trade.trade_type, "REFUND", "CMC", "CNY", "0.00", "0.00", refund.refund_id,
-        refund.out_refund_no, format_fen(amount), "0.00", "ORIGINAL", "SUCCESS", trade.body, trade.attach, format_fen(fee),
-        FEE_RATE_TEXT, format_fen(trade_amount), format_fen(amount), "",
+        refund.out_refund_no, format_fen(amount), "0.00", "ORIGINAL", status_at(refund, cut), trade.body, trade.attach,
+        _fee(fee), FEE_RATE_TEXT, format_fen(trade_amount), format_fen(amount), "",
     ]
-    return Line(at=refund.success_time, fields=values, refunded=amount, fee=fee, requested=amount, order=1)
+    return Line(at=refund.created_at, fields=values, refunded=amount, fee=fee, requested=amount, order=1)
 
 
 def _faults(out_trade_nos: set[str]) -> tuple[dict[str, Fault], Fault]:
@@ -159,8 +183,9 @@ def bill_text(mch_id: str, appid: str, day: date, bill_type: str = "ALL") -> str
     trades = list(Trade.objects.filter(mch_id=mch_id, state__in=[Trade.SUCCESS, Trade.REFUND], time_end__gte=start,
                                        time_end__lt=end).order_by("time_end", "pk"))
     refunds = list(Refund.objects.select_related("trade").filter(
-        trade__mch_id=mch_id, state=Refund.SUCCESS, success_time__gte=start, success_time__lt=end,
-    ).order_by("success_time", "pk"))
+        trade__mch_id=mch_id, created_at__gte=start, created_at__lt=end,
+    ).order_by("created_at", "pk"))
+    cut = min(datetime.combine(day + timedelta(days=1), BILL_CUT, tzinfo=services.BEIJING), timezone.now())
     switches, overall = _faults({t.out_trade_no for t in trades} | {r.trade.out_trade_no for r in refunds})
     if overall.bill_not_ready:
         raise NotReady("Bill Creating")
@@ -178,7 +203,7 @@ def bill_text(mch_id: str, appid: str, day: date, bill_type: str = "ALL") -> str
             line = _payment(trade, amount(trade))
             lines += [line, line] if fault.bill_duplicate_row else [line]
     if bill_type in ("ALL", "REFUND"):
-        lines += [_refund(r, amount(r.trade)) for r in refunds if not switches[r.trade.out_trade_no].bill_omit]
+        lines += [_refund(r, amount(r.trade), cut) for r in refunds if not switches[r.trade.out_trade_no].bill_omit]
     lines.sort(key=lambda line: (line.at.replace(microsecond=0), line.order))  # stable: a duplicate stays beside its row
     if lines and overall.bill_add_unknown_trade and bill_type in ("ALL", "SUCCESS"):
         lines.insert(0, _unknown(mch_id, appid, day, lines[0].at))
@@ -188,7 +213,7 @@ def bill_text(mch_id: str, appid: str, day: date, bill_type: str = "ALL") -> str
     if overall.bill_corrupt_summary:
         settled += 1
     summary = [str(len(lines)), format_fen(settled), format_fen(sum(line.refunded for line in lines)), "0.00",
-               format_fen(sum(line.fee for line in lines)), format_fen(sum(line.ordered for line in lines)),
+               _fee(sum(line.fee for line in lines)), format_fen(sum(line.ordered for line in lines)),
                format_fen(sum(line.requested for line in lines))]
     text = [HEADER, *(line.text() for line in lines), SUMMARY_HEADER, ",".join("`" + value for value in summary)]
     return "\r\n".join(text) + "\r\n"

@@ -41,3 +41,24 @@ def parse_yuan(value: object, signed: bool = False) -> int | None:
         return None
     fen = int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
     return -fen if match[1] else fen
+
+
+# WeChat's trade bills write fees (手续费, 手续费总金额) to five decimals of a yuan ("0.06000"):
+# they are kept exactly, as integer thousandths of a fen (millifen), never as floats.
+MILLIFEN_PER_FEN = 1000
+
+
+def format_fee(millifen: int) -> str:
+    """A fee as WeChat's bills write it: 6000 -> "0.06000", -2000 -> "-0.02000"."""
+    sign = "-" if millifen < 0 else ""
+    millifen = abs(millifen)
+    return f"{sign}{millifen // 100_000}.{millifen % 100_000:05d}"
+
+
+def fee_yuan(millifen: int | None) -> str:
+    """A fee for people: ¥0.06, ¥0.06123 (the decimals it has beyond the fen), -¥0.02, or "-"."""
+    if millifen is None:
+        return "-"
+    whole, decimals = format_fee(abs(millifen)).split(".")
+    text = f"¥{whole}.{decimals[:2]}{decimals[2:].rstrip('0')}"
+    return f"-{text}" if millifen < 0 else text

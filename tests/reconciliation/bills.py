@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from payments.gateway import NO_BILL, V2Gateway, V3Gateway, WeChatError
-from wxrecharge.money import format_fen
+from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
@@ -22,7 +22,13 @@ SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值�
 
 
 def fee_of(fen: int) -> int:
-    return round(fen * 0.006)
+    """WeChat's 0.6% fee, in fen rounded half up."""
+    return (fen * 6 + 500) // 1000
+
+
+def fee_text(fen: int) -> str:
+    """A fee as WeChat writes it: five decimals ("0.06000")."""
+    return format_fee(fen * MILLIFEN_PER_FEN)
 
 
 def _at(at: datetime) -> str:
@@ -36,7 +42,7 @@ def pay_row(out_trade_no: str, amount: int, transaction_id: str, at: datetime, *
         "设备号": "", "微信订单号": transaction_id, "商户订单号": out_trade_no, "用户标识": "oTestUser",
         "交易类型": "JSAPI", "交易状态": "SUCCESS", "付款银行": "CMC", "货币种类": "CNY", "应结订单金额": format_fen(amount),
         "代金券金额": "0.00", "微信退款单号": "0", "商户退款单号": "0", "退款金额": "0.00", "充值券退款金额": "0.00",
-        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": format_fen(fee_of(amount)),
+        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": fee_text(fee_of(amount)),
         "费率": "0.60%", "订单金额": format_fen(amount), "申请退款金额": "0.00", "费率备注": "",
     }
     return {**row, **changes}
@@ -44,10 +50,11 @@ def pay_row(out_trade_no: str, amount: int, transaction_id: str, at: datetime, *
 
 def refund_row(out_trade_no: str, transaction_id: str, out_refund_no: str, refund_id: str, amount: int, at: datetime,
                status: str = "SUCCESS", **changes) -> dict[str, str]:
-    """A refund line (交易状态 REFUND): the refund's success time, its amount, the fee given back."""
+    """A refund line (交易状态 REFUND): the time WeChat accepted the refund (not its success), its
+    amount, its status when the bill was cut, the fee given back."""
     row = pay_row(out_trade_no, 0, transaction_id, at)
     row.update({"交易状态": "REFUND", "应结订单金额": "0.00", "微信退款单号": refund_id, "商户退款单号": out_refund_no,
-                "退款金额": format_fen(amount), "退款类型": "ORIGINAL", "退款状态": status, "手续费": format_fen(-fee_of(amount)),
+                "退款金额": format_fen(amount), "退款类型": "ORIGINAL", "退款状态": status, "手续费": fee_text(-fee_of(amount)),
                 "订单金额": "0.00", "申请退款金额": format_fen(amount)})
     return {**row, **changes}
 
@@ -62,11 +69,18 @@ def fen(text: str) -> int:
     return sign * (int(whole) * 100 + int(cents.ljust(2, "0")))
 
 
+def millifen(text: str) -> int:
+    """A fee of five decimals (or fewer) in thousandths of a fen."""
+    sign = -1 if text.startswith("-") else 1
+    whole, _, decimals = text.lstrip("-").partition(".")
+    return sign * (int(whole) * 100_000 + int(decimals.ljust(5, "0")))
+
+
 def summary_of(rows: list[dict[str, str]], **changes) -> dict[str, str]:
     values = {
         "总交易单数": str(len(rows)), "应结订单总金额": format_fen(sum(fen(r["应结订单金额"]) for r in rows)),
         "退款总金额": format_fen(sum(fen(r["退款金额"]) for r in rows)), "充值券退款总金额": "0.00",
-        "手续费总金额": format_fen(sum(fen(r["手续费"]) for r in rows)),
+        "手续费总金额": format_fee(sum(millifen(r["手续费"]) for r in rows)),
         "订单总金额": format_fen(sum(fen(r["订单金额"]) for r in rows)),
         "申请退款总金额": format_fen(sum(fen(r["申请退款金额"]) for r in rows)),
     }

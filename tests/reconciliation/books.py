@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
+import time_machine
 from django.db.models import Sum
 
 from accounts.models import User
@@ -39,10 +40,15 @@ def paid(user: User, amount: int, at: datetime, **fields) -> RechargeOrder:
     return order
 
 
-def refund(order: RechargeOrder, amount: int, settled_at: datetime | None = None, state: str = "SUCCESS") -> Refund:
-    """A refund accepted by WeChat; settled (`state`) at `settled_at`, or still 退款中 without it."""
-    item = order.start_refund(amount, "测试退款")
-    item.accept(refund_id())
+def refund(order: RechargeOrder, amount: int, settled_at: datetime | None = None, state: str = "SUCCESS",
+           requested_at: datetime | None = None) -> Refund:
+    """A refund requested and accepted by WeChat at `requested_at` (by default a minute before
+    `settled_at`, or half an hour after the payment); settled (`state`) at `settled_at`, or
+    still 退款中 without it."""
+    requested_at = requested_at or (settled_at - timedelta(minutes=1) if settled_at else order.paid_at + timedelta(minutes=30))
+    with time_machine.travel(requested_at, tick=False):
+        item = order.start_refund(amount, "测试退款")
+        item.accept(refund_id())
     if settled_at is not None:
         item.settle(state, settled_at=settled_at)
     item.refresh_from_db()
@@ -61,6 +67,6 @@ def snapshot() -> dict:
                                                                            "wechat_amount", "our_amount", "detail")),
         "days": list(BillDay.objects.order_by("pk").values_list(
             "pk", "status", "reason", "wechat_paid_count", "wechat_refund_count", "wechat_paid", "wechat_refunded",
-            "wechat_fee", "our_paid_count", "our_paid", "our_refund_count", "our_refunded")),
+            "wechat_fee_millifen", "wechat_in_flight_count", "wechat_in_flight", "our_paid_count", "our_paid", "our_refund_count", "our_refunded")),
         "rows": BillRow.objects.count(),
     }

@@ -231,3 +231,23 @@ def test_an_orders_page_links_to_the_reconciliation_that_named_it_for_those_who_
     # an order no difference names has no such line
     other = auditor.get(f"/admin/orders/rechargeorder/{day.gone.order.pk}/change/").content.decode()
     assert "支付未入账" not in other
+
+
+def test_a_day_with_a_refund_in_flight_at_bill_time_says_why_the_refund_totals_include_it(admin_client, wechat, payer):
+    """WeChat's bill lists a refund PROCESSING when it was not finished at the cut: balanced,
+    nothing in red, and the page says why WeChat's refund total includes it."""
+    order = paid(payer, 1000, AT)
+    item = refund(order, 500, requested_at=AT + timedelta(hours=1))
+    wechat.bills[DAY] = bill(pay_row(order.out_trade_no, 1000, order.transaction_id, AT, 手续费="0.06123"),
+                             refund_row(order.out_trade_no, order.transaction_id, item.out_refund_no, item.refund_id,
+                                        500, AT + timedelta(hours=1), status="PROCESSING", 手续费="-0.03000"))
+    result = reconcile_day(DAY)
+    assert result.status == BillDay.Status.BALANCED
+    html = admin_client.get(day_url(result)).content.decode()
+    totals = html[html.index('data-testid="totals"'):html.index('data-testid="differences"')]
+    assert "recon-differs" not in totals and "不一致" not in totals
+    assert re.search(r'<th scope="row">其中出账时仍在处理中的退款</th><td class="num">1 笔 ¥5\.00</td>', totals)
+    assert "出账后不再更新其状态" in totals
+    assert '<th scope="row">手续费</th><td class="num">¥0.03123</td>' in totals  # five decimals, exactly
+    listing = admin_client.get(DAYS).content.decode()
+    assert "（出账时处理中 1 笔 ¥5.00）" in listing and "recon-pair_differs" not in listing

@@ -37,16 +37,17 @@ def refused(data: bytes) -> str:
     return str(error.value)
 
 
-def test_a_bill_is_read_by_column_name_with_amounts_in_fen():
+def test_a_bill_is_read_by_column_name_with_amounts_in_fen_and_fees_in_millifen():
     parsed = parse(bill(*two_rows()), DAY)
     payment, refund = parsed.rows
+    assert "`0.06000,`0.60%," in payment.raw  # as WeChat writes a fee: five decimals
     assert (payment.kind, payment.out_trade_no, payment.transaction_id, payment.amount, payment.fee) == (
-        PAYMENT, OTN, TXN, 1000, 6)
+        PAYMENT, OTN, TXN, 1000, 6000)
     assert payment.refund_id == payment.out_refund_no == ""  # WeChat writes "0" on a payment line
     assert (refund.kind, refund.out_refund_no, refund.refund_amount, refund.refund_status, refund.fee, refund.amount) == (
-        REFUND, "RF2026112311000000000000000001", 300, "SUCCESS", -2, 0)
+        REFUND, "RF2026112311000000000000000001", 300, "SUCCESS", -2000, 0)
     assert refund.happened_at == AT.replace(hour=11) and refund.line_no == 3
-    assert (parsed.count, parsed.paid, parsed.refunded, parsed.fee) == (2, 1000, 300, 4)
+    assert (parsed.count, parsed.paid, parsed.refunded, parsed.fee) == (2, 1000, 300, 4000)
     assert not parsed.duplicates
 
 
@@ -117,15 +118,32 @@ def test_an_amount_that_is_not_plain_yuan_is_refused(amount):
 
 
 def test_only_the_fee_may_be_negative():
-    row = pay_row(OTN, 1000, TXN, AT, 手续费="-0.06")
-    assert parse(bill(row), DAY).rows[0].fee == -6
+    row = pay_row(OTN, 1000, TXN, AT, 手续费="-0.06000")
+    assert parse(bill(row), DAY).rows[0].fee == -6000
+
+
+@pytest.mark.parametrize(("text", "millifen"), [
+    ("0.06000", 6000), ("0.00000", 0), ("0", 0), ("0.06", 6000), ("0.06123", 6123), ("-0.01000", -1000),
+    ("12.34567", 1234567),
+])
+def test_a_fee_is_read_exactly_to_five_decimals(text, millifen):
+    """WeChat writes fees with five decimals (older bills: fewer); never read as a float."""
+    row = pay_row(OTN, 1000, TXN, AT, 手续费=text)
+    parsed = parse(bill(row), DAY)
+    assert parsed.rows[0].fee == parsed.fee == millifen
+
+
+@pytest.mark.parametrize("text", ["0.060000", "0,06", "0.06%", "", "+0.06", "0.0６"])
+def test_a_fee_that_is_not_yuan_to_five_decimals_is_refused(text):
+    good = pay_row(OTN, 1000, TXN, AT)
+    assert refused(bill(line({**good, "手续费": text}), summary=summary_of([good]))).startswith("第 2 行")
 
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
     ("总交易单数", "3", "总交易单数 3，明细合计 2"),
     ("应结订单总金额", "10.01", "应结订单总金额 10.01，明细合计 10.00"),
     ("退款总金额", "0.00", "退款总金额 0.00，明细合计 3.00"),
-    ("手续费总金额", "0.06", "手续费总金额 0.06，明细合计 0.04"),
+    ("手续费总金额", "0.06000", "手续费总金额 0.06000，明细合计 0.04000"),
 ])
 def test_a_summary_that_does_not_add_up_is_refused(field, value, expected):
     rows = two_rows()

@@ -95,7 +95,7 @@ def test_a_clean_day_is_balanced_and_shows_both_totals(api, day, payer):
     assert bill_day.status == Status.BALANCED, bill_day.reason
     assert bill_day.api == api and bill_day.reason == "" and bill_day.last_error == ""
     assert (bill_day.wechat_count, bill_day.wechat_paid_count, bill_day.wechat_paid, bill_day.wechat_refund_count,
-            bill_day.wechat_refunded, bill_day.wechat_fee) == (3, 2, 3550, 1, 300, 6 + 15 - 2)
+            bill_day.wechat_refunded, bill_day.wechat_fee_millifen) == (3, 2, 3550, 1, 300, (6 + 15 - 2) * 1000)
     assert (bill_day.our_paid_count, bill_day.our_paid, bill_day.our_refund_count, bill_day.our_refunded) == (
         2, 3550, 1, 300)
     assert [(t["label"], t["wechat"], t["ours"], t["differs"]) for t in bill_day.totals()] == [
@@ -154,7 +154,7 @@ def test_another_amount_in_the_bill_is_an_incident_and_changes_nothing(api, day,
     difference = bill_day.differences.get()
     assert (difference.wechat_amount, difference.our_amount) == (1200, 1000)
     assert Incident.objects.get().kind == Incident.Kind.BILL_AMOUNT
-    assert (bill_day.wechat_paid, bill_day.our_paid, bill_day.wechat_fee) == (1200, 1000, 7)
+    assert (bill_day.wechat_paid, bill_day.our_paid, bill_day.wechat_fee_millifen) == (1200, 1000, 7000)
     after = snapshot()
     assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"],
                                                                      before["orders"])
@@ -191,8 +191,8 @@ def test_a_refund_settled_at_wechat_but_processing_here_is_settled_by_the_bill(a
     assert list(bill_day.differences.values_list("kind", "outcome", "out_refund_no")) == [
         (Kind.UNSETTLED_REFUND, Outcome.SETTLED, refund.out_refund_no)]
     refund.refresh_from_db()
-    assert refund.status == Refund.Status.SUCCESS and refund.settled_at
-    assert refund.settled_at == SandboxRefund.objects.get().success_time.replace(microsecond=0)
+    # Settled when the bill said so: the bill has no success time.
+    assert refund.status == Refund.Status.SUCCESS and refund.settled_at > SandboxRefund.objects.get().success_time
     assert balance(payer) == 600 and not Incident.objects.exists()
     assert (bill_day.wechat_refunded, bill_day.our_refunded, bill_day.our_refund_count) == (400, 400, 1)
     before = snapshot()
@@ -267,3 +267,23 @@ def test_a_download_that_fails_halfway_applies_nothing_and_a_rerun_completes(api
     assert bill_day.status == Status.DIFFERENCES and bill_day.last_error == ""
     assert differences(bill_day) == [(Kind.MISSED_PAYMENT, Outcome.SETTLED, order.out_trade_no)]
     assert balance(payer) == 1000
+
+
+def test_a_refund_still_processing_when_the_bill_was_cut_is_no_difference_before_or_after_it_succeeds(api, day, payer):
+    """The sandbox cuts the bill at 09:00 the next day, as WeChat does: a refund that was not
+    finished by then stays PROCESSING in that bill for good. Reconciled before and after it
+    succeeded, the day stays 已平 and says why WeChat's refund total includes it."""
+    order = paid_at_sandbox(payer, "10.00")
+    refund = payment_services.request_refund(order, 400, "测试退款")
+    first = reconcile(day)
+    assert first.status == Status.BALANCED and not first.differences.exists(), summary(first)
+    assert (first.wechat_refunded, first.our_refunded, first.wechat_in_flight_count, first.wechat_in_flight) == (
+        400, 400, 1, 400)
+    assert BillRow.objects.get(kind="refund").refund_status == "PROCESSING"
+    with time_machine.travel(datetime.combine(day + timedelta(days=1), time(10, 30), tzinfo=BEIJING), tick=True):
+        assert settle_sandbox_refunds() == 1
+        assert payment_services.sync_refund(refund).status == Refund.Status.SUCCESS
+    again = reconcile(day)
+    assert again.status == Status.BALANCED and not again.differences.exists() and not Incident.objects.exists()
+    assert BillRow.objects.get(kind="refund").refund_status == "PROCESSING"  # WeChat never updates it
+    assert summary(again) == summary(first)

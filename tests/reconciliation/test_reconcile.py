@@ -15,6 +15,7 @@ from orders.models import LedgerEntry, RechargeOrder, Refund
 from payments.gateway import WeChatError
 from payments.models import Incident
 from reconciliation.models import BillDay, BillRow, Difference
+from payments import services
 from reconciliation.services import DateRefused, DayBusy, due_days, reconcile_day, summary
 from tests.reconciliation.bills import BEIJING, bill, line, no_bill, pay_row, refund_row, summary_of
 from tests.reconciliation.books import paid, pending, refund, refund_id, snapshot, transaction_id
@@ -34,9 +35,10 @@ def billed(order: RechargeOrder, amount: int | None = None, txn: str | None = No
 
 def billed_refund(item: Refund, amount: int | None = None, at: datetime | None = None, status: str = "SUCCESS",
                   **changes) -> dict:
+    """The bill's line for a refund: dated when WeChat accepted it (not when it succeeded)."""
     return refund_row(item.order.out_trade_no, item.order.transaction_id, item.out_refund_no,
                       item.refund_id or refund_id(), item.amount if amount is None else amount,
-                      at or item.settled_at or AT + timedelta(hours=1), status=status, **changes)
+                      at or item.accepted_at or AT + timedelta(hours=1), status=status, **changes)
 
 
 def only_difference(day: BillDay) -> Difference:
@@ -67,7 +69,7 @@ def test_a_day_that_agrees_is_balanced_with_both_totals(wechat, payer, settings)
     day = reconcile_day(DAY)
     assert day.status == Status.BALANCED and day.reason == "" and day.last_error == ""
     assert (day.wechat_count, day.wechat_paid_count, day.wechat_paid, day.wechat_refund_count, day.wechat_refunded,
-            day.wechat_fee) == (3, 2, 3550, 1, 300, 6 + 15 - 2)
+            day.wechat_fee_millifen) == (3, 2, 3550, 1, 300, (6 + 15 - 2) * 1000)
     assert (day.our_paid_count, day.our_paid, day.our_refund_count, day.our_refunded) == (2, 3550, 1, 300)
     assert not day.totals_differ() and day.differences.count() == 0
     assert day.rows.count() == 3 and day.api == settings.WECHAT_PAY_API and day.attempts == 1
@@ -90,10 +92,14 @@ def test_orders_and_refunds_of_other_days_are_not_ours_of_this_day(wechat, payer
     paid(payer, 1000, datetime(2026, 11, 22, 23, 59, 59, tzinfo=BEIJING))
     paid(payer, 1000, datetime(2026, 11, 24, 0, 0, tzinfo=BEIJING))
     today = paid(payer, 700, datetime(2026, 11, 23, 0, 0, tzinfo=BEIJING))
-    refund(today, 100)  # still 退款中: not ours until it succeeds
-    wechat.bills[DAY] = bill(billed(today))
+    # A refund is the day's when WeChat accepted it, as in WeChat's bill: not when it succeeded.
+    taken = refund(today, 100, requested_at=datetime(2026, 11, 23, 23, 59, 59, tzinfo=BEIJING))
+    refund(today, 200, requested_at=datetime(2026, 11, 24, 0, 0, tzinfo=BEIJING),
+           settled_at=datetime(2026, 11, 24, 0, 1, tzinfo=BEIJING))
+    wechat.bills[DAY] = bill(billed(today), billed_refund(taken, status="PROCESSING"))
     day = reconcile_day(DAY)
-    assert day.status == Status.BALANCED and (day.our_paid_count, day.our_paid, day.our_refund_count) == (1, 700, 0)
+    assert day.status == Status.BALANCED and (day.our_paid_count, day.our_paid, day.our_refund_count,
+                                              day.our_refunded) == (1, 700, 1, 100)
 
 
 # -- payments --------------------------------------------------------------------------------------
@@ -136,9 +142,12 @@ def test_money_taken_for_a_closed_order_is_credited_with_an_incident(wechat, pay
     order = pending(payer, 1000, AT)
     order.close()
     wechat.bills[DAY] = bill(billed(order, txn=transaction_id()))
-    difference = only_difference(reconcile_day(DAY))
+    day = reconcile_day(DAY)
+    difference = only_difference(day)
     assert (difference.kind, difference.outcome) == (Kind.MISSED_PAYMENT, Outcome.SETTLED)
     assert difference.incident.kind == Incident.Kind.PAID_AFTER_CLOSE and balance(payer) == 1000
+    # Settled, and an incident for the operator: the summary counts both.
+    assert summary(day).endswith("differences 1 (settled 1, incidents 1)")
 
 
 def test_a_lost_notify_of_another_amount_is_an_incident_and_nothing_is_credited(wechat, payer):
@@ -241,7 +250,7 @@ def test_a_refund_done_at_wechat_but_processing_here_is_settled_once(wechat, pay
     day = reconcile_day(DAY)
     item.refresh_from_db()
     order.refresh_from_db()
-    assert item.status == Refund.Status.SUCCESS and item.settled_at == at
+    assert item.status == Refund.Status.SUCCESS and item.settled_at == NOW  # the bill has no success time
     assert order.status == RechargeOrder.Status.REFUNDED and order.refunded_amount == 400
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.refund) == (Kind.UNSETTLED_REFUND, Outcome.SETTLED, item)
@@ -298,6 +307,62 @@ def test_a_refund_still_processing_at_wechat_and_here_is_no_difference(wechat, p
     assert day.differences.count() == 0 and day.status == Status.BALANCED
     item.refresh_from_db()
     assert item.status == Refund.Status.PROCESSING
+
+
+def test_a_refund_processing_in_the_bill_stays_no_difference_after_it_succeeds_here(wechat, payer):
+    """WeChat writes a refund into the bill when it is requested and never updates its status:
+    PROCESSING only says it was not finished when the bill was cut. Running the day again
+    after the refund succeeded here changes nothing."""
+    order = paid(payer, 1000, AT)
+    item = refund(order, 400, requested_at=AT + timedelta(hours=11, minutes=59))
+    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="PROCESSING"))
+    day = reconcile_day(DAY)
+    assert day.status == Status.BALANCED and day.differences.count() == 0
+    assert (day.wechat_refunded, day.our_refunded, day.wechat_in_flight_count, day.wechat_in_flight) == (400, 400, 1, 400)
+    assert not day.totals_differ()
+    in_flight = [t for t in day.totals() if t["label"] == "其中出账时仍在处理中的退款"]
+    assert in_flight[0]["wechat"] == "1 笔 ¥4.00" and "不是差异" in in_flight[0]["note"]
+    assert "退款 ¥4.00 (处理中 1 笔 ¥4.00)" in summary(day)
+    item.settle("SUCCESS", settled_at=NOW)  # its notify, the next morning
+    before = snapshot()
+    day = reconcile_day(DAY)
+    assert day.status == Status.BALANCED and day.differences.count() == 0 and not Incident.objects.exists()
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("ours", ["REFUNDCLOSE", "CHANGE"])
+def test_a_refund_processing_in_the_bill_that_ended_otherwise_here_is_no_difference(wechat, payer, ours):
+    order = paid(payer, 1000, AT)
+    item = refund(order, 400, settled_at=AT + timedelta(hours=3), state=ours)
+    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="PROCESSING"))
+    day = reconcile_day(DAY)
+    assert day.status == Status.BALANCED and day.differences.count() == 0
+
+
+def test_a_refund_abnormal_here_that_the_bill_shows_successful_is_settled_as_a_success(wechat, payer):
+    """CHANGE (退款异常) is not final: the merchant resolves it in the merchant platform and
+    WeChat then reports SUCCESS. The bill's SUCCESS settles it, and closes its incident."""
+    order = paid(payer, 1000, AT)
+    item = refund(order, 400)
+    services.settle_refund(item, "CHANGE")
+    abnormal = Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL, refund=item)
+    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="SUCCESS"))
+    difference = only_difference(reconcile_day(DAY))
+    assert (difference.kind, difference.outcome) == (Kind.UNSETTLED_REFUND, Outcome.SETTLED)
+    item.refresh_from_db()
+    order.refresh_from_db()
+    abnormal.refresh_from_db()
+    assert item.status == Refund.Status.SUCCESS and order.refunded_amount == 400 and balance(payer) == 600
+    assert abnormal.resolved_at is not None and "退款成功" in abnormal.resolution
+    assert not Incident.objects.filter(kind__in=[Incident.Kind.REFUND_CONFLICT, Incident.Kind.BILL_REFUND_STATE]).exists()
+
+
+def test_a_refund_closed_in_the_bill_but_successful_here_is_an_incident(wechat, payer):
+    order = paid(payer, 1000, AT)
+    item = refund(order, 400, settled_at=AT + timedelta(hours=1))
+    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="REFUNDCLOSE"))
+    difference = only_difference(reconcile_day(DAY))
+    assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
 
 
 # -- the bill itself --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -27,7 +28,7 @@ from sandbox import bills, services
 from sandbox.models import Fault, Refund, Trade
 from tests.helpers import clear_of_midnight
 from tests.sandbox.test_v3_merchant_api import prepay, v3_client
-from wxrecharge.money import format_fen
+from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -151,11 +152,17 @@ def read(text: str) -> tuple[list[dict[str, str]], dict[str, str]]:
     return rows, dict(zip(SUMMARY_HEADER.split(","), (v[1:] for v in summary), strict=True))
 
 
-def fen(text: str) -> int:
+def fen(text: str, places: int = 2) -> int:
+    """An amount written with exactly `places` decimals, in units of that last decimal."""
     sign = -1 if text.startswith("-") else 1
-    whole, _, cents = text.lstrip("-").partition(".")
-    assert len(cents) == 2, text
-    return sign * (int(whole) * 100 + int(cents))
+    whole, _, decimals = text.lstrip("-").partition(".")
+    assert len(decimals) == places, text
+    return sign * (int(whole) * 10**places + int(decimals))
+
+
+def fee(text: str) -> int:
+    """A fee as WeChat writes it, five decimals ("0.06000"), in millifen."""
+    return fen(text, places=5)
 
 
 def assert_adds_up(rows: list[dict], summary: dict) -> None:
@@ -165,7 +172,8 @@ def assert_adds_up(rows: list[dict], summary: dict) -> None:
 
     assert summary == {
         "总交易单数": str(len(rows)), "应结订单总金额": format_fen(total("应结订单金额")),
-        "退款总金额": format_fen(total("退款金额")), "充值券退款总金额": "0.00", "手续费总金额": format_fen(total("手续费")),
+        "退款总金额": format_fen(total("退款金额")), "充值券退款总金额": "0.00",
+        "手续费总金额": format_fee(sum(fee(r["手续费"]) for r in rows)),
         "订单总金额": format_fen(total("订单金额", "SUCCESS")), "申请退款总金额": format_fen(total("申请退款金额")),
     }
 
@@ -189,21 +197,21 @@ def test_a_day_of_payments_and_refunds_in_wechats_format(wechat):
         "特约商户号": "0", "设备号": "", "微信订单号": a.transaction_id, "商户订单号": "BILLA01", "用户标识": OPENID,
         "交易类型": "JSAPI", "交易状态": "SUCCESS", "付款银行": "CMC", "货币种类": "CNY", "应结订单金额": "10.00",
         "代金券金额": "0.00", "微信退款单号": "0", "商户退款单号": "0", "退款金额": "0.00", "充值券退款金额": "0.00",
-        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": "0.06", "费率": "0.60%",
+        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": "0.06000", "费率": "0.60%",
         "订单金额": "10.00", "申请退款金额": "0.00", "费率备注": "",
     }
-    assert (rows[1]["应结订单金额"], rows[1]["订单金额"], rows[1]["手续费"]) == ("25.50", "25.50", "0.15")  # 15.3 fen
+    assert (rows[1]["应结订单金额"], rows[1]["订单金额"], rows[1]["手续费"]) == ("25.50", "25.50", "0.15000")  # 15.3 fen
     assert rows[2] == {
-        **rows[0], "交易时间": at(r.success_time), "交易状态": "REFUND", "应结订单金额": "0.00",
+        **rows[0], "交易时间": at(r.created_at), "交易状态": "REFUND", "应结订单金额": "0.00",
         "微信退款单号": r.refund_id, "商户退款单号": "BILLA01-R1", "退款金额": "3.00", "退款类型": "ORIGINAL",
-        "退款状态": "SUCCESS", "手续费": "-0.02", "订单金额": "10.00", "申请退款金额": "3.00",
+        "退款状态": "SUCCESS", "手续费": "-0.02000", "订单金额": "10.00", "申请退款金额": "3.00",
     }
     assert summary == {"总交易单数": "3", "应结订单总金额": "35.50", "退款总金额": "3.00", "充值券退款总金额": "0.00",
-                       "手续费总金额": "0.19", "订单总金额": "35.50", "申请退款总金额": "3.00"}
+                       "手续费总金额": "0.19000", "订单总金额": "35.50", "申请退款总金额": "3.00"}
     assert_adds_up(rows, summary)
     # The merchant's parser reads it as the same bill.
     parsed = merchant_bill.parse(text.encode(), today())
-    assert (parsed.count, parsed.paid, parsed.refunded, parsed.fee) == (3, 3550, 300, 19)
+    assert (parsed.count, parsed.paid, parsed.refunded, parsed.fee) == (3, 3550, 300, 19 * MILLIFEN_PER_FEN)
     assert [(row.kind, row.out_trade_no, row.amount, row.refund_amount) for row in parsed.rows] == [
         ("payment", "BILLA01", 1000, 0), ("payment", "BILLA02", 2550, 0), ("refund", "BILLA01", 0, 300)]
     assert parsed.rows[2].refund_id == r.refund_id and parsed.rows[2].out_refund_no == "BILLA01-R1"
@@ -221,10 +229,12 @@ def test_success_and_refund_bills_keep_their_own_rows(wechat):
     rows, summary = read(wechat.bill(bill_type="REFUND"))
     assert [(r["商户订单号"], r["交易状态"], r["退款金额"]) for r in rows] == [("BILLB01", "REFUND", "10.00")]
     assert summary == {"总交易单数": "1", "应结订单总金额": "0.00", "退款总金额": "10.00", "充值券退款总金额": "0.00",
-                       "手续费总金额": "-0.06", "订单总金额": "0.00", "申请退款总金额": "10.00"}
+                       "手续费总金额": "-0.06000", "订单总金额": "0.00", "申请退款总金额": "10.00"}
 
 
-def test_only_paid_trades_and_refunds_that_succeeded_are_in_the_bill(wechat, sandbox_url):
+def test_paid_trades_and_every_refund_accepted_are_in_the_bill_with_the_refunds_state_then(wechat, sandbox_url):
+    """WeChat writes a refund into the bill of the day it was requested, whatever became of
+    it, with its state when the bill was cut."""
     a = wechat.paid("BILLC01", 1000)
     wechat.refund(a, 100, "BILLC01-R1", settle=False)  # still PROCESSING
     Fault.objects.create(out_trade_no="BILLC02", end_state="REFUNDCLOSE")
@@ -236,8 +246,11 @@ def test_only_paid_trades_and_refunds_that_succeeded_are_in_the_bill(wechat, san
     assert services.pay(created["prepay_id"], settings.WECHAT_APPID) == Trade.PAYERROR
     prepay(v3_client(sandbox_url), "BILLC04", 800)  # never paid
     rows, summary = read(wechat.bill())
-    assert [(r["商户订单号"], r["交易状态"]) for r in rows] == [("BILLC01", "SUCCESS"), ("BILLC02", "SUCCESS")]
+    assert sorted((r["商户订单号"], r["交易状态"], r["退款状态"]) for r in rows) == [
+        ("BILLC01", "REFUND", "PROCESSING"), ("BILLC01", "SUCCESS", ""), ("BILLC02", "REFUND", "REFUNDCLOSE"),
+        ("BILLC02", "SUCCESS", "")]
     assert_adds_up(rows, summary)
+    assert summary["退款总金额"] == "6.00"  # requested that day, whatever became of them
 
 
 def test_a_day_without_a_bill(wechat):
@@ -259,7 +272,7 @@ def test_our_payment_interface_downloads_the_same_bill_under_both_versions(wecha
     v2, v3 = gateway(api="v2").download_bill(today()), gateway(api="v3").download_bill(today())
     assert v2 == v3 == wechat.bill().encode("utf-8")
     rows, summary = read(v3.decode())
-    assert summary["手续费总金额"] == "0.06"  # 7.404 fen -> 7, minus 1.404 -> 1
+    assert summary["手续费总金额"] == "0.06000"  # 7.404 fen -> 7, minus 1.404 -> 1
     assert_adds_up(rows, summary)
 
 
@@ -269,7 +282,7 @@ def test_commas_and_back_quotes_from_the_merchant_are_written_as_is(wechat):
     wechat.paid("BILLF01", 1000, body="充值,加急`A", attach="x,y`z")
     text = wechat.bill()
     line = text.split("\r\n")[1]
-    assert ",`充值,加急`A,`x,y`z,`0.06," in line
+    assert ",`充值,加急`A,`x,y`z,`0.06000,`0.60%," in line
     assert len(line.split(",")) == len(COLUMNS) + 2
     parsed = merchant_bill.parse(text.encode(), today())
     assert [(row.out_trade_no, row.amount) for row in parsed.rows] == [("BILLF01", 1000)]
@@ -305,8 +318,8 @@ def test_bill_total_fee_reports_another_amount_and_the_summary_still_adds_up(wec
     text = wechat.bill()
     rows, summary = read(text)
     assert [(r["商户订单号"], r["交易状态"], r["应结订单金额"], r["订单金额"], r["手续费"], r["退款金额"]) for r in rows] == [
-        ("BILLH01", "SUCCESS", "12.00", "12.00", "0.07", "0.00"), ("BILLH02", "SUCCESS", "5.00", "5.00", "0.03", "0.00"),
-        ("BILLH01", "REFUND", "0.00", "12.00", "-0.02", "3.00")]
+        ("BILLH01", "SUCCESS", "12.00", "12.00", "0.07000", "0.00"), ("BILLH02", "SUCCESS", "5.00", "5.00", "0.03000", "0.00"),
+        ("BILLH01", "REFUND", "0.00", "12.00", "-0.02000", "3.00")]
     assert summary["应结订单总金额"] == "17.00" and summary["订单总金额"] == "17.00"
     assert_adds_up(rows, summary)
     assert merchant_bill.parse(text.encode(), today()).paid == 1700  # verifies: only the amount is wrong
@@ -434,3 +447,48 @@ def test_the_sandbox_admin_shows_the_bill_switches(admin_client):
         "out_trade_no": "Q2", "drop_notifies": "0", "notify_delay_seconds": "0", "bill_add_unknown_trade": "on"})
     assert answer.status_code == 200 and "只能在全局开关中设置" in answer.content.decode()
     assert not Fault.objects.filter(out_trade_no="Q2").exists()
+
+
+# -- refunds as WeChat writes them: on the day requested, with the state at the bill's cut ----------
+
+def test_a_refund_is_in_the_bill_of_the_day_it_was_requested_with_its_state_when_the_bill_was_cut(db):
+    """WeChat's bill lists a refund when it is requested (交易时间 = the request, not the
+    success) and never updates its 退款状态 afterwards: one that finished after 09:00 the
+    next day, when the bill is cut, stays PROCESSING in it."""
+    day = datetime(2026, 11, 23, tzinfo=services.BEIJING).date()
+    paid_at = datetime(2026, 11, 23, 10, 0, tzinfo=services.BEIJING)
+    trade = Trade.objects.create(
+        mch_id=settings.WECHAT_MCH_ID, appid=settings.WECHAT_APPID, out_trade_no="BILLR01", params_digest="d",
+        body="余额充值", total_fee=1000, trade_type="JSAPI", openid=OPENID, notify_url="http://127.0.0.1:9/n",
+        prepay_id="wxBILLR01", state=Trade.REFUND, prepay_expires_at=paid_at, transaction_id="4200000000000000000000000001",
+        time_end=paid_at, refunded_fee=600)
+
+    def refund(no: str, requested: datetime, state: str, ended: datetime | None) -> None:
+        Refund.objects.create(trade=trade, out_refund_no=no, refund_id=f"5030{no}", refund_fee=100, state=state,
+                              created_at=requested, settle_at=ended,
+                              success_time=ended if state == Refund.SUCCESS else None)
+
+    late = datetime(2026, 11, 23, 23, 59, 30, tzinfo=services.BEIJING)
+    refund("R-EARLY", paid_at + timedelta(hours=1), Refund.SUCCESS, paid_at + timedelta(hours=1, minutes=1))
+    refund("R-NIGHT", late, Refund.SUCCESS, late + timedelta(minutes=2))  # succeeds the next day, before the cut
+    refund("R-SLOW", late, Refund.SUCCESS, datetime(2026, 11, 24, 9, 30, tzinfo=services.BEIJING))  # after the cut
+    refund("R-OPEN", late, Refund.PROCESSING, None)
+    refund("R-CLOSED", late, Refund.REFUNDCLOSE, late + timedelta(minutes=5))
+    refund("R-NEXT", datetime(2026, 11, 24, 0, 0, 1, tzinfo=services.BEIJING), Refund.SUCCESS,
+           datetime(2026, 11, 24, 0, 1, tzinfo=services.BEIJING))
+    with time_machine.travel(datetime(2026, 11, 25, 12, 0, tzinfo=services.BEIJING), tick=False):
+        rows, summary = read(bills.bill_text(settings.WECHAT_MCH_ID, settings.WECHAT_APPID, day))
+        next_rows, _ = read(bills.bill_text(settings.WECHAT_MCH_ID, settings.WECHAT_APPID, day + timedelta(days=1)))
+    refunds = {r["商户退款单号"]: (r["交易时间"], r["退款状态"]) for r in rows if r["交易状态"] == "REFUND"}
+    assert refunds == {
+        "R-EARLY": ("2026-11-23 11:00:00", "SUCCESS"), "R-NIGHT": ("2026-11-23 23:59:30", "SUCCESS"),
+        "R-SLOW": ("2026-11-23 23:59:30", "PROCESSING"), "R-OPEN": ("2026-11-23 23:59:30", "PROCESSING"),
+        "R-CLOSED": ("2026-11-23 23:59:30", "REFUNDCLOSE"),
+    }
+    assert summary["退款总金额"] == "5.00" and summary["手续费总金额"] == "0.01000"  # 6 fen, minus 5 x 1 fen
+    assert [(r["商户退款单号"], r["交易时间"]) for r in next_rows] == [("R-NEXT", "2026-11-24 00:00:01")]
+    assert_adds_up(rows, summary)
+    # The merchant's reader takes it as it is: five-decimal fees, refunds in flight at the cut.
+    parsed = merchant_bill.parse(bills.bill_text(settings.WECHAT_MCH_ID, settings.WECHAT_APPID, day).encode(), day)
+    assert parsed.fee == 1 * MILLIFEN_PER_FEN
+    assert sorted(r.out_refund_no for r in parsed.refunds_in_flight) == ["R-OPEN", "R-SLOW"]
