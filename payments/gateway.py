@@ -431,13 +431,15 @@ class V3Gateway(Gateway):
             raise NotifyError(f"resource 解密失败：{exc}", signature_valid=True) from exc
         except ValueError as exc:
             raise NotifyError(f"通知格式错误：{exc}", signature_valid=True, retry=False) from exc
+        numbers = {"out_trade_no": _text(resource.get("out_trade_no")), "out_refund_no": _text(resource.get("out_refund_no"))}
         if settings.WECHAT_MCH_ID != resource.get("mchid"):
-            raise NotifyError(f"foreign mchid {_text(resource.get('mchid'))}", signature_valid=True, retry=False)
+            raise NotifyError(f"foreign mchid {_text(resource.get('mchid'))}", signature_valid=True, retry=False,
+                              **numbers)
         event = envelope.get("event_type")
         if kind == "payment":
             trade = V3Gateway.trade(resource)
             if trade.appid not in (settings.WECHAT_APPID, settings.WECHAT_MINIPROGRAM_APPID):
-                raise NotifyError(f"foreign appid {trade.appid}", signature_valid=True, retry=False)
+                raise NotifyError(f"foreign appid {trade.appid}", signature_valid=True, retry=False, **numbers)
             if event != "TRANSACTION.SUCCESS" or trade.state != "SUCCESS":
                 return Notify(kind, trade=trade, ignore=f"event_type={event} trade_state={trade.state}")
             return Notify(kind, trade=trade)

@@ -189,11 +189,18 @@ class Notification(models.Model):
                                             "traceback"))
         return log
 
+    def names(self, out_trade_no: str, out_refund_no: str = "") -> None:
+        """The order (and refund) a verified notify is about, as soon as it is read: written
+        with the outcome, whatever it is (an error's included), so that the log is found by them."""
+        self.out_trade_no, self.out_refund_no = out_trade_no[:64], out_refund_no[:64]
+
     def finish(self, outcome: str, detail: str = "", **fields) -> None:
-        """Record what processing did (inside the caller's transaction when money moved with it).
+        """Record what processing did (inside the caller's transaction when money moved with it),
+        and the order and refund it `names`: one UPDATE, the hot path has no other.
 
         A notify whose signature did not verify keeps only a prefix of its body.
         """
+        fields = {"out_trade_no": self.out_trade_no, "out_refund_no": self.out_refund_no, **fields}
         fields.update(outcome=outcome, detail=detail[:2000], processed_at=timezone.now())
         if outcome == self.Outcome.REJECTED and fields.get("signature_valid", self.signature_valid) is not True:
             fields["raw_body"] = self.body[:UNVERIFIED_BODY_BYTES]

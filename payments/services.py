@@ -355,14 +355,21 @@ def receive_notify(kind: str, body: bytes, remote_addr: str | None, api: str = "
 
 
 def _parse(log: Notification) -> payment_gateway.Notify | bool:
-    """The verified content of a recorded notify; or, after recording why it was rejected,
-    the answer for WeChat (True: received, since sending it again cannot help)."""
+    """The verified content of a recorded notify, the log naming its order and refund; or,
+    after recording why it was rejected, the answer for WeChat (True: received, since
+    sending it again cannot help)."""
     try:
-        return payment_gateway.parse_notify(log.api, log.kind, log.body, log.headers, log.received_at)
+        notify = payment_gateway.parse_notify(log.api, log.kind, log.body, log.headers, log.received_at)
     except NotifyError as exc:
         (logger.error if exc.signature_valid else logger.warning)("%s notify %s rejected: %s", log.kind, log.pk, exc)
+        log.names(exc.out_trade_no, exc.out_refund_no)  # what a verified notify for another merchant carries
         log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
         return _settled(log) and not exc.retry
+    if notify.refund is not None:
+        log.names(notify.refund.out_trade_no, notify.refund.out_refund_no)
+    else:
+        log.names(notify.trade.out_trade_no)
+    return notify
 
 
 def _settled(log: Notification) -> bool:
@@ -380,12 +387,12 @@ def process_payment_notify(log: Notification) -> bool:
     trade = notify.trade
     out_trade_no = trade.out_trade_no
     if notify.ignore:
-        log.finish(Notification.Outcome.IGNORED, notify.ignore, signature_valid=True, out_trade_no=out_trade_no)
+        log.finish(Notification.Outcome.IGNORED, notify.ignore, signature_valid=True)
         return True
     if not (out_trade_no and trade.transaction_id and trade.total is not None):
         amount_field = "amount.total" if log.api == "v3" else "total_fee"
         log.finish(Notification.Outcome.REJECTED, f"缺少或无效的 out_trade_no、transaction_id 或 {amount_field}",
-                   signature_valid=True, out_trade_no=out_trade_no)
+                   signature_valid=True)
         return _settled(log)
     try:
         payment = apply_payment(out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now(),
@@ -394,11 +401,10 @@ def process_payment_notify(log: Notification) -> bool:
         incident = Incident.report(Incident.Kind.UNKNOWN_ORDER,
                                    f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(trade.total)}，"
                                    f"{trade.transaction_id}）", out_trade_no=out_trade_no)
-        log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, out_trade_no=out_trade_no,
-                   incident=incident)
+        log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, incident=incident)
         return _settled(log)
     except AmountMismatch as exc:
-        log.finish(Notification.Outcome.INCIDENT, str(exc), signature_valid=True, out_trade_no=out_trade_no)
+        log.finish(Notification.Outcome.INCIDENT, str(exc), signature_valid=True)
         return _settled(log)
     logger.info("payment notify %s for %s: %s", log.pk, out_trade_no, payment.outcome)
     return True
@@ -411,23 +417,22 @@ def process_refund_notify(log: Notification) -> bool:
         return notify
     info = notify.refund
     out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.state
-    ids = {"signature_valid": True, "out_trade_no": out_trade_no, "out_refund_no": out_refund_no}
     refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
     if refund is None or refund.order.out_trade_no != out_trade_no:
         incident = Incident.report(Incident.Kind.UNKNOWN_REFUND,
                                    f"收到未知退款 {out_refund_no}（订单 {out_trade_no}）的退款通知，状态 {state}",
                                    out_trade_no=out_trade_no)
-        log.finish(Notification.Outcome.INCIDENT, "未知退款", incident=incident, **ids)
+        log.finish(Notification.Outcome.INCIDENT, "未知退款", signature_valid=True, incident=incident)
         return _settled(log)
     if state not in RefundInfo.FINAL:
-        log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", **ids)
+        log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", signature_valid=True)
         return _settled(log)
     if info.amount != refund.amount:
         incident = Incident.report(Incident.Kind.REFUND_CONFLICT,
                                    f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 "
                                    f"{'?' if info.amount is None else format_fen(info.amount)}；未处理",
                                    order=refund.order, refund=refund)
-        log.finish(Notification.Outcome.INCIDENT, "退款金额不符", incident=incident, **ids)
+        log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
         return _settled(log)
     outcome = settle_refund(refund, state, info.refund_id, info.settled_at, log=log)
     logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)

@@ -49,12 +49,15 @@ class WeChatError(Exception):
 
 class NotifyError(ValueError):
     """A notify that must not be applied; `signature_valid` says how far it got, `retry`
-    whether WeChat sending it again could help (a v3 notify is answered accordingly)."""
+    whether WeChat sending it again could help (a v3 notify is answered accordingly), and
+    the order and refund numbers, when a verified notify was refused after they were read."""
 
-    def __init__(self, message: str, signature_valid: bool | None = None, retry: bool = True):
+    def __init__(self, message: str, signature_valid: bool | None = None, retry: bool = True,
+                 out_trade_no: str = "", out_refund_no: str = ""):
         super().__init__(message)
         self.signature_valid = signature_valid
         self.retry = retry
+        self.out_trade_no, self.out_refund_no = out_trade_no, out_refund_no
 
 
 def mount_transport(session) -> None:
@@ -195,11 +198,13 @@ class Pay:
         return params
 
 
-def _check_merchant(fields: dict[str, str]) -> None:
+def _check_merchant(fields: dict[str, str], content: dict[str, str]) -> None:
+    """`fields` name the merchant; `content` (the decrypted req_info of a refund) the order and refund."""
     if fields.get("mch_id") != settings.WECHAT_MCH_ID or fields.get("appid") not in (
         settings.WECHAT_APPID, settings.WECHAT_MINIPROGRAM_APPID
     ):
-        raise NotifyError(f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}", signature_valid=True)
+        raise NotifyError(f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}", signature_valid=True,
+                          out_trade_no=content.get("out_trade_no", ""), out_refund_no=content.get("out_refund_no", ""))
 
 
 def _api_key() -> str:
@@ -223,7 +228,7 @@ def parse_payment_notify(body: bytes) -> dict[str, str]:
         raise NotifyError(f"bad XML: {exc}") from exc
     if not wxpay.verify(fields, _api_key(), settings.WECHAT_SIGN_TYPE):
         raise NotifyError("signature does not verify", signature_valid=False)
-    _check_merchant(fields)
+    _check_merchant(fields, fields)
     return fields
 
 
@@ -240,7 +245,7 @@ def parse_refund_notify(body: bytes) -> dict[str, str]:
         info = wxpay.decrypt_req_info(fields.get("req_info", ""), _api_key())
     except wxpay.XMLError as exc:
         raise NotifyError("req_info does not decrypt with our key", signature_valid=False) from exc
-    _check_merchant(fields)
+    _check_merchant(fields, info)
     return info
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -9,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from wxrecharge.checks import check_production_configuration
+from wxrecharge.checks import check_production_configuration, check_renamed_settings
 
 PRODUCTION = {
     "DEBUG": False,
@@ -310,6 +311,38 @@ def test_the_apiv3_key_pasted_into_the_wrong_variable_is_never_quoted(settings, 
         assert APIV3_KEY[:16] not in message.msg + (message.hint or "")
 
 
+# --- renamed settings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_the_old_name_of_the_trusted_proxy_count_in_the_environment_refuses_the_start_naming_the_new_one(
+    settings, monkeypatch, debug,
+):
+    settings.DEBUG = debug
+    monkeypatch.setenv("AXES_IPWARE_PROXY_COUNT", "1")
+    [error] = check_renamed_settings()
+    assert error.id == "wxrecharge.E011" and error.is_serious()
+    assert "AXES_IPWARE_PROXY_COUNT is set (in the environment)" in error.msg
+    assert "DJANGO_TRUSTED_PROXY_COUNT" in error.msg and "Set DJANGO_TRUSTED_PROXY_COUNT" in error.hint
+
+
+def test_the_old_name_set_in_the_settings_is_refused_too_but_not_django_axes_own_default(settings, monkeypatch):
+    monkeypatch.delenv("AXES_IPWARE_PROXY_COUNT", raising=False)
+    assert settings.AXES_IPWARE_PROXY_COUNT is None  # what django-axes defines when nobody sets it
+    assert check_renamed_settings() == []
+    settings.AXES_IPWARE_PROXY_COUNT = 1
+    [error] = check_renamed_settings()
+    assert error.id == "wxrecharge.E011" and "(in the settings)" in error.msg
+
+
+def test_the_value_of_the_old_name_is_never_quoted(settings, monkeypatch):
+    monkeypatch.setenv("AXES_IPWARE_PROXY_COUNT", APIV3_KEY)  # a secret pasted into the wrong variable
+    settings.AXES_IPWARE_PROXY_COUNT = APIV3_KEY
+    [error] = check_renamed_settings()
+    assert "in the environment and in the settings" in error.msg
+    assert APIV3_KEY[:16] not in error.msg + error.hint
+
+
 # --- the whole start, through the real settings -----------------------------------------
 
 
@@ -321,7 +354,8 @@ def _manage_py_check(*args, **env):
     from django.conf import settings as dj
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "SITE_URL", "DATABASE_"))}
-    clean.update(DJANGO_DEBUG="0", DJANGO_SETTINGS_MODULE="wxrecharge.settings", DATABASE_URL="sqlite:///:memory:", **env)
+    clean.update({"DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "wxrecharge.settings", "DATABASE_URL": "sqlite:///:memory:",
+                  **env})
     return subprocess.run([sys.executable, "manage.py", "check", *args], cwd=dj.BASE_DIR, env=clean,
                           capture_output=True, text=True, timeout=120)
 
@@ -346,3 +380,10 @@ def test_manage_py_check_deploy_passes_a_v3_production_environment_without_warni
     )
     assert result.returncode == 0, result.stderr
     assert APIV3_KEY not in result.stdout + result.stderr
+
+
+def test_manage_py_check_refuses_a_start_that_still_sets_the_old_proxy_count_even_in_debug():
+    result = _manage_py_check(DJANGO_DEBUG="1", AXES_IPWARE_PROXY_COUNT="1")
+    assert result.returncode != 0
+    assert re.findall(r"wxrecharge\.E\d+", result.stderr) == ["wxrecharge.E011"]
+    assert "DJANGO_TRUSTED_PROXY_COUNT" in result.stderr

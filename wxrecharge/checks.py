@@ -8,6 +8,7 @@ They never quote a key, a key file or a secret: only which variable is wrong and
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -28,6 +29,16 @@ CERT_SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
 PUBLIC_KEY_ID = re.compile(r"PUB_KEY_ID_[0-9]+")
 # Key files are a few KiB; a path pointing at something huge must not be read whole.
 MAX_KEY_FILE_BYTES = 64 * 1024
+# Names an earlier README told deployers to set, and what replaced them. The old name is read
+# by nothing (django-axes defines a setting of that name, unused here: AXES_CLIENT_IP_CALLABLE
+# wins over it), so a deployment that kept it would silently lose what it was set for.
+RENAMED_SETTINGS = {
+    "AXES_IPWARE_PROXY_COUNT": (
+        "DJANGO_TRUSTED_PROXY_COUNT",
+        "Behind a reverse proxy every client would count as the proxy's one address, and sign-in throttling "
+        "would lock everyone out.",
+    ),
+}
 
 
 def _readable(path: str | None) -> bool:
@@ -263,4 +274,26 @@ def check_production_configuration(app_configs=None, **kwargs):
                 id="wxrecharge.W001",
             )
         )
+    return messages
+
+
+@register()
+def check_renamed_settings(app_configs=None, **kwargs):
+    """An old name still set, in the environment or in the settings, refuses the start, debug
+    or not: nothing reads its value (which is not quoted)."""
+    messages = []
+    for old, (new, consequence) in RENAMED_SETTINGS.items():
+        where = []
+        if old in os.environ:  # .env included: settings.py reads it into the environment
+            where.append("in the environment")
+        if getattr(settings, old, None) is not None:  # django-axes' own default is None
+            where.append("in the settings")
+        if where:
+            messages.append(
+                Error(
+                    f"{old} is set ({' and '.join(where)}), but it has been renamed {new}: its value is ignored.",
+                    hint=f"Set {new} to the same value and remove {old}. {consequence}",
+                    id="wxrecharge.E011",
+                )
+            )
     return messages
