@@ -122,9 +122,9 @@ class BillDay(models.Model):
             line("退款金额", self.wechat_refunded, self.our_refunded, yuan),
         ]
         if self.wechat_in_flight_count:
-            lines.append({"label": "其中出账时仍在处理中的退款", "wechat": self.in_flight_text(), "ours": "", "differs": False,
-                          "note": "微信账单在退款申请成功当天列出退款，出账后不再更新其状态：这些退款出账时尚未完成，"
-                                  "已计入上面的退款笔数和金额，不是差异"})
+            lines.append({"label": "其中出账时处理中", "wechat": self.in_flight_text(), "ours": "", "differs": False,
+                          "note": "微信账单在退款申请成功当天列出退款，出账后不再更新其状态；这些退款出账时尚未完成，"
+                                  "已计入微信和本站的退款笔数与金额，不是差异"})
         lines.append(line("手续费", self.wechat_fee_millifen, None, fee_yuan))
         return lines
 

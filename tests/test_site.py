@@ -7,7 +7,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 
 from accounts.models import User
-from wxrecharge.money import format_fen
+from wxrecharge.money import fee_yuan, format_fee, format_fen
 
 
 @pytest.mark.django_db
@@ -53,3 +53,11 @@ def test_openids_are_unique_when_set_and_may_be_empty_for_many():
 @pytest.mark.parametrize(("fen", "text"), [(0, "0.00"), (1, "0.01"), (29, "0.29"), (1990, "19.90"), (500000, "5000.00")])
 def test_fen_are_shown_as_yuan_with_two_decimals(fen, text):
     assert format_fen(fen) == text
+
+
+@pytest.mark.parametrize(("millifen", "bill", "people"), [
+    (0, "0.00000", "¥0.00"), (6000, "0.06000", "¥0.06"), (6123, "0.06123", "¥0.06123"), (-2000, "-0.02000", "-¥0.02"),
+    (-2123, "-0.02123", "-¥0.02123"), (1234567, "12.34567", "¥12.34567"),
+])
+def test_fees_are_written_as_wechats_bills_write_them_and_shown_to_the_decimal_they_have(millifen, bill, people):
+    assert (format_fee(millifen), fee_yuan(millifen)) == (bill, people)

@@ -8,11 +8,15 @@ import re
 _FEN = re.compile(r"[0-9]{1,15}")
 
 
+def _decimal(units: int, places: int) -> str:
+    """Yuan text for an amount counted in 10**-places yuan: (1990, 2) -> "19.90", (-6000, 5) -> "-0.06000"."""
+    sign, units, scale = "-" if units < 0 else "", abs(units), 10**places
+    return f"{sign}{units // scale}.{units % scale:0{places}d}"
+
+
 def format_fen(fen: int) -> str:
     """Yuan text for an amount in fen: 1990 -> "19.90", -500 -> "-5.00"."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
+    return _decimal(fen, 2)
 
 
 def yuan(fen: int | None) -> str:
@@ -50,15 +54,12 @@ MILLIFEN_PER_FEN = 1000
 
 def format_fee(millifen: int) -> str:
     """A fee as WeChat's bills write it: 6000 -> "0.06000", -2000 -> "-0.02000"."""
-    sign = "-" if millifen < 0 else ""
-    millifen = abs(millifen)
-    return f"{sign}{millifen // 100_000}.{millifen % 100_000:05d}"
+    return _decimal(millifen, 5)
 
 
 def fee_yuan(millifen: int | None) -> str:
     """A fee for people: ¥0.06, ¥0.06123 (the decimals it has beyond the fen), -¥0.02, or "-"."""
-    if millifen is None:
-        return "-"
-    whole, decimals = format_fee(abs(millifen)).split(".")
-    text = f"¥{whole}.{decimals[:2]}{decimals[2:].rstrip('0')}"
+    if millifen is None or millifen % MILLIFEN_PER_FEN == 0:
+        return yuan(None if millifen is None else millifen // MILLIFEN_PER_FEN)
+    text = "¥" + format_fee(abs(millifen)).rstrip("0")
     return f"-{text}" if millifen < 0 else text

@@ -75,6 +75,8 @@ def a_day_with_every_kind_of_difference(day) -> dict[str, RechargeOrder | str]:
     Fault.objects.create(out_trade_no=refunded.out_trade_no, drop_notifies=10)
     refund = payment_services.request_refund(refunded, 1000, "用户申请退款")
     assert settle_sandbox_refunds() == 1
+    in_flight = paid_at_sandbox(payer, "25.00")  # refunded, not finished when WeChat cuts the bill: no difference
+    payment_services.request_refund(in_flight, 500, "用户申请退款")
     Fault.objects.create(out_trade_no="", bill_add_unknown_trade=True)  # 未知订单
     return {"lost": lost, "omitted": omitted, "other_amount": other_amount, "twice": twice, "refunded": refunded,
             "refund": refund.out_refund_no, "unknown": bills.unknown_ids(settings.WECHAT_MCH_ID, day)[0]}
@@ -115,15 +117,21 @@ def test_an_operator_reads_a_days_differences_and_exports_them(desktop, live_ser
         expect(row).to_have_count(1)
         expect(row).to_contain_text("有差异")
         expect(row.locator(".field-differences_display")).to_have_text("6 （异常 4）")
-        expect(row.locator(".field-paid_count_pair")).to_have_text("7 / 6")
-        # WeChat ¥50 + ¥12 + ¥31 + ¥15 ×2 + ¥40 + ¥8.88 (made up); ours ¥50 + ¥12 + ¥20 + ¥30 + ¥15 + ¥40.
-        expect(row.locator(".field-paid_pair")).to_have_text("¥171.88 / ¥167.00")
+        expect(row.locator(".field-paid_count_pair")).to_have_text("8 / 7")
+        # WeChat ¥50 + ¥12 + ¥31 + ¥15 ×2 + ¥40 + ¥25 + ¥8.88 (made up); ours ¥50 + ¥12 + ¥20 + ¥30 + ¥15 + ¥40 + ¥25.
+        expect(row.locator(".field-paid_pair")).to_have_text("¥196.88 / ¥192.00")
+        expect(row.locator(".field-refunded_pair")).to_have_text("¥15.00 / ¥15.00 （出账时处理中 1 笔 ¥5.00）")
         shoot(desktop, "80-reconciliation-list")
 
         # The day's page: the totals side by side and one difference of each kind.
         row.locator("th a, td a").first.click()
         expect(desktop.locator(".recon-facts")).to_contain_text("有差异")
-        expect(desktop.get_by_test_id("totals")).to_contain_text("不一致")
+        totals = desktop.get_by_test_id("totals")
+        expect(totals).to_contain_text("不一致")
+        in_flight = totals.locator("tr", has_text="其中出账时处理中")
+        expect(in_flight).to_contain_text("1 笔 ¥5.00")
+        expect(desktop.get_by_test_id("in-flight-note")).to_contain_text("出账后不再更新其状态")
+        expect(totals.locator("tr", has_text="退款金额")).not_to_have_class("recon-differs")
         table = desktop.get_by_test_id("differences")
         expect(table).to_contain_text("差异 6 项（已自动补账 2，已提交异常 4，仅提示 0）")
         for label, key in (("支付未入账", "lost"), ("微信无此支付", "omitted"), ("金额不符", "other_amount"),

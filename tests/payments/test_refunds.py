@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.utils import timezone
 from django.conf import settings
+from django.utils import timezone
 
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services

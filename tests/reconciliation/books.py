@@ -67,6 +67,7 @@ def snapshot() -> dict:
                                                                            "wechat_amount", "our_amount", "detail")),
         "days": list(BillDay.objects.order_by("pk").values_list(
             "pk", "status", "reason", "wechat_paid_count", "wechat_refund_count", "wechat_paid", "wechat_refunded",
-            "wechat_fee_millifen", "wechat_in_flight_count", "wechat_in_flight", "our_paid_count", "our_paid", "our_refund_count", "our_refunded")),
+            "wechat_fee_millifen", "wechat_in_flight_count", "wechat_in_flight", "our_paid_count", "our_paid",
+            "our_refund_count", "our_refunded")),
         "rows": BillRow.objects.count(),
     }

@@ -246,7 +246,7 @@ def test_a_day_with_a_refund_in_flight_at_bill_time_says_why_the_refund_totals_i
     html = admin_client.get(day_url(result)).content.decode()
     totals = html[html.index('data-testid="totals"'):html.index('data-testid="differences"')]
     assert "recon-differs" not in totals and "不一致" not in totals
-    assert re.search(r'<th scope="row">其中出账时仍在处理中的退款</th><td class="num">1 笔 ¥5\.00</td>', totals)
+    assert re.search(r'<th scope="row">其中出账时处理中</th><td class="num">1 笔 ¥5\.00</td>', totals)
     assert "出账后不再更新其状态" in totals
     assert '<th scope="row">手续费</th><td class="num">¥0.03123</td>' in totals  # five decimals, exactly
     listing = admin_client.get(DAYS).content.decode()

@@ -12,10 +12,10 @@ from django.db.models import Sum
 
 from accounts.models import User
 from orders.models import LedgerEntry, RechargeOrder, Refund
+from payments import services
 from payments.gateway import WeChatError
 from payments.models import Incident
 from reconciliation.models import BillDay, BillRow, Difference
-from payments import services
 from reconciliation.services import DateRefused, DayBusy, due_days, reconcile_day, summary
 from tests.reconciliation.bills import BEIJING, bill, line, no_bill, pay_row, refund_row, summary_of
 from tests.reconciliation.books import paid, pending, refund, refund_id, snapshot, transaction_id
@@ -320,7 +320,7 @@ def test_a_refund_processing_in_the_bill_stays_no_difference_after_it_succeeds_h
     assert day.status == Status.BALANCED and day.differences.count() == 0
     assert (day.wechat_refunded, day.our_refunded, day.wechat_in_flight_count, day.wechat_in_flight) == (400, 400, 1, 400)
     assert not day.totals_differ()
-    in_flight = [t for t in day.totals() if t["label"] == "其中出账时仍在处理中的退款"]
+    in_flight = [t for t in day.totals() if t["label"] == "其中出账时处理中"]
     assert in_flight[0]["wechat"] == "1 笔 ¥4.00" and "不是差异" in in_flight[0]["note"]
     assert "退款 ¥4.00 (处理中 1 笔 ¥4.00)" in summary(day)
     item.settle("SUCCESS", settled_at=NOW)  # its notify, the next morning
