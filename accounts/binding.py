@@ -14,6 +14,7 @@ import secrets
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from wxrecharge import support
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,13 @@ FAILED_KEY = "wechat_oauth_failed"
 SIGNED_OUT_KEY = "wechat_signed_out"
 
 BOUND_ELSEWHERE = "这个微信已经绑定了其他账户。请用那个账户登录，或换一个微信。"
-ALREADY_BOUND = "你的账户已经绑定了另一个微信，不能更换。如需更换请联系客服。"
+ALREADY_BOUND = "你的账户已经绑定了另一个微信，不能更换。"
 APPS = ("openid", "mp_openid")
+
+
+def already_bound() -> str:
+    """ALREADY_BOUND, and how to reach support to change it (when the site says)."""
+    return ALREADY_BOUND + support.ask("如需更换，")
 
 
 def find_wechat_user(field: str, openid: str, unionid: str | None = None) -> User | None:
@@ -53,7 +59,7 @@ def bind(user: User, field: str, openid: str, unionid: str | None = None) -> str
     assert field in APPS
     current = getattr(user, field)
     if current and current != openid:
-        return ALREADY_BOUND
+        return already_bound()
     if not current:
         if User.objects.filter(**{field: openid}).exclude(pk=user.pk).exists():
             return BOUND_ELSEWHERE
@@ -63,7 +69,7 @@ def bind(user: User, field: str, openid: str, unionid: str | None = None) -> str
         except IntegrityError:
             return BOUND_ELSEWHERE
         if not updated:
-            return ALREADY_BOUND
+            return already_bound()
         setattr(user, field, openid)
     _keep_unionid(user, unionid)
     return None

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from accounts.models import User
+from wxrecharge import support
 
 PASSWORD_MAX_LENGTH = 128
 
@@ -37,10 +38,12 @@ class LoginForm(AuthenticationForm):
     # machine; the same text for a wrong password and an unknown name, so neither is revealed.
     error_messages = {
         "invalid_login": "用户名或密码不对。请检查是否输入了正确的用户名和密码，字母区分大小写。",
-        "inactive": "这个账户已停用，如有疑问请联系客服。",
+        "inactive": "这个账户已停用。",
     }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # How to reach support, as configured now (not when this module was imported).
+        self.error_messages = {**self.error_messages, "inactive": self.error_messages["inactive"] + support.ask("如有疑问，")}
         self.fields["username"].widget.attrs.update(placeholder="请输入用户名")
         self.fields["password"].widget.attrs.update(placeholder="请输入密码")

@@ -19,10 +19,6 @@ from wxrecharge.http import client_ip, json_error, json_ok
 
 logger = logging.getLogger(__name__)
 
-# Mini-program logins per minute from one address (a carrier NAT may hold many people).
-LOGINS_PER_ADDRESS = 60
-
-
 def bearer_required(view):
     """Authenticate by `Authorization: Bearer <token>`; 401 otherwise. No cookies, no CSRF."""
 
@@ -66,8 +62,9 @@ def login(request):
     code = data.get("code") if isinstance(data, dict) else None
     if not isinstance(code, str) or not 1 <= len(code) <= 128:
         return json_error("invalid_request", 400, "缺少 wx.login() 返回的 code")
-    # Each login is a call to WeChat (jscode2session): a flood of junk codes must not become one.
-    if not ratelimit.allow(f"mp_login:ip:{client_ip(request)}", LOGINS_PER_ADDRESS, 60):
+    # Each login is a call to WeChat (jscode2session): a flood of junk codes must not become
+    # one. Per address, and a carrier NAT may hold many people: hence a setting.
+    if not ratelimit.allow(f"mp_login:ip:{client_ip(request)}", settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS, 60):
         return json_error("too_many_requests", 429)
     try:
         session = wechat.mini_program_session(code)

@@ -27,6 +27,7 @@ from accounts.binding import (
 from accounts.models import User
 from accounts.views import safe_next, wechat_signin_url
 from payments import wechat
+from wxrecharge import support
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _same_state(given: str, expected: str) -> bool:
 
 def _sign_in(request, user: User, openid: str, unionid: str | None, next_path: str):
     if not user.is_active:
-        return _problem(request, "账户已停用", "这个微信绑定的账户已停用，如有疑问请联系客服。", status=403)
+        return _problem(request, "账户已停用", "这个微信绑定的账户已停用。" + support.ask("如有疑问，"), status=403)
     # Found by its unionid (first seen in the mini program), the account gets this openid too.
     refused = bind_openid(user, openid, unionid)
     if refused:

@@ -29,9 +29,6 @@ from wxrecharge.money import format_fen
 logger = logging.getLogger(__name__)
 
 STATUS_NAMES = {0: "pending", 1: "paid", 2: "closed", 3: "refunded"}
-# Orders placed per minute: a person taps a few times; more is a script.
-PREPAY_PER_USER = 10
-PREPAY_PER_ADDRESS = 60
 NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 
 
@@ -120,9 +117,9 @@ def recharge(request):
 
 def _may_place_order(request) -> bool:
     """Count one order placed (or paid again: each asks WeChat) against the per-minute limits
-    of this user and of this address."""
-    return (ratelimit.allow(f"prepay:user:{request.user.pk}", PREPAY_PER_USER, 60)
-            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", PREPAY_PER_ADDRESS, 60))
+    of this user and of this address (a person taps a few times; more is a script)."""
+    return (ratelimit.allow(f"prepay:user:{request.user.pk}", settings.RECHARGE_ORDERS_PER_MINUTE_PER_USER, 60)
+            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", settings.RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS, 60))
 
 
 def _client_ip(request) -> str:

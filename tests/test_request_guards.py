@@ -11,10 +11,9 @@ import time_machine
 from django.db import OperationalError
 from django.utils import timezone
 
-from accounts import mp_api, tokens
+from accounts import tokens
 from accounts.models import User
 from orders.models import RechargeOrder
-from payments import views as payment_views
 from payments import wechat
 from sandbox.models import Trade
 from tests.factories import PASSWORD, make_order, make_user
@@ -138,8 +137,9 @@ def mp_login(client, code: str, ip: str = "10.1.2.3"):
     return client.post("/api/mp/login", {"code": code}, content_type="application/json", REMOTE_ADDR=ip)
 
 
-def test_a_flood_of_junk_login_codes_is_refused_before_it_reaches_wechat(client, db, clock):
-    limit = mp_api.LOGINS_PER_ADDRESS
+def test_a_flood_of_junk_login_codes_is_refused_before_it_reaches_wechat(client, db, clock, settings):
+    limit = settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS
+    assert limit == 60
     refused = wechat.WeChatError("jscode2session: 40029", "40029")
     with mock.patch("payments.wechat.mini_program_session", side_effect=refused) as jscode2session:
         for n in range(limit):
@@ -157,6 +157,17 @@ def test_a_flood_of_junk_login_codes_is_refused_before_it_reaches_wechat(client,
         assert mp_login(client, "junk-next-minute").json()["error"] == "invalid_code"
         assert jscode2session.call_count == limit + 2
     assert not User.objects.exists()
+
+
+def test_the_mini_program_login_limit_per_address_is_a_setting(client, db, clock, settings):
+    settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS = 2
+    refused = wechat.WeChatError("jscode2session: 40029", "40029")
+    with mock.patch("payments.wechat.mini_program_session", side_effect=refused) as jscode2session:
+        assert [mp_login(client, f"junk-{n}").status_code for n in range(3)] == [400, 400, 429]
+        assert jscode2session.call_count == 2
+        settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS = 100  # a campus behind one address
+        assert mp_login(client, "junk-after-raise").status_code == 400
+        assert jscode2session.call_count == 3
 
 
 # -- 10. one user cannot pile up pending orders (sandbox over HTTP) ---------------------------------------------
@@ -201,18 +212,36 @@ def test_a_lower_open_order_limit_is_honoured(payer_client, settings, clock):
     assert RechargeOrder.objects.count() == 2
 
 
+def test_the_order_limits_per_minute_default_to_10_per_user_and_60_per_address(settings):
+    assert settings.RECHARGE_ORDERS_PER_MINUTE_PER_USER == 10
+    assert settings.RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS == 60
+
+
 @pytest.mark.django_db(transaction=True)
-def test_prepays_per_minute_are_limited_per_user(payer_client, clock):
-    with mock.patch.object(payment_views, "PREPAY_PER_USER", 3):
-        answers = [prepay(payer_client, "10.00") for _ in range(3)]
-        assert [r.status_code for r in answers] == [200, 200, 200]
-        assert_json_error(prepay(payer_client, "10.00"), 429, "too_many_requests")
-        assert RechargeOrder.objects.count() == 1
+def test_prepays_per_minute_are_limited_per_user(payer_client, clock, settings):
+    settings.RECHARGE_ORDERS_PER_MINUTE_PER_USER = 3
+    answers = [prepay(payer_client, "10.00") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert_json_error(prepay(payer_client, "10.00"), 429, "too_many_requests")
+    assert RechargeOrder.objects.count() == 1
 
-        other = make_user("other", openid="oOther00000000000000000000001")
-        payer_client.force_login(other)
-        assert prepay(payer_client, "10.00").status_code == 200
+    other = make_user("other", openid="oOther00000000000000000000001")
+    payer_client.force_login(other)
+    assert prepay(payer_client, "10.00").status_code == 200
 
-        clock.shift(60)
-        payer_client.force_login(User.objects.get(username="payer"))
-        assert prepay(payer_client, "10.00").status_code == 200
+    clock.shift(60)
+    payer_client.force_login(User.objects.get(username="payer"))
+    assert prepay(payer_client, "10.00").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepays_per_minute_from_one_address_follow_their_setting(client, sandbox_url, clock, settings):
+    settings.RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS = 2
+    users = [make_user(f"campus{n}", openid=f"oCampus{n:0>21}") for n in range(3)]
+    answers = []
+    for user in users:  # three people behind one address, one order each
+        client.force_login(user)
+        answers.append(prepay(client, "10.00").status_code)
+    assert answers == [200, 200, 429]
+    settings.RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS = 200
+    assert prepay(client, "10.00").status_code == 200

@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from wxrecharge.support import support
+
 
 def site(request):
-    return {"wechat_sandbox": settings.WECHAT_SANDBOX}
+    return {"wechat_sandbox": settings.WECHAT_SANDBOX, "support": support()}

@@ -92,6 +92,15 @@ RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100"
 RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
 # A user may have at most this many unpaid orders that can still be paid.
 RECHARGE_MAX_OPEN_ORDERS = env.int("RECHARGE_MAX_OPEN_ORDERS", default=5)
+# Orders placed (or paid again with 继续支付: each asks WeChat) per minute, per user and per
+# client address; a campus or an office behind one address may need a higher second figure.
+RECHARGE_ORDERS_PER_MINUTE_PER_USER = env.int("RECHARGE_ORDERS_PER_MINUTE_PER_USER", default=10)
+RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS = env.int("RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS", default=60)
+# How users reach the merchant's support (客服), shown wherever a page sends them there;
+# none set: the pages say nothing of support rather than point nowhere.
+SUPPORT_PHONE = env.str("SUPPORT_PHONE", default="")
+SUPPORT_WECHAT = env.str("SUPPORT_WECHAT", default="")
+SUPPORT_URL = env.str("SUPPORT_URL", default="")
 # Rejected notifies (bad signature, bad XML) are deleted after this many days.
 NOTIFY_LOG_RETENTION_DAYS = env.int("NOTIFY_LOG_RETENTION_DAYS", default=90)
 
@@ -208,6 +217,8 @@ AXES_CLIENT_IP_CALLABLE = "wxrecharge.http.client_ip"
 
 # Mini-program bearer tokens (signed with SECRET_KEY) live this long.
 MP_TOKEN_TTL_SECONDS = env.int("MP_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
+# Mini-program sign-ins (each a call to WeChat's jscode2session) per minute from one address.
+MP_LOGINS_PER_MINUTE_PER_ADDRESS = env.int("MP_LOGINS_PER_MINUTE_PER_ADDRESS", default=60)
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/recharge/"
