@@ -128,7 +128,8 @@ class RechargeOrderAdmin(LargeTableAdmin):
     # Rendering a row is most of the page's cost: 50 keep the list under 100 ms.
     list_per_page = 50
     fields = ("out_trade_no", "user_link", "amount_display", "status_display", "refundable_display", "channel",
-              "openid", "transaction_id", "paid_at", "prepay_id", "prepay_expires_at", "expires_at", "synced_at",
+              "openid", "transaction_id", "paid_at", "paid_reported_at", "close_reason", "prepay_error", "prepay_id",
+              "prepay_expires_at", "expires_at", "synced_at",
               "created_at", "updated_at", "notifications_link", "bill_differences_display")
     readonly_fields = fields
     inlines = [RefundInline, OrderLedgerInline, IncidentInline]

@@ -85,6 +85,10 @@ class RechargeOrder(models.Model):
         JSAPI = "jsapi", "公众号"
         MINIPROGRAM = "miniprogram", "小程序"
 
+    class CloseReason(models.TextChoices):
+        # WeChat answered the unified order with a refusal: it never had this order to pay.
+        REFUSED = "refused", "微信拒绝下单"
+
     SCENE_CODES = {Channel.JSAPI: "10", Channel.MINIPROGRAM: "20"}
     # WeChat accepts at most 50 refunds of one order.
     MAX_REFUNDS = 50
@@ -105,6 +109,13 @@ class RechargeOrder(models.Model):
     # When WeChat was last asked about this order: pollers and reconcilers claim it by
     # moving this forward (compare-and-set), so one order is queried by one of them at a time.
     synced_at = models.DateTimeField("上次向微信查询", null=True, blank=True, editable=False)
+    # Why a closed order was closed, when it is worth telling the user: WeChat refused to place it.
+    close_reason = models.CharField("关闭原因", max_length=16, choices=CloseReason.choices, blank=True, editable=False)
+    prepay_error = models.CharField("下单失败代码", max_length=64, blank=True, editable=False)
+    # WeChat said this order was paid (a notify or query with another amount, a query without
+    # a usable transaction, ORDERPAID) while it could not be credited: the user has paid, and
+    # must be told so rather than offered to pay again, until an operator settles it.
+    paid_reported_at = models.DateTimeField("微信报告已支付（未入账）", null=True, blank=True, editable=False)
     created_at = models.DateTimeField("创建时间", default=timezone.now, editable=False)
     updated_at = models.DateTimeField("更新时间", auto_now=True)
 
@@ -153,10 +164,25 @@ class RechargeOrder(models.Model):
         return self.transaction_id is not None
 
     @property
+    def is_refused(self) -> bool:
+        """Closed because WeChat refused to place it: nothing was or can be paid."""
+        return self.status == self.Status.CLOSED and self.close_reason == self.CloseReason.REFUSED
+
+    @property
+    def is_confirming(self) -> bool:
+        """WeChat reported it paid but it is not credited (yet): never to be offered for payment again."""
+        return self.paid_reported_at is not None and not self.is_settled
+
+    @property
     def status_text(self) -> str:
-        """The status in words for people: 部分退款 when only part was refunded."""
+        """The status in words for people: 部分退款 when only part was refunded; 支付确认中
+        when WeChat took the money but it is not credited; 下单失败，未扣款 when WeChat refused it."""
         if self.status == self.Status.REFUNDED and self.refunded_amount < self.amount:
             return "部分退款"
+        if self.is_confirming:
+            return "支付确认中"
+        if self.is_refused:
+            return "下单失败，未扣款"
         return self.get_status_display()
 
     def prepay_is_valid(self, now: datetime | None = None) -> bool:
@@ -203,6 +229,37 @@ class RechargeOrder(models.Model):
             order.status = self.Status.CLOSED
             order.save(update_fields=["status", "updated_at"])
         self.status = order.status
+        return True
+
+    def refuse(self, code: str) -> bool:
+        """Pending -> closed as 下单失败: WeChat answered the unified order with a refusal (`code`).
+
+        Only an order that never got a prepay_id and that WeChat never reported paid: one
+        placed meanwhile by a concurrent request for the same order stays as it is.
+        False if it was not refused.
+        """
+        with transaction.atomic():
+            order = self._locked()
+            if order.status != self.Status.PENDING or order.prepay_id or order.paid_reported_at:
+                return False
+            order.status = self.Status.CLOSED
+            order.close_reason = self.CloseReason.REFUSED
+            order.prepay_error = code[:64]
+            order.save(update_fields=["status", "close_reason", "prepay_error", "updated_at"])
+        self.status, self.close_reason, self.prepay_error = order.status, order.close_reason, order.prepay_error
+        return True
+
+    def note_paid_report(self) -> bool:
+        """WeChat said this order is paid, but it could not be credited: remember it (once),
+        so that the pages say the payment is being confirmed and nobody asks to pay again.
+        False if it was already known, or the order is credited."""
+        with transaction.atomic():
+            order = self._locked()
+            if order.paid_reported_at is not None or order.is_settled:
+                return False
+            order.paid_reported_at = timezone.now()
+            order.save(update_fields=["paid_reported_at", "updated_at"])
+        self.paid_reported_at = order.paid_reported_at
         return True
 
     def claim_sync(self, min_interval: timedelta) -> bool:

@@ -65,5 +65,5 @@ def detail(request, out_trade_no: str):
     result = request.GET.get("result")
     return render(request, "orders/detail.html", {
         "order": order, "status": STATUS_NAMES[order.status], "result": result if result in RESULTS else "",
-        "resumable": resumable(order),
+        "resumable": resumable(order), "confirming": order.is_confirming,
     })

@@ -88,6 +88,14 @@ class Notify:
     ignore: str = ""  # a verified notify that reports no payment (v2 result_code=FAIL): why
 
 
+def answered(exc: WeChatError) -> bool:
+    """WeChat answered the request with a refusal (an error code, a protocol fault, or an
+    answer whose signature does not verify), rather than the call failing on the way (no
+    answer, an unreadable one, an HTTP error without WeChat's code, a success without its
+    content): only after such a failure may WeChat have done what was asked."""
+    return not (exc.code in ("NETWORK", "BAD_ANSWER") or exc.code.startswith("HTTP_"))
+
+
 def gateway(channel: str = "jsapi", api: str | None = None) -> Gateway:
     """The payment interface for one app (the 公众号, or the mini program for channel "miniprogram")."""
     appid = settings.WECHAT_MINIPROGRAM_APPID if channel == "miniprogram" else settings.WECHAT_APPID

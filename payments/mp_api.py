@@ -39,7 +39,8 @@ def orders(request):
     start = (int(number) - 1) * PAGE_SIZE
     rows = list(request.user.recharge_orders.order_by("-created_at", "-pk")[start:start + PAGE_SIZE + 1])
     results = [{
-        "out_trade_no": o.out_trade_no, "amount_fen": o.amount, "status": STATUS_NAMES[o.status], "channel": o.channel,
+        "out_trade_no": o.out_trade_no, "amount_fen": o.amount, "status": STATUS_NAMES[o.status],
+        "confirming": o.is_confirming, "channel": o.channel,
         "refunded_fen": o.refunded_amount,
         "created_at": o.created_at.isoformat(), "paid_at": o.paid_at.isoformat() if o.paid_at else None,
     } for o in rows[:PAGE_SIZE]]

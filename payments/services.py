@@ -55,6 +55,9 @@ STATUS_POLL_INTERVAL = timedelta(seconds=5)
 # ... and this often right after WeChat's client said the user paid (`?paid=1`), when a
 # prompt answer matters most.
 PAID_POLL_INTERVAL = timedelta(seconds=1)
+# Unified-order errors after which WeChat asks for the same request again (WECHATPAY.md 2.1,
+# WECHATPAY_V3.md section 4); asked once more at once, then the order is refused.
+SAME_REQUEST_AGAIN = {"SYSTEMERROR", "SYSTEM_ERROR", "BIZERR_NEED_RETRY"}
 
 
 class InvalidAmount(ValueError):
@@ -67,6 +70,22 @@ class OpenidRequired(Exception):
 
 class TooManyOpenOrders(Exception):
     """The user already has RECHARGE_MAX_OPEN_ORDERS orders that can still be paid."""
+
+
+class OrderRefused(Exception):
+    """WeChat refused to place the order (`error`): it is closed as 下单失败, nothing was charged."""
+
+    def __init__(self, order: RechargeOrder, error: WeChatError):
+        super().__init__(str(error))
+        self.order, self.error = order, error
+
+
+class PaymentBeingConfirmed(Exception):
+    """WeChat took the money for this order, and it is not credited yet: it must not be paid again."""
+
+    def __init__(self, order: RechargeOrder):
+        super().__init__(order.out_trade_no)
+        self.order = order
 
 
 def parse_amount(value: object) -> int:
@@ -89,8 +108,12 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
     """Create (or reuse) a pending order and get WeChat's prepay and the signed pay params.
 
     A pending order of the same user, amount, channel and openid that can still be paid is
-    reused: same out_trade_no, same prepay_id, never a second charge. WeChatError
-    propagates with the order left pending; a retry reuses it.
+    reused: same out_trade_no, same prepay_id, never a second charge. When WeChat refuses
+    the order (it answered, with an error), the order is closed as 下单失败 and
+    OrderRefused raised; when the call failed on the way (WeChat may have the order), the
+    order stays pending, WeChatError propagates, and a retry places it again with the same
+    out_trade_no. PaymentBeingConfirmed: WeChat says the order was paid already, and it
+    could not be credited now.
     """
     openid = user.mp_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
     if not openid:
@@ -101,18 +124,54 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
         if order.prepay_is_valid():
             return Prepay(order, pay.pay_params(order.prepay_id))
         try:
-            prepay_id = pay.prepay(
-                out_trade_no=order.out_trade_no, total=order.amount, openid=openid, description=ORDER_BODY,
-                notify_url=pay.notify_url("payment"), client_ip=client_ip,
-                time_start=order.created_at, time_expire=order.expires_at,
-            )
+            prepay_id = _place(pay, order, openid, client_ip)
         except WeChatError as exc:
-            if exc.kind not in (ORDER_PAID, ORDER_CLOSED):
-                raise
-            sync_order(order)  # WeChat knows better: settle it, then place a new order
-            continue
-        return Prepay(_save_prepay(order, prepay_id), pay.pay_params(prepay_id))
+            if exc.kind == ORDER_PAID:
+                _paid_already(order)
+                continue  # credited now: place a new order
+            if exc.kind == ORDER_CLOSED:
+                sync_order(order)  # WeChat knows better: settle it, then place a new order
+                continue
+            if not payment_gateway.answered(exc):
+                raise  # WeChat may have it: kept pending, placed again (or queried) later
+            if order.refuse(exc.code):
+                logger.warning("WeChat refused order %s: %s", order.out_trade_no, exc)
+                raise OrderRefused(order, exc) from exc
+            continue  # placed (or ended) meanwhile by a concurrent request: look again
+        if _save_prepay(order, prepay_id):
+            return Prepay(order, pay.pay_params(prepay_id))
+        # Refused by a concurrent request for the same order meanwhile: place a new one.
     raise WeChatError("prepay: the order changed under us twice", "SYSTEMERROR", retryable=True)
+
+
+def _place(pay: payment_gateway.Gateway, order: RechargeOrder, openid: str, client_ip: str) -> str:
+    """统一下单, asked once more at once after SYSTEMERROR, as WeChat asks (same parameters)."""
+    def place() -> str:
+        return pay.prepay(
+            out_trade_no=order.out_trade_no, total=order.amount, openid=openid, description=ORDER_BODY,
+            notify_url=pay.notify_url("payment"), client_ip=client_ip,
+            time_start=order.created_at, time_expire=order.expires_at,
+        )
+
+    try:
+        return place()
+    except WeChatError as exc:
+        if exc.code not in SAME_REQUEST_AGAIN:
+            raise
+        logger.info("unified order %s answered %s; asking again", order.out_trade_no, exc.code)
+    return place()
+
+
+def _paid_already(order: RechargeOrder) -> None:
+    """WeChat answered ORDERPAID: remember it, and credit it if the order query can. Raises
+    PaymentBeingConfirmed when it could not be credited now."""
+    order.note_paid_report()
+    try:
+        order = sync_order(order)
+    except WeChatError as exc:
+        logger.warning("order %s is paid at WeChat; its query failed: %s", order.out_trade_no, exc)
+    if not order.is_settled:
+        raise PaymentBeingConfirmed(order)
 
 
 def _pending_order(user: User, amount: int, channel: str, openid: str) -> RechargeOrder:
@@ -120,17 +179,18 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
         # One user's orders are placed one at a time: two taps make one order.
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
         now = timezone.now()
+        # Orders that can still be paid: not one WeChat already reported paid (being confirmed).
+        payable = RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now,
+                                               paid_reported_at__isnull=True)
         order = (
-            RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING, channel=channel, amount=amount,
-                                         openid=openid, expires_at__gt=now + REUSE_MARGIN)
+            payable.filter(channel=channel, amount=amount, openid=openid, expires_at__gt=now + REUSE_MARGIN)
             .filter(Q(prepay_id="") | Q(prepay_expires_at__gt=now))
             .order_by("-created_at")
             .first()
         )
         if order is not None:
             return order
-        open_orders = RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now)
-        if open_orders.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
+        if payable.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
             raise TooManyOpenOrders
         return RechargeOrder.objects.create(
             out_trade_no=RechargeOrder.new_out_trade_no(channel, now), user=user, amount=amount, channel=channel,
@@ -139,12 +199,13 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
         )
 
 
-def _save_prepay(order: RechargeOrder, prepay_id: str) -> RechargeOrder:
+def _save_prepay(order: RechargeOrder, prepay_id: str) -> bool:
+    """Keep WeChat's prepay_id on the order; False if the order is no longer pending."""
     expires = min(timezone.now() + PREPAY_TTL, order.expires_at)
-    RechargeOrder.objects.filter(pk=order.pk).update(prepay_id=prepay_id, prepay_expires_at=expires,
-                                                    updated_at=timezone.now())
+    saved = RechargeOrder.objects.filter(pk=order.pk, status=RechargeOrder.Status.PENDING).update(
+        prepay_id=prepay_id, prepay_expires_at=expires, updated_at=timezone.now())
     order.prepay_id, order.prepay_expires_at = prepay_id, expires
-    return order
+    return bool(saved)
 
 
 def _link(log: Notification | None, incident: Incident) -> None:
@@ -170,6 +231,8 @@ def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_a
                 log.finish(payment.outcome, signature_valid=True, out_trade_no=out_trade_no)
     except AmountMismatch as exc:
         order = RechargeOrder.objects.filter(out_trade_no=out_trade_no).first()
+        if order is not None:
+            order.note_paid_report()  # the user paid: the pages say it is being confirmed
         _link(log, Incident.report(Incident.Kind.AMOUNT_MISMATCH, f"{exc}；未入账", order=order))
         raise
     except IntegrityError:
@@ -208,6 +271,7 @@ def sync_order(order: RechargeOrder) -> RechargeOrder:
     if trade.is_paid:
         if not trade.transaction_id or trade.total is None:
             logger.error("order query %s says %s without a transaction_id or a valid total", order.out_trade_no, state)
+            order.note_paid_report()
             return order
         try:
             apply_payment(order.out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now())
@@ -239,6 +303,7 @@ def close_order(order: RechargeOrder) -> RechargeOrder:
         payment_gateway.gateway(order.channel).close(order.out_trade_no)
     except WeChatError as exc:
         if exc.kind == ORDER_PAID:
+            order.note_paid_report()
             return sync_order(order)
         if exc.kind not in (ORDER_CLOSED, ORDER_NOT_EXIST):
             raise

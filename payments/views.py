@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from orders.models import RechargeOrder
 from payments import services
-from payments.gateway import WeChatError, gateway
+from payments.gateway import WeChatError, answered, gateway
 from payments.models import Notification
 from wxrecharge import ratelimit, wxpay
 from wxrecharge.http import client_ip, in_wechat, json_error, json_ok
@@ -156,9 +156,16 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
     except services.OpenidRequired:
         # Back on /recharge/ after binding, with this amount still chosen.
         return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True)))
+    except services.OrderRefused as refused:
+        # Closed as 下单失败: it is in the history as such, and a tap again places a new order.
+        return json_error("wechat_error", 502, "微信支付下单失败，未扣款，请稍后再试", detail=refused.error.code,
+                          out_trade_no=refused.order.out_trade_no)
+    except services.PaymentBeingConfirmed as confirming:
+        return json_error("order_confirming", 409, out_trade_no=confirming.order.out_trade_no,
+                          order_url=reverse("orders:detail", args=[confirming.order.out_trade_no]))
     except WeChatError as exc:
         logger.warning("prepay for user %s failed: %s", request.user.pk, exc)
-        if exc.code == "NETWORK":
+        if not answered(exc):  # the order is kept: WeChat may have it
             return json_error("wechat_unavailable", 502, detail=exc.code)
         return json_error("wechat_error", 502, detail=exc.code)
     params = dict(result.pay_params)
@@ -182,8 +189,9 @@ def order_status_answer(user, out_trade_no: str, just_paid: bool = False):
         return json_error("order_not_found", 404)
     order = services.poll_order(order, services.PAID_POLL_INTERVAL if just_paid else services.STATUS_POLL_INTERVAL)
     user.refresh_from_db(fields=["balance"])
+    # confirming: WeChat took the money and it is not credited yet (支付已收到，正在确认).
     return json_ok({"out_trade_no": order.out_trade_no, "status": STATUS_NAMES[order.status],
-                    "amount_fen": order.amount, "balance_fen": user.balance})
+                    "confirming": order.is_confirming, "amount_fen": order.amount, "balance_fen": user.balance})
 
 
 @require_GET
@@ -193,9 +201,10 @@ def order_status(request, out_trade_no: str):
 
 
 def resumable(order: RechargeOrder) -> bool:
-    """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a while."""
+    """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a while,
+    and that WeChat has not reported paid."""
     return (order.status == RechargeOrder.Status.PENDING and order.channel == RechargeOrder.Channel.JSAPI
-            and order.prepay_is_valid(timezone.now() + services.REUSE_MARGIN))
+            and not order.is_confirming and order.prepay_is_valid(timezone.now() + services.REUSE_MARGIN))
 
 
 @require_POST
@@ -218,6 +227,8 @@ def order_pay(request, out_trade_no: str):
         logger.warning("orderquery %s before paying again failed: %s", order.out_trade_no, exc)
     if order.is_settled:
         return json_error("order_paid", 409)
+    if order.is_confirming:
+        return json_error("order_confirming", 409)
     if order.status == RechargeOrder.Status.CLOSED:
         return json_error("order_closed", 410)
     if not resumable(order):

@@ -25,6 +25,7 @@ MESSAGES = {
     "not_found": "请求的地址不存在",
     "method_not_allowed": "不支持这种请求方式",
     "order_paid": "这笔订单已支付，无需再付",
+    "order_confirming": "这笔订单微信支付已收款，正在确认到账，请勿重复支付",
     "order_closed": "这笔订单已关闭，请重新充值",
     "order_expired": "这笔订单已超过支付时间，请重新充值",
     "order_wrong_channel": "这笔订单是在小程序中下单的，请回到小程序支付",

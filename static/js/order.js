@@ -1,6 +1,8 @@
 /* The order's page: while pending, ask the server for its status at growing intervals (then
  * stop and say so); 刷新 asks now; 继续支付 pays the same order again; 完成 closes the page
- * inside WeChat. When the status changes, the server's rendering of the page replaces ours. */
+ * inside WeChat. When the status changes (or WeChat turns out to have taken the money: the
+ * payment is being confirmed), the server's rendering of the page replaces ours. The line
+ * under the status says one thing at a time: still checking, or stopped. */
 (function () {
   'use strict';
   var site = window.WxSite;
@@ -19,6 +21,10 @@
     var timer = null;
     var step = 0;
     var leaving = false;
+    var confirming = view.dataset.confirming === '1';
+    // Waiting for a payment to land (WeChat's client said ok, or WeChat took the money): say
+    // that the page follows it, for as long as it does.
+    var awaiting = confirming || view.dataset.result === 'ok';
 
     function showNotice(text) {
       notice.textContent = text;
@@ -69,7 +75,8 @@
     function schedule() {
       if (leaving) { return; }
       if (step >= DELAYS.length) {
-        poll.textContent = '已停止自动查询。如已付款，请点「刷新」查看最新状态。';
+        poll.textContent = confirming ? '已停止自动查询。请稍后点「刷新」查看是否已到账。'
+          : '已停止自动查询。如已付款，请点「刷新」查看最新状态。';
         return;
       }
       clearTimeout(timer);  // never two checks waiting at once
@@ -97,14 +104,14 @@
             if (r.status !== 404) { schedule(); }
             return;
           }
-          if (r.body.status !== 'pending') {
+          if (r.body.status !== 'pending' || (r.body.confirming && !confirming)) {
             site.updateBalance(r.body.balance_fen);
             return replaceView().catch(function () { window.location.reload(); });
           }
           if (byHand) {
             // Asked by hand: start the schedule again from the beginning.
             step = 0;
-            poll.textContent = '还没有收到支付结果，将继续自动查询。';
+            poll.textContent = awaiting ? '还没有到账，到账后本页会自动更新。' : '还没有收到支付结果，将继续自动查询。';
           }
           schedule();
         })
@@ -153,6 +160,7 @@
       });
     }
 
+    if (awaiting) { poll.textContent = '到账后本页会自动更新。'; }
     if (view.dataset.result === 'ok') { check(false); } else { schedule(); }
   }
 

@@ -59,6 +59,8 @@
       .then(function (r) {
         if (!r.ok) {
           if (r.body.error === 'openid_required' && r.body.bind_url) { window.location.assign(r.body.bind_url); return; }
+          // WeChat already took the money for this amount's open order: its page says so.
+          if (r.body.error === 'order_confirming' && r.body.order_url) { window.location.assign(r.body.order_url); return; }
           setBusy(false);
           showError(r.body.message);
           return;

@@ -110,6 +110,23 @@ def test_the_pay_result_in_the_url_survives_a_reload(payer_client, payer, result
     assert "支付失败：支付失败" not in html
 
 
+def test_after_wechat_said_ok_the_page_itself_does_not_promise_to_update(payer_client, payer):
+    # Only the page's script, while it polls, says it will follow the payment (and says when
+    # it stops): the page as served must not promise what a stopped (or absent) script won't do.
+    order = payable(payer)
+    html = text(payer_client.get(f"/orders/{order.out_trade_no}/", {"result": "ok"}))
+    assert "正在确认支付结果" in html and "自动更新" not in html and "停止" not in html
+
+
+@pytest.mark.parametrize("result", ["", "ok", "cancel", "fail"])
+def test_an_order_wechat_reported_paid_is_being_confirmed_whatever_the_pay_result_said(payer_client, payer, result):
+    order = payable(payer, paid_reported_at=timezone.now())
+    html = text(payer_client.get(f"/orders/{order.out_trade_no}/", {"result": result} if result else {}))
+    assert "支付已收到，正在确认" in html and "请勿重复支付" in html and "支付确认中" in html
+    for words in ("未扣款", "支付未完成", "已取消支付", "继续支付", "重新充值", "待支付", 'data-testid="pay-error"'):
+        assert words not in html, words
+
+
 def test_someone_elses_order_is_not_found(payer_client, settings):
     settings.DEBUG = False
     other = payable(make_user("other", openid="oOther"))

@@ -58,7 +58,8 @@ def test_a_mini_program_logs_in_prepays_pays_and_sees_its_history(client, sandbo
     assert paid == {"err_msg": "get_brand_wcpay_request:ok"}
 
     status = client.get(f"/api/mp/orders/{prepaid['out_trade_no']}", **auth).json()
-    assert status == {"out_trade_no": prepaid["out_trade_no"], "status": "paid", "amount_fen": 666, "balance_fen": 666}
+    assert status == {"out_trade_no": prepaid["out_trade_no"], "status": "paid", "confirming": False, "amount_fen": 666,
+                      "balance_fen": 666}
     history = client.get("/api/mp/orders?page=1", **auth).json()
     assert history["balance_fen"] == 666 and history["next_page"] is None
     assert [(r["out_trade_no"], r["status"], r["amount_fen"]) for r in history["results"]] == [

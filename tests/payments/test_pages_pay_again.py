@@ -95,13 +95,12 @@ def test_a_mini_program_order_is_refused_with_409(payer_client, payer):
     assert response.status_code == 409 and response.json()["error"] == "order_wrong_channel"
 
 
-def test_pay_again_is_throttled_with_the_orders_placed(payer_client, payer):
-    from payments.views import PREPAY_PER_USER
-
+def test_pay_again_is_throttled_with_the_orders_placed(payer_client, payer, settings):
+    settings.RECHARGE_ORDERS_PER_MINUTE_PER_USER = 4
     order = make_order(payer, prepay_id="wx-x", prepay_expires_at=timezone.now() + timedelta(hours=1))
     # Mid-minute, so the per-minute counter does not roll over during the test.
     with time_machine.travel(timezone.now().replace(second=20), tick=False):
-        answers = [pay_again(payer_client, order.out_trade_no).status_code for _ in range(PREPAY_PER_USER + 1)]
+        answers = [pay_again(payer_client, order.out_trade_no).status_code for _ in range(4 + 1)]
     assert answers[-1] == 429 and 429 not in answers[:-1]
 
 

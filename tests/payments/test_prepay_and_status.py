@@ -115,12 +115,16 @@ def test_wechat_systemerror_is_502_with_the_code_and_charges_nothing(payer_clien
     response = prepay(payer_client, "10.00")
     assert response.status_code == 502
     code = wechat_code("SYSTEMERROR", "SYSTEM_ERROR")
-    assert response.json() == {"error": "wechat_error", "message": response.json()["message"], "detail": code}
+    order = RechargeOrder.objects.get()
+    assert response.json() == {"error": "wechat_error", "message": "微信支付下单失败，未扣款，请稍后再试", "detail": code,
+                               "out_trade_no": order.out_trade_no}
     payer.refresh_from_db()
     assert payer.balance == 0 and not LedgerEntry.objects.exists()
+    # WeChat answered: it has no such order. Closed as 下单失败; a tap again is a new order.
+    assert order.is_refused and order.prepay_error == code
     Fault.objects.all().delete()
-    order = RechargeOrder.objects.get()
-    assert prepay(payer_client, "10.00").json()["out_trade_no"] == order.out_trade_no
+    again = prepay(payer_client, "10.00").json()["out_trade_no"]
+    assert again != order.out_trade_no and RechargeOrder.objects.get(out_trade_no=again).prepay_id
 
 
 def test_status_asks_wechat_and_applies_a_payment_whose_notify_has_not_come(payer_client, payer):
@@ -132,7 +136,8 @@ def test_status_asks_wechat_and_applies_a_payment_whose_notify_has_not_come(paye
     assert status(payer_client, body["out_trade_no"]).json()["status"] == "pending"
     with time_machine.travel(timezone.now() + STATUS_POLL_INTERVAL, tick=True):
         answer = status(payer_client, body["out_trade_no"]).json()
-    assert answer == {"out_trade_no": body["out_trade_no"], "status": "paid", "amount_fen": 1000, "balance_fen": 1000}
+    assert answer == {"out_trade_no": body["out_trade_no"], "status": "paid", "confirming": False, "amount_fen": 1000,
+                      "balance_fen": 1000}
     payer.refresh_from_db()
     assert payer.balance == 1000 and LedgerEntry.objects.count() == 1
     assert status(payer_client, body["out_trade_no"]).json()["balance_fen"] == 1000
