@@ -368,7 +368,7 @@ class RefundAdmin(ReadOnlyAdmin):
     def sync_selected(self, request, queryset):
         outcomes, skipped = Counter(), 0
         for refund in queryset.select_related("order"):
-            if refund.status != Refund.Status.PROCESSING:
+            if refund.status not in Refund.OPEN:  # 退款中, or 退款异常 (resolved at WeChat since?)
                 skipped += 1
                 continue
             try:

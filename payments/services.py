@@ -371,10 +371,17 @@ def settle_refund(refund: Refund, state: str, refund_id: str = "", settled_at: d
                                    f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，"
                                    "请在商户平台线下处理；用户余额已扣除", order=refund.order, refund=refund))
     elif outcome == APPLIED and state == "SUCCESS":
-        # A 退款异常 the merchant resolved at WeChat: its incident is done with.
-        for incident in Incident.objects.filter(kind=Incident.Kind.REFUND_ABNORMAL, refund=refund,
-                                                resolved_at__isnull=True):
+        # A 退款异常 the merchant resolved at WeChat: its incident is done with. One an operator
+        # had already marked handled may have been handled otherwise (the balance given back by
+        # hand): the user may now have the money twice.
+        abnormal = Incident.objects.filter(kind=Incident.Kind.REFUND_ABNORMAL, refund=refund)
+        for incident in abnormal.filter(resolved_at__isnull=True):
             incident.resolve(None, "微信后来报告退款成功（已在商户平台处理）")
+        if abnormal.filter(resolved_by__isnull=False).exists():
+            _link(log, Incident.report(Incident.Kind.REFUND_CONFLICT,
+                                       f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常已由运营人员处理，微信后来"
+                                       "报告退款成功：如当时已手动退回余额，用户可能收到两次退款，请核实",
+                                       order=refund.order, refund=refund))
     return outcome
 
 
@@ -391,7 +398,8 @@ def sync_refund(refund: Refund) -> Refund:
         if exc.kind == REFUND_NOT_EXIST:
             return send_refund(refund)
         raise
-    if answer.state in RefundInfo.FINAL and (refund.status == Refund.Status.PROCESSING or answer.state == "SUCCESS"):
+    if answer.state in RefundInfo.FINAL and (refund.status == Refund.Status.PROCESSING or answer.state != "CHANGE"):
+        # A 退款异常 settles as SUCCESS once resolved at WeChat; REFUNDCLOSE for it is a conflict.
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     refund.refresh_from_db()
     return refund

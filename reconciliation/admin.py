@@ -229,7 +229,7 @@ class BillDayAdmin(ReadOnlyAdmin):
         shown = pair(yuan(obj.wechat_refunded), yuan(obj.our_refunded),
                      obj.wechat_refunded is not None and obj.wechat_refunded != obj.our_refunded)
         if obj.wechat_in_flight_count:
-            return format_html('{} <span class="recon-why">（出账时处理中 {}）</span>', shown, obj.in_flight_text())
+            return format_html('{} <span class="recon-why">（出账时未完成 {}）</span>', shown, obj.in_flight_text())
         return shown
 
     @admin.display(description="手续费（微信）")

@@ -28,8 +28,10 @@ from wxrecharge.money import format_fee, format_fen
 
 PAYMENT, REFUND = "payment", "refund"
 # A refund line's 退款状态 is its state when the bill was cut (the line is written when the
-# refund is requested, and never updated): only these say how the refund ended.
-REFUND_FINAL = ("SUCCESS", "REFUNDCLOSE")
+# refund is requested, and never updated): only these say how the refund ended. REFUNDCLOSE
+# is the bills' word; the other closed spellings of WeChat's APIs are taken alike.
+REFUND_CLOSED = ("REFUNDCLOSE", "CLOSED", "FAIL", "FAILED")
+REFUND_FINAL = ("SUCCESS", *REFUND_CLOSED)
 
 # The detail columns we read (the header may have more, in any order).
 TIME, APPID, MCH_ID = "交易时间", "公众账号ID", "商户号"

@@ -69,8 +69,8 @@ class BillDay(models.Model):
     wechat_fee_millifen = models.BigIntegerField("微信：手续费总金额（0.001 分）", null=True, blank=True)
     # Refund lines not finished when WeChat cut the bill (退款状态 PROCESSING or CHANGE: a
     # bill never updates them), included in wechat_refund_count and wechat_refunded.
-    wechat_in_flight_count = models.PositiveIntegerField("微信：出账时处理中的退款笔数", null=True, blank=True)
-    wechat_in_flight = models.BigIntegerField("微信：出账时处理中的退款金额（分）", null=True, blank=True)
+    wechat_in_flight_count = models.PositiveIntegerField("微信：出账时未完成的退款笔数", null=True, blank=True)
+    wechat_in_flight = models.BigIntegerField("微信：出账时未完成的退款金额（分）", null=True, blank=True)
     # Ours: orders paid (paid_at), and refunds WeChat accepted (accepted_at: the bill lists a
     # refund on the day it was requested, whatever its outcome since), on that Beijing day.
     our_paid_count = models.PositiveIntegerField("本站：支付笔数", default=0)
@@ -122,7 +122,7 @@ class BillDay(models.Model):
             line("退款金额", self.wechat_refunded, self.our_refunded, yuan),
         ]
         if self.wechat_in_flight_count:
-            lines.append({"label": "其中出账时处理中", "wechat": self.in_flight_text(), "ours": "", "differs": False,
+            lines.append({"label": "其中出账时未完成", "wechat": self.in_flight_text(), "ours": "", "differs": False,
                           "note": "微信账单在退款申请成功当天列出退款，出账后不再更新其状态；这些退款出账时尚未完成，"
                                   "已计入微信和本站的退款笔数与金额，不是差异"})
         lines.append(line("手续费", self.wechat_fee_millifen, None, fee_yuan))

@@ -33,7 +33,7 @@ from payments import gateway as payment_gateway
 from payments import services as payment_services
 from payments.gateway import NO_BILL, WeChatError
 from payments.models import Incident
-from reconciliation.bill import PAYMENT, REFUND, Bill, BillInvalid, Row, parse
+from reconciliation.bill import PAYMENT, REFUND, REFUND_CLOSED, Bill, BillInvalid, Row, parse
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
 from wxrecharge.money import fee_yuan, yuan
 
@@ -328,6 +328,10 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
     if row.refund_amount != refund.amount:
         return Finding(Kind.REFUND_AMOUNT, "incident", f"{told}，本站退款金额 {yuan(refund.amount)}；未做任何改动", **common)
     ours = f"本站为「{refund.get_status_display()}」"
+    if refund.status == Refund.Status.FAILED:
+        # Refused when we asked, and the balance given back: WeChat should have no such refund.
+        return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}（微信曾拒绝，余额已退回）：用户可能被退款两次，"
+                       "请核实；未做任何改动", **common)
     if row.refund_status == "SUCCESS":
         if refund.status in Refund.OPEN:  # its notify was lost, or a 退款异常 resolved at WeChat since
             return Finding(Kind.UNSETTLED_REFUND, "refund", f"{told}，出账时已退款成功，{ours}：已按退款通知的规则"
@@ -335,8 +339,12 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
         if refund.status != Refund.Status.SUCCESS:
             return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；用户可能被退款两次，请核实；未做任何改动",
                            **common)
-    elif row.refund_status == "REFUNDCLOSE" and refund.status in (Refund.Status.SUCCESS, Refund.Status.ABNORMAL):
+    elif row.refund_status in REFUND_CLOSED and refund.status in (Refund.Status.SUCCESS, Refund.Status.ABNORMAL):
         return Finding(Kind.REFUND_STATE, "incident", f"{told}，出账时退款已关闭，{ours}；请核实；未做任何改动", **common)
+    elif row.refund_status == "CHANGE" and refund.status == Refund.Status.CLOSED:
+        # The money had left the merchant when the bill was cut; here it was given back to the balance.
+        return Finding(Kind.REFUND_STATE, "incident", f"{told}，出账时退款异常，{ours}（余额已退回）：用户可能被退款"
+                       "两次，请核实；未做任何改动", **common)
     # Not finished at WeChat when the bill was cut (or closed at both): nothing differs.
     # reconcile_orders asks WeChat about refunds still open here (refundquery).
     requested_at = refund.accepted_at or refund.created_at
@@ -456,14 +464,14 @@ def outcome_counts(bill_day: BillDay) -> dict[str, int]:
 
 
 def summary(bill_day: BillDay) -> str:
-    """The day in one line, e.g. `2026-11-23: 有差异 — WeChat 12 笔 ¥345.00 退款 ¥10.00 (处理中 1 笔 ¥5.00)
+    """The day in one line, e.g. `2026-11-23: 有差异 — WeChat 12 笔 ¥345.00 退款 ¥10.00 (出账时未完成 1 笔 ¥5.00)
     手续费 ¥2.07; ours 12 笔 ¥345.00 退款 ¥10.00; differences 3 (settled 1, incidents 2)`."""
     head = f"{bill_day.date.isoformat()}: {bill_day.get_status_display()}"
     if not bill_day.is_complete:
         return f"{head} — {bill_day.reason}"
     counts = outcome_counts(bill_day)
     info = f", info {counts['info']}" if counts["info"] else ""
-    in_flight = f" (处理中 {bill_day.in_flight_text()})" if bill_day.wechat_in_flight_count else ""
+    in_flight = f" (出账时未完成 {bill_day.in_flight_text()})" if bill_day.wechat_in_flight_count else ""
     line = (f"{head} — WeChat {bill_day.wechat_paid_count or 0} 笔 {yuan(bill_day.wechat_paid or 0)} "
             f"退款 {yuan(bill_day.wechat_refunded or 0)}{in_flight} 手续费 {fee_yuan(bill_day.wechat_fee_millifen or 0)}; "
             f"ours {bill_day.our_paid_count} 笔 {yuan(bill_day.our_paid)} 退款 {yuan(bill_day.our_refunded)}; "

@@ -5,10 +5,11 @@ from django.db import migrations, models
 
 def paid_reported_by_incidents(apps, schema_editor):
     """Orders WeChat reported paid with another amount before this field existed (their
-    incident says so): they are being confirmed, not waiting for payment."""
+    incident, still open, says so): they are being confirmed, not waiting for payment."""
     RechargeOrder = apps.get_model("orders", "RechargeOrder")
     Incident = apps.get_model("payments", "Incident")
-    reported = Incident.objects.filter(kind="amount_mismatch", order__isnull=False, order__transaction_id__isnull=True)
+    reported = Incident.objects.filter(kind="amount_mismatch", resolved_at__isnull=True, order__isnull=False,
+                                       order__transaction_id__isnull=True)
     for order_id, seen in reported.order_by("order_id", "created_at").values_list("order_id", "created_at"):
         RechargeOrder.objects.filter(pk=order_id, paid_reported_at__isnull=True).update(paid_reported_at=seen)
 

@@ -34,8 +34,8 @@ class Migration(migrations.Migration):
         migrations.AlterField(model_name="billday", name="wechat_fee_millifen",
                               field=models.BigIntegerField(blank=True, null=True, verbose_name="微信：手续费总金额（0.001 分）")),
         migrations.AddField(model_name="billday", name="wechat_in_flight_count",
-                            field=models.PositiveIntegerField(blank=True, null=True, verbose_name="微信：出账时处理中的退款笔数")),
+                            field=models.PositiveIntegerField(blank=True, null=True, verbose_name="微信：出账时未完成的退款笔数")),
         migrations.AddField(model_name="billday", name="wechat_in_flight",
-                            field=models.BigIntegerField(blank=True, null=True, verbose_name="微信：出账时处理中的退款金额（分）")),
+                            field=models.BigIntegerField(blank=True, null=True, verbose_name="微信：出账时未完成的退款金额（分）")),
         migrations.RunPython(fen_to_millifen, millifen_to_fen),
     ]

@@ -120,7 +120,7 @@ def test_an_operator_reads_a_days_differences_and_exports_them(desktop, live_ser
         expect(row.locator(".field-paid_count_pair")).to_have_text("8 / 7")
         # WeChat ¥50 + ¥12 + ¥31 + ¥15 ×2 + ¥40 + ¥25 + ¥8.88 (made up); ours ¥50 + ¥12 + ¥20 + ¥30 + ¥15 + ¥40 + ¥25.
         expect(row.locator(".field-paid_pair")).to_have_text("¥196.88 / ¥192.00")
-        expect(row.locator(".field-refunded_pair")).to_have_text("¥15.00 / ¥15.00 （出账时处理中 1 笔 ¥5.00）")
+        expect(row.locator(".field-refunded_pair")).to_have_text("¥15.00 / ¥15.00 （出账时未完成 1 笔 ¥5.00）")
         shoot(desktop, "80-reconciliation-list")
 
         # The day's page: the totals side by side and one difference of each kind.
@@ -128,7 +128,7 @@ def test_an_operator_reads_a_days_differences_and_exports_them(desktop, live_ser
         expect(desktop.locator(".recon-facts")).to_contain_text("有差异")
         totals = desktop.get_by_test_id("totals")
         expect(totals).to_contain_text("不一致")
-        in_flight = totals.locator("tr", has_text="其中出账时处理中")
+        in_flight = totals.locator("tr", has_text="其中出账时未完成")
         expect(in_flight).to_contain_text("1 笔 ¥5.00")
         expect(desktop.get_by_test_id("in-flight-note")).to_contain_text("出账后不再更新其状态")
         expect(totals.locator("tr", has_text="退款金额")).not_to_have_class("recon-differs")

@@ -137,6 +137,34 @@ def test_an_abnormal_refund_resolved_at_wechat_later_settles_as_a_success(paid_o
     assert LedgerEntry.objects.filter(refund=refund).count() == 1  # the debit only: no money moved twice
 
 
+def test_an_abnormal_refund_an_operator_handled_then_reported_successful_is_a_conflict_to_check(paid_order):
+    """An operator marked the 退款异常 handled (perhaps giving the balance back by hand); a
+    later SUCCESS may mean the user has the money twice: an incident says so."""
+    order = paid_order("10.00")
+    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
+    refund = services.request_refund(order, 400, "用户申请")
+    settle_sandbox_refunds()
+    services.sync_refund(refund)
+    operator = make_user("caiwu", is_staff=True)
+    Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL).resolve(operator, "已手动退回余额")
+    refund.refresh_from_db()
+    assert services.settle_refund(refund, "SUCCESS") == "applied"
+    conflict = Incident.objects.get(kind=Incident.Kind.REFUND_CONFLICT)
+    assert conflict.refund == refund and "两次" in conflict.message
+
+
+def test_an_abnormal_refund_that_wechat_later_says_closed_is_a_conflict(paid_order):
+    order = paid_order("10.00")
+    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
+    refund = services.request_refund(order, 400, "用户申请")
+    settle_sandbox_refunds()
+    assert services.sync_refund(refund).status == Refund.Status.ABNORMAL
+    SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).update(state=SandboxRefund.REFUNDCLOSE)
+    assert services.sync_refund(refund).status == Refund.Status.ABNORMAL  # not given back on its own
+    assert Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT, refund=refund).exists()
+    assert balance(order) == 600
+
+
 def test_a_refund_wechat_refuses_gives_the_balance_back(paid_order):
     order = paid_order("10.00")
     # Refunded already in the merchant platform, behind our back: WeChat refuses (v2 ERROR, v3 INVALID_REQUEST).

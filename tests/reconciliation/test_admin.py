@@ -246,8 +246,8 @@ def test_a_day_with_a_refund_in_flight_at_bill_time_says_why_the_refund_totals_i
     html = admin_client.get(day_url(result)).content.decode()
     totals = html[html.index('data-testid="totals"'):html.index('data-testid="differences"')]
     assert "recon-differs" not in totals and "不一致" not in totals
-    assert re.search(r'<th scope="row">其中出账时处理中</th><td class="num">1 笔 ¥5\.00</td>', totals)
+    assert re.search(r'<th scope="row">其中出账时未完成</th><td class="num">1 笔 ¥5\.00</td>', totals)
     assert "出账后不再更新其状态" in totals
     assert '<th scope="row">手续费</th><td class="num">¥0.03123</td>' in totals  # five decimals, exactly
     listing = admin_client.get(DAYS).content.decode()
-    assert "（出账时处理中 1 笔 ¥5.00）" in listing and "recon-pair_differs" not in listing
+    assert "（出账时未完成 1 笔 ¥5.00）" in listing and "recon-pair_differs" not in listing

@@ -320,9 +320,9 @@ def test_a_refund_processing_in_the_bill_stays_no_difference_after_it_succeeds_h
     assert day.status == Status.BALANCED and day.differences.count() == 0
     assert (day.wechat_refunded, day.our_refunded, day.wechat_in_flight_count, day.wechat_in_flight) == (400, 400, 1, 400)
     assert not day.totals_differ()
-    in_flight = [t for t in day.totals() if t["label"] == "其中出账时处理中"]
+    in_flight = [t for t in day.totals() if t["label"] == "其中出账时未完成"]
     assert in_flight[0]["wechat"] == "1 笔 ¥4.00" and "不是差异" in in_flight[0]["note"]
-    assert "退款 ¥4.00 (处理中 1 笔 ¥4.00)" in summary(day)
+    assert "退款 ¥4.00 (出账时未完成 1 笔 ¥4.00)" in summary(day)
     item.settle("SUCCESS", settled_at=NOW)  # its notify, the next morning
     before = snapshot()
     day = reconcile_day(DAY)
@@ -355,6 +355,29 @@ def test_a_refund_abnormal_here_that_the_bill_shows_successful_is_settled_as_a_s
     assert item.status == Refund.Status.SUCCESS and order.refunded_amount == 400 and balance(payer) == 600
     assert abnormal.resolved_at is not None and "退款成功" in abnormal.resolution
     assert not Incident.objects.filter(kind__in=[Incident.Kind.REFUND_CONFLICT, Incident.Kind.BILL_REFUND_STATE]).exists()
+
+
+@pytest.mark.parametrize("status", ["PROCESSING", "CHANGE", "SUCCESS"])
+def test_a_refund_wechat_refused_here_but_in_the_bill_is_an_incident(wechat, payer, status):
+    """Refused when we asked (the balance given back), yet WeChat's bill lists it: the first
+    request may have reached WeChat after all. The user may have the money twice."""
+    order = paid(payer, 1000, AT)
+    item = order.start_refund(400, "测试退款")
+    item.settle("FAILED", settled_at=AT + timedelta(hours=1))
+    assert balance(payer) == 1000
+    wechat.bills[DAY] = bill(billed(order), refund_row(order.out_trade_no, order.transaction_id, item.out_refund_no,
+                                                       refund_id(), 400, AT + timedelta(minutes=59), status=status))
+    difference = only_difference(reconcile_day(DAY))
+    assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
+    assert "两次" in difference.detail and balance(payer) == 1000
+
+
+def test_a_refund_abnormal_in_the_bill_but_closed_here_is_an_incident(wechat, payer):
+    order = paid(payer, 1000, AT)
+    item = refund(order, 400, settled_at=AT + timedelta(hours=3), state="REFUNDCLOSE")
+    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="CHANGE"))
+    difference = only_difference(reconcile_day(DAY))
+    assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
 
 
 def test_a_refund_closed_in_the_bill_but_successful_here_is_an_incident(wechat, payer):
