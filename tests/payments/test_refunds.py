@@ -30,6 +30,16 @@ def balance(order: RechargeOrder) -> int:
     return order.user.balance
 
 
+def abnormal_refund(order: RechargeOrder, amount: int) -> Refund:
+    """A refund WeChat ends CHANGE (退款异常: the user's card refused the money), learnt by refundquery."""
+    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
+    refund = services.request_refund(order, amount, "用户申请")
+    settle_sandbox_refunds()
+    refund = services.sync_refund(refund)
+    assert refund.status == Refund.Status.ABNORMAL
+    return refund
+
+
 def wait_for(predicate, seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -102,10 +112,7 @@ def test_a_closed_refund_gives_the_balance_back_with_a_ledger_row(paid_order):
 
 def test_an_abnormal_refund_stays_debited_and_is_an_incident(paid_order):
     order = paid_order("10.00")
-    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
-    refund = services.request_refund(order, 400, "用户申请")
-    settle_sandbox_refunds()
-    assert services.sync_refund(refund).status == Refund.Status.ABNORMAL
+    refund = abnormal_refund(order, 400)
     assert balance(order) == 600
     incident = Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL)
     assert incident.refund == refund and incident.order == order and "商户平台" in incident.message
@@ -116,10 +123,7 @@ def test_an_abnormal_refund_resolved_at_wechat_later_settles_as_a_success(paid_o
     and WeChat then says SUCCESS. reconcile_orders keeps asking, hourly, and settles it as a
     success (not a conflict); its incident is closed."""
     order = paid_order("10.00")
-    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
-    refund = services.request_refund(order, 400, "用户申请")
-    settle_sandbox_refunds()
-    assert services.sync_refund(refund).status == Refund.Status.ABNORMAL
+    refund = abnormal_refund(order, 400)
     incident = Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL)
     run_pass()  # WeChat still says CHANGE: it stays 退款异常, asked again within the hour
     refund.refresh_from_db()
@@ -141,10 +145,7 @@ def test_an_abnormal_refund_an_operator_handled_then_reported_successful_is_a_co
     """An operator marked the 退款异常 handled (perhaps giving the balance back by hand); a
     later SUCCESS may mean the user has the money twice: an incident says so."""
     order = paid_order("10.00")
-    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
-    refund = services.request_refund(order, 400, "用户申请")
-    settle_sandbox_refunds()
-    services.sync_refund(refund)
+    refund = abnormal_refund(order, 400)
     operator = make_user("caiwu", is_staff=True)
     Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL).resolve(operator, "已手动退回余额")
     refund.refresh_from_db()
@@ -155,10 +156,7 @@ def test_an_abnormal_refund_an_operator_handled_then_reported_successful_is_a_co
 
 def test_an_abnormal_refund_that_wechat_later_says_closed_is_a_conflict(paid_order):
     order = paid_order("10.00")
-    Fault.objects.create(out_trade_no=order.out_trade_no, end_state="CHANGE")
-    refund = services.request_refund(order, 400, "用户申请")
-    settle_sandbox_refunds()
-    assert services.sync_refund(refund).status == Refund.Status.ABNORMAL
+    refund = abnormal_refund(order, 400)
     SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).update(state=SandboxRefund.REFUNDCLOSE)
     assert services.sync_refund(refund).status == Refund.Status.ABNORMAL  # not given back on its own
     assert Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT, refund=refund).exists()
