@@ -109,7 +109,7 @@ def gateway(channel: str = "jsapi", api: str | None = None) -> Gateway:
 
 def _beijing_text(value: str | None, fmt: str) -> datetime | None:
     try:
-        return datetime.strptime(value or "", fmt).replace(tzinfo=BEIJING)  # noqa: DTZ007 (Beijing time)
+        return datetime.strptime(value or "", fmt).replace(tzinfo=BEIJING)  # Beijing time
     except ValueError:
         return None
 

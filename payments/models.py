@@ -219,10 +219,10 @@ class Notification(models.Model):
         handler = services.process_payment_notify if self.kind == self.Kind.PAYMENT else services.process_refund_notify
         try:
             return handler(self)
-        except Exception as exc:  # noqa: BLE001 (kept on the record; WeChat retries)
+        except Exception as exc:  # kept on the record; WeChat retries
             logger.exception("notify %s could not be processed", self.pk)
             try:
                 self.finish(self.Outcome.ERROR, f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
-            except Exception:  # noqa: BLE001 (the database itself may be what failed)
+            except Exception:  # the database itself may be what failed
                 logger.exception("could not record the failure of notify %s", self.pk)
             return False

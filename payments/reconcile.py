@@ -86,7 +86,7 @@ def _orders(result: PassResult, limit: int) -> None:
             else:
                 services.sync_order(order)
                 result.synced += 1
-        except Exception:  # noqa: BLE001 (one failing order must not stop the others)
+        except Exception:  # one failing order must not stop the others
             logger.exception("reconcile_orders: order %s failed", order.out_trade_no)
             result.failed += 1
 
@@ -106,7 +106,7 @@ def _refunds(result: PassResult, limit: int) -> None:
         try:
             if services.sync_refund(refund).status != before:
                 result.refunds_settled += 1
-        except Exception:  # noqa: BLE001 (one failing refund must not stop the others)
+        except Exception:  # one failing refund must not stop the others
             logger.exception("reconcile_orders: refund %s failed", refund.out_refund_no)
             result.failed += 1
 
@@ -121,7 +121,7 @@ def _stuck_notifies(result: PassResult, limit: int) -> None:
         try:
             log.process()
             result.notifies_reprocessed += 1
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("reconcile_orders: notify %s failed", log.pk)
             result.failed += 1
 

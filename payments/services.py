@@ -420,7 +420,7 @@ def receive_notify(kind: str, body: bytes, remote_addr: str | None, api: str = "
     WeChat), or None when it could not even be recorded."""
     try:
         log = Notification.record(kind, body, remote_addr, api=api, headers=headers)
-    except Exception:  # noqa: BLE001 (nothing recorded: WeChat must send it again)
+    except Exception:  # nothing recorded: WeChat must send it again
         logger.exception("a %s notify could not be recorded; asking WeChat to send it again", kind)
         return None
     log.acknowledged = log.process()

@@ -190,7 +190,7 @@ def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, da
         return values[columns[name]]
 
     try:
-        happened_at = datetime.strptime(get(TIME), TIME_FORMAT).replace(tzinfo=BEIJING)  # noqa: DTZ007 (Beijing time)
+        happened_at = datetime.strptime(get(TIME), TIME_FORMAT).replace(tzinfo=BEIJING)  # Beijing time
     except ValueError:
         raise BillInvalid(f"第 {line_no} 行「{TIME}」无效：{_quote(get(TIME))!r}") from None
     if day is not None and happened_at.date() != day:

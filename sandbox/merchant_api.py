@@ -165,7 +165,7 @@ def _find_trade(params: dict, mch: Merchant, lock: bool = False) -> Trade:
 
 def _parse_time_expire(value: str) -> datetime:
     try:
-        naive = datetime.strptime(value, "%Y%m%d%H%M%S")  # noqa: DTZ007 (Beijing time, made aware below)
+        naive = datetime.strptime(value, "%Y%m%d%H%M%S")  # Beijing time, made aware below
     except ValueError as exc:
         raise BusinessError("PARAM_ERROR", "time_expire参数格式错误") from exc
     return naive.replace(tzinfo=services.BEIJING)
@@ -349,7 +349,7 @@ def downloadbill(request):
         if not wxpay.verify(params, mch.api_key, params.get("sign_type") or wxpay.MD5):
             raise ReturnFail("签名错误")
         try:
-            day = datetime.strptime(params["bill_date"], "%Y%m%d").replace(tzinfo=services.BEIJING)  # noqa: DTZ007
+            day = datetime.strptime(params["bill_date"], "%Y%m%d").replace(tzinfo=services.BEIJING)
         except ValueError as exc:
             raise ReturnFail("invalid bill_date") from exc
         if params["bill_type"] not in ("ALL", "SUCCESS", "REFUND"):

@@ -529,7 +529,7 @@ def tradebill(call: Call) -> tuple[int, dict]:
     query = call.request.GET
     value = text(query, "bill_date", "账单日期", location="query")
     try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=services.BEIJING)  # noqa: DTZ007 (Beijing day)
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=services.BEIJING)  # Beijing day
     except ValueError as exc:
         raise param_error("query", "bill_date", "账单日期", "时间格式校验失败，须为 YYYY-MM-DD", value) from exc
     bill_type = text(query, "bill_type", "账单类型", required=False) or "ALL"
@@ -566,7 +566,7 @@ def billdownload(request):
             params = signing.loads(request.GET.get("token", ""), salt=BILL_TOKEN_SALT, max_age=BILL_URL_SECONDS)
         except signing.BadSignature as exc:
             raise V3Error(400, "INVALID_REQUEST", "下载链接已失效，请重新申请账单") from exc
-        day = datetime.strptime(params["d"], "%Y-%m-%d").replace(tzinfo=services.BEIJING)  # noqa: DTZ007
+        day = datetime.strptime(params["d"], "%Y-%m-%d").replace(tzinfo=services.BEIJING)
         bill = _bill_text(mch, day, params["t"])
     except V3Error as exc:
         return respond(request, exc.status, exc.answer(), None)

@@ -30,7 +30,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.headers.append(dict(self.headers.items()))
                 receiver.received.append((time.monotonic(), body))
@@ -147,7 +147,7 @@ def race(workers: list) -> list:
         try:
             barrier.wait()
             results[i] = work()
-        except Exception as exc:  # noqa: BLE001 (reported through results)
+        except Exception as exc:  # reported through results
             results[i] = exc
         finally:
             connections.close_all()

@@ -16,7 +16,7 @@ os.environ.setdefault("SANDBOX_NOTIFY_TIME_SCALE", "0.01")
 # (tests/sandbox/test_transport.py covers the in-process path).
 os.environ.setdefault("SANDBOX_IN_PROCESS", "0")
 
-from wxrecharge.settings import *  # noqa: E402,F403
+from wxrecharge.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
 # Serve static files from the finders, as under runserver: no collectstatic in tests.

@@ -387,3 +387,20 @@ def test_manage_py_check_refuses_a_start_that_still_sets_the_old_proxy_count_eve
     assert result.returncode != 0
     assert re.findall(r"wxrecharge\.E\d+", result.stderr) == ["wxrecharge.E011"]
     assert "DJANGO_TRUSTED_PROXY_COUNT" in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["DJANGO_DEBUG", "WECHAT_SANDBOX"])
+def test_a_yes_no_setting_that_says_neither_refuses_the_start(variable):
+    """django-environ reads an unknown word as False: `DJANGO_DEBUG=ture` would quietly be off."""
+    result = _manage_py_check(**{"DJANGO_DEBUG": "1", variable: "ture"})
+    assert result.returncode != 0
+    assert f"{variable}='ture' is neither yes nor no" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", True), ("TRUE", True), (" yes ", True), ("on", True), ("0", False),
+                                             ("False", False), ("no", False), ("off", False), ("", None)])
+def test_yes_no_settings_take_the_usual_words(monkeypatch, text, value):
+    from common.env import Env
+
+    monkeypatch.setenv("WXR_TEST_SWITCH", text)
+    assert Env().bool("WXR_TEST_SWITCH", default=None) is value

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import environ
+from common.env import Env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = Env()
 # Variables already in the environment win over the file.
-environ.Env.read_env(BASE_DIR / ".env")
+Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 

@@ -108,7 +108,7 @@ class WeChat:
         code, data = self.v3.download_bill(listed["download_url"])
         assert code == 200
         text = gzip.decompress(data)
-        assert listed["hash_type"] == "SHA1" and hashlib.sha1(text).hexdigest() == listed["hash_value"]  # noqa: S324
+        assert listed["hash_type"] == "SHA1" and hashlib.sha1(text).hexdigest() == listed["hash_value"]
         return text.decode("utf-8")
 
     def no_bill(self, day=None, bill_type: str = "ALL") -> str:

@@ -120,14 +120,14 @@ def test_a_refund_is_settled_once_when_refundquery_and_the_worker_race(wxpay, sa
         try:
             for _ in range(5):
                 statuses.append(wxpay.refund.query(out_refund_no="RQ5-1")["refund_status_0"])
-        except Exception as exc:  # noqa: BLE001 (reported below)
+        except Exception as exc:  # reported below
             errors.append(exc)
 
     def settle():  # what each round of the worker does first
         barrier.wait()
         try:
             settled_here.append(services.settle_due_refunds())
-        except Exception as exc:  # noqa: BLE001 (reported below)
+        except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connections.close_all()

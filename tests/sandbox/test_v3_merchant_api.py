@@ -593,7 +593,7 @@ def test_the_trade_bill_is_listed_then_downloaded_with_a_signed_get(v3pay, sandb
     code, data = v3pay.download_bill(listed["download_url"])  # wechatpayv3 signs the path after its base URL
     assert code == 200
     bill = gzip.decompress(data)
-    assert hashlib.sha1(bill).hexdigest() == listed["hash_value"]  # noqa: S324
+    assert hashlib.sha1(bill).hexdigest() == listed["hash_value"]
     assert "`V3B001" in bill.decode() and "`19.90" in bill.decode()
     unsigned = requests.get(listed["download_url"], timeout=10)
     assert_wechat_answer(unsigned, 401, "SIGN_ERROR")

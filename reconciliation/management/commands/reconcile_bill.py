@@ -91,7 +91,7 @@ class Command(BaseCommand):
                     break
                 try:
                     done += self._run(day) == 0
-                except Exception:  # noqa: BLE001 (one failing day must not stop the loop)
+                except Exception:  # one failing day must not stop the loop
                     logger.exception("reconcile_bill: %s failed", day)
                     self.stderr.write(f"{day.isoformat()}: 出错 — 见日志")
             self.stdout.write(f"reconciled {done} of {len(due)} due days")
