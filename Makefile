@@ -51,6 +51,7 @@ screenshots: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles

@@ -29,14 +29,26 @@ class AdjustForm(forms.Form):
     required_css_class = "required"
 
     # Made when the page is shown: submitting the same form twice adjusts once.
-    request_no = forms.RegexField(REQUEST_NO, widget=forms.HiddenInput,
-                                  error_messages={"invalid": "页面已过期，请重新提交", "required": "页面已过期，请重新提交"})
+    request_no = forms.RegexField(
+        REQUEST_NO,
+        widget=forms.HiddenInput,
+        error_messages={"invalid": "页面已过期，请重新提交", "required": "页面已过期，请重新提交"},
+    )
 
-    amount = forms.CharField(label="调整金额（元）", max_length=20, error_messages={"required": BAD_AMOUNT},
-                             help_text="正数增加余额，负数扣减余额，例如 5.00 或 -5.00；最多两位小数",
-                             widget=forms.TextInput(attrs={"autocomplete": "off"}))
-    reason = forms.CharField(label="调整原因", max_length=200, error_messages={"required": "请填写调整原因"},
-                             help_text="会记在余额流水上", widget=forms.TextInput(attrs={"class": "vTextField"}))
+    amount = forms.CharField(
+        label="调整金额（元）",
+        max_length=20,
+        error_messages={"required": BAD_AMOUNT},
+        help_text="正数增加余额，负数扣减余额，例如 5.00 或 -5.00；最多两位小数",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    reason = forms.CharField(
+        label="调整原因",
+        max_length=200,
+        error_messages={"required": "请填写调整原因"},
+        help_text="会记在余额流水上",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
 
     def clean_amount(self) -> int:
         fen = parse_yuan(self.cleaned_data["amount"], signed=True)
@@ -66,8 +78,9 @@ class UserAdmin(DjangoUserAdmin):
         context = dict(extra_context or {})
         user = self.get_object(request, object_id)
         if user is not None:
-            context["ledger_rows"] = (user.ledger_entries.select_related("order", "refund", "operator")
-                                      .order_by("-created_at", "-pk")[:LEDGER_ROWS])
+            context["ledger_rows"] = user.ledger_entries.select_related("order", "refund", "operator").order_by(
+                "-created_at", "-pk"
+            )[:LEDGER_ROWS]
             context["ledger_count"] = user.ledger_entries.count()
             context["ledger_url"] = changelist_url(LedgerEntry, user=user.pk)
             if self.has_change_permission(request, user):
@@ -84,18 +97,27 @@ class UserAdmin(DjangoUserAdmin):
         user = get_object_or_404(User, pk=pk)
         if not self.has_change_permission(request, user):
             raise PermissionDenied
-        form = AdjustForm(request.POST if request.method == "POST" else None,
-                          initial={"request_no": LedgerEntry.new_request_no()})
+        form = AdjustForm(
+            request.POST if request.method == "POST" else None, initial={"request_no": LedgerEntry.new_request_no()}
+        )
         if form.is_valid():
             try:
-                entry = LedgerEntry.adjust(user.pk, form.cleaned_data["amount"], form.cleaned_data["reason"], request.user,
-                                           request_no=form.cleaned_data["request_no"])
+                entry = LedgerEntry.adjust(
+                    user.pk,
+                    form.cleaned_data["amount"],
+                    form.cleaned_data["reason"],
+                    request.user,
+                    request_no=form.cleaned_data["request_no"],
+                )
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
                 sign = "+" if entry.amount > 0 else ""
-                self.message_user(request, f"已调整 {user.username} 的余额 {sign}{format_fen(entry.amount)} 元，"
-                                           f"调整后余额 ¥{entry.balance_after_yuan}", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"已调整 {user.username} 的余额 {sign}{format_fen(entry.amount)} 元，调整后余额 ¥{entry.balance_after_yuan}",
+                    messages.SUCCESS,
+                )
                 return redirect("admin:accounts_user_change", user.pk)
         if form.is_bound and "request_no" in form.errors:
             # Show the page again with a fresh number, so that the next submission can pass.

@@ -13,17 +13,11 @@ class User(AbstractUser):
     orders.models), and the database refuses a negative value.
     """
 
-    openid = models.CharField(
-        "公众号 openid", max_length=64, unique=True, null=True, blank=True, editable=False
-    )
-    mp_openid = models.CharField(
-        "小程序 openid", max_length=64, unique=True, null=True, blank=True, editable=False
-    )
+    openid = models.CharField("公众号 openid", max_length=64, unique=True, null=True, blank=True, editable=False)
+    mp_openid = models.CharField("小程序 openid", max_length=64, unique=True, null=True, blank=True, editable=False)
     # The same for one person in the 公众号 and the mini program when both are linked to one
     # open-platform account: it is how a login through either reaches the same account.
-    unionid = models.CharField(
-        "unionid", max_length=64, unique=True, null=True, blank=True, editable=False
-    )
+    unionid = models.CharField("unionid", max_length=64, unique=True, null=True, blank=True, editable=False)
     balance = models.BigIntegerField("余额（分）", default=0, editable=False)
     # code2session's session_key: kept on the server only (never answered, logged or shown).
     mp_session_key = models.CharField(max_length=64, blank=True, editable=False)
@@ -40,8 +34,7 @@ class User(AbstractUser):
         column but `balance`: the value read at the start of a request may be stale by now,
         and the balance only moves with a ledger row (`LedgerEntry.post`)."""
         if not self._state.adding and kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
-                                       if not f.primary_key and f.name != "balance"]
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "balance"]
         super().save(*args, **kwargs)
 
     @property

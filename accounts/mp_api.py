@@ -19,6 +19,7 @@ from wxrecharge.http import client_ip, json_error, json_ok
 
 logger = logging.getLogger(__name__)
 
+
 def bearer_required(view):
     """Authenticate by `Authorization: Bearer <token>`; 401 otherwise. No cookies, no CSRF."""
 

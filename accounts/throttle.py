@@ -34,14 +34,14 @@ class LoginAttemptHandler(AxesDatabaseHandler):
         """For each lockout parameter: (whether it is the address alone, its limit,
         [(failures, last failure)] newest first) within the cool-off time."""
         username = get_client_username(request, credentials)
-        parameters = get_client_parameters(username, request.axes_ip_address, request.axes_user_agent,
-                                           request, credentials)
+        parameters = get_client_parameters(username, request.axes_ip_address, request.axes_user_agent, request, credentials)
         counts = []
         for params, attempts in zip(parameters, self.get_user_attempts(request, credentials), strict=True):
             by_address = "username" not in params
             limit = settings.LOGIN_ADDRESS_FAILURE_LIMIT if by_address else settings.AXES_FAILURE_LIMIT
-            counts.append((by_address, limit, list(attempts.order_by("-attempt_time")
-                                                   .values_list("failures_since_start", "attempt_time"))))
+            counts.append(
+                (by_address, limit, list(attempts.order_by("-attempt_time").values_list("failures_since_start", "attempt_time")))
+            )
         return counts
 
     def get_failures(self, request, credentials=None) -> int:

@@ -60,8 +60,7 @@ def register(request):
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         _after_sign_in(request, user)
         return redirect(safe_next(request))
-    return render(request, "accounts/register.html",
-                  {"form": form, "next": safe_next(request, ""), **_wechat_context(request)})
+    return render(request, "accounts/register.html", {"form": form, "next": safe_next(request, ""), **_wechat_context(request)})
 
 
 class SiteLoginView(LoginView):
@@ -74,9 +73,12 @@ class SiteLoginView(LoginView):
         # again once it has answered (`wechat` in the URL, an unbound identity kept, a
         # failure), nor right after 退出登录, which would otherwise undo itself.
         session = request.session
-        if (in_wechat(request) and "wechat" not in request.GET
-                and not any(session.get(key) for key in (FAILED_KEY, SIGNED_OUT_KEY))
-                and pending_identity(request) is None):
+        if (
+            in_wechat(request)
+            and "wechat" not in request.GET
+            and not any(session.get(key) for key in (FAILED_KEY, SIGNED_OUT_KEY))
+            and pending_identity(request) is None
+        ):
             return redirect(wechat_signin_url(safe_next(request)))
         return super().get(request, *args, **kwargs)
 
@@ -118,10 +120,15 @@ def locked_out(request, original_response=None, credentials=None):
     and the ways on. Inside WeChat a bound WeChat still signs in: the lock is on passwords."""
     minutes, by_address = throttle.lockout(request, credentials)
     next_path = safe_next(request)
-    return render(request, "accounts/locked_out.html", {
-        "minutes": minutes,
-        "by_address": by_address,
-        "username": (credentials or {}).get("username") or request.POST.get("username", ""),
-        "login_url": reverse("accounts:login") + "?" + urlencode({"next": next_path}),
-        "wechat_signin_url": wechat_signin_url(next_path) if in_wechat(request) else "",
-    }, status=429)
+    return render(
+        request,
+        "accounts/locked_out.html",
+        {
+            "minutes": minutes,
+            "by_address": by_address,
+            "username": (credentials or {}).get("username") or request.POST.get("username", ""),
+            "login_url": reverse("accounts:login") + "?" + urlencode({"next": next_path}),
+            "wechat_signin_url": wechat_signin_url(next_path) if in_wechat(request) else "",
+        },
+        status=429,
+    )

@@ -43,8 +43,9 @@ def _problem(request, title: str, message: str, retry_next: str | None = None, s
     retry = None
     if retry_next is not None:
         retry = reverse("accounts:wechat_authorize") + "?" + urlencode({"next": retry_next})
-    return render(request, "accounts/wechat_problem.html", {"title": title, "message": message, "retry_url": retry},
-                  status=status)
+    return render(
+        request, "accounts/wechat_problem.html", {"title": title, "message": message, "retry_url": retry}, status=status
+    )
 
 
 def _failed(request, saved: dict, title: str, message: str, status: int = 400):

@@ -49,29 +49,41 @@ def notify(request):
             "INSERT INTO payments_notification (kind, api, raw_body, headers, remote_addr, received_at, signature_valid,"
             " out_trade_no, out_refund_no, outcome, detail, traceback)"
             " VALUES ('payment', 'v2', %s, '{}', %s, now(), NULL, '', '', 'received', '', '')"
-            " RETURNING id", [body, request.META.get("REMOTE_ADDR")])
+            " RETURNING id",
+            [body, request.META.get("REMOTE_ADDR")],
+        )
         log_id = cursor.fetchone()[0]
     fields = wxpay.parse_xml(body)
     if not wxpay.verify(fields, API_KEY) or fields["appid"] not in APPIDS or fields["mch_id"] != MCH_ID:
         return HttpResponse(FAIL, content_type="text/xml")
     out_trade_no, total_fee = fields["out_trade_no"], int(fields["total_fee"])
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT id, user_id, amount, transaction_id FROM orders_rechargeorder WHERE out_trade_no = %s"
-                       " FOR UPDATE", [out_trade_no])
+        cursor.execute(
+            "SELECT id, user_id, amount, transaction_id FROM orders_rechargeorder WHERE out_trade_no = %s FOR UPDATE",
+            [out_trade_no],
+        )
         order_id, user_id, amount, paid = cursor.fetchone()
         outcome = "duplicate"
         if paid is None and amount == total_fee:
             cursor.execute("SELECT balance FROM accounts_user WHERE id = %s FOR UPDATE", [user_id])
             balance = cursor.fetchone()[0] + amount
-            cursor.execute("UPDATE orders_rechargeorder SET status = 1, transaction_id = %s, paid_at = now(),"
-                           " updated_at = now() WHERE id = %s", [fields["transaction_id"], order_id])
+            cursor.execute(
+                "UPDATE orders_rechargeorder SET status = 1, transaction_id = %s, paid_at = now(),"
+                " updated_at = now() WHERE id = %s",
+                [fields["transaction_id"], order_id],
+            )
             cursor.execute("UPDATE accounts_user SET balance = %s WHERE id = %s", [balance, user_id])
-            cursor.execute("INSERT INTO orders_ledgerentry (user_id, amount, kind, order_id, balance_after, reason,"
-                           " created_at) VALUES (%s, %s, 'recharge', %s, %s, '', now())",
-                           [user_id, amount, order_id, balance])
+            cursor.execute(
+                "INSERT INTO orders_ledgerentry (user_id, amount, kind, order_id, balance_after, reason,"
+                " created_at) VALUES (%s, %s, 'recharge', %s, %s, '', now())",
+                [user_id, amount, order_id, balance],
+            )
             outcome = "applied"
-        cursor.execute("UPDATE payments_notification SET outcome = %s, signature_valid = true, out_trade_no = %s,"
-                       " processed_at = now() WHERE id = %s", [outcome, out_trade_no, log_id])
+        cursor.execute(
+            "UPDATE payments_notification SET outcome = %s, signature_valid = true, out_trade_no = %s,"
+            " processed_at = now() WHERE id = %s",
+            [outcome, out_trade_no, log_id],
+        )
     return HttpResponse(SUCCESS, content_type="text/xml")
 
 

@@ -34,8 +34,7 @@ def main(n: int) -> None:
     call_command("migrate", verbosity=0)
     user = make_user(f"bench{time.time_ns()}", openid=f"oBench{time.time_ns()}")
     orders = [make_order(user, amount=100) for _ in range(n)]
-    bodies = [notify_xml(o.out_trade_no, 100, transaction_id=f"4200{time.time_ns()}{i:06d}"[:32])
-              for i, o in enumerate(orders)]
+    bodies = [notify_xml(o.out_trade_no, 100, transaction_id=f"4200{time.time_ns()}{i:06d}"[:32]) for i, o in enumerate(orders)]
     client = Client()
     for label in ("first delivery", "repeat"):
         started = time.perf_counter()

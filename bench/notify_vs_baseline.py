@@ -38,8 +38,11 @@ sys.path.insert(0, str(ROOT))
 from wxrecharge import wxpay  # noqa: E402
 
 APPID, MCH_ID, API_KEY = "wx0123456789abcdef", "1230000109", "benchkey0123456789abcdefghijklmn"
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": os.environ.get("PGPORT", "5432"),
-      "user": os.environ.get("PGUSER", "postgres")}
+PG = {
+    "host": os.environ.get("PGHOST", "127.0.0.1"),
+    "port": os.environ.get("PGPORT", "5432"),
+    "user": os.environ.get("PGUSER", "postgres"),
+}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,10 +58,20 @@ def free_port() -> int:
 
 def server_env(name: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "SANDBOX_", "DATABASE_"))}
-    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(40), DJANGO_ALLOWED_HOSTS="127.0.0.1",
-               SITE_URL=f"http://127.0.0.1:{port}", WECHAT_SANDBOX="0", WECHAT_PAY_API="v2", WECHAT_APPID=APPID,
-               WECHAT_APP_SECRET="s" * 32, WECHAT_MCH_ID=MCH_ID, WECHAT_API_KEY=API_KEY, DATABASE_URL=db_url(name),
-               PYTHONPATH=str(ROOT))
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        SITE_URL=f"http://127.0.0.1:{port}",
+        WECHAT_SANDBOX="0",
+        WECHAT_PAY_API="v2",
+        WECHAT_APPID=APPID,
+        WECHAT_APP_SECRET="s" * 32,
+        WECHAT_MCH_ID=MCH_ID,
+        WECHAT_API_KEY=API_KEY,
+        DATABASE_URL=db_url(name),
+        PYTHONPATH=str(ROOT),
+    )
     return env
 
 
@@ -72,18 +85,25 @@ def prepare(name: str, orders: int) -> list[tuple[str, int]]:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     made = []
     with psycopg.connect(dbname=name, **PG) as conn:
-        users = [conn.execute("INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name, email,"
-                              " is_staff, is_active, date_joined, balance, mp_session_key) VALUES ('!', false, %s, '', '',"
-                              " '', false, true, now(), 0, '') RETURNING id", [f"bench{u}"]).fetchone()[0]
-                 for u in range(50)]
+        users = [
+            conn.execute(
+                "INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name, email,"
+                " is_staff, is_active, date_joined, balance, mp_session_key) VALUES ('!', false, %s, '', '',"
+                " '', false, true, now(), 0, '') RETURNING id",
+                [f"bench{u}"],
+            ).fetchone()[0]
+            for u in range(50)
+        ]
         for n in range(orders):
             out_trade_no = f"BENCH{n:08d}{secrets.token_hex(4)}"
             amount = random.choice([100, 990, 1000, 3000, 5000])
-            conn.execute("INSERT INTO orders_rechargeorder (out_trade_no, user_id, amount, status, channel, openid,"
-                         " prepay_id, close_reason, prepay_error, expires_at, refunded_amount, created_at, updated_at)"
-                         " VALUES (%s, %s, %s, 0, 'jsapi', 'oBench', '', '', '', now() + interval '1 hour', 0, now(),"
-                         " now())",
-                         [out_trade_no, users[n % len(users)], amount])
+            conn.execute(
+                "INSERT INTO orders_rechargeorder (out_trade_no, user_id, amount, status, channel, openid,"
+                " prepay_id, close_reason, prepay_error, expires_at, refunded_amount, created_at, updated_at)"
+                " VALUES (%s, %s, %s, 0, 'jsapi', 'oBench', '', '', '', now() + interval '1 hour', 0, now(),"
+                " now())",
+                [out_trade_no, users[n % len(users)], amount],
+            )
             made.append((out_trade_no, amount))
     return made
 
@@ -93,11 +113,24 @@ def notifies(orders: list[tuple[str, int]], count: int) -> list[bytes]:
     firsts = orders[: round(count * 0.7)]
     bodies = {}
     for n, (out_trade_no, amount) in enumerate(firsts):
-        fields = {"return_code": "SUCCESS", "return_msg": "OK", "appid": APPID, "mch_id": MCH_ID,
-                  "nonce_str": wxpay.nonce(), "result_code": "SUCCESS", "openid": "oBench", "is_subscribe": "N",
-                  "trade_type": "JSAPI", "bank_type": "CMC", "total_fee": str(amount), "fee_type": "CNY",
-                  "cash_fee": str(amount), "transaction_id": f"4200{n:012d}{secrets.token_hex(6)}",
-                  "out_trade_no": out_trade_no, "time_end": "20261123120000"}
+        fields = {
+            "return_code": "SUCCESS",
+            "return_msg": "OK",
+            "appid": APPID,
+            "mch_id": MCH_ID,
+            "nonce_str": wxpay.nonce(),
+            "result_code": "SUCCESS",
+            "openid": "oBench",
+            "is_subscribe": "N",
+            "trade_type": "JSAPI",
+            "bank_type": "CMC",
+            "total_fee": str(amount),
+            "fee_type": "CNY",
+            "cash_fee": str(amount),
+            "transaction_id": f"4200{n:012d}{secrets.token_hex(6)}",
+            "out_trade_no": out_trade_no,
+            "time_end": "20261123120000",
+        }
         fields["sign"] = wxpay.sign(fields, API_KEY)
         bodies[out_trade_no] = wxpay.to_xml(fields).encode()
     sent = list(bodies.values())
@@ -113,9 +146,27 @@ class Server:
         env = server_env(name, self.port)
         env["DJANGO_SETTINGS_MODULE"] = settings_module
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-             "--worker-class", "sync", "--timeout", "30", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                app,
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "sync",
+                "--timeout",
+                "30",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -180,12 +231,16 @@ def send_chunk(server: Server, bodies: list[bytes], concurrency: int) -> None:
 def check_books(name: str, credited: int) -> list[str]:
     with psycopg.connect(dbname=name, **PG) as conn:
         problems = []
-        doubles = conn.execute("SELECT count(*) FROM (SELECT order_id FROM orders_ledgerentry WHERE kind = 'recharge'"
-                               " GROUP BY order_id HAVING count(*) > 1) d").fetchone()[0]
+        doubles = conn.execute(
+            "SELECT count(*) FROM (SELECT order_id FROM orders_ledgerentry WHERE kind = 'recharge'"
+            " GROUP BY order_id HAVING count(*) > 1) d"
+        ).fetchone()[0]
         paid = conn.execute("SELECT count(*) FROM orders_rechargeorder WHERE status = 1").fetchone()[0]
         rows = conn.execute("SELECT count(*) FROM orders_ledgerentry WHERE kind = 'recharge'").fetchone()[0]
-        off = conn.execute("SELECT count(*) FROM accounts_user u WHERE balance <> (SELECT coalesce(sum(amount), 0)"
-                           " FROM orders_ledgerentry l WHERE l.user_id = u.id)").fetchone()[0]
+        off = conn.execute(
+            "SELECT count(*) FROM accounts_user u WHERE balance <> (SELECT coalesce(sum(amount), 0)"
+            " FROM orders_ledgerentry l WHERE l.user_id = u.id)"
+        ).fetchone()[0]
         if doubles:
             problems.append(f"{doubles} orders credited twice")
         if paid != credited or rows != credited:
@@ -225,7 +280,7 @@ def main() -> None:
         cpu_before = {label: s.cpu_seconds() for label, s in servers.items()}
         for start in range(0, args.notifies, args.chunk):
             for label in ("project", "baseline") if start // args.chunk % 2 == 0 else ("baseline", "project"):
-                send_chunk(servers[label], plans[label][start:start + args.chunk], args.concurrency)
+                send_chunk(servers[label], plans[label][start : start + args.chunk], args.concurrency)
         cpu = {label: s.cpu_seconds() - cpu_before[label] for label, s in servers.items()}
     finally:
         for server in servers.values():
@@ -233,26 +288,39 @@ def main() -> None:
 
     credited = round(args.notifies * 0.7)
     rows, invalid = {}, []
-    print(f"{args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
-          f"{args.workers} sync, PostgreSQL, persistent connections on both\n")
+    print(
+        f"{args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
+        f"{args.workers} sync, PostgreSQL, persistent connections on both\n"
+    )
     print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  answers, books")
     for label, server in servers.items():
         n = len(server.latencies)
-        rows[label] = (n / server.wall, pct(server.latencies, 50), pct(server.latencies, 95), pct(server.latencies, 99),
-                       cpu[label] / n * 1000)
+        rows[label] = (
+            n / server.wall,
+            pct(server.latencies, 50),
+            pct(server.latencies, 95),
+            pct(server.latencies, 99),
+            cpu[label] / n * 1000,
+        )
         problems = check_books(names[label], credited)
         if problems or set(server.answers) != {"SUCCESS"}:
             invalid.append(label)
-        print(f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
-              f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(problems) or 'every order credited once'}")
+        print(
+            f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
+            f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(problems) or 'every order credited once'}"
+        )
     p, b = rows["project"], rows["baseline"]
-    print(f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
-          "  (project / baseline; goals: throughput >= 0.6, p99 <= 2)")
+    print(
+        f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
+        "  (project / baseline; goals: throughput >= 0.6, p99 <= 2)"
+    )
     if invalid:
         # A side that answered anything but SUCCESS or whose books are wrong did other work
         # than the other: its figures, and so the ratios, mean nothing.
-        sys.exit(f"\nnot a valid comparison: {', '.join(invalid)} did not answer SUCCESS to every notify "
-                 "or its books are wrong (see above)")
+        sys.exit(
+            f"\nnot a valid comparison: {', '.join(invalid)} did not answer SUCCESS to every notify "
+            "or its books are wrong (see above)"
+        )
 
 
 if __name__ == "__main__":

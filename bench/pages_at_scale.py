@@ -26,8 +26,11 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": os.environ.get("PGPORT", "5432"),
-      "user": os.environ.get("PGUSER", "postgres")}
+PG = {
+    "host": os.environ.get("PGHOST", "127.0.0.1"),
+    "port": os.environ.get("PGPORT", "5432"),
+    "user": os.environ.get("PGUSER", "postgres"),
+}
 NAME = "wxr_bench_pages"
 
 
@@ -38,10 +41,14 @@ def prepare(orders: int) -> None:
     env = {**os.environ, "DJANGO_DEBUG": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     with psycopg.connect(dbname=NAME, **PG) as conn:
+
         def user(name: str, balance: int) -> int:
-            return conn.execute("INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name,"
-                                " email, is_staff, is_active, date_joined, balance, mp_session_key) VALUES ('!', false,"
-                                " %s, '', '', '', false, true, now(), %s, '') RETURNING id", [name, balance]).fetchone()[0]
+            return conn.execute(
+                "INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name,"
+                " email, is_staff, is_active, date_joined, balance, mp_session_key) VALUES ('!', false,"
+                " %s, '', '', '', false, true, now(), %s, '') RETURNING id",
+                [name, balance],
+            ).fetchone()[0]
 
         def orders_for(user_id: int, count: int, prefix: str) -> None:
             conn.execute(
@@ -50,11 +57,14 @@ def prepare(orders: int) -> None:
                 " SELECT %s || lpad(n::text, 10, '0'), %s, 1000, 1, 'jsapi', 'oBig', '', '', '', now(),"
                 " '42' || %s || lpad(n::text, 10, '0'), now() - (n || ' seconds')::interval, 0,"
                 " now() - (n || ' seconds')::interval, now() FROM generate_series(1, %s) n",
-                [prefix, user_id, prefix, count])
+                [prefix, user_id, prefix, count],
+            )
             conn.execute(
                 "INSERT INTO orders_ledgerentry (user_id, amount, kind, order_id, balance_after, reason, created_at)"
                 " SELECT user_id, amount, 'recharge', id, 1000 * row_number() OVER (ORDER BY created_at), '', created_at"
-                " FROM orders_rechargeorder WHERE user_id = %s", [user_id])
+                " FROM orders_rechargeorder WHERE user_id = %s",
+                [user_id],
+            )
 
         big = user("big", 1000 * orders)
         orders_for(big, orders, "BIG")
@@ -67,8 +77,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    os.environ.update(DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{NAME}",
-                      DJANGO_SETTINGS_MODULE="tests.settings")
+    os.environ.update(
+        DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{NAME}", DJANGO_SETTINGS_MODULE="tests.settings"
+    )
     started = time.perf_counter()
     prepare(args.orders)
     os.environ["DJANGO_DEBUG"] = "0"  # as in production: cached templates, no debug bookkeeping
@@ -118,8 +129,10 @@ def main() -> None:
         results[label] = statistics.median(times)
         print(f"{label:42} {results[label]:10.1f} {len(queries):8d}")
     base = results["history, page 1 (20 orders)"]
-    print(f"\nhistory at 100,000 orders / at 20: page 1 {results['history, page 1 (100,000 orders)'] / base:.2f}x, "
-          f"page 4,000 {results['history, page 4,000 (100,000 orders)'] / base:.2f}x (goal: within 2x)")
+    print(
+        f"\nhistory at 100,000 orders / at 20: page 1 {results['history, page 1 (100,000 orders)'] / base:.2f}x, "
+        f"page 4,000 {results['history, page 4,000 (100,000 orders)'] / base:.2f}x (goal: within 2x)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,4 @@ class Env(environ.Env):
             return True
         if value in FALSE:
             return False
-        raise ImproperlyConfigured(
-            f"{var}={raw.strip()!r} is neither yes nor no: use 1 or 0 (also true/false, yes/no, on/off)."
-        )
+        raise ImproperlyConfigured(f"{var}={raw.strip()!r} is neither yes nor no: use 1 or 0 (also true/false, yes/no, on/off).")

@@ -48,6 +48,7 @@ def _counts(counter: Counter) -> str:
 
 # -- orders ------------------------------------------------------------------------------------
 
+
 class OpenIncidentFilter(admin.SimpleListFilter):
     title = "异常"
     parameter_name = "incident"
@@ -64,8 +65,7 @@ class OpenIncidentFilter(admin.SimpleListFilter):
 class RefundInline(ReadOnlyInline):
     model = Refund
     related_name = "refunds"
-    fields = ("out_refund_no", "amount_display", "status", "reason", "requested_by", "created_at", "settled_at",
-              "last_error")
+    fields = ("out_refund_no", "amount_display", "status", "reason", "requested_by", "created_at", "settled_at", "last_error")
     readonly_fields = fields
     verbose_name_plural = "退款记录"
 
@@ -102,14 +102,24 @@ class IncidentInline(ReadOnlyInline):
 class RefundForm(forms.Form):
     required_css_class = "required"
 
-    amount = forms.CharField(label="退款金额（元）", max_length=20, error_messages={"required": BAD_AMOUNT},
-                             widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}))
-    reason = forms.CharField(label="退款原因", max_length=200, error_messages={"required": "请填写退款原因"},
-                             widget=forms.TextInput(attrs={"class": "vTextField"}))
+    amount = forms.CharField(
+        label="退款金额（元）",
+        max_length=20,
+        error_messages={"required": BAD_AMOUNT},
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    reason = forms.CharField(
+        label="退款原因",
+        max_length=200,
+        error_messages={"required": "请填写退款原因"},
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
     # Made when the page is shown: submitting the same form twice is one refund.
-    out_refund_no = forms.RegexField(regex=OUT_REFUND_NO, widget=forms.HiddenInput,
-                                     error_messages={"required": "退款申请已失效，请核对后重新提交",
-                                                     "invalid": "退款申请已失效，请核对后重新提交"})
+    out_refund_no = forms.RegexField(
+        regex=OUT_REFUND_NO,
+        widget=forms.HiddenInput,
+        error_messages={"required": "退款申请已失效，请核对后重新提交", "invalid": "退款申请已失效，请核对后重新提交"},
+    )
 
     def clean_amount(self) -> int:
         fen = parse_yuan(self.cleaned_data["amount"])
@@ -120,17 +130,43 @@ class RefundForm(forms.Form):
 
 @admin.register(RechargeOrder)
 class RechargeOrderAdmin(LargeTableAdmin):
-    list_display = ("out_trade_no", "user", "amount_display", "status_display", "channel", "created_at", "paid_at",
-                    "incident_marker")
+    list_display = (
+        "out_trade_no",
+        "user",
+        "amount_display",
+        "status_display",
+        "channel",
+        "created_at",
+        "paid_at",
+        "incident_marker",
+    )
     list_filter = ("status", "channel", ("created_at", admin.DateFieldListFilter), OpenIncidentFilter)
     exact_search_fields = ("out_trade_no", "transaction_id", "user__username", "openid")
     list_select_related = ("user",)
     # Rendering a row is most of the page's cost: 50 keep the list under 100 ms.
     list_per_page = 50
-    fields = ("out_trade_no", "user_link", "amount_display", "status_display", "refundable_display", "channel",
-              "openid", "transaction_id", "paid_at", "paid_reported_at", "close_reason", "prepay_error", "prepay_id",
-              "prepay_expires_at", "expires_at", "synced_at",
-              "created_at", "updated_at", "notifications_link", "bill_differences_display")
+    fields = (
+        "out_trade_no",
+        "user_link",
+        "amount_display",
+        "status_display",
+        "refundable_display",
+        "channel",
+        "openid",
+        "transaction_id",
+        "paid_at",
+        "paid_reported_at",
+        "close_reason",
+        "prepay_error",
+        "prepay_id",
+        "prepay_expires_at",
+        "expires_at",
+        "synced_at",
+        "created_at",
+        "updated_at",
+        "notifications_link",
+        "bill_differences_display",
+    )
     readonly_fields = fields
     inlines = [RefundInline, OrderLedgerInline, IncidentInline]
     actions = ["sync_selected", "close_selected", "refund_selected"]
@@ -187,16 +223,20 @@ class RechargeOrderAdmin(LargeTableAdmin):
     def bill_differences_display(self, obj: RechargeOrder) -> str:
         """Each reconciliation difference naming the order, linked to its day's page."""
         differences = obj.bill_differences.select_related("bill_day").order_by("bill_day__date", "kind")
-        return format_html_join(mark_safe("<br>"), '<a href="{}">{} {}（{}）</a>', (
-            (change_url(d.bill_day), d.bill_day.date.isoformat(), d.get_kind_display(), d.get_outcome_display())
-            for d in differences))
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{} {}（{}）</a>',
+            (
+                (change_url(d.bill_day), d.bill_day.date.isoformat(), d.get_kind_display(), d.get_outcome_display())
+                for d in differences
+            ),
+        )
 
     # -- the change page -----------------------------------------------------------------------
     def get_fields(self, request, obj=None):
         """对账 only where reconciliation found something about the order, for those who may see it."""
         fields = super().get_fields(request, obj)
-        if (obj is None or not request.user.has_perm("reconciliation.view_billday")
-                or not obj.bill_differences.exists()):
+        if obj is None or not request.user.has_perm("reconciliation.view_billday") or not obj.bill_differences.exists():
             return [f for f in fields if f != "bill_differences_display"]
         return fields
 
@@ -218,21 +258,29 @@ class RechargeOrderAdmin(LargeTableAdmin):
         def outcome(order: RechargeOrder) -> str:
             return order.status_text if order.status != PENDING else "仍待支付"
 
-        self._each_pending(request, queryset, services.sync_order, outcome, ("查询失败", "向微信查询失败"), "已向微信查询",
-                           "非待支付订单无需同步")
+        self._each_pending(
+            request,
+            queryset,
+            services.sync_order,
+            outcome,
+            ("查询失败", "向微信查询失败"),
+            "已向微信查询",
+            "非待支付订单无需同步",
+        )
 
     @admin.action(description="关闭订单", permissions=["sync"])
     def close_selected(self, request, queryset):
         def outcome(order: RechargeOrder) -> str:
             # ORDERPAID: the money was taken, so close_order synced and credited it instead.
             return {RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}.get(
-                order.status, order.status_text)
+                order.status, order.status_text
+            )
 
-        self._each_pending(request, queryset, services.close_order, outcome, ("关闭失败", "关闭失败"), "关闭订单",
-                           "只有待支付的订单可以关闭")
+        self._each_pending(
+            request, queryset, services.close_order, outcome, ("关闭失败", "关闭失败"), "关闭订单", "只有待支付的订单可以关闭"
+        )
 
-    def _each_pending(self, request, queryset, act, outcome, failed: tuple[str, str], what: str,
-                      skip_reason: str) -> None:
+    def _each_pending(self, request, queryset, act, outcome, failed: tuple[str, str], what: str, skip_reason: str) -> None:
         """Run `act` (a service that talks to WeChat) on each pending order; `failed` names a
         failure in the summary and in the order's own message."""
         outcomes, skipped = Counter(), 0
@@ -278,8 +326,13 @@ class RechargeOrderAdmin(LargeTableAdmin):
             form = RefundForm(request.POST)
             if form.is_valid():
                 try:
-                    refund = services.request_refund(order, form.cleaned_data["amount"], form.cleaned_data["reason"],
-                                                     request.user, form.cleaned_data["out_refund_no"])
+                    refund = services.request_refund(
+                        order,
+                        form.cleaned_data["amount"],
+                        form.cleaned_data["reason"],
+                        request.user,
+                        form.cleaned_data["out_refund_no"],
+                    )
                 except RefundRefused as exc:
                     form.add_error(None, str(exc))
                 else:
@@ -317,23 +370,46 @@ class RechargeOrderAdmin(LargeTableAdmin):
         if refund.status == Refund.Status.FAILED:
             self.message_user(request, f"{text}。微信拒绝了退款（{refund.last_error}），金额已退回用户余额", messages.ERROR)
         elif refund.last_error:
-            self.message_user(request, f"{text}。暂未送达微信（{refund.last_error}），稍后会用同一单号自动重试",
-                              messages.WARNING)
+            self.message_user(request, f"{text}。暂未送达微信（{refund.last_error}），稍后会用同一单号自动重试", messages.WARNING)
         else:
             self.message_user(request, f"已提交{text}", messages.SUCCESS)
 
 
 # -- refunds -----------------------------------------------------------------------------------
 
+
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ("out_refund_no", "order_link", "order_user", "amount_display", "status", "requested_by", "created",
-                    "settled", "error")
+    list_display = (
+        "out_refund_no",
+        "order_link",
+        "order_user",
+        "amount_display",
+        "status",
+        "requested_by",
+        "created",
+        "settled",
+        "error",
+    )
     list_filter = ("status",)
     exact_search_fields = ("out_refund_no", "order__out_trade_no", "refund_id")
     list_select_related = ("order__user", "requested_by")
-    fields = ("out_refund_no", "order_link", "order_user", "amount_display", "status", "reason", "requested_by",
-              "refund_id", "accepted", "last_error", "created_at", "synced_at", "settled_at", "updated_at")
+    fields = (
+        "out_refund_no",
+        "order_link",
+        "order_user",
+        "amount_display",
+        "status",
+        "reason",
+        "requested_by",
+        "refund_id",
+        "accepted",
+        "last_error",
+        "created_at",
+        "synced_at",
+        "settled_at",
+        "updated_at",
+    )
     readonly_fields = fields
     actions = ["sync_selected"]
 
@@ -386,15 +462,34 @@ class RefundAdmin(ReadOnlyAdmin):
 
 # -- the ledger --------------------------------------------------------------------------------
 
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "user", "kind", "amount_display", "balance_after_display", "order", "refund",
-                    "operator", "reason")
+    list_display = (
+        "created_at",
+        "user",
+        "kind",
+        "amount_display",
+        "balance_after_display",
+        "order",
+        "refund",
+        "operator",
+        "reason",
+    )
     list_filter = ("kind",)
     exact_search_fields = ("user__username", "order__out_trade_no")
     list_select_related = ("user", "order", "refund", "operator")
-    fields = ("created_at", "user_link", "kind", "amount_display", "balance_after_display", "order_link", "refund_link",
-              "operator", "reason")
+    fields = (
+        "created_at",
+        "user_link",
+        "kind",
+        "amount_display",
+        "balance_after_display",
+        "order_link",
+        "refund_link",
+        "operator",
+        "reason",
+    )
     readonly_fields = fields
 
     @admin.display(description="变动", ordering="amount")

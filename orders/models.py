@@ -94,8 +94,9 @@ class RechargeOrder(models.Model):
     MAX_REFUNDS = 50
 
     out_trade_no = models.CharField("商户订单号", max_length=32, unique=True, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharge_orders",
-                             verbose_name="用户")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharge_orders", verbose_name="用户"
+    )
     amount = models.PositiveBigIntegerField("金额（分）", editable=False)
     status = models.PositiveSmallIntegerField("状态", choices=Status.choices, default=Status.PENDING, editable=False)
     channel = models.CharField("渠道", max_length=16, choices=Channel.choices, editable=False)
@@ -134,8 +135,9 @@ class RechargeOrder(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
-            models.CheckConstraint(condition=models.Q(refunded_amount__lte=models.F("amount")),
-                                   name="order_refund_within_amount"),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__lte=models.F("amount")), name="order_refund_within_amount"
+            ),
         ]
         permissions = [
             ("sync_rechargeorder", "可向微信查询并同步、关闭订单"),
@@ -205,8 +207,11 @@ class RechargeOrder(models.Model):
         # cost more CPU than the statements themselves (bench/notify_vs_baseline.py).
         table = cls._meta.db_table
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, user_id, amount, status, transaction_id FROM {table}"  # noqa: S608 (no input)
-                           f" WHERE out_trade_no = %s{_for_update()}", [out_trade_no])
+            cursor.execute(
+                f"SELECT id, user_id, amount, status, transaction_id FROM {table}"  # noqa: S608 (no input)
+                f" WHERE out_trade_no = %s{_for_update()}",
+                [out_trade_no],
+            )
             row = cursor.fetchone()
             if row is None:
                 raise UnknownOrder(out_trade_no)
@@ -215,8 +220,11 @@ class RechargeOrder(models.Model):
                 return Payment(DUPLICATE, pk, other_transaction_id=paid_as if paid_as != transaction_id else "")
             if total_fee != amount:
                 raise AmountMismatch(f"微信支付报告金额 {format_fen(total_fee)} 元，订单金额 {format_fen(amount)} 元")
-            cursor.execute(f"UPDATE {table} SET status = %s, transaction_id = %s, paid_at = %s, updated_at = %s"  # noqa: S608
-                           " WHERE id = %s", [cls.Status.PAID, transaction_id, _db_time(paid_at), _db_time(), pk])
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, transaction_id = %s, paid_at = %s, updated_at = %s"  # noqa: S608
+                " WHERE id = %s",
+                [cls.Status.PAID, transaction_id, _db_time(paid_at), _db_time(), pk],
+            )
             LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=pk)
         return Payment(APPLIED, pk, after_close=status == cls.Status.CLOSED)
 
@@ -266,7 +274,8 @@ class RechargeOrder(models.Model):
         """Claim the right to ask WeChat about this pending order now (at most once per interval)."""
         now = timezone.now()
         claimed = (
-            type(self).objects.filter(pk=self.pk, status=self.Status.PENDING)
+            type(self)
+            .objects.filter(pk=self.pk, status=self.Status.PENDING)
             .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - min_interval))
             .update(synced_at=now)
         )
@@ -312,11 +321,19 @@ class RechargeOrder(models.Model):
             left = order.amount - committed
             if amount > left:
                 raise RefundRefused(f"退款金额超过可退金额 ¥{format_fen(left)}")
-            refund = Refund.objects.create(order=order, out_refund_no=out_refund_no, amount=amount, reason=reason[:200],
-                                           requested_by=requested_by)
+            refund = Refund.objects.create(
+                order=order, out_refund_no=out_refund_no, amount=amount, reason=reason[:200], requested_by=requested_by
+            )
             try:
-                LedgerEntry.post(order.user_id, -amount, LedgerEntry.Kind.REFUND, order=order, refund=refund,
-                                 operator=requested_by, reason=reason[:200])
+                LedgerEntry.post(
+                    order.user_id,
+                    -amount,
+                    LedgerEntry.Kind.REFUND,
+                    order=order,
+                    refund=refund,
+                    operator=requested_by,
+                    reason=reason[:200],
+                )
             except InsufficientBalance as exc:
                 raise RefundRefused(f"用户余额 ¥{format_fen(exc.balance)} 不足以退款 ¥{format_fen(amount)}") from exc
         return refund
@@ -333,8 +350,7 @@ class Refund(models.Model):
         ABNORMAL = 4, "退款异常"
 
     # WeChat's refund_status (and our refusal) -> our status.
-    WECHAT_STATES = {"SUCCESS": Status.SUCCESS, "REFUNDCLOSE": Status.CLOSED, "CHANGE": Status.ABNORMAL,
-                     "FAILED": Status.FAILED}
+    WECHAT_STATES = {"SUCCESS": Status.SUCCESS, "REFUNDCLOSE": Status.CLOSED, "CHANGE": Status.ABNORMAL, "FAILED": Status.FAILED}
     # Not ended: 退款异常 (CHANGE) is resolved by the merchant in WeChat's merchant platform,
     # after which WeChat reports SUCCESS.
     OPEN = (Status.PROCESSING, Status.ABNORMAL)
@@ -344,8 +360,15 @@ class Refund(models.Model):
     amount = models.PositiveBigIntegerField("退款金额（分）", editable=False)
     status = models.PositiveSmallIntegerField("状态", choices=Status.choices, default=Status.PROCESSING, editable=False)
     reason = models.CharField("退款原因", max_length=200, editable=False)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                     related_name="+", verbose_name="操作人", editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="操作人",
+        editable=False,
+    )
     refund_id = models.CharField("微信退款单号", max_length=32, unique=True, null=True, blank=True, editable=False)
     # WeChat answered our refund request (with a refund_id): from then on we only ask how it ended.
     accepted = models.BooleanField("微信已受理", default=False, editable=False)
@@ -370,7 +393,7 @@ class Refund(models.Model):
 
     @staticmethod
     def new_out_refund_no(now: datetime | None = None) -> str:
-        """"RF" + Beijing timestamp + random digits: 2 + 14 + 12 = 28 characters (WeChat allows 64)."""
+        """ "RF" + Beijing timestamp + random digits: 2 + 14 + 12 = 28 characters (WeChat allows 64)."""
         return "RF" + _stamp(now) + _random_digits(12)
 
     @property
@@ -388,8 +411,12 @@ class Refund(models.Model):
             refund.refund_id = refund.refund_id or refund_id or None
             refund.last_error = ""
             refund.save(update_fields=["accepted", "accepted_at", "refund_id", "last_error", "updated_at"])
-        self.accepted, self.accepted_at, self.refund_id, self.last_error = (refund.accepted, refund.accepted_at,
-                                                                            refund.refund_id, "")
+        self.accepted, self.accepted_at, self.refund_id, self.last_error = (
+            refund.accepted,
+            refund.accepted_at,
+            refund.refund_id,
+            "",
+        )
 
     def note_error(self, message: str) -> None:
         type(self).objects.filter(pk=self.pk).update(last_error=message[:200], updated_at=timezone.now())
@@ -400,7 +427,8 @@ class Refund(models.Model):
         still 退款中, or 退款异常 (CHANGE is not final: the merchant may resolve it at WeChat)."""
         now = timezone.now()
         claimed = (
-            type(self).objects.filter(pk=self.pk, status__in=self.OPEN)
+            type(self)
+            .objects.filter(pk=self.pk, status__in=self.OPEN)
             .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - min_interval))
             .update(synced_at=now)
         )
@@ -432,8 +460,14 @@ class Refund(models.Model):
                 order.status = RechargeOrder.Status.REFUNDED
                 order.save(update_fields=["refunded_amount", "status", "updated_at"])
             elif new_status in (self.Status.CLOSED, self.Status.FAILED):
-                LedgerEntry.post(order.user_id, refund.amount, LedgerEntry.Kind.REFUND_RETURN, order=order, refund=refund,
-                                 reason=f"{refund.get_status_display()}，退回余额")
+                LedgerEntry.post(
+                    order.user_id,
+                    refund.amount,
+                    LedgerEntry.Kind.REFUND_RETURN,
+                    order=order,
+                    refund=refund,
+                    reason=f"{refund.get_status_display()}，退回余额",
+                )
         self.status, self.settled_at, self.refund_id = refund.status, refund.settled_at, refund.refund_id
         return APPLIED
 
@@ -447,16 +481,20 @@ class LedgerEntry(models.Model):
         REFUND_RETURN = "refund_return", "退款退回"
         ADJUSTMENT = "adjustment", "调整"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries",
-                             verbose_name="用户")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", verbose_name="用户"
+    )
     amount = models.BigIntegerField("变动（分）")
     kind = models.CharField("类型", max_length=16, choices=Kind.choices)
-    order = models.ForeignKey(RechargeOrder, on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="ledger_entries", verbose_name="订单")
-    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries",
-                               verbose_name="退款")
-    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                 related_name="+", verbose_name="操作人")
+    order = models.ForeignKey(
+        RechargeOrder, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries", verbose_name="订单"
+    )
+    refund = models.ForeignKey(
+        Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries", verbose_name="退款"
+    )
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="操作人"
+    )
     balance_after = models.BigIntegerField("变动后余额（分）")
     reason = models.CharField("说明", max_length=200, blank=True)
     # An operator's adjustment form carries a one-time number: submitting it twice adjusts once.
@@ -474,11 +512,11 @@ class LedgerEntry(models.Model):
         ]
         constraints = [
             # A paid order is credited exactly once, whatever the code does.
-            models.UniqueConstraint(fields=["order"], condition=models.Q(kind="recharge"),
-                                    name="ledger_one_recharge_per_order"),
+            models.UniqueConstraint(fields=["order"], condition=models.Q(kind="recharge"), name="ledger_one_recharge_per_order"),
             # A refund is debited once and given back at most once.
-            models.UniqueConstraint(fields=["refund", "kind"], condition=models.Q(refund__isnull=False),
-                                    name="ledger_one_row_per_refund_and_kind"),
+            models.UniqueConstraint(
+                fields=["refund", "kind"], condition=models.Q(refund__isnull=False), name="ledger_one_row_per_refund_and_kind"
+            ),
             models.CheckConstraint(condition=models.Q(balance_after__gte=0), name="ledger_balance_after_not_negative"),
         ]
 
@@ -495,12 +533,23 @@ class LedgerEntry(models.Model):
 
     @staticmethod
     def new_request_no(now: datetime | None = None) -> str:
-        """"AJ" + Beijing timestamp + random digits, for an adjustment form."""
+        """ "AJ" + Beijing timestamp + random digits, for an adjustment form."""
         return "AJ" + _stamp(now) + _random_digits(12)
 
     @classmethod
-    def post(cls, user_id: int, amount: int, kind: str, *, order: RechargeOrder | None = None, order_id: int | None = None,
-             refund: Refund | None = None, operator=None, reason: str = "", request_no: str | None = None) -> LedgerEntry:
+    def post(
+        cls,
+        user_id: int,
+        amount: int,
+        kind: str,
+        *,
+        order: RechargeOrder | None = None,
+        order_id: int | None = None,
+        refund: Refund | None = None,
+        operator=None,
+        reason: str = "",
+        request_no: str | None = None,
+    ) -> LedgerEntry:
         """Change a balance by `amount` fen (negative: a debit) and write its row, under the user's row lock.
 
         Raises InsufficientBalance rather than go below zero (the database refuses it too).
@@ -521,11 +570,33 @@ class LedgerEntry(models.Model):
             cursor.execute(
                 f"INSERT INTO {ledger} (user_id, amount, kind, order_id, refund_id, operator_id, balance_after,"  # noqa: S608
                 " reason, request_no, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                [user_id, amount, kind, order_id, refund.pk if refund else None, operator.pk if operator else None,
-                 balance, reason, request_no or None, _db_time(created_at)])
+                [
+                    user_id,
+                    amount,
+                    kind,
+                    order_id,
+                    refund.pk if refund else None,
+                    operator.pk if operator else None,
+                    balance,
+                    reason,
+                    request_no or None,
+                    _db_time(created_at),
+                ],
+            )
             pk = cursor.fetchone()[0]
-        return cls(pk=pk, user_id=user_id, amount=amount, kind=kind, order_id=order_id, refund=refund, operator=operator,
-                   balance_after=balance, reason=reason, request_no=request_no or None, created_at=created_at)
+        return cls(
+            pk=pk,
+            user_id=user_id,
+            amount=amount,
+            kind=kind,
+            order_id=order_id,
+            refund=refund,
+            operator=operator,
+            balance_after=balance,
+            reason=reason,
+            request_no=request_no or None,
+            created_at=created_at,
+        )
 
     @classmethod
     def adjust(cls, user_id: int, amount: int, reason: str, operator, request_no: str | None = None) -> LedgerEntry:
@@ -546,7 +617,8 @@ class LedgerEntry(models.Model):
             if request_no and cls.objects.filter(request_no=request_no).exists():
                 raise ValueError("该调整已提交，请勿重复提交")
             try:
-                return cls.post(user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200],
-                                request_no=request_no)
+                return cls.post(
+                    user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200], request_no=request_no
+                )
             except InsufficientBalance as exc:
                 raise ValueError(f"余额 ¥{format_fen(exc.balance)} 不足以扣减 ¥{format_fen(-amount)}") from exc

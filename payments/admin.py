@@ -19,13 +19,26 @@ from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link, li
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "kind", "api", "out_trade_no", "out_refund_no", "signature_valid", "outcome",
-                    "incident_link")
+    list_display = ("received_at", "kind", "api", "out_trade_no", "out_refund_no", "signature_valid", "outcome", "incident_link")
     list_filter = ("kind", "api", "outcome", "signature_valid", ("received_at", admin.DateFieldListFilter))
     exact_search_fields = ("out_trade_no", "out_refund_no")
     list_select_related = ("incident",)
-    fields = ("received_at", "kind", "api", "remote_addr", "signature_valid", "outcome", "processed_at", "order_link",
-              "refund_link", "incident_link", "detail", "headers_display", "body_display", "traceback_display")
+    fields = (
+        "received_at",
+        "kind",
+        "api",
+        "remote_addr",
+        "signature_valid",
+        "outcome",
+        "processed_at",
+        "order_link",
+        "refund_link",
+        "incident_link",
+        "detail",
+        "headers_display",
+        "body_display",
+        "traceback_display",
+    )
     readonly_fields = fields
     actions = ["process_again"]
 
@@ -59,8 +72,9 @@ class NotificationAdmin(ReadOnlyAdmin):
         """v3: the Wechatpay-* headers the signature was checked with, one per line."""
         if not obj.headers:
             return "-"
-        return format_html('<pre class="notify-body">{}</pre>',
-                           "\n".join(f"{name}: {value}" for name, value in obj.headers.items()))
+        return format_html(
+            '<pre class="notify-body">{}</pre>', "\n".join(f"{name}: {value}" for name, value in obj.headers.items())
+        )
 
     @admin.display(description="错误堆栈")
     def traceback_display(self, obj: Notification) -> str:
@@ -97,8 +111,11 @@ class IncidentStateFilter(admin.SimpleListFilter):
     def choices(self, changelist):
         current = self.value() or "open"
         for value, label in self.lookup_choices:
-            yield {"selected": current == value, "display": label,
-                   "query_string": changelist.get_query_string({self.parameter_name: value})}
+            yield {
+                "selected": current == value,
+                "display": label,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+            }
 
     def queryset(self, request, queryset):
         value = self.value() or "open"
@@ -111,13 +128,35 @@ class IncidentStateFilter(admin.SimpleListFilter):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyAdmin):
-    list_display = ("kind", "out_trade_no", "order_link", "refund_link", "short_message", "occurrences", "created_at",
-                    "last_seen_at", "state")
+    list_display = (
+        "kind",
+        "out_trade_no",
+        "order_link",
+        "refund_link",
+        "short_message",
+        "occurrences",
+        "created_at",
+        "last_seen_at",
+        "state",
+    )
     list_filter = (IncidentStateFilter, "kind")
     exact_search_fields = ("out_trade_no",)
     list_select_related = ("order", "refund", "resolved_by")
-    fields = ("kind", "state", "out_trade_no", "order_link", "refund_link", "message", "occurrences", "created_at",
-              "last_seen_at", "resolved_at", "resolved_by", "resolution", "notifications_list")
+    fields = (
+        "kind",
+        "state",
+        "out_trade_no",
+        "order_link",
+        "refund_link",
+        "message",
+        "occurrences",
+        "created_at",
+        "last_seen_at",
+        "resolved_at",
+        "resolved_by",
+        "resolution",
+        "notifications_list",
+    )
     readonly_fields = fields
     actions = ["resolve_selected"]
 
@@ -148,9 +187,17 @@ class IncidentAdmin(ReadOnlyAdmin):
         if not notifications:
             return "-"
         rows = format_html_join(
-            "", '<li><a href="{}">{} {} {}</a></li>',
-            ((change_url(n), timezone.localtime(n.received_at).strftime("%Y-%m-%d %H:%M:%S"), n.get_kind_display(),
-              n.get_outcome_display()) for n in notifications),
+            "",
+            '<li><a href="{}">{} {} {}</a></li>',
+            (
+                (
+                    change_url(n),
+                    timezone.localtime(n.received_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    n.get_kind_display(),
+                    n.get_outcome_display(),
+                )
+                for n in notifications
+            ),
         )
         everything = link_to(changelist_url(Notification, incident=obj.pk), "查看全部")
         return format_html('<ul class="incident-notifications">{}</ul>{}', rows, everything)

@@ -143,8 +143,18 @@ class Gateway:
     def __init__(self, appid: str):
         self.appid = appid
 
-    def prepay(self, *, out_trade_no: str, total: int, openid: str, description: str, notify_url: str,
-               client_ip: str, time_start: datetime, time_expire: datetime) -> str:
+    def prepay(
+        self,
+        *,
+        out_trade_no: str,
+        total: int,
+        openid: str,
+        description: str,
+        notify_url: str,
+        client_ip: str,
+        time_start: datetime,
+        time_expire: datetime,
+    ) -> str:
         """Place (or place again, same arguments: same answer) a JSAPI order; its prepay_id."""
         raise NotImplementedError
 
@@ -158,8 +168,9 @@ class Gateway:
     def close(self, out_trade_no: str) -> None:
         raise NotImplementedError
 
-    def refund(self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str,
-               notify_url: str) -> RefundInfo:
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str, notify_url: str
+    ) -> RefundInfo:
         raise NotImplementedError
 
     def query_refund(self, out_refund_no: str) -> RefundInfo:
@@ -173,15 +184,24 @@ class Gateway:
     def notify_url(self, kind: str) -> str:
         from django.urls import reverse
 
-        names = {("v2", "payment"): "payments:notify", ("v2", "refund"): "payments:refund_notify",
-                 ("v3", "payment"): "payments:notify_v3", ("v3", "refund"): "payments:refund_notify_v3"}
+        names = {
+            ("v2", "payment"): "payments:notify",
+            ("v2", "refund"): "payments:refund_notify",
+            ("v3", "payment"): "payments:notify_v3",
+            ("v3", "refund"): "payments:refund_notify_v3",
+        }
         return settings.SITE_URL + reverse(names[self.api, kind])
 
 
 # -- API v2 ------------------------------------------------------------------------------------
 
-V2_KINDS = {"ORDERNOTEXIST": ORDER_NOT_EXIST, "ORDERPAID": ORDER_PAID, "ORDERCLOSED": ORDER_CLOSED,
-            "REFUNDNOTEXIST": REFUND_NOT_EXIST, "NO_BILL": NO_BILL}
+V2_KINDS = {
+    "ORDERNOTEXIST": ORDER_NOT_EXIST,
+    "ORDERPAID": ORDER_PAID,
+    "ORDERCLOSED": ORDER_CLOSED,
+    "REFUNDNOTEXIST": REFUND_NOT_EXIST,
+    "NO_BILL": NO_BILL,
+}
 
 
 class V2Gateway(Gateway):
@@ -199,9 +219,17 @@ class V2Gateway(Gateway):
             raise
 
     def prepay(self, *, out_trade_no, total, openid, description, notify_url, client_ip, time_start, time_expire):
-        answer = self._call(self.pay.unified_order, out_trade_no=out_trade_no, total_fee=total, openid=openid,
-                            body=description, notify_url=notify_url, client_ip=client_ip, time_start=time_start,
-                            time_expire=time_expire)
+        answer = self._call(
+            self.pay.unified_order,
+            out_trade_no=out_trade_no,
+            total_fee=total,
+            openid=openid,
+            body=description,
+            notify_url=notify_url,
+            client_ip=client_ip,
+            time_start=time_start,
+            time_expire=time_expire,
+        )
         return answer["prepay_id"]
 
     def pay_params(self, prepay_id):
@@ -213,9 +241,12 @@ class V2Gateway(Gateway):
     @staticmethod
     def trade(fields: Mapping[str, str]) -> TradeInfo:
         return TradeInfo(
-            out_trade_no=fields.get("out_trade_no", "")[:64], state=fields.get("trade_state", "SUCCESS"),
-            total=parse_fen(fields.get("total_fee")), transaction_id=fields.get("transaction_id", "")[:64],
-            paid_at=_beijing_text(fields.get("time_end"), "%Y%m%d%H%M%S"), appid=fields.get("appid", ""),
+            out_trade_no=fields.get("out_trade_no", "")[:64],
+            state=fields.get("trade_state", "SUCCESS"),
+            total=parse_fen(fields.get("total_fee")),
+            transaction_id=fields.get("transaction_id", "")[:64],
+            paid_at=_beijing_text(fields.get("time_end"), "%Y%m%d%H%M%S"),
+            appid=fields.get("appid", ""),
             mchid=fields.get("mch_id", ""),
         )
 
@@ -223,10 +254,22 @@ class V2Gateway(Gateway):
         self._call(self.pay.close_order, out_trade_no)
 
     def refund(self, *, out_trade_no, out_refund_no, total, amount, reason, notify_url):
-        answer = self._call(self.pay.refund, out_trade_no=out_trade_no, out_refund_no=out_refund_no, total_fee=total,
-                            refund_fee=amount, description=reason, notify_url=notify_url)
-        return RefundInfo(out_refund_no=out_refund_no, state="PROCESSING", refund_id=answer.get("refund_id", ""),
-                          out_trade_no=out_trade_no, amount=parse_fen(answer.get("refund_fee")))
+        answer = self._call(
+            self.pay.refund,
+            out_trade_no=out_trade_no,
+            out_refund_no=out_refund_no,
+            total_fee=total,
+            refund_fee=amount,
+            description=reason,
+            notify_url=notify_url,
+        )
+        return RefundInfo(
+            out_refund_no=out_refund_no,
+            state="PROCESSING",
+            refund_id=answer.get("refund_id", ""),
+            out_trade_no=out_trade_no,
+            amount=parse_fen(answer.get("refund_fee")),
+        )
 
     def query_refund(self, out_refund_no):
         answer = self._call(self.pay.query_refund, out_refund_no)
@@ -234,8 +277,10 @@ class V2Gateway(Gateway):
         for n in range(min(count, 50)):
             if answer.get(f"out_refund_no_{n}") == out_refund_no:
                 return RefundInfo(
-                    out_refund_no=out_refund_no, state=answer.get(f"refund_status_{n}", ""),
-                    refund_id=answer.get(f"refund_id_{n}", ""), out_trade_no=answer.get("out_trade_no", ""),
+                    out_refund_no=out_refund_no,
+                    state=answer.get(f"refund_status_{n}", ""),
+                    refund_id=answer.get(f"refund_id_{n}", ""),
+                    out_trade_no=answer.get("out_trade_no", ""),
                     amount=parse_fen(answer.get(f"refund_fee_{n}")),
                     settled_at=_beijing_text(answer.get(f"refund_success_time_{n}"), "%Y-%m-%d %H:%M:%S"),
                 )
@@ -255,19 +300,30 @@ class V2Gateway(Gateway):
                 return Notify(kind, trade=V2Gateway.trade(fields), ignore=f"result_code={fields.get('result_code')}")
             return Notify(kind, trade=V2Gateway.trade(fields))
         info = wechat.parse_refund_notify(body)
-        return Notify(kind, refund=RefundInfo(
-            out_refund_no=info.get("out_refund_no", "")[:64], state=info.get("refund_status", ""),
-            refund_id=info.get("refund_id", "")[:64], out_trade_no=info.get("out_trade_no", "")[:64],
-            amount=parse_fen(info.get("refund_fee")),
-            settled_at=_beijing_text(info.get("success_time"), "%Y-%m-%d %H:%M:%S"),
-        ))
+        return Notify(
+            kind,
+            refund=RefundInfo(
+                out_refund_no=info.get("out_refund_no", "")[:64],
+                state=info.get("refund_status", ""),
+                refund_id=info.get("refund_id", "")[:64],
+                out_trade_no=info.get("out_trade_no", "")[:64],
+                amount=parse_fen(info.get("refund_fee")),
+                settled_at=_beijing_text(info.get("success_time"), "%Y-%m-%d %H:%M:%S"),
+            ),
+        )
 
 
 # -- API v3 ------------------------------------------------------------------------------------
 
-V3_KINDS = {"ORDER_NOT_EXIST": ORDER_NOT_EXIST, "ORDERPAID": ORDER_PAID, "ORDER_PAID": ORDER_PAID,
-            "ORDER_CLOSED": ORDER_CLOSED, "RESOURCE_NOT_EXISTS": REFUND_NOT_EXIST,
-            "NO_STATEMENT_EXIST": NO_BILL, "STATEMENT_CREATING": NO_BILL}
+V3_KINDS = {
+    "ORDER_NOT_EXIST": ORDER_NOT_EXIST,
+    "ORDERPAID": ORDER_PAID,
+    "ORDER_PAID": ORDER_PAID,
+    "ORDER_CLOSED": ORDER_CLOSED,
+    "RESOURCE_NOT_EXISTS": REFUND_NOT_EXIST,
+    "NO_STATEMENT_EXIST": NO_BILL,
+    "STATEMENT_CREATING": NO_BILL,
+}
 
 
 @functools.lru_cache(maxsize=8)
@@ -293,13 +349,20 @@ _key_stores: dict[tuple, v3.KeyStore] = {}
 
 def _key_store(client_factory) -> v3.KeyStore:
     path, key_id = settings.WECHAT_PAY_PUBLIC_KEY, settings.WECHAT_PAY_PUBLIC_KEY_ID
-    config = (path, _mtime(path) if path else 0.0, key_id, settings.WECHAT_MCH_ID, settings.WECHAT_APIV3_KEY,
-              wechat.pay_base_url())
+    config = (
+        path,
+        _mtime(path) if path else 0.0,
+        key_id,
+        settings.WECHAT_MCH_ID,
+        settings.WECHAT_APIV3_KEY,
+        wechat.pay_base_url(),
+    )
     store = _key_stores.get(config)
     if store is None:
         public_key = _public_key(path, config[1]) if path else None
-        store = v3.KeyStore(public_key=public_key, public_key_id=key_id if public_key else "",
-                            fetch=lambda: client_factory().fetch_certificates())
+        store = v3.KeyStore(
+            public_key=public_key, public_key_id=key_id if public_key else "", fetch=lambda: client_factory().fetch_certificates()
+        )
         _key_stores.clear()
         _key_stores[config] = store
     return store
@@ -307,14 +370,20 @@ def _key_store(client_factory) -> v3.KeyStore:
 
 def v3_client() -> v3.Client:
     """Our v3 client configured from settings (the sandbox's own keys under the sandbox)."""
+
     def make() -> v3.Client:
         session = requests.Session()
         wechat.mount_transport(session)
         return v3.Client(
-            mchid=settings.WECHAT_MCH_ID, serial_no=settings.WECHAT_MCH_CERT_SERIAL,
+            mchid=settings.WECHAT_MCH_ID,
+            serial_no=settings.WECHAT_MCH_CERT_SERIAL,
             private_key=_private_key(settings.WECHAT_MCH_PRIVATE_KEY, _mtime(settings.WECHAT_MCH_PRIVATE_KEY)),
-            apiv3_key=settings.WECHAT_APIV3_KEY, base_url=wechat.pay_base_url(), keys=store,
-            timeout=settings.WECHAT_HTTP_TIMEOUT, session=session, public_key_id=settings.WECHAT_PAY_PUBLIC_KEY_ID,
+            apiv3_key=settings.WECHAT_APIV3_KEY,
+            base_url=wechat.pay_base_url(),
+            keys=store,
+            timeout=settings.WECHAT_HTTP_TIMEOUT,
+            session=session,
+            public_key_id=settings.WECHAT_PAY_PUBLIC_KEY_ID,
         )
 
     store = _key_store(make)
@@ -345,48 +414,88 @@ class V3Gateway(Gateway):
             raise error from exc
 
     def prepay(self, *, out_trade_no, total, openid, description, notify_url, client_ip, time_start, time_expire):
-        answer = self._request("POST", "/v3/pay/transactions/jsapi", body={
-            "appid": self.appid, "mchid": settings.WECHAT_MCH_ID, "description": description,
-            "out_trade_no": out_trade_no, "time_expire": _rfc3339_beijing(time_expire), "notify_url": notify_url,
-            "amount": {"total": total, "currency": "CNY"}, "payer": {"openid": openid},
-            "scene_info": {"payer_client_ip": client_ip},
-        }) or {}
+        answer = (
+            self._request(
+                "POST",
+                "/v3/pay/transactions/jsapi",
+                body={
+                    "appid": self.appid,
+                    "mchid": settings.WECHAT_MCH_ID,
+                    "description": description,
+                    "out_trade_no": out_trade_no,
+                    "time_expire": _rfc3339_beijing(time_expire),
+                    "notify_url": notify_url,
+                    "amount": {"total": total, "currency": "CNY"},
+                    "payer": {"openid": openid},
+                    "scene_info": {"payer_client_ip": client_ip},
+                },
+            )
+            or {}
+        )
         prepay_id = answer.get("prepay_id")
         if not isinstance(prepay_id, str) or not prepay_id:
             raise WeChatError("jsapi: the answer has no prepay_id", "BAD_ANSWER", retryable=True)
         return prepay_id
 
     def pay_params(self, prepay_id):
-        params = {"appId": self.appid, "timeStamp": str(int(time.time())), "nonceStr": v3.make_nonce(),
-                  "package": f"prepay_id={prepay_id}", "signType": "RSA"}
-        params["paySign"] = v3.pay_sign(self.client.private_key, params["appId"], params["timeStamp"], params["nonceStr"],
-                                        params["package"])
+        params = {
+            "appId": self.appid,
+            "timeStamp": str(int(time.time())),
+            "nonceStr": v3.make_nonce(),
+            "package": f"prepay_id={prepay_id}",
+            "signType": "RSA",
+        }
+        params["paySign"] = v3.pay_sign(
+            self.client.private_key, params["appId"], params["timeStamp"], params["nonceStr"], params["package"]
+        )
         return params
 
     def query(self, out_trade_no):
-        answer = self._request("GET", f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}",
-                               query={"mchid": settings.WECHAT_MCH_ID}) or {}
+        answer = (
+            self._request(
+                "GET",
+                f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}",
+                query={"mchid": settings.WECHAT_MCH_ID},
+            )
+            or {}
+        )
         return self.trade(answer)
 
     @staticmethod
     def trade(fields: Mapping) -> TradeInfo:
         amount = fields.get("amount") if isinstance(fields.get("amount"), dict) else {}
         return TradeInfo(
-            out_trade_no=_text(fields.get("out_trade_no")), state=_text(fields.get("trade_state"), 32),
-            total=_fen(amount.get("total")), transaction_id=_text(fields.get("transaction_id")),
-            paid_at=_rfc3339(fields.get("success_time")), appid=_text(fields.get("appid")),
+            out_trade_no=_text(fields.get("out_trade_no")),
+            state=_text(fields.get("trade_state"), 32),
+            total=_fen(amount.get("total")),
+            transaction_id=_text(fields.get("transaction_id")),
+            paid_at=_rfc3339(fields.get("success_time")),
+            appid=_text(fields.get("appid")),
             mchid=_text(fields.get("mchid")),
         )
 
     def close(self, out_trade_no):
-        self._request("POST", f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}/close",
-                      body={"mchid": settings.WECHAT_MCH_ID})
+        self._request(
+            "POST",
+            f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}/close",
+            body={"mchid": settings.WECHAT_MCH_ID},
+        )
 
     def refund(self, *, out_trade_no, out_refund_no, total, amount, reason, notify_url):
-        answer = self._request("POST", "/v3/refund/domestic/refunds", body={
-            "out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "reason": reason[:80],
-            "notify_url": notify_url, "amount": {"refund": amount, "total": total, "currency": "CNY"},
-        }) or {}
+        answer = (
+            self._request(
+                "POST",
+                "/v3/refund/domestic/refunds",
+                body={
+                    "out_trade_no": out_trade_no,
+                    "out_refund_no": out_refund_no,
+                    "reason": reason[:80],
+                    "notify_url": notify_url,
+                    "amount": {"refund": amount, "total": total, "currency": "CNY"},
+                },
+            )
+            or {}
+        )
         return self.refund_info(answer)
 
     @staticmethod
@@ -394,18 +503,24 @@ class V3Gateway(Gateway):
         amount = fields.get("amount") if isinstance(fields.get("amount"), dict) else {}
         state = fields.get("status", fields.get("refund_status"))
         return RefundInfo(
-            out_refund_no=_text(fields.get("out_refund_no")), state=REFUND_STATES_V3.get(state, _text(state, 32)),
-            refund_id=_text(fields.get("refund_id")), out_trade_no=_text(fields.get("out_trade_no")),
-            amount=_fen(amount.get("refund")), settled_at=_rfc3339(fields.get("success_time")),
+            out_refund_no=_text(fields.get("out_refund_no")),
+            state=REFUND_STATES_V3.get(state, _text(state, 32)),
+            refund_id=_text(fields.get("refund_id")),
+            out_trade_no=_text(fields.get("out_trade_no")),
+            amount=_fen(amount.get("refund")),
+            settled_at=_rfc3339(fields.get("success_time")),
         )
 
     def query_refund(self, out_refund_no):
-        return self.refund_info(self._request("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}")
-                                or {})
+        return self.refund_info(self._request("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}") or {})
 
     def download_bill(self, day):
-        answer = self._request("GET", "/v3/bill/tradebill",
-                               query={"bill_date": day.isoformat(), "bill_type": "ALL", "tar_type": "GZIP"}) or {}
+        answer = (
+            self._request(
+                "GET", "/v3/bill/tradebill", query={"bill_date": day.isoformat(), "bill_type": "ALL", "tar_type": "GZIP"}
+            )
+            or {}
+        )
         url, hash_type, hash_value = answer.get("download_url"), answer.get("hash_type"), answer.get("hash_value")
         if not (isinstance(url, str) and hash_type == "SHA1" and isinstance(hash_value, str)):
             raise WeChatError("tradebill: the answer has no download_url or SHA1", "BAD_ANSWER", retryable=True)
@@ -441,8 +556,7 @@ class V3Gateway(Gateway):
             raise NotifyError(f"通知格式错误：{exc}", signature_valid=True, retry=False) from exc
         numbers = {"out_trade_no": _text(resource.get("out_trade_no")), "out_refund_no": _text(resource.get("out_refund_no"))}
         if settings.WECHAT_MCH_ID != resource.get("mchid"):
-            raise NotifyError(f"foreign mchid {_text(resource.get('mchid'))}", signature_valid=True, retry=False,
-                              **numbers)
+            raise NotifyError(f"foreign mchid {_text(resource.get('mchid'))}", signature_valid=True, retry=False, **numbers)
         event = envelope.get("event_type")
         if kind == "payment":
             trade = V3Gateway.trade(resource)
@@ -454,10 +568,8 @@ class V3Gateway(Gateway):
         return Notify(kind, refund=V3Gateway.refund_info(resource))
 
 
-def parse_notify(api: str, kind: str, body: bytes, headers: Mapping[str, str],
-                 received_at: datetime | None = None) -> Notify:
+def parse_notify(api: str, kind: str, body: bytes, headers: Mapping[str, str], received_at: datetime | None = None) -> Notify:
     """A recorded notify's verified content, by the API version it came in with."""
     if api == "v3":
         return V3Gateway.parse_notify(kind, headers, body, received_at)
     return V2Gateway.parse_notify(kind, body)
-

@@ -27,8 +27,11 @@ def _insert_returning_id(instance: models.Model, names: tuple[str, ...]) -> int:
     values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
     table = type(instance)._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})"  # noqa: S608
-                       " RETURNING id", values)
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})"  # noqa: S608
+            " RETURNING id",
+            values,
+        )
         return cursor.fetchone()[0]
 
 
@@ -37,11 +40,15 @@ def _update(instance: models.Model, values: dict) -> None:
     model = type(instance)
     fields = [model._meta.get_field(name) for name in values]
     assignments = ", ".join(f"{f.column} = %s" for f in fields)
-    params = [f.get_db_prep_save(f.to_python(v) if f.is_relation is False else getattr(v, "pk", v), connection)
-              for f, v in zip(fields, values.values(), strict=True)]
+    params = [
+        f.get_db_prep_save(f.to_python(v) if f.is_relation is False else getattr(v, "pk", v), connection)
+        for f, v in zip(fields, values.values(), strict=True)
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {model._meta.db_table} SET {assignments} WHERE id = %s",  # noqa: S608 (names from the model)
-                       [*params, instance.pk])
+        cursor.execute(
+            f"UPDATE {model._meta.db_table} SET {assignments} WHERE id = %s",  # noqa: S608 (names from the model)
+            [*params, instance.pk],
+        )
 
 
 class Incident(models.Model):
@@ -68,10 +75,12 @@ class Incident(models.Model):
         BILL_DUPLICATE = "bill_duplicate", "对账：账单重复行"
 
     kind = models.CharField("类型", max_length=20, choices=Kind.choices)
-    order = models.ForeignKey("orders.RechargeOrder", on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="incidents", verbose_name="订单")
-    refund = models.ForeignKey("orders.Refund", on_delete=models.PROTECT, null=True, blank=True,
-                               related_name="incidents", verbose_name="退款")
+    order = models.ForeignKey(
+        "orders.RechargeOrder", on_delete=models.PROTECT, null=True, blank=True, related_name="incidents", verbose_name="订单"
+    )
+    refund = models.ForeignKey(
+        "orders.Refund", on_delete=models.PROTECT, null=True, blank=True, related_name="incidents", verbose_name="退款"
+    )
     out_trade_no = models.CharField("商户订单号", max_length=64, blank=True, db_index=True)
     message = models.TextField("说明")
     # One open incident per kind and subject: WeChat's retries add notifications to it, not copies.
@@ -80,8 +89,9 @@ class Incident(models.Model):
     created_at = models.DateTimeField("发现时间", default=timezone.now)
     last_seen_at = models.DateTimeField("最近出现", default=timezone.now)
     resolved_at = models.DateTimeField("处理时间", null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                    related_name="+", verbose_name="处理人")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="处理人"
+    )
     resolution = models.CharField("处理说明", max_length=200, blank=True)
 
     class Meta:
@@ -89,8 +99,9 @@ class Incident(models.Model):
         verbose_name_plural = "异常"
         ordering = ["-last_seen_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["key"], condition=models.Q(resolved_at__isnull=True),
-                                    name="incident_one_open_per_key"),
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(resolved_at__isnull=True), name="incident_one_open_per_key"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -108,21 +119,26 @@ class Incident(models.Model):
         logger.error("INCIDENT %s %s: %s", kind, out_trade_no, message)
         for _ in range(2):
             updated = cls.objects.filter(key=key, resolved_at__isnull=True).update(
-                occurrences=models.F("occurrences") + 1, last_seen_at=timezone.now(), message=message)
+                occurrences=models.F("occurrences") + 1, last_seen_at=timezone.now(), message=message
+            )
             if updated:
                 return cls.objects.get(key=key, resolved_at__isnull=True)
             try:
                 with transaction.atomic():
-                    return cls.objects.create(kind=kind, message=message, order=order, refund=refund,
-                                              out_trade_no=out_trade_no, key=key)
+                    return cls.objects.create(
+                        kind=kind, message=message, order=order, refund=refund, out_trade_no=out_trade_no, key=key
+                    )
             except IntegrityError:
                 continue  # opened by someone else at the same moment: count ours on it
         return cls.objects.get(key=key, resolved_at__isnull=True)
 
     def resolve(self, by, note: str = "") -> bool:
         """Mark it handled; False if it already was."""
-        done = type(self).objects.filter(pk=self.pk, resolved_at__isnull=True).update(
-            resolved_at=timezone.now(), resolved_by=by, resolution=note[:200])
+        done = (
+            type(self)
+            .objects.filter(pk=self.pk, resolved_at__isnull=True)
+            .update(resolved_at=timezone.now(), resolved_by=by, resolution=note[:200])
+        )
         return bool(done)
 
 
@@ -156,8 +172,9 @@ class Notification(models.Model):
     outcome = models.CharField("处理结果", max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
     detail = models.TextField("说明", blank=True)
     traceback = models.TextField("错误堆栈", blank=True)
-    incident = models.ForeignKey(Incident, on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="notifications", verbose_name="异常")
+    incident = models.ForeignKey(
+        Incident, on_delete=models.SET_NULL, null=True, blank=True, related_name="notifications", verbose_name="异常"
+    )
     processed_at = models.DateTimeField("处理时间", null=True, blank=True)
 
     class Meta:
@@ -179,14 +196,29 @@ class Notification(models.Model):
         return self.body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
     @classmethod
-    def record(cls, kind: str, body: bytes, remote_addr: str | None, api: str = "v2",
-               headers: dict[str, str] | None = None) -> Notification:
+    def record(
+        cls, kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
+    ) -> Notification:
         """Keep a notify before anything else is done with it (may raise DatabaseError)."""
         # One INSERT with no ORM around it: every notify, valid or not, comes through here.
         log = cls(kind=kind, raw_body=body, remote_addr=remote_addr, api=api, headers=headers or {})
-        log.pk = _insert_returning_id(log, ("kind", "api", "headers", "raw_body", "remote_addr", "received_at",
-                                            "signature_valid", "out_trade_no", "out_refund_no", "outcome", "detail",
-                                            "traceback"))
+        log.pk = _insert_returning_id(
+            log,
+            (
+                "kind",
+                "api",
+                "headers",
+                "raw_body",
+                "remote_addr",
+                "received_at",
+                "signature_valid",
+                "out_trade_no",
+                "out_refund_no",
+                "outcome",
+                "detail",
+                "traceback",
+            ),
+        )
         return log
 
     def names(self, out_trade_no: str, out_refund_no: str = "") -> None:

@@ -37,12 +37,20 @@ def orders(request):
         return json_error("invalid_request", 400, "page 必须是正整数")
     # One row past the page tells whether there is a next one: no COUNT(*) of the whole history.
     start = (int(number) - 1) * PAGE_SIZE
-    rows = list(request.user.recharge_orders.order_by("-created_at", "-pk")[start:start + PAGE_SIZE + 1])
-    results = [{
-        "out_trade_no": o.out_trade_no, "amount_fen": o.amount, "status": STATUS_NAMES[o.status],
-        "confirming": o.is_confirming, "channel": o.channel,
-        "refunded_fen": o.refunded_amount,
-        "created_at": o.created_at.isoformat(), "paid_at": o.paid_at.isoformat() if o.paid_at else None,
-    } for o in rows[:PAGE_SIZE]]
-    return json_ok({"balance_fen": request.user.balance, "results": results,
-                    "next_page": int(number) + 1 if len(rows) > PAGE_SIZE else None})
+    rows = list(request.user.recharge_orders.order_by("-created_at", "-pk")[start : start + PAGE_SIZE + 1])
+    results = [
+        {
+            "out_trade_no": o.out_trade_no,
+            "amount_fen": o.amount,
+            "status": STATUS_NAMES[o.status],
+            "confirming": o.is_confirming,
+            "channel": o.channel,
+            "refunded_fen": o.refunded_amount,
+            "created_at": o.created_at.isoformat(),
+            "paid_at": o.paid_at.isoformat() if o.paid_at else None,
+        }
+        for o in rows[:PAGE_SIZE]
+    ]
+    return json_ok(
+        {"balance_fen": request.user.balance, "results": results, "next_page": int(number) + 1 if len(rows) > PAGE_SIZE else None}
+    )

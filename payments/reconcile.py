@@ -53,8 +53,10 @@ class PassResult:
     failed: int = 0
 
     def __str__(self) -> str:
-        return (f"synced {self.synced}, closed {self.closed}, refunds settled {self.refunds_settled}, "
-                f"failed {self.failed}, notifies reprocessed {self.notifies_reprocessed}, purged {self.purged}")
+        return (
+            f"synced {self.synced}, closed {self.closed}, refunds settled {self.refunds_settled}, "
+            f"failed {self.failed}, notifies reprocessed {self.notifies_reprocessed}, purged {self.purged}"
+        )
 
 
 def run_pass(limit: int = BATCH) -> PassResult:
@@ -70,9 +72,11 @@ def run_pass(limit: int = BATCH) -> PassResult:
 
 def _orders(result: PassResult, limit: int) -> None:
     now = timezone.now()
-    due = (RechargeOrder.objects.filter(status=RechargeOrder.Status.PENDING, created_at__lte=now - PENDING_GRACE)
-           .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - CLAIM_INTERVAL))
-           .order_by("created_at")[:limit])
+    due = (
+        RechargeOrder.objects.filter(status=RechargeOrder.Status.PENDING, created_at__lte=now - PENDING_GRACE)
+        .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=now - CLAIM_INTERVAL))
+        .order_by("created_at")[:limit]
+    )
     for order in due:
         if not order.claim_sync(CLAIM_INTERVAL):
             continue  # another runner (or a page's status poll) has it
@@ -93,10 +97,12 @@ def _orders(result: PassResult, limit: int) -> None:
 
 def _refunds(result: PassResult, limit: int) -> None:
     now = timezone.now()
-    processing = (Q(status=Refund.Status.PROCESSING) & (Q(accepted=False) | Q(created_at__lte=now - REFUND_GRACE))
-                  & (Q(synced_at__isnull=True) | Q(synced_at__lte=now - CLAIM_INTERVAL)))
-    abnormal = Q(status=Refund.Status.ABNORMAL) & (Q(synced_at__isnull=True)
-                                                   | Q(synced_at__lte=now - ABNORMAL_REFUND_INTERVAL))
+    processing = (
+        Q(status=Refund.Status.PROCESSING)
+        & (Q(accepted=False) | Q(created_at__lte=now - REFUND_GRACE))
+        & (Q(synced_at__isnull=True) | Q(synced_at__lte=now - CLAIM_INTERVAL))
+    )
+    abnormal = Q(status=Refund.Status.ABNORMAL) & (Q(synced_at__isnull=True) | Q(synced_at__lte=now - ABNORMAL_REFUND_INTERVAL))
     due = Refund.objects.select_related("order").filter(processing | abnormal).order_by("created_at")[:limit]
     for refund in due:
         interval = ABNORMAL_REFUND_INTERVAL if refund.status == Refund.Status.ABNORMAL else CLAIM_INTERVAL
@@ -113,8 +119,9 @@ def _refunds(result: PassResult, limit: int) -> None:
 
 def _stuck_notifies(result: PassResult, limit: int) -> None:
     cutoff = timezone.now() - STUCK_NOTIFY
-    for log in Notification.objects.filter(outcome=Notification.Outcome.RECEIVED, received_at__lte=cutoff,
-                                           processed_at__isnull=True).order_by("received_at")[:limit]:
+    for log in Notification.objects.filter(
+        outcome=Notification.Outcome.RECEIVED, received_at__lte=cutoff, processed_at__isnull=True
+    ).order_by("received_at")[:limit]:
         # Claim it: only one runner processes it again.
         if not Notification.objects.filter(pk=log.pk, processed_at__isnull=True).update(processed_at=timezone.now()):
             continue
@@ -129,6 +136,7 @@ def _stuck_notifies(result: PassResult, limit: int) -> None:
 def purge_rejected_notifies() -> int:
     """Delete rejected notifies (bad signature, bad XML) older than NOTIFY_LOG_RETENTION_DAYS."""
     cutoff = timezone.now() - timedelta(days=settings.NOTIFY_LOG_RETENTION_DAYS)
-    deleted, _ = Notification.objects.filter(outcome=Notification.Outcome.REJECTED, received_at__lt=cutoff,
-                                             incident__isnull=True).delete()
+    deleted, _ = Notification.objects.filter(
+        outcome=Notification.Outcome.REJECTED, received_at__lt=cutoff, incident__isnull=True
+    ).delete()
     return deleted

@@ -146,11 +146,17 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
 
 def _place(pay: payment_gateway.Gateway, order: RechargeOrder, openid: str, client_ip: str) -> str:
     """统一下单, asked once more at once after SYSTEMERROR, as WeChat asks (same parameters)."""
+
     def place() -> str:
         return pay.prepay(
-            out_trade_no=order.out_trade_no, total=order.amount, openid=openid, description=ORDER_BODY,
-            notify_url=pay.notify_url("payment"), client_ip=client_ip,
-            time_start=order.created_at, time_expire=order.expires_at,
+            out_trade_no=order.out_trade_no,
+            total=order.amount,
+            openid=openid,
+            description=ORDER_BODY,
+            notify_url=pay.notify_url("payment"),
+            client_ip=client_ip,
+            time_start=order.created_at,
+            time_expire=order.expires_at,
         )
 
     try:
@@ -180,8 +186,9 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
         now = timezone.now()
         # Orders that can still be paid: not one WeChat already reported paid (being confirmed).
-        payable = RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now,
-                                               paid_reported_at__isnull=True)
+        payable = RechargeOrder.objects.filter(
+            user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now, paid_reported_at__isnull=True
+        )
         order = (
             payable.filter(channel=channel, amount=amount, openid=openid, expires_at__gt=now + REUSE_MARGIN)
             .filter(Q(prepay_id="") | Q(prepay_expires_at__gt=now))
@@ -193,8 +200,12 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
         if payable.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
             raise TooManyOpenOrders
         return RechargeOrder.objects.create(
-            out_trade_no=RechargeOrder.new_out_trade_no(channel, now), user=user, amount=amount, channel=channel,
-            openid=openid, created_at=now.replace(microsecond=0),
+            out_trade_no=RechargeOrder.new_out_trade_no(channel, now),
+            user=user,
+            amount=amount,
+            channel=channel,
+            openid=openid,
+            created_at=now.replace(microsecond=0),
             expires_at=now.replace(microsecond=0) + timedelta(minutes=settings.RECHARGE_ORDER_TTL_MINUTES),
         )
 
@@ -203,7 +214,8 @@ def _save_prepay(order: RechargeOrder, prepay_id: str) -> bool:
     """Keep WeChat's prepay_id on the order; False if the order is no longer pending."""
     expires = min(timezone.now() + PREPAY_TTL, order.expires_at)
     saved = RechargeOrder.objects.filter(pk=order.pk, status=RechargeOrder.Status.PENDING).update(
-        prepay_id=prepay_id, prepay_expires_at=expires, updated_at=timezone.now())
+        prepay_id=prepay_id, prepay_expires_at=expires, updated_at=timezone.now()
+    )
     order.prepay_id, order.prepay_expires_at = prepay_id, expires
     return bool(saved)
 
@@ -216,8 +228,10 @@ def _link(log: Notification | None, incident: Incident) -> None:
 
 # -- payments -------------------------------------------------------------------------------
 
-def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime,
-                  log: Notification | None = None) -> Payment:
+
+def apply_payment(
+    out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime, log: Notification | None = None
+) -> Payment:
     """Credit a verified payment once (RechargeOrder.pay) and, in the same transaction, the
     notify's outcome: whenever the money moved, its log row says so.
 
@@ -245,13 +259,23 @@ def apply_payment(out_trade_no: str, transaction_id: str, total_fee: int, paid_a
         if log is not None:
             log.finish(DUPLICATE, signature_valid=True, out_trade_no=out_trade_no)
     if payment.after_close:
-        _link(log, Incident.report(Incident.Kind.PAID_AFTER_CLOSE,
-                                   f"订单已关闭或过期后，微信支付仍收款 ¥{payment.order.amount_yuan}（{transaction_id}），已入账",
-                                   order=payment.order))
+        _link(
+            log,
+            Incident.report(
+                Incident.Kind.PAID_AFTER_CLOSE,
+                f"订单已关闭或过期后，微信支付仍收款 ¥{payment.order.amount_yuan}（{transaction_id}），已入账",
+                order=payment.order,
+            ),
+        )
     if payment.other_transaction_id:
-        _link(log, Incident.report(Incident.Kind.OTHER_TRANSACTION,
-                                   f"订单已由 {payment.other_transaction_id} 支付，微信又报告 {transaction_id}，未再次入账",
-                                   order=payment.order))
+        _link(
+            log,
+            Incident.report(
+                Incident.Kind.OTHER_TRANSACTION,
+                f"订单已由 {payment.other_transaction_id} 支付，微信又报告 {transaction_id}，未再次入账",
+                order=payment.order,
+            ),
+        )
     return payment
 
 
@@ -314,6 +338,7 @@ def close_order(order: RechargeOrder) -> RechargeOrder:
 
 # -- refunds -------------------------------------------------------------------------------
 
+
 def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None, out_refund_no: str = "") -> Refund:
     """An operator refunds `amount` fen of a paid order: debit now (one transaction), then ask WeChat.
 
@@ -321,8 +346,13 @@ def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None
     处理中 for `reconcile_orders` to send again with the same out_refund_no.
     """
     refund = order.start_refund(amount, reason, operator, out_refund_no)
-    logger.info("refund %s of %s fen for order %s requested by %s", refund.out_refund_no, amount, order.out_trade_no,
-                getattr(operator, "pk", None))
+    logger.info(
+        "refund %s of %s fen for order %s requested by %s",
+        refund.out_refund_no,
+        amount,
+        order.out_trade_no,
+        getattr(operator, "pk", None),
+    )
     send_refund(refund)
     return refund
 
@@ -336,8 +366,12 @@ def send_refund(refund: Refund) -> Refund:
     pay = payment_gateway.gateway(order.channel)
     try:
         answer = pay.refund(
-            out_trade_no=order.out_trade_no, out_refund_no=refund.out_refund_no, total=order.amount,
-            amount=refund.amount, reason=REFUND_DESCRIPTION, notify_url=pay.notify_url("refund"),
+            out_trade_no=order.out_trade_no,
+            out_refund_no=refund.out_refund_no,
+            total=order.amount,
+            amount=refund.amount,
+            reason=REFUND_DESCRIPTION,
+            notify_url=pay.notify_url("refund"),
         )
     except WeChatError as exc:
         refund.note_error(f"{exc.code}: {exc}")
@@ -353,23 +387,41 @@ def send_refund(refund: Refund) -> Refund:
     return refund
 
 
-def settle_refund(refund: Refund, state: str, refund_id: str = "", settled_at: datetime | None = None,
-                  log: Notification | None = None) -> str:
+def settle_refund(
+    refund: Refund, state: str, refund_id: str = "", settled_at: datetime | None = None, log: Notification | None = None
+) -> str:
     """Apply WeChat's outcome of a refund once (Refund.settle), with the notify's outcome in the same transaction."""
     with transaction.atomic():
         outcome = refund.settle(state, refund_id, settled_at)
         if log is not None:
-            log.finish(Notification.Outcome.INCIDENT if outcome == "conflict" else outcome, signature_valid=True,
-                       out_trade_no=refund.order.out_trade_no, out_refund_no=refund.out_refund_no)
+            log.finish(
+                Notification.Outcome.INCIDENT if outcome == "conflict" else outcome,
+                signature_valid=True,
+                out_trade_no=refund.order.out_trade_no,
+                out_refund_no=refund.out_refund_no,
+            )
     if outcome == "conflict":
         refund.refresh_from_db()
-        _link(log, Incident.report(Incident.Kind.REFUND_CONFLICT,
-                                   f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 {state}",
-                                   order=refund.order, refund=refund))
+        _link(
+            log,
+            Incident.report(
+                Incident.Kind.REFUND_CONFLICT,
+                f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 {state}",
+                order=refund.order,
+                refund=refund,
+            ),
+        )
     elif outcome == APPLIED and state == "CHANGE":
-        _link(log, Incident.report(Incident.Kind.REFUND_ABNORMAL,
-                                   f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，"
-                                   "请在商户平台线下处理；用户余额已扣除", order=refund.order, refund=refund))
+        _link(
+            log,
+            Incident.report(
+                Incident.Kind.REFUND_ABNORMAL,
+                f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，"
+                "请在商户平台线下处理；用户余额已扣除",
+                order=refund.order,
+                refund=refund,
+            ),
+        )
     elif outcome == APPLIED and state == "SUCCESS":
         # A 退款异常 the merchant resolved at WeChat: its incident is done with. One an operator
         # had already marked handled may have been handled otherwise (the balance given back by
@@ -378,10 +430,16 @@ def settle_refund(refund: Refund, state: str, refund_id: str = "", settled_at: d
         for incident in abnormal.filter(resolved_at__isnull=True):
             incident.resolve(None, "微信后来报告退款成功（已在商户平台处理）")
         if abnormal.filter(resolved_by__isnull=False).exists():
-            _link(log, Incident.report(Incident.Kind.REFUND_CONFLICT,
-                                       f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常已由运营人员处理，微信后来"
-                                       "报告退款成功：如当时已手动退回余额，用户可能收到两次退款，请核实",
-                                       order=refund.order, refund=refund))
+            _link(
+                log,
+                Incident.report(
+                    Incident.Kind.REFUND_CONFLICT,
+                    f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常已由运营人员处理，微信后来"
+                    "报告退款成功：如当时已手动退回余额，用户可能收到两次退款，请核实",
+                    order=refund.order,
+                    refund=refund,
+                ),
+            )
     return outcome
 
 
@@ -407,6 +465,7 @@ def sync_refund(refund: Refund) -> Refund:
 
 # -- notifies --------------------------------------------------------------------------------
 
+
 def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
     """Record a v2 notify first, then process it. True: answer SUCCESS; False: FAIL, so that
     WeChat sends it again. (v3's views call receive_notify, which also takes the headers.)"""
@@ -414,8 +473,9 @@ def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
     return log is not None and log.acknowledged
 
 
-def receive_notify(kind: str, body: bytes, remote_addr: str | None, api: str = "v2",
-                   headers: dict[str, str] | None = None) -> Notification | None:
+def receive_notify(
+    kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
+) -> Notification | None:
     """handle_notify, returning the processed record (`acknowledged` is the answer for
     WeChat), or None when it could not even be recorded."""
     try:
@@ -464,16 +524,18 @@ def process_payment_notify(log: Notification) -> bool:
         return True
     if not (out_trade_no and trade.transaction_id and trade.total is not None):
         amount_field = "amount.total" if log.api == "v3" else "total_fee"
-        log.finish(Notification.Outcome.REJECTED, f"缺少或无效的 out_trade_no、transaction_id 或 {amount_field}",
-                   signature_valid=True)
+        log.finish(
+            Notification.Outcome.REJECTED, f"缺少或无效的 out_trade_no、transaction_id 或 {amount_field}", signature_valid=True
+        )
         return _settled(log)
     try:
-        payment = apply_payment(out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now(),
-                                log=log)
+        payment = apply_payment(out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now(), log=log)
     except UnknownOrder:
-        incident = Incident.report(Incident.Kind.UNKNOWN_ORDER,
-                                   f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(trade.total)}，"
-                                   f"{trade.transaction_id}）", out_trade_no=out_trade_no)
+        incident = Incident.report(
+            Incident.Kind.UNKNOWN_ORDER,
+            f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(trade.total)}，{trade.transaction_id}）",
+            out_trade_no=out_trade_no,
+        )
         log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, incident=incident)
         return _settled(log)
     except AmountMismatch as exc:
@@ -492,19 +554,24 @@ def process_refund_notify(log: Notification) -> bool:
     out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.state
     refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
     if refund is None or refund.order.out_trade_no != out_trade_no:
-        incident = Incident.report(Incident.Kind.UNKNOWN_REFUND,
-                                   f"收到未知退款 {out_refund_no}（订单 {out_trade_no}）的退款通知，状态 {state}",
-                                   out_trade_no=out_trade_no)
+        incident = Incident.report(
+            Incident.Kind.UNKNOWN_REFUND,
+            f"收到未知退款 {out_refund_no}（订单 {out_trade_no}）的退款通知，状态 {state}",
+            out_trade_no=out_trade_no,
+        )
         log.finish(Notification.Outcome.INCIDENT, "未知退款", signature_valid=True, incident=incident)
         return _settled(log)
     if state not in RefundInfo.FINAL:
         log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", signature_valid=True)
         return _settled(log)
     if info.amount != refund.amount:
-        incident = Incident.report(Incident.Kind.REFUND_CONFLICT,
-                                   f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 "
-                                   f"{'?' if info.amount is None else format_fen(info.amount)}；未处理",
-                                   order=refund.order, refund=refund)
+        incident = Incident.report(
+            Incident.Kind.REFUND_CONFLICT,
+            f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 "
+            f"{'?' if info.amount is None else format_fen(info.amount)}；未处理",
+            order=refund.order,
+            refund=refund,
+        )
         log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
         return _settled(log)
     outcome = settle_refund(refund, state, info.refund_id, info.settled_at, log=log)

@@ -36,8 +36,9 @@ def login_url(request) -> str:
     """Sign-in, then back to the page whose fetch found the session gone (its Referer, when it is ours)."""
     page = reverse("payments:recharge")
     referer = request.headers.get("Referer", "")
-    if referer and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()},
-                                                   require_https=request.is_secure()):
+    if referer and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         parts = urlsplit(referer)
         page = parts.path + (f"?{parts.query}" if parts.query else "")
     return reverse("accounts:login") + "?" + urlencode({"next": page})
@@ -106,20 +107,31 @@ def recharge(request):
     if not in_wechat(request) and not settings.WECHAT_SANDBOX:
         buffer = io.BytesIO()
         segno.make(settings.SITE_URL + reverse("payments:recharge"), error="m").save(
-            buffer, kind="svg", scale=5, border=2, xmldecl=False, svgns=True)
+            buffer, kind="svg", scale=5, border=2, xmldecl=False, svgns=True
+        )
         qr_svg = buffer.getvalue().decode()
-    return render(request, "payments/recharge.html", {
-        "presets": presets, "min_yuan": settings.RECHARGE_MIN_FEN / 100, "max_yuan": settings.RECHARGE_MAX_FEN / 100,
-        "can_pay": in_wechat(request) or settings.WECHAT_SANDBOX, "qr_svg": qr_svg,
-        "bind_url": bind_url(recharge_url(chosen_fen)), "chosen_fen": chosen_fen, "chosen_text": chosen_text,
-    })
+    return render(
+        request,
+        "payments/recharge.html",
+        {
+            "presets": presets,
+            "min_yuan": settings.RECHARGE_MIN_FEN / 100,
+            "max_yuan": settings.RECHARGE_MAX_FEN / 100,
+            "can_pay": in_wechat(request) or settings.WECHAT_SANDBOX,
+            "qr_svg": qr_svg,
+            "bind_url": bind_url(recharge_url(chosen_fen)),
+            "chosen_fen": chosen_fen,
+            "chosen_text": chosen_text,
+        },
+    )
 
 
 def _may_place_order(request) -> bool:
     """Count one order placed (or paid again: each asks WeChat) against the per-minute limits
     of this user and of this address (a person taps a few times; more is a script)."""
-    return (ratelimit.allow(f"prepay:user:{request.user.pk}", settings.RECHARGE_ORDERS_PER_MINUTE_PER_USER, 60)
-            and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", settings.RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS, 60))
+    return ratelimit.allow(
+        f"prepay:user:{request.user.pk}", settings.RECHARGE_ORDERS_PER_MINUTE_PER_USER, 60
+    ) and ratelimit.allow(f"prepay:ip:{_client_ip(request)}", settings.RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS, 60)
 
 
 def _client_ip(request) -> str:
@@ -144,9 +156,11 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
     """Shared by the H5 page and the mini-program API: amount -> order -> signed pay params."""
     amount = _read_amount(request)
     if amount is None:
-        return json_error("invalid_amount", 400,
-                          f"请输入 {settings.RECHARGE_MIN_FEN / 100:.2f} 到 {settings.RECHARGE_MAX_FEN / 100:.2f} 元之间、"
-                          "最多两位小数的金额")
+        return json_error(
+            "invalid_amount",
+            400,
+            f"请输入 {settings.RECHARGE_MIN_FEN / 100:.2f} 到 {settings.RECHARGE_MAX_FEN / 100:.2f} 元之间、最多两位小数的金额",
+        )
     if not _may_place_order(request):
         return json_error("too_many_requests", 429)
     try:
@@ -158,11 +172,20 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
         return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True)))
     except services.OrderRefused as refused:
         # Closed as 下单失败: it is in the history as such, and a tap again places a new order.
-        return json_error("wechat_error", 502, "微信支付下单失败，未扣款，请稍后再试", detail=refused.error.code,
-                          out_trade_no=refused.order.out_trade_no)
+        return json_error(
+            "wechat_error",
+            502,
+            "微信支付下单失败，未扣款，请稍后再试",
+            detail=refused.error.code,
+            out_trade_no=refused.order.out_trade_no,
+        )
     except services.PaymentBeingConfirmed as confirming:
-        return json_error("order_confirming", 409, out_trade_no=confirming.order.out_trade_no,
-                          order_url=reverse("orders:detail", args=[confirming.order.out_trade_no]))
+        return json_error(
+            "order_confirming",
+            409,
+            out_trade_no=confirming.order.out_trade_no,
+            order_url=reverse("orders:detail", args=[confirming.order.out_trade_no]),
+        )
     except WeChatError as exc:
         logger.warning("prepay for user %s failed: %s", request.user.pk, exc)
         if not answered(exc):  # the order is kept: WeChat may have it
@@ -190,8 +213,15 @@ def order_status_answer(user, out_trade_no: str, just_paid: bool = False):
     order = services.poll_order(order, services.PAID_POLL_INTERVAL if just_paid else services.STATUS_POLL_INTERVAL)
     user.refresh_from_db(fields=["balance"])
     # confirming: WeChat took the money and it is not credited yet (支付已收到，正在确认).
-    return json_ok({"out_trade_no": order.out_trade_no, "status": STATUS_NAMES[order.status],
-                    "confirming": order.is_confirming, "amount_fen": order.amount, "balance_fen": user.balance})
+    return json_ok(
+        {
+            "out_trade_no": order.out_trade_no,
+            "status": STATUS_NAMES[order.status],
+            "confirming": order.is_confirming,
+            "amount_fen": order.amount,
+            "balance_fen": user.balance,
+        }
+    )
 
 
 @require_GET
@@ -203,8 +233,12 @@ def order_status(request, out_trade_no: str):
 def resumable(order: RechargeOrder) -> bool:
     """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a while,
     and that WeChat has not reported paid."""
-    return (order.status == RechargeOrder.Status.PENDING and order.channel == RechargeOrder.Channel.JSAPI
-            and not order.is_confirming and order.prepay_is_valid(timezone.now() + services.REUSE_MARGIN))
+    return (
+        order.status == RechargeOrder.Status.PENDING
+        and order.channel == RechargeOrder.Channel.JSAPI
+        and not order.is_confirming
+        and order.prepay_is_valid(timezone.now() + services.REUSE_MARGIN)
+    )
 
 
 @require_POST
@@ -266,8 +300,14 @@ def refund_notify(request):
 # failure of ours 500; a verified notify that cannot be applied and that a resend cannot
 # change (another merchant's, an unknown order, a wrong amount: recorded, an incident
 # opened) is acknowledged, so that WeChat stops.
-V3_SIGNATURE_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial",
-                        "Wechatpay-Signature-Type", "Request-ID")
+V3_SIGNATURE_HEADERS = (
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+    "Wechatpay-Serial",
+    "Wechatpay-Signature-Type",
+    "Request-ID",
+)
 
 
 def _v3_notify(request, kind: str) -> HttpResponse:

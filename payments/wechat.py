@@ -52,8 +52,14 @@ class NotifyError(ValueError):
     whether WeChat sending it again could help (a v3 notify is answered accordingly), and
     the order and refund numbers, when a verified notify was refused after they were read."""
 
-    def __init__(self, message: str, signature_valid: bool | None = None, retry: bool = True,
-                 out_trade_no: str = "", out_refund_no: str = ""):
+    def __init__(
+        self,
+        message: str,
+        signature_valid: bool | None = None,
+        retry: bool = True,
+        out_trade_no: str = "",
+        out_refund_no: str = "",
+    ):
         super().__init__(message)
         self.signature_valid = signature_valid
         self.retry = retry
@@ -106,8 +112,12 @@ class Pay:
         self.appid = appid
         self.sign_type = settings.WECHAT_SIGN_TYPE
         self._client = _RawWeChatPay(
-            self.appid, settings.WECHAT_API_KEY, settings.WECHAT_MCH_ID,
-            mch_cert=settings.WECHAT_MCH_CERT, mch_key=settings.WECHAT_MCH_KEY, timeout=settings.WECHAT_HTTP_TIMEOUT,
+            self.appid,
+            settings.WECHAT_API_KEY,
+            settings.WECHAT_MCH_ID,
+            mch_cert=settings.WECHAT_MCH_CERT,
+            mch_key=settings.WECHAT_MCH_KEY,
+            timeout=settings.WECHAT_HTTP_TIMEOUT,
         )
         self._client.API_BASE_URL = pay_base_url()
         mount_transport(self._client._http)
@@ -142,14 +152,34 @@ class Pay:
             raise WeChatError(f"{endpoint}: {code} {answer.get('err_code_des', '')}".strip(), code)
         return answer
 
-    def unified_order(self, *, out_trade_no: str, total_fee: int, openid: str, body: str, notify_url: str,
-                      client_ip: str, time_start: datetime, time_expire: datetime) -> dict[str, str]:
+    def unified_order(
+        self,
+        *,
+        out_trade_no: str,
+        total_fee: int,
+        openid: str,
+        body: str,
+        notify_url: str,
+        client_ip: str,
+        time_start: datetime,
+        time_expire: datetime,
+    ) -> dict[str, str]:
         """统一下单 (JSAPI). The same arguments again give WeChat's same prepay_id."""
-        return self._call("pay/unifiedorder", {
-            "body": body, "out_trade_no": out_trade_no, "total_fee": str(total_fee), "spbill_create_ip": client_ip,
-            "notify_url": notify_url, "trade_type": "JSAPI", "openid": openid, "fee_type": "CNY",
-            "time_start": beijing_time(time_start), "time_expire": beijing_time(time_expire),
-        })
+        return self._call(
+            "pay/unifiedorder",
+            {
+                "body": body,
+                "out_trade_no": out_trade_no,
+                "total_fee": str(total_fee),
+                "spbill_create_ip": client_ip,
+                "notify_url": notify_url,
+                "trade_type": "JSAPI",
+                "openid": openid,
+                "fee_type": "CNY",
+                "time_start": beijing_time(time_start),
+                "time_expire": beijing_time(time_expire),
+            },
+        )
 
     def query_order(self, out_trade_no: str) -> dict[str, str]:
         return self._call("pay/orderquery", {"out_trade_no": out_trade_no})
@@ -157,13 +187,22 @@ class Pay:
     def close_order(self, out_trade_no: str) -> dict[str, str]:
         return self._call("pay/closeorder", {"out_trade_no": out_trade_no})
 
-    def refund(self, *, out_trade_no: str, out_refund_no: str, total_fee: int, refund_fee: int, description: str,
-               notify_url: str) -> dict[str, str]:
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, total_fee: int, refund_fee: int, description: str, notify_url: str
+    ) -> dict[str, str]:
         """申请退款 (needs the merchant certificate). The same out_refund_no again never refunds twice."""
-        return self._call("secapi/pay/refund", {
-            "out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "total_fee": str(total_fee),
-            "refund_fee": str(refund_fee), "refund_fee_type": "CNY", "refund_desc": description[:80], "notify_url": notify_url,
-        })
+        return self._call(
+            "secapi/pay/refund",
+            {
+                "out_trade_no": out_trade_no,
+                "out_refund_no": out_refund_no,
+                "total_fee": str(total_fee),
+                "refund_fee": str(refund_fee),
+                "refund_fee_type": "CNY",
+                "refund_desc": description[:80],
+                "notify_url": notify_url,
+            },
+        )
 
     def query_refund(self, out_refund_no: str) -> dict[str, str]:
         """退款查询 of one refund: its state is `refund_status_0`."""
@@ -186,14 +225,20 @@ class Pay:
                 raise WeChatError(f"{endpoint}: unreadable answer ({exc})", "NETWORK", retryable=True) from exc
             message = answer.get("return_msg", "")
             no_bill = message.lower().replace(" ", "") in ("nobillexist", "billcreating") or answer.get("error_code") == "20002"
-            raise WeChatError(f"{endpoint}: {message}", "NO_BILL" if no_bill else answer.get("error_code", "FAIL"),
-                              retryable=no_bill)
+            raise WeChatError(
+                f"{endpoint}: {message}", "NO_BILL" if no_bill else answer.get("error_code", "FAIL"), retryable=no_bill
+            )
         return content
 
     def jsapi_params(self, prepay_id: str) -> dict[str, str]:
         """The five fields for getBrandWCPayRequest / wx.requestPayment, signed, and paySign."""
-        params = {"appId": self.appid, "timeStamp": str(int(time.time())), "nonceStr": wxpay.nonce(),
-                  "package": f"prepay_id={prepay_id}", "signType": self.sign_type}
+        params = {
+            "appId": self.appid,
+            "timeStamp": str(int(time.time())),
+            "nonceStr": wxpay.nonce(),
+            "package": f"prepay_id={prepay_id}",
+            "signType": self.sign_type,
+        }
         params["paySign"] = wxpay.sign(params, settings.WECHAT_API_KEY, self.sign_type)
         return params
 
@@ -201,10 +246,15 @@ class Pay:
 def _check_merchant(fields: dict[str, str], content: dict[str, str]) -> None:
     """`fields` name the merchant; `content` (the decrypted req_info of a refund) the order and refund."""
     if fields.get("mch_id") != settings.WECHAT_MCH_ID or fields.get("appid") not in (
-        settings.WECHAT_APPID, settings.WECHAT_MINIPROGRAM_APPID
+        settings.WECHAT_APPID,
+        settings.WECHAT_MINIPROGRAM_APPID,
     ):
-        raise NotifyError(f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}", signature_valid=True,
-                          out_trade_no=content.get("out_trade_no", ""), out_refund_no=content.get("out_refund_no", ""))
+        raise NotifyError(
+            f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}",
+            signature_valid=True,
+            out_trade_no=content.get("out_trade_no", ""),
+            out_refund_no=content.get("out_refund_no", ""),
+        )
 
 
 def _api_key() -> str:
@@ -251,6 +301,7 @@ def parse_refund_notify(body: bytes) -> dict[str, str]:
 
 # -- WeChat login (used by accounts) ------------------------------------------------------
 
+
 class _OAuth(WeChatOAuth):
     """wechatpy's WeChatOAuth sets no timeout of its own."""
 
@@ -273,15 +324,20 @@ def authorize_url(redirect_uri: str, state: str) -> str:
 
 def mini_program_session(js_code: str) -> dict[str, str]:
     """code2session: {openid, session_key}. The session_key must stay on the server."""
-    client = WeChatClient(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET,
-                          access_token="unused-by-jscode2session", timeout=settings.WECHAT_HTTP_TIMEOUT)
+    client = WeChatClient(
+        settings.WECHAT_MINIPROGRAM_APPID,
+        settings.WECHAT_MINIPROGRAM_SECRET,
+        access_token="unused-by-jscode2session",
+        timeout=settings.WECHAT_HTTP_TIMEOUT,
+    )
     client.wxa.API_BASE_URL = api_base_url()
     mount_transport(client._http)
     try:
         return client.wxa.code_to_session(js_code)
     except WeChatClientException as exc:
-        raise WeChatError(f"jscode2session: {exc.errcode}", str(exc.errcode) if exc.errcode else "NETWORK",
-                          retryable=exc.errcode is None) from exc
+        raise WeChatError(
+            f"jscode2session: {exc.errcode}", str(exc.errcode) if exc.errcode else "NETWORK", retryable=exc.errcode is None
+        ) from exc
     except requests.RequestException as exc:
         raise WeChatError(f"jscode2session: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
 
@@ -292,8 +348,9 @@ def oauth_identity(code: str) -> tuple[str, str | None]:
     try:
         answer = oauth("", "").fetch_access_token(code)
     except WeChatOAuthException as exc:
-        raise WeChatError(f"oauth: {exc.errcode} {exc.errmsg}", str(exc.errcode) if exc.errcode else "NETWORK",
-                          retryable=exc.errcode is None) from exc
+        raise WeChatError(
+            f"oauth: {exc.errcode} {exc.errmsg}", str(exc.errcode) if exc.errcode else "NETWORK", retryable=exc.errcode is None
+        ) from exc
     except requests.RequestException as exc:
         raise WeChatError(f"oauth: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
     return answer["openid"], answer.get("unionid") or None

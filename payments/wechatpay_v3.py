@@ -43,8 +43,7 @@ class V3Error(Exception):
     """A v3 call failed. code: WeChat's `code` (e.g. ORDER_NOT_EXIST, SIGN_ERROR, SYSTEM_ERROR) or NETWORK / BAD_ANSWER /
     ANSWER_SIGNATURE; status: HTTP status or None; request_id: the answer's Request-ID header or ""; retryable: bool."""
 
-    def __init__(self, message: str, code: str, status: int | None = None, request_id: str = "",
-                 retryable: bool | None = None):
+    def __init__(self, message: str, code: str, status: int | None = None, request_id: str = "", retryable: bool | None = None):
         super().__init__(message)
         self.code = code
         self.status = status
@@ -134,16 +133,26 @@ def make_nonce() -> str:
     return secrets.token_hex(16).upper()
 
 
-def authorization(mchid: str, serial_no: str, private_key: RSAPrivateKey, method: str, path_with_query: str, body: bytes,
-                  timestamp: int | None = None, nonce: str | None = None) -> str:
+def authorization(
+    mchid: str,
+    serial_no: str,
+    private_key: RSAPrivateKey,
+    method: str,
+    path_with_query: str,
+    body: bytes,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> str:
     """The `Authorization` header: the merchant's signature over `METHOD\\nPATH_WITH_QUERY\\nTS\\nNONCE\\nBODY\\n`, where
     the path is exactly the one sent (no host) and the body is exactly the bytes sent (empty for GET)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     nonce = nonce or make_nonce()
     message = f"{method.upper()}\n{path_with_query}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
     signature = rsa_sign(private_key, message)
-    return (f'{AUTH_SCHEMA} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
-            f'timestamp="{timestamp}",serial_no="{serial_no}"')
+    return (
+        f'{AUTH_SCHEMA} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
+        f'timestamp="{timestamp}",serial_no="{serial_no}"'
+    )
 
 
 def pay_sign(private_key: RSAPrivateKey, appid: str, timestamp: str, nonce: str, package: str) -> str:
@@ -168,8 +177,13 @@ class KeyStore:
     serial that does not start with PUB_KEY_ID_ shows up, at most once every `refetch_seconds` (default 600) per store,
     so a flood of unknown serials cannot make us hammer /v3/certificates."""
 
-    def __init__(self, public_key: RSAPublicKey | None = None, public_key_id: str = "",
-                 fetch: Callable[[], Mapping[str, RSAPublicKey]] | None = None, refetch_seconds: int = 600):
+    def __init__(
+        self,
+        public_key: RSAPublicKey | None = None,
+        public_key_id: str = "",
+        fetch: Callable[[], Mapping[str, RSAPublicKey]] | None = None,
+        refetch_seconds: int = 600,
+    ):
         self._keys: dict[str, RSAPublicKey] = {}
         self._fetch = fetch
         self._refetch_seconds = refetch_seconds
@@ -248,8 +262,19 @@ def verify_signed(keys: KeyStore, headers: Mapping[str, str], body: bytes, now: 
 class Client:
     """The merchant's v3 API: signed requests, verified answers, decrypted notifies and certificates."""
 
-    def __init__(self, *, mchid: str, serial_no: str, private_key: RSAPrivateKey, apiv3_key: str, base_url: str,
-                 keys: KeyStore, timeout: float = 10.0, session: requests.Session | None = None, public_key_id: str = ""):
+    def __init__(
+        self,
+        *,
+        mchid: str,
+        serial_no: str,
+        private_key: RSAPrivateKey,
+        apiv3_key: str,
+        base_url: str,
+        keys: KeyStore,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        public_key_id: str = "",
+    ):
         self.mchid = mchid
         self.serial_no = serial_no
         self.private_key = private_key
@@ -277,7 +302,7 @@ class Client:
         prepared = self.session.prepare_request(requests.Request(method, url, headers=headers, data=body))
         signed_path = prepared.path_url
         if relative and self._base_path and signed_path.startswith(self._base_path + "/"):
-            signed_path = signed_path[len(self._base_path):]
+            signed_path = signed_path[len(self._base_path) :]
         prepared.headers["Authorization"] = authorization(
             self.mchid, self.serial_no, self.private_key, method, signed_path, body or b""
         )
@@ -300,8 +325,12 @@ class Client:
                 answer = None
             if isinstance(answer, dict) and isinstance(answer.get("code"), str) and answer["code"]:
                 code, message = answer["code"], str(answer.get("message", ""))
-            raise V3Error(f"{method} {log_path}: HTTP {response.status_code} {code} {message}".rstrip(), code,
-                          response.status_code, response.headers.get("Request-ID", ""))
+            raise V3Error(
+                f"{method} {log_path}: HTTP {response.status_code} {code} {message}".rstrip(),
+                code,
+                response.status_code,
+                response.headers.get("Request-ID", ""),
+            )
         return response
 
     @staticmethod
@@ -310,8 +339,12 @@ class Client:
         try:
             verify_signed(keys, response.headers, response.content)
         except SignatureError as exc:
-            raise V3Error(f"{what}: the answer's signature cannot be trusted ({exc})", "ANSWER_SIGNATURE",
-                          response.status_code, response.headers.get("Request-ID", "")) from exc
+            raise V3Error(
+                f"{what}: the answer's signature cannot be trusted ({exc})",
+                "ANSWER_SIGNATURE",
+                response.status_code,
+                response.headers.get("Request-ID", ""),
+            ) from exc
 
     @staticmethod
     def _json_object(response: requests.Response, what: str) -> dict | None:
@@ -322,12 +355,15 @@ class Client:
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise V3Error(f"{what}: the answer is not a JSON object", "BAD_ANSWER", response.status_code,
-                          response.headers.get("Request-ID", ""))
+            raise V3Error(
+                f"{what}: the answer is not a JSON object",
+                "BAD_ANSWER",
+                response.status_code,
+                response.headers.get("Request-ID", ""),
+            )
         return answer
 
-    def request(self, method: str, path: str, *, query: dict | None = None, body: dict | None = None
-                ) -> tuple[int, dict | None]:
+    def request(self, method: str, path: str, *, query: dict | None = None, body: dict | None = None) -> tuple[int, dict | None]:
         """Call `path` (starting with /v3/) and return (status, the verified answer's JSON object, or None if empty).
 
         The body is serialised once and those exact bytes are signed and sent (serialising twice is the classic

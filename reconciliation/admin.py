@@ -68,11 +68,16 @@ def trade_and_refund(order, out_trade_no: str, refund, out_refund_no: str) -> st
 
 def pair(wechat: str, ours: str, differs: bool) -> str:
     """WeChat's figure and ours in one cell, marked when they differ."""
-    return format_html('<span class="recon-pair{}">{} <span class="recon-pair__sep">/</span> {}</span>',
-                       " recon-pair_differs" if differs else "", wechat, ours)
+    return format_html(
+        '<span class="recon-pair{}">{} <span class="recon-pair__sep">/</span> {}</span>',
+        " recon-pair_differs" if differs else "",
+        wechat,
+        ours,
+    )
 
 
 # -- the chart -------------------------------------------------------------------------------------
+
 
 def _pct(value: float) -> str:
     return f"{value:.3f}%"
@@ -136,8 +141,10 @@ class ChartDay:
         if d is None:
             return f"{self.day.isoformat()}：尚未对账"
         wechat = "无账单" if d.wechat_paid is None else f"¥{format_fen(d.wechat_paid)}（{d.wechat_paid_count} 笔）"
-        return (f"{self.day.isoformat()} {d.get_status_display()}：微信 {wechat}，"
-                f"本站 ¥{format_fen(d.our_paid)}（{d.our_paid_count} 笔）")
+        return (
+            f"{self.day.isoformat()} {d.get_status_display()}：微信 {wechat}，"
+            f"本站 ¥{format_fen(d.our_paid)}（{d.our_paid_count} 笔）"
+        )
 
 
 def _height(fen: int | None, top: int) -> int:
@@ -161,11 +168,17 @@ def chart(now: datetime | None = None) -> dict:
             bar.wechat_height, bar.ours_height = _height(d.wechat_paid, top), _height(d.our_paid, top)
             bar.wechat_y, bar.ours_y = CHART_HEIGHT - bar.wechat_height, CHART_HEIGHT - bar.ours_height
         bars.append(bar)
-    return {"bars": bars, "height": CHART_HEIGHT, "first_day": days[0], "last_day": days[-1],
-            "top": format_fen(peak) if peak else ""}
+    return {
+        "bars": bars,
+        "height": CHART_HEIGHT,
+        "first_day": days[0],
+        "last_day": days[-1],
+        "top": format_fen(peak) if peak else "",
+    }
 
 
 # -- the start page ----------------------------------------------------------------------------------
+
 
 def start_page_status(now: datetime | None = None) -> dict:
     """For the admin's start page: the last day reconciled, and whether yesterday is missing."""
@@ -189,10 +202,18 @@ def start_page_status(now: datetime | None = None) -> dict:
 
 # -- the days -----------------------------------------------------------------------------------------
 
+
 @admin.register(BillDay)
 class BillDayAdmin(ReadOnlyAdmin):
-    list_display = ("date_display", "status_display", "paid_count_pair", "paid_pair", "refunded_pair", "fee_display",
-                    "differences_display")
+    list_display = (
+        "date_display",
+        "status_display",
+        "paid_count_pair",
+        "paid_pair",
+        "refunded_pair",
+        "fee_display",
+        "differences_display",
+    )
     list_filter = ("status",)
     date_hierarchy = "date"
     change_list_template = "admin/reconciliation/billday/change_list.html"
@@ -200,9 +221,13 @@ class BillDayAdmin(ReadOnlyAdmin):
     change_form_template = "admin/reconciliation/billday/change_form.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            difference_count=Count("differences"),
-            incident_count=Count("differences", filter=Q(differences__incident__isnull=False)),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                difference_count=Count("differences"),
+                incident_count=Count("differences", filter=Q(differences__incident__isnull=False)),
+            )
         )
 
     @admin.display(description="账单日", ordering="date")
@@ -216,18 +241,19 @@ class BillDayAdmin(ReadOnlyAdmin):
     @admin.display(description="支付笔数（微信/本站）")
     def paid_count_pair(self, obj: BillDay) -> str:
         wechat = "-" if obj.wechat_paid_count is None else obj.wechat_paid_count
-        return pair(wechat, obj.our_paid_count,
-                    obj.wechat_paid_count is not None and obj.wechat_paid_count != obj.our_paid_count)
+        return pair(wechat, obj.our_paid_count, obj.wechat_paid_count is not None and obj.wechat_paid_count != obj.our_paid_count)
 
     @admin.display(description="支付金额（微信/本站）")
     def paid_pair(self, obj: BillDay) -> str:
-        return pair(yuan(obj.wechat_paid), yuan(obj.our_paid),
-                    obj.wechat_paid is not None and obj.wechat_paid != obj.our_paid)
+        return pair(yuan(obj.wechat_paid), yuan(obj.our_paid), obj.wechat_paid is not None and obj.wechat_paid != obj.our_paid)
 
     @admin.display(description="退款金额（微信/本站）")
     def refunded_pair(self, obj: BillDay) -> str:
-        shown = pair(yuan(obj.wechat_refunded), yuan(obj.our_refunded),
-                     obj.wechat_refunded is not None and obj.wechat_refunded != obj.our_refunded)
+        shown = pair(
+            yuan(obj.wechat_refunded),
+            yuan(obj.our_refunded),
+            obj.wechat_refunded is not None and obj.wechat_refunded != obj.our_refunded,
+        )
         if obj.wechat_in_flight_count:
             return format_html('{} <span class="recon-why">（出账时未完成 {}）</span>', shown, obj.in_flight_text())
         return shown
@@ -241,8 +267,7 @@ class BillDayAdmin(ReadOnlyAdmin):
         if not obj.difference_count:
             return "-"
         if obj.incident_count:
-            return format_html('{} <span class="recon-incidents">（异常 {}）</span>', obj.difference_count,
-                               obj.incident_count)
+            return format_html('{} <span class="recon-incidents">（异常 {}）</span>', obj.difference_count, obj.incident_count)
         return str(obj.difference_count)
 
     # -- pages ----------------------------------------------------------------------------------
@@ -258,8 +283,11 @@ class BillDayAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def day_context(self, request, day: BillDay) -> dict:
-        differences = list(day.differences.select_related("order", "refund", "incident")
-                           .order_by("outcome", "kind", "out_trade_no", "out_refund_no"))
+        differences = list(
+            day.differences.select_related("order", "refund", "incident").order_by(
+                "outcome", "kind", "out_trade_no", "out_refund_no"
+            )
+        )
         counts = services.outcome_counts(day)
         return {
             "day": day,
@@ -278,10 +306,12 @@ class BillDayAdmin(ReadOnlyAdmin):
     def difference_row(d: Difference) -> dict:
         return {
             "difference": d,
-            "trade": trade_and_refund(d.order if d.order_id else None, d.out_trade_no,
-                                      d.refund if d.refund_id else None, d.out_refund_no),
-            "incident": (link(d.incident, f"#{d.incident_id}{'' if d.incident.is_open else '（已处理）'}")
-                         if d.incident_id else "-"),
+            "trade": trade_and_refund(
+                d.order if d.order_id else None, d.out_trade_no, d.refund if d.refund_id else None, d.out_refund_no
+            ),
+            "incident": (
+                link(d.incident, f"#{d.incident_id}{'' if d.incident.is_open else '（已处理）'}") if d.incident_id else "-"
+            ),
             "wechat_amount": yuan(d.wechat_amount),
             "our_amount": yuan(d.our_amount),
         }
@@ -302,13 +332,38 @@ class BillDayAdmin(ReadOnlyAdmin):
         response["Content-Disposition"] = f'attachment; filename="reconciliation-{day.date.isoformat()}.csv"'
         response.write("\ufeff")
         writer = csv.writer(response)
-        writer.writerow(["账单日", "差异类型", "处理结果", "商户订单号", "商户退款单号", "微信订单号", "微信金额（元）",
-                         "本站金额（元）", "异常编号", "说明"])
+        writer.writerow(
+            [
+                "账单日",
+                "差异类型",
+                "处理结果",
+                "商户订单号",
+                "商户退款单号",
+                "微信订单号",
+                "微信金额（元）",
+                "本站金额（元）",
+                "异常编号",
+                "说明",
+            ]
+        )
         for d in day.differences.order_by("outcome", "kind", "out_trade_no", "out_refund_no"):
-            writer.writerow([_cell(v) for v in (
-                day.date.isoformat(), d.get_kind_display(), d.get_outcome_display(), d.out_trade_no, d.out_refund_no,
-                d.transaction_id, "" if d.wechat_amount is None else format_fen(d.wechat_amount),
-                "" if d.our_amount is None else format_fen(d.our_amount), d.incident_id or "", d.detail)])
+            writer.writerow(
+                [
+                    _cell(v)
+                    for v in (
+                        day.date.isoformat(),
+                        d.get_kind_display(),
+                        d.get_outcome_display(),
+                        d.out_trade_no,
+                        d.out_refund_no,
+                        d.transaction_id,
+                        "" if d.wechat_amount is None else format_fen(d.wechat_amount),
+                        "" if d.our_amount is None else format_fen(d.our_amount),
+                        d.incident_id or "",
+                        d.detail,
+                    )
+                ]
+            )
         return response
 
     @method_decorator(require_POST)
@@ -337,18 +392,38 @@ def _cell(value: object) -> str:
 
 # -- differences and bill lines -----------------------------------------------------------------------
 
+
 @admin.register(Difference)
 class DifferenceAdmin(ReadOnlyAdmin):
     # Narrow enough for 1280 px beside the filters: the refund number under the order number,
     # both amounts in one cell, the explanation last and wrapping.
-    list_display = ("bill_day_link", "kind", "outcome_display", "trade_display", "amounts_display", "incident_link",
-                    "short_detail")
+    list_display = (
+        "bill_day_link",
+        "kind",
+        "outcome_display",
+        "trade_display",
+        "amounts_display",
+        "incident_link",
+        "short_detail",
+    )
     list_filter = ("outcome", "kind", "bill_day__status")
     exact_search_fields = ("out_trade_no", "out_refund_no", "transaction_id")
     list_select_related = ("bill_day", "order", "refund", "incident")
     Media = ReconciliationMedia
-    fields = ("bill_day_link", "kind", "outcome", "order_link", "refund_link", "transaction_id", "wechat_amount_display",
-              "our_amount_display", "incident_link", "detail", "created_at", "updated_at")
+    fields = (
+        "bill_day_link",
+        "kind",
+        "outcome",
+        "order_link",
+        "refund_link",
+        "transaction_id",
+        "wechat_amount_display",
+        "our_amount_display",
+        "incident_link",
+        "detail",
+        "created_at",
+        "updated_at",
+    )
     readonly_fields = fields
 
     @admin.display(description="账单日", ordering="bill_day__date")
@@ -361,13 +436,17 @@ class DifferenceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="商户订单号 / 退款单号", ordering="out_trade_no")
     def trade_display(self, obj: Difference) -> str:
-        return trade_and_refund(obj.order if obj.order_id else None, obj.out_trade_no,
-                                obj.refund if obj.refund_id else None, obj.out_refund_no)
+        return trade_and_refund(
+            obj.order if obj.order_id else None, obj.out_trade_no, obj.refund if obj.refund_id else None, obj.out_refund_no
+        )
 
     @admin.display(description="金额（微信/本站）")
     def amounts_display(self, obj: Difference) -> str:
-        return pair(yuan(obj.wechat_amount), yuan(obj.our_amount), obj.wechat_amount is not None
-                    and obj.our_amount is not None and obj.wechat_amount != obj.our_amount)
+        return pair(
+            yuan(obj.wechat_amount),
+            yuan(obj.our_amount),
+            obj.wechat_amount is not None and obj.our_amount is not None and obj.wechat_amount != obj.our_amount,
+        )
 
     @admin.display(description="商户订单号")
     def order_link(self, obj: Difference) -> str:
@@ -399,16 +478,41 @@ class BillRowAdmin(ReadOnlyAdmin):
     # Narrow enough for 1280 px beside the filters: the time of day (the day is the first
     # column), one amount and one state for the line's kind, the refund number under the order
     # number, and 重复 only where a line is one. WeChat's transaction id is on the line's page.
-    list_display = ("bill_day", "line_no", "kind", "time_display", "trade_display", "line_amount_display",
-                    "fee_display", "state_display", "duplicate_display")
+    list_display = (
+        "bill_day",
+        "line_no",
+        "kind",
+        "time_display",
+        "trade_display",
+        "line_amount_display",
+        "fee_display",
+        "state_display",
+        "duplicate_display",
+    )
     list_filter = ("kind", "duplicate")
     exact_search_fields = ("out_trade_no", "transaction_id", "out_refund_no", "refund_id")
     list_select_related = ("bill_day",)
     list_per_page = 100
     Media = ReconciliationMedia
-    fields = ("bill_day", "line_no", "kind", "happened_at", "appid", "mch_id", "transaction_id", "out_trade_no",
-              "trade_state", "amount_display", "refund_id", "out_refund_no", "refund_amount_display", "refund_status",
-              "fee_display", "duplicate", "raw_display")
+    fields = (
+        "bill_day",
+        "line_no",
+        "kind",
+        "happened_at",
+        "appid",
+        "mch_id",
+        "transaction_id",
+        "out_trade_no",
+        "trade_state",
+        "amount_display",
+        "refund_id",
+        "out_refund_no",
+        "refund_amount_display",
+        "refund_status",
+        "fee_display",
+        "duplicate",
+        "raw_display",
+    )
     readonly_fields = fields
 
     @admin.display(description="交易时间", ordering="happened_at")

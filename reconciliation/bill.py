@@ -38,8 +38,20 @@ TIME, APPID, MCH_ID = "交易时间", "公众账号ID", "商户号"
 TRANSACTION_ID, OUT_TRADE_NO, TRADE_STATE = "微信订单号", "商户订单号", "交易状态"
 AMOUNT, REFUND_ID, OUT_REFUND_NO = "应结订单金额", "微信退款单号", "商户退款单号"
 REFUND_AMOUNT, REFUND_STATUS, FEE = "退款金额", "退款状态", "手续费"
-DETAIL_COLUMNS = (TIME, APPID, MCH_ID, TRANSACTION_ID, OUT_TRADE_NO, TRADE_STATE, AMOUNT, REFUND_ID, OUT_REFUND_NO,
-                  REFUND_AMOUNT, REFUND_STATUS, FEE)
+DETAIL_COLUMNS = (
+    TIME,
+    APPID,
+    MCH_ID,
+    TRANSACTION_ID,
+    OUT_TRADE_NO,
+    TRADE_STATE,
+    AMOUNT,
+    REFUND_ID,
+    OUT_REFUND_NO,
+    REFUND_AMOUNT,
+    REFUND_STATUS,
+    FEE,
+)
 # The summary columns we check.
 COUNT_TOTAL, AMOUNT_TOTAL, REFUND_TOTAL, FEE_TOTAL = "总交易单数", "应结订单总金额", "退款总金额", "手续费总金额"
 SUMMARY_COLUMNS = (COUNT_TOTAL, AMOUNT_TOTAL, REFUND_TOTAL, FEE_TOTAL)
@@ -141,8 +153,9 @@ def _fields(line: str, line_no: int, width: int) -> list[str]:
     if missing is not None and len(plain) == width:
         raise BillInvalid(f"第 {line_no} 行格式错误：第 {missing} 个字段不以反引号开头：{_quote(line)}")
     count = len(line[1:].split(",`")) if line.startswith("`") else len(plain)
-    raise BillInvalid(f"第 {line_no} 行格式错误：应有 {width} 个字段，实有 {count} 个"
-                      f"（字段内可能含有「,`」或缺少反引号）：{_quote(line)}")
+    raise BillInvalid(
+        f"第 {line_no} 行格式错误：应有 {width} 个字段，实有 {count} 个（字段内可能含有「,`」或缺少反引号）：{_quote(line)}"
+    )
 
 
 def _yuan(value: str, line_no: int, column: str) -> int:
@@ -205,7 +218,9 @@ def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, da
     if kind == REFUND and not refund_status:
         raise BillInvalid(f"第 {line_no} 行是退款，但没有「{REFUND_STATUS}」")
     return Row(
-        line_no=line_no, kind=kind, happened_at=happened_at,
+        line_no=line_no,
+        kind=kind,
+        happened_at=happened_at,
         appid=_id(get(APPID), line_no, APPID, required=True),
         mch_id=_id(get(MCH_ID), line_no, MCH_ID, required=True),
         transaction_id=_id(get(TRANSACTION_ID), line_no, TRANSACTION_ID, required=True),
@@ -266,8 +281,13 @@ def parse(data: bytes, day: date | None = None) -> Bill:
     count_text = values[summary_columns[COUNT_TOTAL]]
     if not _COUNT.fullmatch(count_text):
         raise BillInvalid(f"第 {values_at + 1} 行「{COUNT_TOTAL}」无效：{_quote(count_text)!r}")
-    bill = Bill(rows=rows, count=int(count_text), paid=total(AMOUNT_TOTAL), refunded=total(REFUND_TOTAL),
-                fee=_fee(values[summary_columns[FEE_TOTAL]], values_at + 1, FEE_TOTAL))
+    bill = Bill(
+        rows=rows,
+        count=int(count_text),
+        paid=total(AMOUNT_TOTAL),
+        refunded=total(REFUND_TOTAL),
+        fee=_fee(values[summary_columns[FEE_TOTAL]], values_at + 1, FEE_TOTAL),
+    )
     _check_summary(bill)
     by_key: dict[tuple[str, str], list[Row]] = {}
     for row in rows:

@@ -107,6 +107,7 @@ class BillDay(models.Model):
 
     def totals(self) -> list[dict]:
         """WeChat's and our totals side by side, for people: label, both texts, and whether they differ."""
+
         def line(label: str, wechat, ours, show) -> dict:
             differs = wechat is not None and ours is not None and wechat != ours
             return {"label": label, "wechat": show(wechat), "ours": show(ours), "differs": differs}
@@ -122,9 +123,16 @@ class BillDay(models.Model):
             line("退款金额", self.wechat_refunded, self.our_refunded, yuan),
         ]
         if self.wechat_in_flight_count:
-            lines.append({"label": "其中出账时未完成", "wechat": self.in_flight_text(), "ours": "", "differs": False,
-                          "note": "微信账单在退款申请成功当天列出退款，出账后不再更新其状态；这些退款出账时尚未完成，"
-                                  "已计入微信和本站的退款笔数与金额，不是差异"})
+            lines.append(
+                {
+                    "label": "其中出账时未完成",
+                    "wechat": self.in_flight_text(),
+                    "ours": "",
+                    "differs": False,
+                    "note": "微信账单在退款申请成功当天列出退款，出账后不再更新其状态；这些退款出账时尚未完成，"
+                    "已计入微信和本站的退款笔数与金额，不是差异",
+                }
+            )
         lines.append(line("手续费", self.wechat_fee_millifen, None, fee_yuan))
         return lines
 
@@ -146,9 +154,12 @@ class BillDay(models.Model):
         """Claim the day for one runner (compare-and-set); False if another holds it."""
         now = timezone.now()
         self._claimed_until = now + duration
-        claimed = (type(self).objects.filter(pk=self.pk)
-                   .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-                   .update(claimed_until=self._claimed_until, attempts=models.F("attempts") + 1, last_attempt_at=now))
+        claimed = (
+            type(self)
+            .objects.filter(pk=self.pk)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+            .update(claimed_until=self._claimed_until, attempts=models.F("attempts") + 1, last_attempt_at=now)
+        )
         return claimed == 1
 
     def release(self) -> None:
@@ -179,19 +190,43 @@ class BillDay(models.Model):
         with transaction.atomic():
             type(self).objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
             self.rows.all().delete()
-            BillRow.objects.bulk_create([
-                BillRow(bill_day=self, line_no=r.line_no, kind=r.kind, happened_at=r.happened_at, appid=r.appid,
-                        mch_id=r.mch_id, transaction_id=r.transaction_id, out_trade_no=r.out_trade_no,
-                        trade_state=r.trade_state, amount=r.amount, refund_id=r.refund_id,
-                        out_refund_no=r.out_refund_no, refund_amount=r.refund_amount, refund_status=r.refund_status,
-                        fee_millifen=r.fee, duplicate=r.line_no in duplicate_lines, raw=r.raw)
-                for r in bill.rows
-            ], batch_size=500)
+            BillRow.objects.bulk_create(
+                [
+                    BillRow(
+                        bill_day=self,
+                        line_no=r.line_no,
+                        kind=r.kind,
+                        happened_at=r.happened_at,
+                        appid=r.appid,
+                        mch_id=r.mch_id,
+                        transaction_id=r.transaction_id,
+                        out_trade_no=r.out_trade_no,
+                        trade_state=r.trade_state,
+                        amount=r.amount,
+                        refund_id=r.refund_id,
+                        out_refund_no=r.out_refund_no,
+                        refund_amount=r.refund_amount,
+                        refund_status=r.refund_status,
+                        fee_millifen=r.fee,
+                        duplicate=r.line_no in duplicate_lines,
+                        raw=r.raw,
+                    )
+                    for r in bill.rows
+                ],
+                batch_size=500,
+            )
             type(self).objects.filter(pk=self.pk).update(
-                api=api, fetched_at=timezone.now(), wechat_paid_count=bill.payment_count,
-                wechat_paid=bill.paid, wechat_refund_count=bill.refund_count, wechat_refunded=bill.refunded,
-                wechat_fee_millifen=bill.fee, wechat_in_flight_count=len(in_flight),
-                wechat_in_flight=sum(r.refund_amount for r in in_flight), updated_at=timezone.now())
+                api=api,
+                fetched_at=timezone.now(),
+                wechat_paid_count=bill.payment_count,
+                wechat_paid=bill.paid,
+                wechat_refund_count=bill.refund_count,
+                wechat_refunded=bill.refunded,
+                wechat_fee_millifen=bill.fee,
+                wechat_in_flight_count=len(in_flight),
+                wechat_in_flight=sum(r.refund_amount for r in in_flight),
+                updated_at=timezone.now(),
+            )
         self.refresh_from_db()
 
     def finish(self, ours: dict[str, int], reason: str = "", no_bill: bool = False) -> None:
@@ -279,12 +314,25 @@ class Difference(models.Model):
     bill_day = models.ForeignKey(BillDay, on_delete=models.CASCADE, related_name="differences", verbose_name="账单日")
     kind = models.CharField("差异类型", max_length=20, choices=Kind.choices)
     outcome = models.CharField("处理结果", max_length=10, choices=Outcome.choices)
-    order = models.ForeignKey("orders.RechargeOrder", on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="bill_differences", verbose_name="订单")
-    refund = models.ForeignKey("orders.Refund", on_delete=models.PROTECT, null=True, blank=True,
-                               related_name="bill_differences", verbose_name="退款")
-    incident = models.ForeignKey("payments.Incident", on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="bill_differences", verbose_name="异常")
+    order = models.ForeignKey(
+        "orders.RechargeOrder",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bill_differences",
+        verbose_name="订单",
+    )
+    refund = models.ForeignKey(
+        "orders.Refund", on_delete=models.PROTECT, null=True, blank=True, related_name="bill_differences", verbose_name="退款"
+    )
+    incident = models.ForeignKey(
+        "payments.Incident",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="bill_differences",
+        verbose_name="异常",
+    )
     out_trade_no = models.CharField("商户订单号", max_length=64, blank=True)
     out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)
     transaction_id = models.CharField("微信订单号", max_length=64, blank=True)
@@ -300,8 +348,9 @@ class Difference(models.Model):
         ordering = ["bill_day", "kind", "out_trade_no", "out_refund_no"]
         constraints = [
             # A rerun of the day updates its differences instead of adding copies.
-            models.UniqueConstraint(fields=["bill_day", "kind", "out_trade_no", "out_refund_no"],
-                                    name="difference_one_per_day_kind_trade"),
+            models.UniqueConstraint(
+                fields=["bill_day", "kind", "out_trade_no", "out_refund_no"], name="difference_one_per_day_kind_trade"
+            ),
         ]
         indexes = [models.Index(fields=["out_trade_no"], name="difference_out_trade_no_idx")]
 

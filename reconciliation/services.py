@@ -62,6 +62,7 @@ class DayBusy(Exception):
 
 # -- the day --------------------------------------------------------------------------------
 
+
 def check_date(day: date, now: datetime | None = None) -> None:
     today = beijing_today(now)
     if day > today:
@@ -134,8 +135,10 @@ def _no_bill(bill_day: BillDay, exc: WeChatError) -> None:
     elif empty or timezone.now() < bill_ready_at(day):
         reason = f"微信尚未生成该日账单（{exc}）；稍后会再试"
     else:
-        reason = (f"微信说该日没有账单（{exc}），但本站当日有 {ours['our_paid_count']} 笔支付、"
-                  f"{ours['our_refund_count']} 笔退款；稍后会再试，若一直如此请联系微信支付")
+        reason = (
+            f"微信说该日没有账单（{exc}），但本站当日有 {ours['our_paid_count']} 笔支付、"
+            f"{ours['our_refund_count']} 笔退款；稍后会再试，若一直如此请联系微信支付"
+        )
     bill_day.record_failure(Status.PENDING, reason, ours)
 
 
@@ -144,16 +147,24 @@ def our_totals(day: date) -> dict[str, int]:
     refunds WeChat accepted that day (whatever their outcome since)."""
     start, end = day_bounds(day)
     paid = RechargeOrder.objects.filter(paid_at__gte=start, paid_at__lt=end, transaction_id__isnull=False).aggregate(
-        count=Count("pk"), total=Sum("amount"))
+        count=Count("pk"), total=Sum("amount")
+    )
     refunded = billed_refunds(start, end).aggregate(count=Count("pk"), total=Sum("amount"))
-    return {"our_paid_count": paid["count"], "our_paid": paid["total"] or 0,
-            "our_refund_count": refunded["count"], "our_refunded": refunded["total"] or 0}
+    return {
+        "our_paid_count": paid["count"],
+        "our_paid": paid["total"] or 0,
+        "our_refund_count": refunded["count"],
+        "our_refunded": refunded["total"] or 0,
+    }
 
 
 def billed_refunds(start: datetime, end: datetime):
     """Our refunds that WeChat accepted in [start, end): the ones its bill of those days lists."""
-    return (Refund.objects.filter(BILLED_REFUND).annotate(requested_at=Coalesce("accepted_at", "created_at"))
-            .filter(requested_at__gte=start, requested_at__lt=end))
+    return (
+        Refund.objects.filter(BILLED_REFUND)
+        .annotate(requested_at=Coalesce("accepted_at", "created_at"))
+        .filter(requested_at__gte=start, requested_at__lt=end)
+    )
 
 
 def first_order_day() -> date | None:
@@ -162,6 +173,7 @@ def first_order_day() -> date | None:
 
 
 # -- comparing ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Finding:
@@ -194,7 +206,7 @@ def _by(queryset, field: str, values: Iterable[str]) -> dict:
     values = sorted(set(values))
     found = {}
     for n in range(0, len(values), CHUNK):
-        for obj in queryset.filter(**{f"{field}__in": values[n:n + CHUNK]}):
+        for obj in queryset.filter(**{f"{field}__in": values[n : n + CHUNK]}):
             found[getattr(obj, field)] = obj
     return found
 
@@ -210,14 +222,19 @@ def _beijing(moment: datetime | None) -> str:
 def _foreign(row: Row, appid: str) -> str:
     """Why a line is not for our merchant and app, or ""."""
     if row.mch_id != settings.WECHAT_MCH_ID or row.appid != appid:
-        return (f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {settings.WECHAT_MCH_ID}、{appid}")
+        return f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {settings.WECHAT_MCH_ID}、{appid}"
     return ""
 
 
 def _other_day(bill_day: BillDay, **lookup) -> BillRow | None:
     """The same trade in another day's verified bill (WeChat and we put it on different days)."""
-    return (BillRow.objects.filter(duplicate=False, **lookup).exclude(bill_day=bill_day)
-            .select_related("bill_day").order_by("bill_day__date").first())
+    return (
+        BillRow.objects.filter(duplicate=False, **lookup)
+        .exclude(bill_day=bill_day)
+        .select_related("bill_day")
+        .order_by("bill_day__date")
+        .first()
+    )
 
 
 def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
@@ -238,16 +255,32 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
         if order.out_trade_no in billed:
             continue
         other = _other_day(bill_day, kind=PAYMENT, trade_state="SUCCESS", out_trade_no=order.out_trade_no)
-        common = {"out_trade_no": order.out_trade_no, "transaction_id": order.transaction_id or "", "order": order,
-                  "our_amount": order.amount}
+        common = {
+            "out_trade_no": order.out_trade_no,
+            "transaction_id": order.transaction_id or "",
+            "order": order,
+            "our_amount": order.amount,
+        }
         if other is not None:
-            findings.append(Finding(Kind.OTHER_DAY, "info", f"本站支付时间 {_beijing(order.paid_at)}，微信记在 "
-                                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）", **common))
+            findings.append(
+                Finding(
+                    Kind.OTHER_DAY,
+                    "info",
+                    f"本站支付时间 {_beijing(order.paid_at)}，微信记在 "
+                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
+                    **common,
+                )
+            )
         else:
-            findings.append(Finding(
-                Kind.MISSING_PAYMENT, "incident",
-                f"本站已入账 {yuan(order.amount)}（微信订单号 {order.transaction_id}，{_beijing(order.paid_at)}），"
-                f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动", **common))
+            findings.append(
+                Finding(
+                    Kind.MISSING_PAYMENT,
+                    "incident",
+                    f"本站已入账 {yuan(order.amount)}（微信订单号 {order.transaction_id}，{_beijing(order.paid_at)}），"
+                    f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动",
+                    **common,
+                )
+            )
 
     findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end))]
     in_bill = {r.out_refund_no for r in refund_rows}
@@ -256,16 +289,33 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
         if refund.out_refund_no in in_bill:
             continue
         other = _other_day(bill_day, kind=REFUND, out_refund_no=refund.out_refund_no)
-        common = {"out_trade_no": refund.order.out_trade_no, "out_refund_no": refund.out_refund_no,
-                  "order": refund.order, "refund": refund, "our_amount": refund.amount}
+        common = {
+            "out_trade_no": refund.order.out_trade_no,
+            "out_refund_no": refund.out_refund_no,
+            "order": refund.order,
+            "refund": refund,
+            "our_amount": refund.amount,
+        }
         if other is not None:
-            findings.append(Finding(Kind.OTHER_DAY, "info", f"本站退款受理时间 {_beijing(refund.requested_at)}，微信记在 "
-                                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）", **common))
+            findings.append(
+                Finding(
+                    Kind.OTHER_DAY,
+                    "info",
+                    f"本站退款受理时间 {_beijing(refund.requested_at)}，微信记在 "
+                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
+                    **common,
+                )
+            )
         else:
-            findings.append(Finding(
-                Kind.MISSING_REFUND, "incident",
-                f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(refund.requested_at)} "
-                f"由微信受理，微信 {day.isoformat()} 的账单中没有这笔退款；未做任何改动", **common))
+            findings.append(
+                Finding(
+                    Kind.MISSING_REFUND,
+                    "incident",
+                    f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(refund.requested_at)} "
+                    f"由微信受理，微信 {day.isoformat()} 的账单中没有这笔退款；未做任何改动",
+                    **common,
+                )
+            )
     return findings
 
 
@@ -278,16 +328,29 @@ def _duplicate(same: list[Row], orders: dict, refunds: dict) -> Finding:
     amount = sum(r.refund_amount if is_refund else r.amount for r in extra)
     refund = refunds.get(first.out_refund_no) if is_refund else None
     return Finding(
-        Kind.DUPLICATE, "incident",
+        Kind.DUPLICATE,
+        "incident",
         f"{what} 在账单中出现 {len(same)} 次（第 {lines} 行，{'内容相同' if identical else '内容不同'}）："
         f"只按第 {first.line_no} 行对账；微信的汇总含重复行，多计 {yuan(amount)}",
-        out_trade_no=first.out_trade_no, out_refund_no=first.out_refund_no if is_refund else "",
-        transaction_id=first.transaction_id, order=orders.get(first.out_trade_no), refund=refund, wechat_amount=amount, row=first)
+        out_trade_no=first.out_trade_no,
+        out_refund_no=first.out_refund_no if is_refund else "",
+        transaction_id=first.transaction_id,
+        order=orders.get(first.out_trade_no),
+        refund=refund,
+        wechat_amount=amount,
+        row=first,
+    )
 
 
 def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: datetime) -> Finding | None:
-    common = {"out_trade_no": row.out_trade_no, "transaction_id": row.transaction_id, "order": order,
-              "wechat_amount": row.amount, "our_amount": order.amount if order else None, "row": row}
+    common = {
+        "out_trade_no": row.out_trade_no,
+        "transaction_id": row.transaction_id,
+        "order": order,
+        "wechat_amount": row.amount,
+        "our_amount": order.amount if order else None,
+        "row": row,
+    }
     paid = f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}，{_beijing(row.happened_at)}）"
     if order is None:
         return Finding(Kind.UNKNOWN_ORDER, "incident", f"{paid}，本站没有订单 {row.out_trade_no}；未做任何改动", **common)
@@ -296,13 +359,22 @@ def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: dateti
         return Finding(Kind.MERCHANT, "incident", f"{paid}；{foreign}；未做任何改动", **common)
     if order.transaction_id is None:  # pending or closed here: the notify was lost
         if row.amount != order.amount:
-            return Finding(Kind.AMOUNT, "pay", f"{paid}，订单金额 {yuan(order.amount)}（本站「{order.get_status_display()}」）；"
-                           "金额不符，未入账", **common)
-        return Finding(Kind.MISSED_PAYMENT, "pay", f"{paid}，本站订单原为「{order.get_status_display()}」（支付通知丢失）："
-                       "已按支付通知的规则入账", **common)
+            return Finding(
+                Kind.AMOUNT,
+                "pay",
+                f"{paid}，订单金额 {yuan(order.amount)}（本站「{order.get_status_display()}」）；金额不符，未入账",
+                **common,
+            )
+        return Finding(
+            Kind.MISSED_PAYMENT,
+            "pay",
+            f"{paid}，本站订单原为「{order.get_status_display()}」（支付通知丢失）：已按支付通知的规则入账",
+            **common,
+        )
     if order.transaction_id != row.transaction_id:
-        return Finding(Kind.TRANSACTION, "incident", f"{paid}，本站订单已由微信订单号 {order.transaction_id} 支付；"
-                       "未做任何改动", **common)
+        return Finding(
+            Kind.TRANSACTION, "incident", f"{paid}，本站订单已由微信订单号 {order.transaction_id} 支付；未做任何改动", **common
+        )
     if row.amount != order.amount:
         return Finding(Kind.AMOUNT, "incident", f"{paid}，本站已入账 {yuan(order.amount)}；未做任何改动", **common)
     if not start <= order.paid_at < end:
@@ -314,14 +386,27 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
     """A refund line against our refund. The line was written when WeChat accepted the refund,
     with its status when the bill was cut, never updated: PROCESSING (or CHANGE) only says it
     was not finished then, whatever it is now; SUCCESS and REFUNDCLOSE say how it ended."""
-    common = {"out_trade_no": row.out_trade_no, "out_refund_no": row.out_refund_no, "transaction_id": row.transaction_id,
-              "order": refund.order if refund else orders.get(row.out_trade_no), "refund": refund,
-              "wechat_amount": row.refund_amount, "our_amount": refund.amount if refund else None, "row": row}
-    told = (f"微信退款 {yuan(row.refund_amount)}（{row.refund_status}，微信退款单号 {row.refund_id}，"
-            f"{_beijing(row.happened_at)} 受理）")
+    common = {
+        "out_trade_no": row.out_trade_no,
+        "out_refund_no": row.out_refund_no,
+        "transaction_id": row.transaction_id,
+        "order": refund.order if refund else orders.get(row.out_trade_no),
+        "refund": refund,
+        "wechat_amount": row.refund_amount,
+        "our_amount": refund.amount if refund else None,
+        "row": row,
+    }
+    told = (
+        f"微信退款 {yuan(row.refund_amount)}（{row.refund_status}，微信退款单号 {row.refund_id}，"
+        f"{_beijing(row.happened_at)} 受理）"
+    )
     if refund is None or refund.order.out_trade_no != row.out_trade_no:
-        return Finding(Kind.UNKNOWN_REFUND, "incident", f"{told}，本站没有订单 {row.out_trade_no} 的退款 "
-                       f"{row.out_refund_no}；未做任何改动", **common)
+        return Finding(
+            Kind.UNKNOWN_REFUND,
+            "incident",
+            f"{told}，本站没有订单 {row.out_trade_no} 的退款 {row.out_refund_no}；未做任何改动",
+            **common,
+        )
     foreign = _foreign(row, _appid(refund.order))
     if foreign:
         return Finding(Kind.MERCHANT, "incident", f"{told}；{foreign}；未做任何改动", **common)
@@ -330,21 +415,29 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
     ours = f"本站为「{refund.get_status_display()}」"
     if refund.status == Refund.Status.FAILED:
         # Refused when we asked, and the balance given back: WeChat should have no such refund.
-        return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}（微信曾拒绝，余额已退回）：用户可能被退款两次，"
-                       "请核实；未做任何改动", **common)
+        return Finding(
+            Kind.REFUND_STATE,
+            "incident",
+            f"{told}，{ours}（微信曾拒绝，余额已退回）：用户可能被退款两次，请核实；未做任何改动",
+            **common,
+        )
     if row.refund_status == "SUCCESS":
         if refund.status in Refund.OPEN:  # its notify was lost, or a 退款异常 resolved at WeChat since
-            return Finding(Kind.UNSETTLED_REFUND, "refund", f"{told}，出账时已退款成功，{ours}：已按退款通知的规则"
-                           "记为退款成功", **common)
+            return Finding(
+                Kind.UNSETTLED_REFUND, "refund", f"{told}，出账时已退款成功，{ours}：已按退款通知的规则记为退款成功", **common
+            )
         if refund.status != Refund.Status.SUCCESS:
-            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；用户可能被退款两次，请核实；未做任何改动",
-                           **common)
+            return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；用户可能被退款两次，请核实；未做任何改动", **common)
     elif row.refund_status in REFUND_CLOSED and refund.status in (Refund.Status.SUCCESS, Refund.Status.ABNORMAL):
         return Finding(Kind.REFUND_STATE, "incident", f"{told}，出账时退款已关闭，{ours}；请核实；未做任何改动", **common)
     elif row.refund_status == "CHANGE" and refund.status == Refund.Status.CLOSED:
         # The money had left the merchant when the bill was cut; here it was given back to the balance.
-        return Finding(Kind.REFUND_STATE, "incident", f"{told}，出账时退款异常，{ours}（余额已退回）：用户可能被退款"
-                       "两次，请核实；未做任何改动", **common)
+        return Finding(
+            Kind.REFUND_STATE,
+            "incident",
+            f"{told}，出账时退款异常，{ours}（余额已退回）：用户可能被退款两次，请核实；未做任何改动",
+            **common,
+        )
     # Not finished at WeChat when the bill was cut (or closed at both): nothing differs.
     # reconcile_orders asks WeChat about refunds still open here (refundquery).
     requested_at = refund.accepted_at or refund.created_at
@@ -354,6 +447,7 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
 
 
 # -- acting on the differences ---------------------------------------------------------------
+
 
 def _compare(bill_day: BillDay, bill: Bill) -> None:
     findings = find_differences(bill_day, bill)
@@ -374,8 +468,9 @@ def _compare(bill_day: BillDay, bill: Bill) -> None:
 
 def _act(bill_day: BillDay, f: Finding) -> bool:
     """Do what a finding calls for, once, and record it; False when it turned out to be no difference."""
-    existing = Difference.objects.filter(bill_day=bill_day, kind=f.kind, out_trade_no=f.out_trade_no,
-                                         out_refund_no=f.out_refund_no).first()
+    existing = Difference.objects.filter(
+        bill_day=bill_day, kind=f.kind, out_trade_no=f.out_trade_no, out_refund_no=f.out_refund_no
+    ).first()
     if existing is not None and (existing.incident_id or existing.outcome == Outcome.SETTLED):
         # Reported (or settled) by an earlier run: never twice. The operator may have resolved it.
         _record(bill_day, f, existing.outcome, existing.incident)
@@ -386,15 +481,21 @@ def _act(bill_day: BillDay, f: Finding) -> bool:
         return _settle_refund(bill_day, f)
     incident = None
     if f.action == "incident":
-        incident = Incident.report(f.incident_kind, f"{bill_day.date.isoformat()} 微信账单：{f.detail}", order=f.order,
-                                   refund=f.refund, out_trade_no=f.out_trade_no)
+        incident = Incident.report(
+            f.incident_kind,
+            f"{bill_day.date.isoformat()} 微信账单：{f.detail}",
+            order=f.order,
+            refund=f.refund,
+            out_trade_no=f.out_trade_no,
+        )
     _record(bill_day, f, Outcome.INCIDENT if incident else Outcome.INFO, incident)
     return True
 
 
 def _open_incident(kind: str, out_trade_no: str) -> Incident | None:
-    return (Incident.objects.filter(kind=kind, out_trade_no=out_trade_no, resolved_at__isnull=True)
-            .order_by("-last_seen_at").first())
+    return (
+        Incident.objects.filter(kind=kind, out_trade_no=out_trade_no, resolved_at__isnull=True).order_by("-last_seen_at").first()
+    )
 
 
 def _pay(bill_day: BillDay, f: Finding) -> bool:
@@ -417,8 +518,13 @@ def _pay(bill_day: BillDay, f: Finding) -> bool:
             _record(bill_day, f, Outcome.SETTLED, incident)
             return True
     if payment.outcome == DUPLICATE and payment.other_transaction_id:
-        f.kind, f.detail = Kind.TRANSACTION, (f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}），本站订单已由"
-                                              f"微信订单号 {payment.other_transaction_id} 支付；未做任何改动")
+        f.kind, f.detail = (
+            Kind.TRANSACTION,
+            (
+                f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}），本站订单已由"
+                f"微信订单号 {payment.other_transaction_id} 支付；未做任何改动"
+            ),
+        )
         _record(bill_day, f, Outcome.INCIDENT, _open_incident(Incident.Kind.OTHER_TRANSACTION, row.out_trade_no))
         return True
     return False  # credited meanwhile (its notify arrived): no difference after all
@@ -438,29 +544,47 @@ def _settle_refund(bill_day: BillDay, f: Finding) -> bool:
     # Ended another way meanwhile: settle_refund opened a REFUND_CONFLICT incident.
     f.refund.refresh_from_db()
     f.kind, f.detail = Kind.REFUND_STATE, f"微信退款成功，本站为「{f.refund.get_status_display()}」；未做任何改动"
-    incident = (Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT, refund=f.refund, resolved_at__isnull=True)
-                .order_by("-last_seen_at").first())
+    incident = (
+        Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT, refund=f.refund, resolved_at__isnull=True)
+        .order_by("-last_seen_at")
+        .first()
+    )
     _record(bill_day, f, Outcome.INCIDENT, incident)
     return True
 
 
 def _record(bill_day: BillDay, f: Finding, outcome: str, incident: Incident | None) -> Difference:
     difference, _ = Difference.objects.update_or_create(
-        bill_day=bill_day, kind=f.kind, out_trade_no=f.out_trade_no, out_refund_no=f.out_refund_no,
-        defaults={"outcome": outcome, "incident": incident, "order": f.order, "refund": f.refund,
-                  "transaction_id": f.transaction_id, "wechat_amount": f.wechat_amount, "our_amount": f.our_amount,
-                  "detail": f.detail})
+        bill_day=bill_day,
+        kind=f.kind,
+        out_trade_no=f.out_trade_no,
+        out_refund_no=f.out_refund_no,
+        defaults={
+            "outcome": outcome,
+            "incident": incident,
+            "order": f.order,
+            "refund": f.refund,
+            "transaction_id": f.transaction_id,
+            "wechat_amount": f.wechat_amount,
+            "our_amount": f.our_amount,
+            "detail": f.detail,
+        },
+    )
     return difference
 
 
 # -- summaries and the loop -------------------------------------------------------------------
 
+
 def outcome_counts(bill_day: BillDay) -> dict[str, int]:
     """The day's differences: all, settled, shown only, and those with an incident (a settled
     one may have opened one too, such as money taken after the order was closed)."""
     return bill_day.differences.aggregate(
-        total=Count("pk"), settled=Count("pk", filter=Q(outcome=Outcome.SETTLED)),
-        info=Count("pk", filter=Q(outcome=Outcome.INFO)), incident=Count("pk", filter=Q(incident__isnull=False)))
+        total=Count("pk"),
+        settled=Count("pk", filter=Q(outcome=Outcome.SETTLED)),
+        info=Count("pk", filter=Q(outcome=Outcome.INFO)),
+        incident=Count("pk", filter=Q(incident__isnull=False)),
+    )
 
 
 def summary(bill_day: BillDay) -> str:
@@ -472,10 +596,12 @@ def summary(bill_day: BillDay) -> str:
     counts = outcome_counts(bill_day)
     info = f", info {counts['info']}" if counts["info"] else ""
     in_flight = f" (出账时未完成 {bill_day.in_flight_text()})" if bill_day.wechat_in_flight_count else ""
-    line = (f"{head} — WeChat {bill_day.wechat_paid_count or 0} 笔 {yuan(bill_day.wechat_paid or 0)} "
-            f"退款 {yuan(bill_day.wechat_refunded or 0)}{in_flight} 手续费 {fee_yuan(bill_day.wechat_fee_millifen or 0)}; "
-            f"ours {bill_day.our_paid_count} 笔 {yuan(bill_day.our_paid)} 退款 {yuan(bill_day.our_refunded)}; "
-            f"differences {counts['total']} (settled {counts['settled']}, incidents {counts['incident']}{info})")
+    line = (
+        f"{head} — WeChat {bill_day.wechat_paid_count or 0} 笔 {yuan(bill_day.wechat_paid or 0)} "
+        f"退款 {yuan(bill_day.wechat_refunded or 0)}{in_flight} 手续费 {fee_yuan(bill_day.wechat_fee_millifen or 0)}; "
+        f"ours {bill_day.our_paid_count} 笔 {yuan(bill_day.our_paid)} 退款 {yuan(bill_day.our_refunded)}; "
+        f"differences {counts['total']} (settled {counts['settled']}, incidents {counts['incident']}{info})"
+    )
     if bill_day.reason:
         line += f"; {bill_day.reason}"
     if bill_day.last_error:

@@ -15,7 +15,7 @@ from wxrecharge.money import yuan
 
 
 def code_and_label(code: str, label: str) -> str:
-    return format_html('<code>{}</code> {}', code, label) if code else "-"
+    return format_html("<code>{}</code> {}", code, label) if code else "-"
 
 
 def yuan_and_fen(fen: int) -> str:
@@ -43,13 +43,40 @@ class RefundInline(admin.TabularInline):
 
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyAdmin):
-    list_display = ("out_trade_no", "state_display", "amount", "refunded", "transaction_id", "trade_type", "api_version",
-                    "created")
+    list_display = (
+        "out_trade_no",
+        "state_display",
+        "amount",
+        "refunded",
+        "transaction_id",
+        "trade_type",
+        "api_version",
+        "created",
+    )
     list_filter = ("state", "trade_type", "api_version")
     exact_search_fields = ("out_trade_no", "transaction_id", "prepay_id", "openid")
-    fields = ("out_trade_no", "state_display", "amount_detail", "refunded_detail", "trade_type", "body", "attach",
-              "mch_id", "appid", "openid", "transaction_id", "prepay_id", "prepay_expires_at", "time_expire",
-              "time_end", "sign_type", "api_version", "notify_url", "params_digest", "created_at")
+    fields = (
+        "out_trade_no",
+        "state_display",
+        "amount_detail",
+        "refunded_detail",
+        "trade_type",
+        "body",
+        "attach",
+        "mch_id",
+        "appid",
+        "openid",
+        "transaction_id",
+        "prepay_id",
+        "prepay_expires_at",
+        "time_expire",
+        "time_end",
+        "sign_type",
+        "api_version",
+        "notify_url",
+        "params_digest",
+        "created_at",
+    )
     readonly_fields = fields
     inlines = [RefundInline]
 
@@ -116,8 +143,19 @@ class RefundAdmin(ReadOnlyAdmin):
     list_filter = ("state", "api_version")
     exact_search_fields = ("out_refund_no", "refund_id", "trade__out_trade_no")
     list_select_related = ("trade",)
-    fields = ("out_refund_no", "refund_id", "trade", "amount_detail", "state_display", "api_version", "reason",
-              "notify_url", "settle_at", "success_time", "created_at")
+    fields = (
+        "out_refund_no",
+        "refund_id",
+        "trade",
+        "amount_detail",
+        "state_display",
+        "api_version",
+        "reason",
+        "notify_url",
+        "settle_at",
+        "success_time",
+        "created_at",
+    )
     readonly_fields = fields
 
     @admin.display(description="退款金额", ordering="refund_fee")
@@ -158,29 +196,67 @@ class AuthCodeAdmin(ReadOnlyAdmin):
 
 @admin.register(Fault)
 class FaultAdmin(admin.ModelAdmin):
-    list_display = ("scope", "drop_notifies", "duplicate_notifies", "notify_delay_seconds", "corrupt_signature",
-                    "reported_total_fee", "systemerror_endpoints", "end_state", "v3_notify_signature", "bill_switches")
+    list_display = (
+        "scope",
+        "drop_notifies",
+        "duplicate_notifies",
+        "notify_delay_seconds",
+        "corrupt_signature",
+        "reported_total_fee",
+        "systemerror_endpoints",
+        "end_state",
+        "v3_notify_signature",
+        "bill_switches",
+    )
     list_display_links = ("scope",)
     search_fields = ("out_trade_no",)
     fieldsets = (
-        (None, {"fields": ("out_trade_no", "drop_notifies", "duplicate_notifies", "notify_delay_seconds",
-                           "corrupt_signature", "report_total_fee", "systemerror_endpoints", "end_state",
-                           "v3_notify_signature")}),
-        ("对账单", {"fields": ("bill_omit", "bill_total_fee", "bill_duplicate_row", "bill_add_unknown_trade",
-                            "bill_corrupt_summary", "bill_not_ready"),
-                 "description": "v2 downloadbill 与 v3 tradebill 的账单；标「仅全局」的只在全局开关（商户订单号留空）中有效。"}),
+        (
+            None,
+            {
+                "fields": (
+                    "out_trade_no",
+                    "drop_notifies",
+                    "duplicate_notifies",
+                    "notify_delay_seconds",
+                    "corrupt_signature",
+                    "report_total_fee",
+                    "systemerror_endpoints",
+                    "end_state",
+                    "v3_notify_signature",
+                )
+            },
+        ),
+        (
+            "对账单",
+            {
+                "fields": (
+                    "bill_omit",
+                    "bill_total_fee",
+                    "bill_duplicate_row",
+                    "bill_add_unknown_trade",
+                    "bill_corrupt_summary",
+                    "bill_not_ready",
+                ),
+                "description": "v2 downloadbill 与 v3 tradebill 的账单；标「仅全局」的只在全局开关（商户订单号留空）中有效。",
+            },
+        ),
     )
 
     @admin.display(description="对账单")
     def bill_switches(self, obj: Fault) -> str:
-        parts = [text for on, text in (
-            (obj.bill_omit, "略去"),
-            (obj.bill_total_fee is not None, f"金额 {yuan(obj.bill_total_fee or 0)}"),
-            (obj.bill_duplicate_row, "重复一行"),
-            (obj.bill_add_unknown_trade, "多一笔未知交易"),
-            (obj.bill_corrupt_summary, "汇总金额错"),
-            (obj.bill_not_ready, "生成中"),
-        ) if on]
+        parts = [
+            text
+            for on, text in (
+                (obj.bill_omit, "略去"),
+                (obj.bill_total_fee is not None, f"金额 {yuan(obj.bill_total_fee or 0)}"),
+                (obj.bill_duplicate_row, "重复一行"),
+                (obj.bill_add_unknown_trade, "多一笔未知交易"),
+                (obj.bill_corrupt_summary, "汇总金额错"),
+                (obj.bill_not_ready, "生成中"),
+            )
+            if on
+        ]
         return "、".join(parts) or "-"
 
     @admin.display(description="范围", ordering="out_trade_no")

@@ -60,9 +60,11 @@ from sandbox.models import Fault, Refund, Trade
 from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
-HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
-          "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
-          "手续费,费率,订单金额,申请退款金额,费率备注")
+HEADER = (
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+    "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+    "手续费,费率,订单金额,申请退款金额,费率备注"
+)
 SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
 FEE_RATE_TEXT = "0.60%"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -115,9 +117,33 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 def _payment(trade: Trade, amount: int) -> Line:
     fee = fee_of(amount)
     values = [
-        _beijing(trade.time_end), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "", trade.out_trade_no,
-        trade.openid, trade.trade_type, "SUCCESS", "CMC", "CNY", format_fen(amount), "0.00", "0", "0", "0.00", "0.00", "",
-        "", trade.body, trade.attach, _fee(fee), FEE_RATE_TEXT, format_fen(amount), "0.00", "",
+        _beijing(trade.time_end),
+        trade.appid,
+        trade.mch_id,
+        "0",
+        "",
+        trade.transaction_id or "",
+        trade.out_trade_no,
+        trade.openid,
+        trade.trade_type,
+        "SUCCESS",
+        "CMC",
+        "CNY",
+        format_fen(amount),
+        "0.00",
+        "0",
+        "0",
+        "0.00",
+        "0.00",
+        "",
+        "",
+        trade.body,
+        trade.attach,
+        _fee(fee),
+        FEE_RATE_TEXT,
+        format_fen(amount),
+        "0.00",
+        "",
     ]
     return Line(at=trade.time_end, fields=values, settled=amount, fee=fee, ordered=amount)
 
@@ -142,10 +168,33 @@ def _refund(refund: Refund, trade_amount: int, cut: datetime) -> Line:
     trade, amount = refund.trade, refund.refund_fee
     fee = -fee_of(amount)
     values = [
-        _beijing(refund.created_at), trade.appid, trade.mch_id, "0", "", trade.transaction_id or "",
-        trade.out_trade_no, trade.openid, trade.trade_type, "REFUND", "CMC", "CNY", "0.00", "0.00", refund.refund_id,
-        refund.out_refund_no, format_fen(amount), "0.00", "ORIGINAL", status_at(refund, cut), trade.body, trade.attach,
-        _fee(fee), FEE_RATE_TEXT, format_fen(trade_amount), format_fen(amount), "",
+        _beijing(refund.created_at),
+        trade.appid,
+        trade.mch_id,
+        "0",
+        "",
+        trade.transaction_id or "",
+        trade.out_trade_no,
+        trade.openid,
+        trade.trade_type,
+        "REFUND",
+        "CMC",
+        "CNY",
+        "0.00",
+        "0.00",
+        refund.refund_id,
+        refund.out_refund_no,
+        format_fen(amount),
+        "0.00",
+        "ORIGINAL",
+        status_at(refund, cut),
+        trade.body,
+        trade.attach,
+        _fee(fee),
+        FEE_RATE_TEXT,
+        format_fen(trade_amount),
+        format_fen(amount),
+        "",
     ]
     return Line(at=refund.created_at, fields=values, refunded=amount, fee=fee, requested=amount, order=1)
 
@@ -167,9 +216,18 @@ def unknown_ids(mch_id: str, day: date) -> tuple[str, str]:
 
 def _unknown(mch_id: str, appid: str, day: date, at: datetime) -> Line:
     out_trade_no, transaction_id = unknown_ids(mch_id, day)
-    trade = Trade(mch_id=mch_id, appid=appid, out_trade_no=out_trade_no, transaction_id=transaction_id, body="余额充值",
-                  attach="", total_fee=UNKNOWN_TRADE_FEN, trade_type="JSAPI", openid="oSandboxUnknownPayer0000000",
-                  time_end=at)
+    trade = Trade(
+        mch_id=mch_id,
+        appid=appid,
+        out_trade_no=out_trade_no,
+        transaction_id=transaction_id,
+        body="余额充值",
+        attach="",
+        total_fee=UNKNOWN_TRADE_FEN,
+        trade_type="JSAPI",
+        openid="oSandboxUnknownPayer0000000",
+        time_end=at,
+    )
     return _payment(trade, UNKNOWN_TRADE_FEN)
 
 
@@ -180,11 +238,20 @@ def bill_text(mch_id: str, appid: str, day: date, bill_type: str = "ALL") -> str
     if bill_type not in BILL_TYPES:
         raise ValueError(f"bill_type {bill_type!r}")
     start, end = day_bounds(day)
-    trades = list(Trade.objects.filter(mch_id=mch_id, state__in=[Trade.SUCCESS, Trade.REFUND], time_end__gte=start,
-                                       time_end__lt=end).order_by("time_end", "pk"))
-    refunds = list(Refund.objects.select_related("trade").filter(
-        trade__mch_id=mch_id, created_at__gte=start, created_at__lt=end,
-    ).order_by("created_at", "pk"))
+    trades = list(
+        Trade.objects.filter(
+            mch_id=mch_id, state__in=[Trade.SUCCESS, Trade.REFUND], time_end__gte=start, time_end__lt=end
+        ).order_by("time_end", "pk")
+    )
+    refunds = list(
+        Refund.objects.select_related("trade")
+        .filter(
+            trade__mch_id=mch_id,
+            created_at__gte=start,
+            created_at__lt=end,
+        )
+        .order_by("created_at", "pk")
+    )
     cut = min(datetime.combine(day + timedelta(days=1), BILL_CUT, tzinfo=services.BEIJING), timezone.now())
     switches, overall = _faults({t.out_trade_no for t in trades} | {r.trade.out_trade_no for r in refunds})
     if overall.bill_not_ready:
@@ -212,8 +279,14 @@ def bill_text(mch_id: str, appid: str, day: date, bill_type: str = "ALL") -> str
     settled = sum(line.settled for line in lines)
     if overall.bill_corrupt_summary:
         settled += 1
-    summary = [str(len(lines)), format_fen(settled), format_fen(sum(line.refunded for line in lines)), "0.00",
-               _fee(sum(line.fee for line in lines)), format_fen(sum(line.ordered for line in lines)),
-               format_fen(sum(line.requested for line in lines))]
+    summary = [
+        str(len(lines)),
+        format_fen(settled),
+        format_fen(sum(line.refunded for line in lines)),
+        "0.00",
+        _fee(sum(line.fee for line in lines)),
+        format_fen(sum(line.ordered for line in lines)),
+        format_fen(sum(line.requested for line in lines)),
+    ]
     text = [HEADER, *(line.text() for line in lines), SUMMARY_HEADER, ",".join("`" + value for value in summary)]
     return "\r\n".join(text) + "\r\n"

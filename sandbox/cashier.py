@@ -28,7 +28,7 @@ def pay_sign_ok(fields: dict[str, str], pay_sign: str, api_key: str) -> bool:
 
 
 def _prepay_id(package: str) -> str:
-    return package[len("prepay_id="):] if isinstance(package, str) and package.startswith("prepay_id=") else ""
+    return package[len("prepay_id=") :] if isinstance(package, str) and package.startswith("prepay_id=") else ""
 
 
 @require_GET
@@ -38,8 +38,9 @@ def prepay(request):
     if trade is None:
         return JsonResponse({"error": "prepay_id 不存在"}, status=404)
     mch = merchant(trade.mch_id)
-    return JsonResponse({"merchant": mch.name if mch else trade.mch_id,
-                         "body": trade.body, "total_fee": trade.total_fee, "state": trade.state})
+    return JsonResponse(
+        {"merchant": mch.name if mch else trade.mch_id, "body": trade.body, "total_fee": trade.total_fee, "state": trade.state}
+    )
 
 
 def _answer(result: str, desc: str = "") -> JsonResponse:

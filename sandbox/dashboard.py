@@ -16,16 +16,31 @@ from wxrecharge.money import format_fen
 
 TRADES_SHOWN = 30
 # The trade-bill switches (sandbox/bills.py), shown under their own heading.
-BILL_FIELDS = ["bill_omit", "bill_total_fee", "bill_duplicate_row", "bill_add_unknown_trade", "bill_corrupt_summary",
-               "bill_not_ready"]
+BILL_FIELDS = [
+    "bill_omit",
+    "bill_total_fee",
+    "bill_duplicate_row",
+    "bill_add_unknown_trade",
+    "bill_corrupt_summary",
+    "bill_not_ready",
+]
 
 
 class FaultForm(forms.ModelForm):
     class Meta:
         model = Fault
-        fields = ["out_trade_no", "drop_notifies", "duplicate_notifies", "notify_delay_seconds", "corrupt_signature",
-                  "report_total_fee", "systemerror_endpoints", "end_state", "v3_notify_signature",
-                  *BILL_FIELDS]
+        fields = [
+            "out_trade_no",
+            "drop_notifies",
+            "duplicate_notifies",
+            "notify_delay_seconds",
+            "corrupt_signature",
+            "report_total_fee",
+            "systemerror_endpoints",
+            "end_state",
+            "v3_notify_signature",
+            *BILL_FIELDS,
+        ]
         widgets = {
             "out_trade_no": forms.TextInput(attrs={"placeholder": "留空为全局", "autocomplete": "off"}),
             "report_total_fee": forms.NumberInput(attrs={"placeholder": "不改动", "min": "0"}),
@@ -34,11 +49,18 @@ class FaultForm(forms.ModelForm):
         }
         # Short labels for a phone's form cells (the admin keeps the models' longer names).
         labels = {
-            "out_trade_no": "商户订单号", "drop_notifies": "丢弃通知（次）", "duplicate_notifies": "每次通知发两遍",
-            "report_total_fee": "改报金额（分）", "systemerror_endpoints": "出错接口", "end_state": "交易/退款结果",
+            "out_trade_no": "商户订单号",
+            "drop_notifies": "丢弃通知（次）",
+            "duplicate_notifies": "每次通知发两遍",
+            "report_total_fee": "改报金额（分）",
+            "systemerror_endpoints": "出错接口",
+            "end_state": "交易/退款结果",
             "v3_notify_signature": "v3 通知签名",
-            "bill_omit": "账单中略去", "bill_total_fee": "账单金额（分）", "bill_duplicate_row": "账单中重复一行",
-            "bill_add_unknown_trade": "多一笔未知交易（全局）", "bill_corrupt_summary": "汇总金额错（全局）",
+            "bill_omit": "账单中略去",
+            "bill_total_fee": "账单金额（分）",
+            "bill_duplicate_row": "账单中重复一行",
+            "bill_add_unknown_trade": "多一笔未知交易（全局）",
+            "bill_corrupt_summary": "汇总金额错（全局）",
             "bill_not_ready": "账单生成中（全局）",
         }
         help_texts = {
@@ -46,7 +68,7 @@ class FaultForm(forms.ModelForm):
             "drop_notifies": "接下来的 N 次通知不发出（照常按微信的间隔重试）",
             "report_total_fee": "通知与查询里报告的 total_fee；留空为如实报告",
             "systemerror_endpoints": "这些接口答 SYSTEMERROR（v3 的对应接口答 500 SYSTEM_ERROR），多个用逗号分隔，"
-                                     "如 unifiedorder,orderquery",
+            "如 unifiedorder,orderquery",
             "bill_omit": "这笔支付及其退款不出现在对账单里",
             "bill_total_fee": "对账单里报告的这笔交易的金额；留空为如实报告",
             "bill_duplicate_row": "这笔支付在对账单里出现两次（汇总也计两次）",
@@ -111,11 +133,17 @@ def v3_facts() -> dict:
     keys, mode = conf.v3_keys(), conf.v3_key_mode()
     files = keys.files
     return {
-        "mode": mode, "mode_label": conf.KEY_MODES[mode], "base_url": settings.SITE_URL + reverse("sandbox:index"),
-        "pub_key_id": keys.pay.serial, "uses_public_key": mode != conf.CERTIFICATE,
-        "platform_serial": keys.platform.serial, "uses_certificate": mode != conf.PUBLIC_KEY,
-        "merchant_serial": keys.merchant_serial, "directory": str(files.directory),
-        "merchant_key_file": files.merchant_key.name, "pub_key_file": files.pay_public_key.name,
+        "mode": mode,
+        "mode_label": conf.KEY_MODES[mode],
+        "base_url": settings.SITE_URL + reverse("sandbox:index"),
+        "pub_key_id": keys.pay.serial,
+        "uses_public_key": mode != conf.CERTIFICATE,
+        "platform_serial": keys.platform.serial,
+        "uses_certificate": mode != conf.PUBLIC_KEY,
+        "merchant_serial": keys.merchant_serial,
+        "directory": str(files.directory),
+        "merchant_key_file": files.merchant_key.name,
+        "pub_key_file": files.pay_public_key.name,
         "certificate_file": files.platform_certificate.name,
     }
 
@@ -133,9 +161,11 @@ def index(request):
         # ?out_trade_no=… opens that trade's switches in the form (the global row otherwise).
         scope = request.GET.get("out_trade_no", "").strip()[:32]
         form = FaultForm(instance=Fault.objects.filter(out_trade_no=scope).first(), initial={"out_trade_no": scope})
-    deliveries = Delivery.objects.select_related("refund").prefetch_related(
-        Prefetch("attempt_log", queryset=Attempt.objects.order_by("at", "pk"))
-    ).order_by("created_at", "pk")
+    deliveries = (
+        Delivery.objects.select_related("refund")
+        .prefetch_related(Prefetch("attempt_log", queryset=Attempt.objects.order_by("at", "pk")))
+        .order_by("created_at", "pk")
+    )
     trades = Trade.objects.prefetch_related(
         Prefetch("deliveries", queryset=deliveries),
         Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "pk")),

@@ -87,8 +87,7 @@ def _send(url: str, body: bytes, headers: dict[str, str]) -> tuple[requests.Resp
 def _post(delivery: Delivery, headers: dict[str, str]) -> tuple[int | None, str, bool]:
     if delivery.api_version == V3:
         response, answer = _send(delivery.url, delivery.body.encode("utf-8"), headers)
-        return (None, answer, False) if response is None else (response.status_code, answer,
-                                                                200 <= response.status_code < 300)
+        return (None, answer, False) if response is None else (response.status_code, answer, 200 <= response.status_code < 300)
     response, answer = _send(delivery.url, delivery.body.encode("utf-8"), {"Content-Type": "text/xml"})
     if response is None:
         return None, answer, False
@@ -119,8 +118,9 @@ def attempt(delivery: Delivery) -> bool:
         status, answer, ok = _post(delivery, headers)
         if delivery.duplicate:
             second = _post(delivery, headers)
-            Attempt.objects.create(delivery=delivery, status_code=second[0], answer=second[1],
-                                   outcome="duplicate", headers=headers)
+            Attempt.objects.create(
+                delivery=delivery, status_code=second[0], answer=second[1], outcome="duplicate", headers=headers
+            )
         outcome = "success" if ok else ("error" if status is None else "fail")
         if ok and headers.get("Wechatpay-Signature", "").startswith(PROBE_PREFIX):
             outcome = "probe_accepted"

@@ -60,18 +60,27 @@ def _new_key() -> rsa.RSAPrivateKey:
 
 
 def _write_private(path: Path, key) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     path.chmod(0o600)
 
 
 def _certificate(key, common_name: str, serial: int) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "沙箱 WeChat Pay")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "沙箱 WeChat Pay")]
+    )
     now = datetime.now(UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=5 * 365))
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=5 * 365))
+        .sign(key, hashes.SHA256())
+    )
 
 
 def _serial() -> int:
@@ -83,12 +92,14 @@ def _generate(directory: Path) -> dict:
     merchant_key, pay_key, platform_key = _new_key(), _new_key(), _new_key()
     _write_private(directory / "apiclient_key.pem", merchant_key)
     _write_private(directory / "wechatpay_private_key.pem", pay_key)
-    (directory / "pub_key.pem").write_bytes(pay_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (directory / "pub_key.pem").write_bytes(
+        pay_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     _write_private(directory / "platform_private_key.pem", platform_key)
     platform_serial = _serial()
     (directory / "platform_cert.pem").write_bytes(
-        _certificate(platform_key, "Tenpay.com Root CA (sandbox)", platform_serial).public_bytes(serialization.Encoding.PEM))
+        _certificate(platform_key, "Tenpay.com Root CA (sandbox)", platform_serial).public_bytes(serialization.Encoding.PEM)
+    )
     alphabet = string.ascii_letters + string.digits
     manifest = {
         "merchant_serial": f"{_serial():040X}",
@@ -117,9 +128,14 @@ def ensure(directory: str | os.PathLike) -> SandboxKeys:
             shutil.rmtree(scratch, ignore_errors=True)
     manifest = json.loads((directory / MANIFEST).read_text())
     return SandboxKeys(
-        directory=directory, merchant_key=directory / "apiclient_key.pem", merchant_serial=manifest["merchant_serial"],
-        apiv3_key=manifest["apiv3_key"], pay_private_key=directory / "wechatpay_private_key.pem",
-        pay_public_key=directory / "pub_key.pem", pay_public_key_id=manifest["pay_public_key_id"],
+        directory=directory,
+        merchant_key=directory / "apiclient_key.pem",
+        merchant_serial=manifest["merchant_serial"],
+        apiv3_key=manifest["apiv3_key"],
+        pay_private_key=directory / "wechatpay_private_key.pem",
+        pay_public_key=directory / "pub_key.pem",
+        pay_public_key_id=manifest["pay_public_key_id"],
         platform_private_key=directory / "platform_private_key.pem",
-        platform_certificate=directory / "platform_cert.pem", platform_serial=manifest["platform_serial"],
+        platform_certificate=directory / "platform_cert.pem",
+        platform_serial=manifest["platform_serial"],
     )

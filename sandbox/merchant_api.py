@@ -34,8 +34,22 @@ OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_\-|*@]{1,64}$")
 FEE = re.compile(r"^[1-9][0-9]{0,11}$")
 TRADE_TYPES = ("JSAPI", "NATIVE", "APP", "MWEB")
 # Parameters that must match for a repeated unifiedorder to get the same prepay_id.
-IDENTITY_FIELDS = ("appid", "body", "detail", "attach", "fee_type", "total_fee", "notify_url", "trade_type",
-                   "openid", "time_expire", "goods_tag", "limit_pay", "product_id", "device_info")
+IDENTITY_FIELDS = (
+    "appid",
+    "body",
+    "detail",
+    "attach",
+    "fee_type",
+    "total_fee",
+    "notify_url",
+    "trade_type",
+    "openid",
+    "time_expire",
+    "goods_tag",
+    "limit_pay",
+    "product_id",
+    "device_info",
+)
 
 
 class ReturnFail(Exception):
@@ -116,8 +130,14 @@ def endpoint(name: str, required: tuple[str, ...]) -> Callable:
             except Exception:
                 logger.exception("sandbox %s failed", name)
                 answer = {"result_code": "FAIL", "err_code": "SYSTEMERROR", "err_code_des": "系统错误"}
-            fields = {"return_code": "SUCCESS", "return_msg": "OK", "appid": params.get("appid"),
-                      "mch_id": mch.mch_id if mch else None, "nonce_str": wxpay.nonce(), **answer}
+            fields = {
+                "return_code": "SUCCESS",
+                "return_msg": "OK",
+                "appid": params.get("appid"),
+                "mch_id": mch.mch_id if mch else None,
+                "nonce_str": wxpay.nonce(),
+                **answer,
+            }
             fields = {k: v for k, v in fields.items() if v not in (None, "")}
             if mch is not None:
                 fields["sign"] = wxpay.sign(fields, mch.api_key, sign_type)
@@ -171,8 +191,10 @@ def _parse_time_expire(value: str) -> datetime:
     return naive.replace(tzinfo=services.BEIJING)
 
 
-@endpoint("unifiedorder", ("appid", "mch_id", "nonce_str", "body", "out_trade_no", "total_fee",
-                           "spbill_create_ip", "notify_url", "trade_type"))
+@endpoint(
+    "unifiedorder",
+    ("appid", "mch_id", "nonce_str", "body", "out_trade_no", "total_fee", "spbill_create_ip", "notify_url", "trade_type"),
+)
 def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
     if not OUT_TRADE_NO.match(params["out_trade_no"]):
         raise BusinessError("PARAM_ERROR", "out_trade_no参数格式错误，最长32位，仅限字母、数字和_-|*")
@@ -189,9 +211,7 @@ def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
     now = timezone.now()
     if time_expire is not None and time_expire < now + timedelta(minutes=1):
         raise BusinessError("PARAM_ERROR", "time_expire时间过短，至少1分钟")
-    digest = hashlib.sha256(
-        json.dumps({f: params.get(f, "") for f in IDENTITY_FIELDS}, sort_keys=True).encode()
-    ).hexdigest()
+    digest = hashlib.sha256(json.dumps({f: params.get(f, "") for f in IDENTITY_FIELDS}, sort_keys=True).encode()).hexdigest()
     for _ in range(2):  # a second pass after losing a race on the unique out_trade_no
         with transaction.atomic():
             trade = Trade.objects.select_for_update().filter(mch_id=mch.mch_id, out_trade_no=params["out_trade_no"]).first()
@@ -210,12 +230,20 @@ def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
             try:
                 with transaction.atomic():
                     trade = Trade.objects.create(
-                        mch_id=mch.mch_id, appid=params["appid"], out_trade_no=params["out_trade_no"],
-                        params_digest=digest, body=params["body"][:128], attach=params.get("attach", "")[:127],
-                        total_fee=int(params["total_fee"]), trade_type=params["trade_type"],
-                        openid=params.get("openid", ""), notify_url=notify_url,
-                        sign_type=params.get("sign_type") or wxpay.MD5, time_expire=time_expire,
-                        prepay_id=services.new_prepay_id(), prepay_expires_at=now + services.PREPAY_TTL,
+                        mch_id=mch.mch_id,
+                        appid=params["appid"],
+                        out_trade_no=params["out_trade_no"],
+                        params_digest=digest,
+                        body=params["body"][:128],
+                        attach=params.get("attach", "")[:127],
+                        total_fee=int(params["total_fee"]),
+                        trade_type=params["trade_type"],
+                        openid=params.get("openid", ""),
+                        notify_url=notify_url,
+                        sign_type=params.get("sign_type") or wxpay.MD5,
+                        time_expire=time_expire,
+                        prepay_id=services.new_prepay_id(),
+                        prepay_expires_at=now + services.PREPAY_TTL,
                     )
             except IntegrityError:
                 continue
@@ -230,8 +258,12 @@ TRADE_STATE_DESC = services.TRADE_STATE_DESC
 def orderquery(params: dict, mch: Merchant, fault: Fault) -> dict:
     trade = _find_trade(params, mch)
     fault = Fault.effective(trade.out_trade_no)
-    answer = {"trade_state": trade.state, "trade_state_desc": TRADE_STATE_DESC[trade.state],
-              "out_trade_no": trade.out_trade_no, "attach": trade.attach}
+    answer = {
+        "trade_state": trade.state,
+        "trade_state_desc": TRADE_STATE_DESC[trade.state],
+        "out_trade_no": trade.out_trade_no,
+        "attach": trade.attach,
+    }
     if trade.is_paid:
         answer.update(services.trade_fields(trade, fault))
     else:
@@ -282,9 +314,14 @@ def refund(params: dict, mch: Merchant, fault: Fault) -> dict:
             raise BusinessError("PARAM_ERROR", "订单金额与支付金额不一致")
         if refund_fee > trade.total_fee - trade.refunded_fee:
             raise BusinessError("ERROR", "累计退款金额大于支付金额")
-        new = Refund.objects.create(trade=trade, out_refund_no=params["out_refund_no"], refund_id=services.new_refund_id(),
-                                    refund_fee=refund_fee, notify_url=params.get("notify_url", ""),
-                                    settle_at=timezone.now() + services.refund_settle_delay())
+        new = Refund.objects.create(
+            trade=trade,
+            out_refund_no=params["out_refund_no"],
+            refund_id=services.new_refund_id(),
+            refund_fee=refund_fee,
+            notify_url=params.get("notify_url", ""),
+            settle_at=timezone.now() + services.refund_settle_delay(),
+        )
         trade.refunded_fee += refund_fee
         trade.state = Trade.REFUND
         trade.save(update_fields=["refunded_fee", "state"])
@@ -292,9 +329,16 @@ def refund(params: dict, mch: Merchant, fault: Fault) -> dict:
 
 
 def _refund_answer(trade: Trade, refund: Refund) -> dict:
-    return {"transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
-            "out_refund_no": refund.out_refund_no, "refund_id": refund.refund_id, "refund_fee": str(refund.refund_fee),
-            "total_fee": str(trade.total_fee), "cash_fee": str(trade.total_fee), "refund_channel": ""}
+    return {
+        "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no,
+        "out_refund_no": refund.out_refund_no,
+        "refund_id": refund.refund_id,
+        "refund_fee": str(refund.refund_fee),
+        "total_fee": str(trade.total_fee),
+        "cash_fee": str(trade.total_fee),
+        "refund_channel": "",
+    }
 
 
 @endpoint("refundquery", ("appid", "mch_id", "nonce_str"))
@@ -322,14 +366,23 @@ def refundquery(params: dict, mch: Merchant, fault: Fault) -> dict:
             services.settle_refund(pk)
         found = list(refunds.order_by("created_at"))
     trade = found[0].trade
-    answer = {"transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
-              "total_fee": str(trade.total_fee), "cash_fee": str(trade.total_fee), "refund_count": str(len(found))}
+    answer = {
+        "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no,
+        "total_fee": str(trade.total_fee),
+        "cash_fee": str(trade.total_fee),
+        "refund_count": str(len(found)),
+    }
     for n, item in enumerate(found):
-        answer.update({
-            f"out_refund_no_{n}": item.out_refund_no, f"refund_id_{n}": item.refund_id,
-            f"refund_fee_{n}": str(item.refund_fee), f"refund_status_{n}": item.state,
-            f"refund_success_time_{n}": services.beijing(item.success_time, "%Y-%m-%d %H:%M:%S") if item.success_time else "",
-        })
+        answer.update(
+            {
+                f"out_refund_no_{n}": item.out_refund_no,
+                f"refund_id_{n}": item.refund_id,
+                f"refund_fee_{n}": str(item.refund_fee),
+                f"refund_status_{n}": item.state,
+                f"refund_success_time_{n}": services.beijing(item.success_time, "%Y-%m-%d %H:%M:%S") if item.success_time else "",
+            }
+        )
     return answer
 
 

@@ -80,8 +80,10 @@ REFUND_WINDOW = timedelta(days=365)
 
 AUTH_FORMAT = "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》"
 SYSTEM_ERROR = "系统异常，请用相同参数重新调用"
-NO_CERTIFICATE = ("无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
-                  "可查看指引https://pay.weixin.qq.com/docs/merchant/products/platform-certificate/wxp-pub-key-guide.html")
+NO_CERTIFICATE = (
+    "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
+    "可查看指引https://pay.weixin.qq.com/docs/merchant/products/platform-certificate/wxp-pub-key-guide.html"
+)
 
 
 class V3Error(Exception):
@@ -104,6 +106,7 @@ def sign_error(message: str) -> V3Error:
 
 # --- PARAM_ERROR in WeChat's words: 输入源“/body/amount/total”映射到值字段“总金额”… ---------------
 
+
 def param_error(location: str, path: str, label: str, rule: str, value=None) -> V3Error:
     detail = {"location": location, "field": path}
     if value is not None:
@@ -121,8 +124,16 @@ def _value(data: dict, path: str):
     return value
 
 
-def text(data: dict, path: str, label: str, *, required: bool = True, max_length: int | None = None,
-         pattern: re.Pattern | None = None, location: str = "body") -> str:
+def text(
+    data: dict,
+    path: str,
+    label: str,
+    *,
+    required: bool = True,
+    max_length: int | None = None,
+    pattern: re.Pattern | None = None,
+    location: str = "body",
+) -> str:
     value = _value(data, path)
     if value is None or value == "":
         if required:
@@ -193,6 +204,7 @@ def same_merchant(mchid: str, mch: Merchant, location: str = "body") -> None:
 
 # --- authentication and signed answers -------------------------------------------------------
 
+
 def signed_path(request: HttpRequest) -> str:
     """The path and query the merchant signed: as received, without the sandbox's prefix."""
     full = request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or request.get_full_path()
@@ -200,7 +212,7 @@ def signed_path(request: HttpRequest) -> str:
         parts = urlsplit(full)
         full = parts.path + (f"?{parts.query}" if parts.query else "")
     prefix = reverse("sandbox:index").rstrip("/")
-    return full[len(prefix):] if full.startswith(prefix + "/") else full
+    return full[len(prefix) :] if full.startswith(prefix + "/") else full
 
 
 def authenticate(request: HttpRequest, body: bytes) -> Merchant:
@@ -304,6 +316,7 @@ def endpoint(method: str, v2_name: str, trade_of: Callable[[Call], str | None]) 
 
 # --- trades ---------------------------------------------------------------------------------
 
+
 def _str(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -311,8 +324,7 @@ def _str(value) -> str | None:
 def _trade_by_transaction_id(mch: Merchant, transaction_id) -> str | None:
     if not _str(transaction_id):
         return None
-    return Trade.objects.filter(mch_id=mch.mch_id, transaction_id=transaction_id).values_list(
-        "out_trade_no", flat=True).first()
+    return Trade.objects.filter(mch_id=mch.mch_id, transaction_id=transaction_id).values_list("out_trade_no", flat=True).first()
 
 
 def _identity(**params) -> str:
@@ -342,11 +354,17 @@ def jsapi(call: Call) -> tuple[int, dict]:
         raise V3Error(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
     now = timezone.now()
     if time_expire is not None and time_expire < now + timedelta(minutes=1):
-        raise param_error("body", "time_expire", "交易结束时间", "时间规则校验失败，距当前时间至少1分钟",
-                          body["time_expire"])
-    digest = _identity(appid=appid, description=description, attach=attach, notify_url=url, total=total,
-                       openid=openid, goods_tag=goods_tag,
-                       time_expire=time_expire.isoformat() if time_expire else "")
+        raise param_error("body", "time_expire", "交易结束时间", "时间规则校验失败，距当前时间至少1分钟", body["time_expire"])
+    digest = _identity(
+        appid=appid,
+        description=description,
+        attach=attach,
+        notify_url=url,
+        total=total,
+        openid=openid,
+        goods_tag=goods_tag,
+        time_expire=time_expire.isoformat() if time_expire else "",
+    )
     for _ in range(2):  # a second pass after losing a race on the unique out_trade_no
         with transaction.atomic():
             trade = Trade.objects.select_for_update().filter(mch_id=call.mch.mch_id, out_trade_no=out_trade_no).first()
@@ -365,10 +383,21 @@ def jsapi(call: Call) -> tuple[int, dict]:
             try:
                 with transaction.atomic():
                     trade = Trade.objects.create(
-                        mch_id=call.mch.mch_id, appid=appid, out_trade_no=out_trade_no, params_digest=digest,
-                        body=description, attach=attach, total_fee=total, trade_type="JSAPI", openid=openid,
-                        notify_url=url, sign_type="RSA", time_expire=time_expire, api_version=V3,
-                        prepay_id=services.new_prepay_id(), prepay_expires_at=now + services.PREPAY_TTL,
+                        mch_id=call.mch.mch_id,
+                        appid=appid,
+                        out_trade_no=out_trade_no,
+                        params_digest=digest,
+                        body=description,
+                        attach=attach,
+                        total_fee=total,
+                        trade_type="JSAPI",
+                        openid=openid,
+                        notify_url=url,
+                        sign_type="RSA",
+                        time_expire=time_expire,
+                        api_version=V3,
+                        prepay_id=services.new_prepay_id(),
+                        prepay_expires_at=now + services.PREPAY_TTL,
                     )
             except IntegrityError:
                 continue
@@ -404,8 +433,7 @@ def close(call: Call) -> tuple[int, None]:
     """关闭订单: 204 and an empty (signed) body."""
     same_merchant(text(call.body, "mchid", "直连商户号"), call.mch)
     with transaction.atomic():
-        trade = Trade.objects.select_for_update().filter(mch_id=call.mch.mch_id,
-                                                         out_trade_no=call.kwargs["out_trade_no"]).first()
+        trade = Trade.objects.select_for_update().filter(mch_id=call.mch.mch_id, out_trade_no=call.kwargs["out_trade_no"]).first()
         if trade is None:
             raise _order_not_exist()
         if trade.is_paid:
@@ -418,6 +446,7 @@ def close(call: Call) -> tuple[int, None]:
 
 
 # --- refunds --------------------------------------------------------------------------------
+
 
 def _refund_trade_of(call: Call) -> str | None:
     return _str(call.body.get("out_trade_no")) or _trade_by_transaction_id(call.mch, call.body.get("transaction_id"))
@@ -446,8 +475,9 @@ def refund(call: Call) -> tuple[int, dict]:
     now = timezone.now()
     with transaction.atomic():
         trades = Trade.objects.select_for_update().filter(mch_id=call.mch.mch_id)
-        trade = (trades.filter(transaction_id=transaction_id) if transaction_id
-                 else trades.filter(out_trade_no=out_trade_no)).first()
+        trade = (
+            trades.filter(transaction_id=transaction_id) if transaction_id else trades.filter(out_trade_no=out_trade_no)
+        ).first()
         if trade is None:
             raise V3Error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
         existing = Refund.objects.filter(trade__mch_id=call.mch.mch_id, out_refund_no=out_refund_no).first()
@@ -468,9 +498,16 @@ def refund(call: Call) -> tuple[int, dict]:
             raise V3Error(403, "RULE_LIMIT", f"该订单的退款次数已达上限（{MAX_REFUNDS}次）")
         if refund_fee > trade.total_fee - trade.refunded_fee:
             raise V3Error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
-        new = Refund.objects.create(trade=trade, out_refund_no=out_refund_no, refund_id=services.new_refund_id(),
-                                    refund_fee=refund_fee, notify_url=url, reason=reason, api_version=V3,
-                                    settle_at=now + services.refund_settle_delay())
+        new = Refund.objects.create(
+            trade=trade,
+            out_refund_no=out_refund_no,
+            refund_id=services.new_refund_id(),
+            refund_fee=refund_fee,
+            notify_url=url,
+            reason=reason,
+            api_version=V3,
+            settle_at=now + services.refund_settle_delay(),
+        )
         trade.refunded_fee += refund_fee
         trade.state = Trade.REFUND
         trade.save(update_fields=["refunded_fee", "state"])
@@ -478,16 +515,20 @@ def refund(call: Call) -> tuple[int, dict]:
 
 
 def _refund_query_trade_of(call: Call) -> str | None:
-    return Refund.objects.filter(trade__mch_id=call.mch.mch_id, out_refund_no=call.kwargs["out_refund_no"]).values_list(
-        "trade__out_trade_no", flat=True).first()
+    return (
+        Refund.objects.filter(trade__mch_id=call.mch.mch_id, out_refund_no=call.kwargs["out_refund_no"])
+        .values_list("trade__out_trade_no", flat=True)
+        .first()
+    )
 
 
 @endpoint("GET", "refundquery", _refund_query_trade_of)
 def refund_query(call: Call) -> tuple[int, dict]:
     """查询单笔退款: a refund that is due settles first, so that the answer and the refund
     notify tell the same outcome (settle_refund is a no-op if the worker got there first)."""
-    refunds = Refund.objects.select_related("trade").filter(trade__mch_id=call.mch.mch_id,
-                                                            out_refund_no=call.kwargs["out_refund_no"])
+    refunds = Refund.objects.select_related("trade").filter(
+        trade__mch_id=call.mch.mch_id, out_refund_no=call.kwargs["out_refund_no"]
+    )
     found = refunds.order_by("created_at").first()
     if found is None:
         raise V3Error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
@@ -499,6 +540,7 @@ def refund_query(call: Call) -> tuple[int, dict]:
 
 # --- platform certificates ------------------------------------------------------------------
 
+
 @endpoint("GET", "certificates", lambda call: None)
 def certificates(call: Call) -> tuple[int, dict]:
     """下载平台证书: the platform certificate, encrypted with the APIv3 key; refused to a
@@ -508,12 +550,16 @@ def certificates(call: Call) -> tuple[int, dict]:
     keys = conf.v3_keys()
     certificate = keys.platform_certificate
     encrypted = v3sign.encrypt(keys.apiv3_key, keys.platform_certificate_pem.encode(), "certificate")
-    return 200, {"data": [{
-        "serial_no": keys.platform.serial,
-        "effective_time": services.rfc3339(certificate.not_valid_before_utc),
-        "expire_time": services.rfc3339(certificate.not_valid_after_utc),
-        "encrypt_certificate": encrypted,
-    }]}
+    return 200, {
+        "data": [
+            {
+                "serial_no": keys.platform.serial,
+                "effective_time": services.rfc3339(certificate.not_valid_before_utc),
+                "expire_time": services.rfc3339(certificate.not_valid_after_utc),
+                "encrypt_certificate": encrypted,
+            }
+        ]
+    }
 
 
 # --- trade bills ----------------------------------------------------------------------------
@@ -541,8 +587,11 @@ def tradebill(call: Call) -> tuple[int, dict]:
     bill = _bill_text(call.mch, day, bill_type)
     token = signing.dumps({"d": value, "t": bill_type, "z": tar_type}, salt=BILL_TOKEN_SALT, compress=True)
     url = call.request.build_absolute_uri(reverse("sandbox:v3_billdownload")) + "?token=" + token
-    return 200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(bill).hexdigest(),  # noqa: S324 (WeChat's choice)
-                 "download_url": url}
+    return 200, {
+        "hash_type": "SHA1",
+        "hash_value": hashlib.sha1(bill).hexdigest(),  # noqa: S324 (WeChat's choice)
+        "download_url": url,
+    }
 
 
 def _bill_text(mch: Merchant, day: datetime, bill_type: str) -> bytes:
@@ -570,8 +619,9 @@ def billdownload(request):
         bill = _bill_text(mch, day, params["t"])
     except V3Error as exc:
         return respond(request, exc.status, exc.answer(), None)
-    response = HttpResponse(gzip.compress(bill, mtime=0) if params["z"] == "GZIP" else bill,
-                            content_type="application/octet-stream")
+    response = HttpResponse(
+        gzip.compress(bill, mtime=0) if params["z"] == "GZIP" else bill, content_type="application/octet-stream"
+    )
     response["Request-ID"] = request_id()
     return response
 

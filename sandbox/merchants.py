@@ -24,6 +24,8 @@ def merchant(mch_id: str | None) -> Merchant | None:
 
 def app_secret(appid: str | None) -> str | None:
     """The secret of a 公众号 or mini program the sandbox knows, else None."""
-    secrets = {settings.WECHAT_APPID: settings.WECHAT_APP_SECRET,
-               settings.WECHAT_MINIPROGRAM_APPID: settings.WECHAT_MINIPROGRAM_SECRET}
+    secrets = {
+        settings.WECHAT_APPID: settings.WECHAT_APP_SECRET,
+        settings.WECHAT_MINIPROGRAM_APPID: settings.WECHAT_MINIPROGRAM_SECRET,
+    }
     return secrets.get(appid or "") or None

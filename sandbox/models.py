@@ -15,8 +15,9 @@ API_VERSIONS = [(V2, "API v2（XML）"), (V3, "API v3（JSON）")]
 
 
 def api_version_field() -> models.CharField:
-    return models.CharField("API 版本", max_length=2, choices=API_VERSIONS, default=V2,
-                            help_text="由哪个版本的接口创建；决定通知的格式")
+    return models.CharField(
+        "API 版本", max_length=2, choices=API_VERSIONS, default=V2, help_text="由哪个版本的接口创建；决定通知的格式"
+    )
 
 
 class Trade(models.Model):
@@ -25,8 +26,15 @@ class Trade(models.Model):
     NOTPAY, SUCCESS, REFUND, CLOSED = "NOTPAY", "SUCCESS", "REFUND", "CLOSED"
     USERPAYING, PAYERROR, REVOKED = "USERPAYING", "PAYERROR", "REVOKED"
     # The value is WeChat's trade_state code; the label is what a person reads beside it.
-    STATES = [(NOTPAY, "未支付"), (SUCCESS, "支付成功"), (REFUND, "转入退款"), (CLOSED, "已关闭"),
-              (USERPAYING, "用户支付中"), (PAYERROR, "支付失败"), (REVOKED, "已撤销")]
+    STATES = [
+        (NOTPAY, "未支付"),
+        (SUCCESS, "支付成功"),
+        (REFUND, "转入退款"),
+        (CLOSED, "已关闭"),
+        (USERPAYING, "用户支付中"),
+        (PAYERROR, "支付失败"),
+        (REVOKED, "已撤销"),
+    ]
 
     mch_id = models.CharField("商户号", max_length=32)
     appid = models.CharField("appid", max_length=32)
@@ -81,7 +89,10 @@ class Refund(models.Model):
     state = models.CharField("退款状态", max_length=16, choices=STATES, default=PROCESSING)
     success_time = models.DateTimeField("退款成功时间", null=True, blank=True)
     settle_at = models.DateTimeField(
-        "结算时间", null=True, blank=True, db_index=True,
+        "结算时间",
+        null=True,
+        blank=True,
+        db_index=True,
         help_text="退款处理中的退款在这时由投递线程（或一次 refundquery）结算",
     )
     api_version = api_version_field()
@@ -136,17 +147,22 @@ class Delivery(models.Model):
 
     kind = models.CharField("类型", max_length=8, choices=[(PAYMENT, "支付通知"), (REFUND, "退款通知")])
     trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="deliveries", verbose_name="交易")
-    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries",
-                               verbose_name="退款")
+    refund = models.ForeignKey(
+        Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries", verbose_name="退款"
+    )
     url = models.CharField("通知地址", max_length=256)
     body = models.TextField("通知内容", help_text="v2 为 XML；v3 为 JSON，每次尝试原样发送这些字节")
     api_version = api_version_field()
     headers = models.JSONField(
-        "请求头", default=dict, blank=True,
+        "请求头",
+        default=dict,
+        blank=True,
         help_text="v3：最近一次发送的 Wechatpay-* 请求头（每次尝试重新签名：新的时间戳、随机串和签名）",
     )
     state = models.CharField(
-        "投递状态", max_length=10, choices=[(PENDING, "待送达"), (DELIVERED, "已送达"), (GAVE_UP, "已放弃")],
+        "投递状态",
+        max_length=10,
+        choices=[(PENDING, "待送达"), (DELIVERED, "已送达"), (GAVE_UP, "已放弃")],
         default=PENDING,
     )
     attempts = models.PositiveIntegerField("已尝试次数", default=0)
@@ -166,9 +182,14 @@ class Delivery(models.Model):
 class Attempt(models.Model):
     # "success" and "fail" are the v2 words; a v3 delivery shows them as V3_LABELS say
     # (for v3 the HTTP status decides: any 2xx is received, anything else is retried).
-    OUTCOMES = [("success", "商户答 SUCCESS"), ("fail", "商户未答 SUCCESS"), ("error", "无法连接"),
-                ("dropped", "已丢弃（故障开关）"), ("duplicate", "重复发送（故障开关）"),
-                ("probe_accepted", "商户接受了签名探测（应拒收）")]
+    OUTCOMES = [
+        ("success", "商户答 SUCCESS"),
+        ("fail", "商户未答 SUCCESS"),
+        ("error", "无法连接"),
+        ("dropped", "已丢弃（故障开关）"),
+        ("duplicate", "重复发送（故障开关）"),
+        ("probe_accepted", "商户接受了签名探测（应拒收）"),
+    ]
     V3_LABELS = {"success": "商户已接收（HTTP 2xx）", "fail": "商户拒收（HTTP 非 2xx，将重试）"}
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", verbose_name="通知")
@@ -208,8 +229,13 @@ class Fault(models.Model):
     and are read from the global row only (GLOBAL_ONLY; clean() refuses them elsewhere).
     """
 
-    END_STATES = [("", "正常"), ("PAYERROR", "支付失败 PAYERROR"), ("USERPAYING", "用户支付中 USERPAYING"),
-                  ("REFUNDCLOSE", "退款关闭 REFUNDCLOSE"), ("CHANGE", "退款异常 CHANGE")]
+    END_STATES = [
+        ("", "正常"),
+        ("PAYERROR", "支付失败 PAYERROR"),
+        ("USERPAYING", "用户支付中 USERPAYING"),
+        ("REFUNDCLOSE", "退款关闭 REFUNDCLOSE"),
+        ("CHANGE", "退款异常 CHANGE"),
+    ]
     V3_PROBE, V3_CERTIFICATE, V3_PUBLIC_KEY, V3_STALE, V3_BAD_TAG = "probe", "certificate", "public_key", "stale", "bad_tag"
     V3_NOTIFY_SIGNATURES = [
         ("", "正常"),
@@ -225,35 +251,42 @@ class Fault(models.Model):
     duplicate_notifies = models.BooleanField("每次通知发送两遍", default=False)
     notify_delay_seconds = models.PositiveIntegerField("通知延迟（秒）", default=0)
     corrupt_signature = models.BooleanField(
-        "签名错误", default=False,
+        "签名错误",
+        default=False,
         help_text="通知和关于这笔交易的每个商户接口应答（下单、查询、关单、退款、退款查询）都带错的签名",
     )
     report_total_fee = models.PositiveBigIntegerField("通知与查询报告的 total_fee（分）", null=True, blank=True)
     systemerror_endpoints = models.CharField(
-        "返回 SYSTEMERROR 的接口", max_length=200, blank=True,
+        "返回 SYSTEMERROR 的接口",
+        max_length=200,
+        blank=True,
         help_text="逗号分隔，如 unifiedorder,orderquery；v3 的对应接口同样答 500 SYSTEM_ERROR",
     )
     end_state = models.CharField("交易/退款结果", max_length=16, choices=END_STATES, blank=True)
-    v3_notify_signature = models.CharField("v3 通知签名", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True,
-                                           default="")
+    v3_notify_signature = models.CharField("v3 通知签名", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True, default="")
     # Trade bills (sandbox/bills.py says what each does). These three apply to a trade:
-    bill_omit = models.BooleanField("账单中略去这笔交易", default=False,
-                                    help_text="对账单里没有这笔支付及其退款")
+    bill_omit = models.BooleanField("账单中略去这笔交易", default=False, help_text="对账单里没有这笔支付及其退款")
     bill_total_fee = models.PositiveBigIntegerField(
-        "账单中报告的金额（分）", null=True, blank=True,
+        "账单中报告的金额（分）",
+        null=True,
+        blank=True,
         help_text="对账单里这笔交易的应结订单金额与订单金额（手续费随之）；汇总仍与明细相符",
     )
-    bill_duplicate_row = models.BooleanField("账单中这笔支付出现两次", default=False,
-                                             help_text="汇总也按两行计算，如微信的账单")
+    bill_duplicate_row = models.BooleanField("账单中这笔支付出现两次", default=False, help_text="汇总也按两行计算，如微信的账单")
     # ... and these only to every bill, from the global row:
     bill_add_unknown_trade = models.BooleanField(
-        "账单中多一笔未知交易（仅全局）", default=False,
+        "账单中多一笔未知交易（仅全局）",
+        default=False,
         help_text="每份有明细的账单多一笔商户从未下过的支付（¥8.88，虚构的商户订单号与微信订单号），计入汇总",
     )
-    bill_corrupt_summary = models.BooleanField("账单汇总金额多 0.01（仅全局）", default=False,
-                                               help_text="应结订单总金额与明细合计不符，账单无法通过校验")
-    bill_not_ready = models.BooleanField("账单生成中（仅全局）", default=False,
-                                         help_text="下载账单答「账单生成中」：v2 为 Bill Creating，v3 为 400 STATEMENT_CREATING")
+    bill_corrupt_summary = models.BooleanField(
+        "账单汇总金额多 0.01（仅全局）", default=False, help_text="应结订单总金额与明细合计不符，账单无法通过校验"
+    )
+    bill_not_ready = models.BooleanField(
+        "账单生成中（仅全局）",
+        default=False,
+        help_text="下载账单答「账单生成中」：v2 为 Bill Creating，v3 为 400 STATEMENT_CREATING",
+    )
 
     GLOBAL_ONLY = ("bill_add_unknown_trade", "bill_corrupt_summary", "bill_not_ready")
 

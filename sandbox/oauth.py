@@ -35,8 +35,9 @@ def _mint(kind: str, appid: str, openid: str, unionid: str = "", scope: str = ""
     """services.mint_code, with the person's unionid carried in the code after a dot: the sandbox's
     AuthCode table has no column for it, and a code means nothing to anyone but the sandbox."""
     code = secrets.token_urlsafe(24) + (f".{unionid}" if unionid else "")
-    return AuthCode.objects.create(code=code, kind=kind, appid=appid, openid=openid, scope=scope,
-                                   expires_at=timezone.now() + services.CODE_TTL)
+    return AuthCode.objects.create(
+        code=code, kind=kind, appid=appid, openid=openid, scope=scope, expires_at=timezone.now() + services.CODE_TTL
+    )
 
 
 def _identity(found: AuthCode) -> dict[str, str]:
@@ -101,10 +102,15 @@ def access_token(request):
         return found
     # WeChat itself names the unionid here only for scope snsapi_userinfo; the sandbox names it for
     # snsapi_base too, so that the site's use of it can be seen working (README, "WeChat identity").
-    return JsonResponse({
-        "access_token": secrets.token_urlsafe(48), "expires_in": 7200, "refresh_token": secrets.token_urlsafe(48),
-        **_identity(found), "scope": found.scope or "snsapi_base",
-    })
+    return JsonResponse(
+        {
+            "access_token": secrets.token_urlsafe(48),
+            "expires_in": 7200,
+            "refresh_token": secrets.token_urlsafe(48),
+            **_identity(found),
+            "scope": found.scope or "snsapi_base",
+        }
+    )
 
 
 @require_GET

@@ -61,12 +61,17 @@ def openid_for(appid: str, browser_id: str) -> str:
 def mint_code(kind: str, appid: str, openid: str, scope: str = "") -> AuthCode:
     """A single-use code that expires in 5 minutes (网页授权 or wx.login)."""
     return AuthCode.objects.create(
-        code=secrets.token_urlsafe(24), kind=kind, appid=appid, openid=openid, scope=scope,
+        code=secrets.token_urlsafe(24),
+        kind=kind,
+        appid=appid,
+        openid=openid,
+        scope=scope,
         expires_at=timezone.now() + CODE_TTL,
     )
 
 
 # --- notifies ---------------------------------------------------------------------------
+
 
 def _reported_fee(trade: Trade, fault: Fault) -> int:
     return fault.report_total_fee if fault.report_total_fee is not None else trade.total_fee
@@ -76,9 +81,17 @@ def trade_fields(trade: Trade, fault: Fault) -> dict[str, str]:
     """What WeChat reports of a paid trade (orderquery and the payment notify)."""
     fee = str(_reported_fee(trade, fault))
     fields = {
-        "openid": trade.openid, "is_subscribe": "N", "trade_type": trade.trade_type, "bank_type": "CMC",
-        "total_fee": fee, "cash_fee": fee, "fee_type": "CNY", "transaction_id": trade.transaction_id,
-        "out_trade_no": trade.out_trade_no, "attach": trade.attach, "time_end": beijing(trade.time_end),
+        "openid": trade.openid,
+        "is_subscribe": "N",
+        "trade_type": trade.trade_type,
+        "bank_type": "CMC",
+        "total_fee": fee,
+        "cash_fee": fee,
+        "fee_type": "CNY",
+        "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no,
+        "attach": trade.attach,
+        "time_end": beijing(trade.time_end),
     }
     return {k: v for k, v in fields.items() if v}
 
@@ -99,8 +112,12 @@ def signed(fields: dict[str, str], trade: Trade, fault: Fault) -> dict[str, str]
 
 def payment_notify_body(trade: Trade, fault: Fault) -> str:
     fields = {
-        "return_code": "SUCCESS", "return_msg": "OK", "appid": trade.appid, "mch_id": trade.mch_id,
-        "nonce_str": wxpay.nonce(), "result_code": "SUCCESS",
+        "return_code": "SUCCESS",
+        "return_msg": "OK",
+        "appid": trade.appid,
+        "mch_id": trade.mch_id,
+        "nonce_str": wxpay.nonce(),
+        "result_code": "SUCCESS",
         "sign_type": trade.sign_type if trade.sign_type != wxpay.MD5 else "",
         **trade_fields(trade, fault),
     }
@@ -111,21 +128,33 @@ def refund_notify_body(refund: Refund) -> str:
     trade = refund.trade
     key = merchant(trade.mch_id).api_key
     info = {
-        "transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no, "refund_id": refund.refund_id,
-        "out_refund_no": refund.out_refund_no, "total_fee": str(trade.total_fee), "refund_fee": str(refund.refund_fee),
-        "settlement_refund_fee": str(refund.refund_fee), "refund_status": refund.state,
+        "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no,
+        "refund_id": refund.refund_id,
+        "out_refund_no": refund.out_refund_no,
+        "total_fee": str(trade.total_fee),
+        "refund_fee": str(refund.refund_fee),
+        "settlement_refund_fee": str(refund.refund_fee),
+        "refund_status": refund.state,
         "success_time": beijing(refund.success_time, "%Y-%m-%d %H:%M:%S") if refund.success_time else "",
-        "refund_recv_accout": "支付用户的零钱", "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
+        "refund_recv_accout": "支付用户的零钱",
+        "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
         "refund_request_source": "API",
     }
     info = {k: v for k, v in info.items() if v}  # no success_time unless it succeeded
-    fields = {"return_code": "SUCCESS", "appid": trade.appid, "mch_id": trade.mch_id, "nonce_str": wxpay.nonce(),
-              "req_info": wxpay.encrypt_req_info(wxpay.to_xml(info, root="root"), key)}
+    fields = {
+        "return_code": "SUCCESS",
+        "appid": trade.appid,
+        "mch_id": trade.mch_id,
+        "nonce_str": wxpay.nonce(),
+        "req_info": wxpay.encrypt_req_info(wxpay.to_xml(info, root="root"), key),
+    }
     return wxpay.to_xml(fields)
 
 
-def queue_notify(trade: Trade, kind: str, body: str, fault: Fault, url: str, refund: Refund | None = None,
-                 api_version: str = V2) -> Delivery | None:
+def queue_notify(
+    trade: Trade, kind: str, body: str, fault: Fault, url: str, refund: Refund | None = None, api_version: str = V2
+) -> Delivery | None:
     """Queue a notify for the delivery worker (sent after the transaction commits).
 
     A v3 notify's headers are signed at each attempt (sandbox/delivery.py), so that its
@@ -134,8 +163,14 @@ def queue_notify(trade: Trade, kind: str, body: str, fault: Fault, url: str, ref
     if not url:
         return None
     delivery = Delivery.objects.create(
-        kind=kind, trade=trade, refund=refund, url=url, body=body, duplicate=fault.duplicate_notifies,
-        next_attempt_at=timezone.now() + timedelta(seconds=fault.notify_delay_seconds), api_version=api_version,
+        kind=kind,
+        trade=trade,
+        refund=refund,
+        url=url,
+        body=body,
+        duplicate=fault.duplicate_notifies,
+        next_attempt_at=timezone.now() + timedelta(seconds=fault.notify_delay_seconds),
+        api_version=api_version,
     )
     from sandbox import worker
 
@@ -146,12 +181,20 @@ def queue_notify(trade: Trade, kind: str, body: str, fault: Fault, url: str, ref
 # --- API v3: what WeChat says of trades and refunds, notifies and their signatures ----------
 
 TRADE_STATE_DESC = {
-    Trade.SUCCESS: "支付成功", Trade.REFUND: "转入退款", Trade.NOTPAY: "订单未支付", Trade.CLOSED: "已关闭",
-    Trade.REVOKED: "已撤销", Trade.USERPAYING: "用户支付中", Trade.PAYERROR: "支付失败(其他原因，如银行返回失败)",
+    Trade.SUCCESS: "支付成功",
+    Trade.REFUND: "转入退款",
+    Trade.NOTPAY: "订单未支付",
+    Trade.CLOSED: "已关闭",
+    Trade.REVOKED: "已撤销",
+    Trade.USERPAYING: "用户支付中",
+    Trade.PAYERROR: "支付失败(其他原因，如银行返回失败)",
 }
 # event_type and summary of a refund notify, by the refund's outcome
-REFUND_EVENTS = {Refund.SUCCESS: ("REFUND.SUCCESS", "退款成功"), Refund.REFUNDCLOSE: ("REFUND.CLOSED", "退款关闭"),
-                 Refund.CHANGE: ("REFUND.ABNORMAL", "退款异常")}
+REFUND_EVENTS = {
+    Refund.SUCCESS: ("REFUND.SUCCESS", "退款成功"),
+    Refund.REFUNDCLOSE: ("REFUND.CLOSED", "退款关闭"),
+    Refund.CHANGE: ("REFUND.ABNORMAL", "退款异常"),
+}
 STALE_SECONDS = 6 * 60
 
 
@@ -175,16 +218,29 @@ def v3_transaction(trade: Trade, fault: Fault) -> dict:
     answer: dict = {"appid": trade.appid, "mchid": trade.mch_id, "out_trade_no": trade.out_trade_no}
     if trade.is_paid:
         fee = _reported_fee(trade, fault)
-        answer.update({
-            "transaction_id": trade.transaction_id, "trade_type": trade.trade_type, "trade_state": trade.state,
-            "trade_state_desc": TRADE_STATE_DESC[trade.state], "bank_type": "CMC", "attach": trade.attach,
-            "success_time": rfc3339(trade.time_end), "payer": {"openid": trade.openid},
-            "amount": {"total": fee, "payer_total": fee, "currency": "CNY", "payer_currency": "CNY"},
-        })
+        answer.update(
+            {
+                "transaction_id": trade.transaction_id,
+                "trade_type": trade.trade_type,
+                "trade_state": trade.state,
+                "trade_state_desc": TRADE_STATE_DESC[trade.state],
+                "bank_type": "CMC",
+                "attach": trade.attach,
+                "success_time": rfc3339(trade.time_end),
+                "payer": {"openid": trade.openid},
+                "amount": {"total": fee, "payer_total": fee, "currency": "CNY", "payer_currency": "CNY"},
+            }
+        )
     else:
-        answer.update({"trade_state": trade.state, "trade_state_desc": TRADE_STATE_DESC[trade.state],
-                       "attach": trade.attach, "payer": {},
-                       "amount": {"total": trade.total_fee, "currency": "CNY", "payer_currency": "CNY"}})
+        answer.update(
+            {
+                "trade_state": trade.state,
+                "trade_state_desc": TRADE_STATE_DESC[trade.state],
+                "attach": trade.attach,
+                "payer": {},
+                "amount": {"total": trade.total_fee, "currency": "CNY", "payer_currency": "CNY"},
+            }
+        )
     if not answer["attach"]:
         del answer["attach"]
     return answer
@@ -194,13 +250,27 @@ def v3_refund(refund: Refund) -> dict:
     """What v3 answers of a refund (申请退款 and 查询单笔退款)."""
     trade = refund.trade
     answer = {
-        "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no, "transaction_id": trade.transaction_id,
-        "out_trade_no": trade.out_trade_no, "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
-        "create_time": rfc3339(refund.created_at), "status": refund.v3_status, "funds_account": "AVAILABLE",
-        "amount": {"total": trade.total_fee, "refund": refund.refund_fee, "payer_total": trade.total_fee,
-                   "payer_refund": refund.refund_fee, "settlement_total": trade.total_fee,
-                   "settlement_refund": refund.refund_fee, "discount_refund": 0, "currency": "CNY", "refund_fee": 0,
-                   "from": []},
+        "refund_id": refund.refund_id,
+        "out_refund_no": refund.out_refund_no,
+        "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no,
+        "channel": "ORIGINAL",
+        "user_received_account": "支付用户零钱",
+        "create_time": rfc3339(refund.created_at),
+        "status": refund.v3_status,
+        "funds_account": "AVAILABLE",
+        "amount": {
+            "total": trade.total_fee,
+            "refund": refund.refund_fee,
+            "payer_total": trade.total_fee,
+            "payer_refund": refund.refund_fee,
+            "settlement_total": trade.total_fee,
+            "settlement_refund": refund.refund_fee,
+            "discount_refund": 0,
+            "currency": "CNY",
+            "refund_fee": 0,
+            "from": [],
+        },
     }
     if refund.success_time:
         answer["success_time"] = rfc3339(refund.success_time)
@@ -212,11 +282,16 @@ def _v3_notify(event_type: str, summary: str, original_type: str, plaintext: dic
     if fault.v3_notify_signature == Fault.V3_BAD_TAG:
         resource["ciphertext"] = v3sign.flip_tag(resource["ciphertext"])
     now = timezone.now()
-    return to_json({
-        "id": "EV-" + beijing(now) + "".join(secrets.choice("0123456789") for _ in range(7)),
-        "create_time": rfc3339(now), "resource_type": "encrypt-resource", "event_type": event_type,
-        "summary": summary, "resource": {"original_type": original_type, **resource},
-    })
+    return to_json(
+        {
+            "id": "EV-" + beijing(now) + "".join(secrets.choice("0123456789") for _ in range(7)),
+            "create_time": rfc3339(now),
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": summary,
+            "resource": {"original_type": original_type, **resource},
+        }
+    )
 
 
 def v3_payment_notify_body(trade: Trade, fault: Fault) -> str:
@@ -226,11 +301,19 @@ def v3_payment_notify_body(trade: Trade, fault: Fault) -> str:
 def v3_refund_notify_body(refund: Refund, fault: Fault) -> str:
     trade = refund.trade
     plaintext = {
-        "mchid": trade.mch_id, "transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no,
-        "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no, "refund_status": refund.v3_status,
+        "mchid": trade.mch_id,
+        "transaction_id": trade.transaction_id,
+        "out_trade_no": trade.out_trade_no,
+        "refund_id": refund.refund_id,
+        "out_refund_no": refund.out_refund_no,
+        "refund_status": refund.v3_status,
         "user_received_account": "支付用户零钱",
-        "amount": {"total": trade.total_fee, "refund": refund.refund_fee, "payer_total": trade.total_fee,
-                   "payer_refund": refund.refund_fee},
+        "amount": {
+            "total": trade.total_fee,
+            "refund": refund.refund_fee,
+            "payer_total": trade.total_fee,
+            "payer_refund": refund.refund_fee,
+        },
     }
     if refund.state == Refund.SUCCESS and refund.success_time:
         plaintext["success_time"] = rfc3339(refund.success_time)
@@ -266,13 +349,14 @@ def v3_notify_headers(body: str, fault: Fault, *, first_sent: bool) -> dict[str,
     """
     switch = fault.v3_notify_signature
     timestamp = int(time.time()) - STALE_SECONDS if switch == Fault.V3_STALE else None
-    signed_headers = notify_signer(fault).headers(body.encode("utf-8"), timestamp=timestamp,
-                                                  probe=switch == Fault.V3_PROBE and first_sent,
-                                                  corrupt=fault.corrupt_signature)
+    signed_headers = notify_signer(fault).headers(
+        body.encode("utf-8"), timestamp=timestamp, probe=switch == Fault.V3_PROBE and first_sent, corrupt=fault.corrupt_signature
+    )
     return {"Content-Type": "application/json", **signed_headers}
 
 
 # --- state changes ------------------------------------------------------------------------
+
 
 def pay(prepay_id: str, appid: str) -> str:
     """The user pays in the cashier. Returns the trade state reached; raises CashierError."""
@@ -324,7 +408,8 @@ def settle_refund(refund_pk: int) -> Refund | None:
         # The claim is a guarded UPDATE under the refund's row lock: only one caller (the
         # worker or a refundquery) gets a row back, whoever comes second finds it settled.
         claimed = Refund.objects.filter(pk=refund_pk, state=Refund.PROCESSING).update(
-            state=outcome, success_time=timezone.now() if outcome == Refund.SUCCESS else None,
+            state=outcome,
+            success_time=timezone.now() if outcome == Refund.SUCCESS else None,
         )
         if not claimed:
             return None
@@ -335,8 +420,7 @@ def settle_refund(refund_pk: int) -> Refund | None:
             trades.filter(state=Trade.REFUND, refunded_fee=0).update(state=Trade.SUCCESS)
         refund = Refund.objects.select_related("trade").get(pk=refund_pk)
         body = v3_refund_notify_body(refund, fault) if refund.api_version == V3 else refund_notify_body(refund)
-        queue_notify(refund.trade, Delivery.REFUND, body, fault, refund.notify_url, refund=refund,
-                     api_version=refund.api_version)
+        queue_notify(refund.trade, Delivery.REFUND, body, fault, refund.notify_url, refund=refund, api_version=refund.api_version)
     logger.info("sandbox refund %s settled: %s", refund.out_refund_no, refund.state)
     return refund
 

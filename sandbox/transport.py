@@ -44,11 +44,17 @@ class InProcessAdapter(BaseAdapter):
         environ = {
             # PATH_INFO decoded as a WSGI server decodes it; RAW_URI (as gunicorn sets it) keeps
             # the path and query as sent, which an API v3 signature covers.
-            "REQUEST_METHOD": request.method, "PATH_INFO": unquote(url.path, encoding="latin-1"),
-            "RAW_URI": url.path + (f"?{url.query}" if url.query else ""), "QUERY_STRING": url.query,
-            "SERVER_NAME": url.hostname or "127.0.0.1", "SERVER_PORT": str(url.port or 80),
-            "REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": url.scheme,
-            "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+            "REQUEST_METHOD": request.method,
+            "PATH_INFO": unquote(url.path, encoding="latin-1"),
+            "RAW_URI": url.path + (f"?{url.query}" if url.query else ""),
+            "QUERY_STRING": url.query,
+            "SERVER_NAME": url.hostname or "127.0.0.1",
+            "SERVER_PORT": str(url.port or 80),
+            "REMOTE_ADDR": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": url.scheme,
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
             "CONTENT_TYPE": request.headers.get("Content-Type", ""),
         }
         for name, value in request.headers.items():

@@ -17,10 +17,8 @@ urlpatterns = [
     path("pay/downloadbill", merchant_api.downloadbill, name="downloadbill"),
     # WeChat Pay API v3 (base URL https://api.mch.weixin.qq.com/, paths /v3/...)
     path("v3/pay/transactions/jsapi", merchant_api_v3.jsapi, name="v3_jsapi"),
-    path("v3/pay/transactions/out-trade-no/<str:out_trade_no>", merchant_api_v3.query_by_out_trade_no,
-         name="v3_query"),
-    path("v3/pay/transactions/id/<str:transaction_id>", merchant_api_v3.query_by_transaction_id,
-         name="v3_query_by_id"),
+    path("v3/pay/transactions/out-trade-no/<str:out_trade_no>", merchant_api_v3.query_by_out_trade_no, name="v3_query"),
+    path("v3/pay/transactions/id/<str:transaction_id>", merchant_api_v3.query_by_transaction_id, name="v3_query_by_id"),
     path("v3/pay/transactions/out-trade-no/<str:out_trade_no>/close", merchant_api_v3.close, name="v3_close"),
     path("v3/refund/domestic/refunds", merchant_api_v3.refund, name="v3_refund"),
     path("v3/refund/domestic/refunds/<str:out_refund_no>", merchant_api_v3.refund_query, name="v3_refund_query"),

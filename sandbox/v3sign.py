@@ -97,8 +97,12 @@ def encrypt(apiv3_key: str, plaintext: bytes, associated_data: str) -> dict[str,
     """An `encrypt-resource`: AEAD_AES_256_GCM with a fresh 12-character nonce."""
     nonce_str = nonce(12)
     sealed = AESGCM(apiv3_key.encode()).encrypt(nonce_str.encode(), plaintext, associated_data.encode())
-    return {"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(sealed).decode("ascii"),
-            "associated_data": associated_data, "nonce": nonce_str}
+    return {
+        "algorithm": "AEAD_AES_256_GCM",
+        "ciphertext": base64.b64encode(sealed).decode("ascii"),
+        "associated_data": associated_data,
+        "nonce": nonce_str,
+    }
 
 
 def flip_tag(ciphertext: str) -> str:
@@ -120,19 +124,23 @@ class Signer:
     serial: str
     private_key: object
 
-    def headers(self, body: bytes, *, timestamp: int | None = None, probe: bool = False,
-                corrupt: bool = False) -> dict[str, str]:
+    def headers(self, body: bytes, *, timestamp: int | None = None, probe: bool = False, corrupt: bool = False) -> dict[str, str]:
         """WeChat's Wechatpay-* headers over `body`. `probe` makes a signature probe (starts
         with WECHATPAY/SIGNTEST/, never verifies); `corrupt` one character off."""
         timestamp_str = str(int(time.time()) if timestamp is None else timestamp)
         nonce_str = nonce()
         signature = sign(self.private_key, answer_message(timestamp_str, nonce_str, body))
         if probe:
-            signature = PROBE_PREFIX + signature[len(PROBE_PREFIX):]
+            signature = PROBE_PREFIX + signature[len(PROBE_PREFIX) :]
         if corrupt:
             signature = corrupted(signature)
-        return {"Wechatpay-Timestamp": timestamp_str, "Wechatpay-Nonce": nonce_str, "Wechatpay-Signature": signature,
-                "Wechatpay-Serial": self.serial, "Wechatpay-Signature-Type": SCHEME}
+        return {
+            "Wechatpay-Timestamp": timestamp_str,
+            "Wechatpay-Nonce": nonce_str,
+            "Wechatpay-Signature": signature,
+            "Wechatpay-Serial": self.serial,
+            "Wechatpay-Signature-Type": SCHEME,
+        }
 
 
 @dataclass(frozen=True)
@@ -152,10 +160,13 @@ class WeChatKeys:
     def load(cls, files: SandboxKeys) -> WeChatKeys:
         pem = Path(files.platform_certificate).read_text()
         return cls(
-            files=files, merchant_public_key=files.merchant_public_key(), apiv3_key=files.apiv3_key,
+            files=files,
+            merchant_public_key=files.merchant_public_key(),
+            apiv3_key=files.apiv3_key,
             pay=Signer(files.pay_public_key_id, load_private_key(files.pay_private_key)),
             platform=Signer(files.platform_serial, load_private_key(files.platform_private_key)),
-            platform_certificate=x509.load_pem_x509_certificate(pem.encode()), platform_certificate_pem=pem,
+            platform_certificate=x509.load_pem_x509_certificate(pem.encode()),
+            platform_certificate_pem=pem,
         )
 
     @property

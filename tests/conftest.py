@@ -27,8 +27,11 @@ KEPT_TABLES = {"django_migrations", "django_content_type", "auth_permission"}
 def _flush_keeping_migrated_rows(self):
     for db_name in self._databases_names(include_mirrors=False):
         connection = connections[db_name]
-        tables = [t for t in connection.introspection.django_table_names(only_existing=True, include_views=False)
-                  if t not in KEPT_TABLES]
+        tables = [
+            t
+            for t in connection.introspection.django_table_names(only_existing=True, include_views=False)
+            if t not in KEPT_TABLES
+        ]
         if connection.vendor == "postgresql":
             # DELETE, not Django's TRUNCATE: a TRUNCATE of forty tables, each a few rows, makes
             # forty new files and took PostgreSQL ~100 ms a test. Foreign keys are deferred to
@@ -134,19 +137,26 @@ def _invariant_queries() -> list[tuple[str, str, tuple]]:
     from orders.models import RechargeOrder, Refund
 
     refunded = Coalesce(Sum("refunds__amount", filter=Q(refunds__status=Refund.Status.SUCCESS)), 0)
-    committed = Coalesce(Sum("refunds__amount", filter=~Q(refunds__status__in=[Refund.Status.CLOSED,
-                                                                               Refund.Status.FAILED])), 0)
+    committed = Coalesce(Sum("refunds__amount", filter=~Q(refunds__status__in=[Refund.Status.CLOSED, Refund.Status.FAILED])), 0)
     checks = [
-        ("user {}: balance {} != ledger {}",
-         User.objects.annotate(ledger=Coalesce(Sum("ledger_entries__amount"), 0)).exclude(balance=F("ledger"))
-         .values_list("username", "balance", "ledger")),
-        ("order {}: refunded {}, successful refunds {}, amount {}",
-         RechargeOrder.objects.annotate(done=refunded)
-         .filter(Q(refunded_amount__gt=F("amount")) | ~Q(refunded_amount=F("done")))
-         .values_list("out_trade_no", "refunded_amount", "done", "amount")),
-        ("order {}: refunds {} exceed amount {}",
-         RechargeOrder.objects.annotate(committed=committed).filter(committed__gt=F("amount"))
-         .values_list("out_trade_no", "committed", "amount")),
+        (
+            "user {}: balance {} != ledger {}",
+            User.objects.annotate(ledger=Coalesce(Sum("ledger_entries__amount"), 0))
+            .exclude(balance=F("ledger"))
+            .values_list("username", "balance", "ledger"),
+        ),
+        (
+            "order {}: refunded {}, successful refunds {}, amount {}",
+            RechargeOrder.objects.annotate(done=refunded)
+            .filter(Q(refunded_amount__gt=F("amount")) | ~Q(refunded_amount=F("done")))
+            .values_list("out_trade_no", "refunded_amount", "done", "amount"),
+        ),
+        (
+            "order {}: refunds {} exceed amount {}",
+            RechargeOrder.objects.annotate(committed=committed)
+            .filter(committed__gt=F("amount"))
+            .values_list("out_trade_no", "committed", "amount"),
+        ),
     ]
     return [(message, *queryset.query.sql_with_params()) for message, queryset in checks]
 
@@ -167,4 +177,3 @@ def pytest_collection_finish(session):
     the end) no longer walks all of Django and every test module."""
     gc.collect()
     gc.freeze()
-

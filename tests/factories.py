@@ -25,6 +25,9 @@ def make_order(user: User, amount: int = 1000, channel: str = "jsapi", **fields)
     from orders.models import RechargeOrder
 
     now = timezone.now()
-    defaults = {"out_trade_no": RechargeOrder.new_out_trade_no(channel), "openid": user.openid or "oTestUser",
-                "expires_at": now + timedelta(minutes=30)}
+    defaults = {
+        "out_trade_no": RechargeOrder.new_out_trade_no(channel),
+        "openid": user.openid or "oTestUser",
+        "expires_at": now + timedelta(minutes=30),
+    }
     return RechargeOrder.objects.create(user=user, amount=amount, channel=channel, **{**defaults, **fields})

@@ -61,24 +61,49 @@ class Receiver:
 
 def create_order(wxpay, out_trade_no: str, total_fee: int = 1000, notify_url: str = "http://127.0.0.1:9/notify", **extra):
     return wxpay.order.create(
-        trade_type="JSAPI", body="余额充值", total_fee=total_fee, notify_url=notify_url, client_ip="127.0.0.1",
-        user_id=extra.pop("user_id", "oSandboxUser000000000000001"), out_trade_no=out_trade_no, **extra,
+        trade_type="JSAPI",
+        body="余额充值",
+        total_fee=total_fee,
+        notify_url=notify_url,
+        client_ip="127.0.0.1",
+        user_id=extra.pop("user_id", "oSandboxUser000000000000001"),
+        out_trade_no=out_trade_no,
+        **extra,
     )
 
 
-def notify_xml(out_trade_no: str, total_fee: int, *, key: str | None = None, sign_type: str = "MD5",
-               transaction_id: str = "4200000000202611230000000001", **overrides) -> bytes:
+def notify_xml(
+    out_trade_no: str,
+    total_fee: int,
+    *,
+    key: str | None = None,
+    sign_type: str = "MD5",
+    transaction_id: str = "4200000000202611230000000001",
+    **overrides,
+) -> bytes:
     """A payment notify as WeChat Pay posts it, signed with our key (or `key`)."""
     from django.conf import settings
 
     from wxrecharge import wxpay
 
     fields = {
-        "return_code": "SUCCESS", "return_msg": "OK", "appid": settings.WECHAT_APPID, "mch_id": settings.WECHAT_MCH_ID,
-        "nonce_str": wxpay.nonce(), "result_code": "SUCCESS", "openid": "oTestUser", "is_subscribe": "N",
-        "trade_type": "JSAPI", "bank_type": "CMC", "total_fee": str(total_fee), "fee_type": "CNY",
-        "cash_fee": str(total_fee), "transaction_id": transaction_id, "out_trade_no": out_trade_no,
-        "time_end": "20261123120000", "sign_type": "" if sign_type == "MD5" else sign_type,
+        "return_code": "SUCCESS",
+        "return_msg": "OK",
+        "appid": settings.WECHAT_APPID,
+        "mch_id": settings.WECHAT_MCH_ID,
+        "nonce_str": wxpay.nonce(),
+        "result_code": "SUCCESS",
+        "openid": "oTestUser",
+        "is_subscribe": "N",
+        "trade_type": "JSAPI",
+        "bank_type": "CMC",
+        "total_fee": str(total_fee),
+        "fee_type": "CNY",
+        "cash_fee": str(total_fee),
+        "transaction_id": transaction_id,
+        "out_trade_no": out_trade_no,
+        "time_end": "20261123120000",
+        "sign_type": "" if sign_type == "MD5" else sign_type,
     }
     forced_sign = overrides.pop("sign", None)
     fields.update(overrides)

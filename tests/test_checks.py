@@ -40,8 +40,9 @@ def reused_connections(monkeypatch):
 
 
 def _pem_private(key, encryption=None) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             encryption or serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption or serialization.NoEncryption()
+    )
 
 
 def _pem_public(key) -> bytes:
@@ -57,14 +58,21 @@ def keys(tmp_path_factory):
     elliptic = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "1230000109")])
     now = datetime.now(UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(merchant.public_key())
-                   .serial_number(int(CERT_SERIAL, 16)).not_valid_before(now).not_valid_after(now + timedelta(days=1))
-                   .sign(merchant, hashes.SHA256()))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(merchant.public_key())
+        .serial_number(int(CERT_SERIAL, 16))
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(merchant, hashes.SHA256())
+    )
     files = {
         "merchant_key": _pem_private(merchant),
-        "merchant_key_pkcs1": merchant.private_bytes(serialization.Encoding.PEM,
-                                                     serialization.PrivateFormat.TraditionalOpenSSL,
-                                                     serialization.NoEncryption()),
+        "merchant_key_pkcs1": merchant.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
         "encrypted_key": _pem_private(merchant, serialization.BestAvailableEncryption(b"password")),
         "ec_key": _pem_private(elliptic),
         "ec_public_key": _pem_public(elliptic.public_key()),
@@ -74,8 +82,9 @@ def keys(tmp_path_factory):
     }
     for stem, data in files.items():
         (folder / f"{stem}.pem").write_bytes(data)
-    return SimpleNamespace(folder=folder, **{stem: str(folder / f"{stem}.pem") for stem in files},
-                           merchant_key_text=files["merchant_key"].decode())
+    return SimpleNamespace(
+        folder=folder, **{stem: str(folder / f"{stem}.pem") for stem in files}, merchant_key_text=files["merchant_key"].decode()
+    )
 
 
 @pytest.fixture
@@ -125,9 +134,11 @@ def test_it_refuses_missing_wechat_credentials_and_names_them(settings, missing)
     assert missing in found["wxrecharge.E003"].hint
 
 
-@pytest.mark.parametrize("overrides", [{"SECRET_KEY_FROM_ENV": False}, {"WECHAT_SANDBOX": True}, {"WECHAT_API_KEY": ""},
-                                       {"WECHAT_PAY_API": ""}],
-                         ids=["E001", "E002", "E003", "E005"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"SECRET_KEY_FROM_ENV": False}, {"WECHAT_SANDBOX": True}, {"WECHAT_API_KEY": ""}, {"WECHAT_PAY_API": ""}],
+    ids=["E001", "E002", "E003", "E005"],
+)
 def test_the_errors_a_developer_meets_locally_name_the_debug_switch(settings, overrides):
     (found,) = ids(settings, **overrides).values()
     assert found.hint.endswith("For local development, run with DJANGO_DEBUG=1 (as `make run` does).")
@@ -184,8 +195,10 @@ def test_a_complete_v3_configuration_passes(settings, v3):
 
 
 def test_v3_takes_a_traditional_pkcs1_private_key_and_a_lower_case_serial(settings, v3, keys):
-    assert ids(settings, **{**v3, "WECHAT_MCH_PRIVATE_KEY": keys.merchant_key_pkcs1,
-                            "WECHAT_MCH_CERT_SERIAL": CERT_SERIAL.lower()}) == {}
+    assert (
+        ids(settings, **{**v3, "WECHAT_MCH_PRIVATE_KEY": keys.merchant_key_pkcs1, "WECHAT_MCH_CERT_SERIAL": CERT_SERIAL.lower()})
+        == {}
+    )
 
 
 def test_v3_keeps_a_v2_key_and_certificate_without_complaint(settings, v3):
@@ -193,21 +206,34 @@ def test_v3_keeps_a_v2_key_and_certificate_without_complaint(settings, v3):
 
 
 def test_v3_checks_are_skipped_when_the_sandbox_is_on_since_that_alone_is_refused(settings):
-    assert set(ids(settings, WECHAT_SANDBOX=True, WECHAT_PAY_API="v3", WECHAT_MCH_PRIVATE_KEY="",
-                   WECHAT_APIV3_KEY="", WECHAT_PAY_PUBLIC_KEY="", WECHAT_PAY_PUBLIC_KEY_ID="")) == {"wxrecharge.E002"}
+    assert set(
+        ids(
+            settings,
+            WECHAT_SANDBOX=True,
+            WECHAT_PAY_API="v3",
+            WECHAT_MCH_PRIVATE_KEY="",
+            WECHAT_APIV3_KEY="",
+            WECHAT_PAY_PUBLIC_KEY="",
+            WECHAT_PAY_PUBLIC_KEY_ID="",
+        )
+    ) == {"wxrecharge.E002"}
 
 
-@pytest.mark.parametrize(("value", "said"), [
-    ("", "WECHAT_MCH_PRIVATE_KEY is not set"),
-    (None, "WECHAT_MCH_PRIVATE_KEY is not set"),
-    ("/nonexistent/apiclient_key.pem", "WECHAT_MCH_PRIVATE_KEY cannot be read (No such file or directory)"),
-    ("{folder}", "WECHAT_MCH_PRIVATE_KEY cannot be read (Is a directory)"),
-    ("{not_pem}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key (no PEM block in the file)"),
-    ("{certificate}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key (it is a certificate)"),
-    ("{pub_key}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key"),
-    ("{ec_key}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key (it is another kind of key)"),
-    ("{encrypted_key}", "WECHAT_MCH_PRIVATE_KEY is an encrypted private key"),
-], ids=["empty", "none", "missing", "directory", "not-pem", "certificate", "public-key", "ec-key", "encrypted"])
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("", "WECHAT_MCH_PRIVATE_KEY is not set"),
+        (None, "WECHAT_MCH_PRIVATE_KEY is not set"),
+        ("/nonexistent/apiclient_key.pem", "WECHAT_MCH_PRIVATE_KEY cannot be read (No such file or directory)"),
+        ("{folder}", "WECHAT_MCH_PRIVATE_KEY cannot be read (Is a directory)"),
+        ("{not_pem}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key (no PEM block in the file)"),
+        ("{certificate}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key (it is a certificate)"),
+        ("{pub_key}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key"),
+        ("{ec_key}", "WECHAT_MCH_PRIVATE_KEY is not a PEM RSA private key (it is another kind of key)"),
+        ("{encrypted_key}", "WECHAT_MCH_PRIVATE_KEY is an encrypted private key"),
+    ],
+    ids=["empty", "none", "missing", "directory", "not-pem", "certificate", "public-key", "ec-key", "encrypted"],
+)
 def test_v3_refuses_a_merchant_private_key_that_cannot_sign_and_says_why(settings, v3, keys, value, said):
     found = ids(settings, **{**v3, "WECHAT_MCH_PRIVATE_KEY": value and value.format(**vars(keys))})
     assert set(found) == {"wxrecharge.E006"}
@@ -232,12 +258,15 @@ def test_v3_refuses_a_certificate_serial_that_is_not_hexadecimal(settings, v3, v
     assert "openssl x509 -in apiclient_cert.pem -noout -serial" in found["wxrecharge.E007"].hint
 
 
-@pytest.mark.parametrize(("value", "said"), [
-    ("", "WECHAT_APIV3_KEY is not set"),
-    (APIV3_KEY[:31], "WECHAT_APIV3_KEY is 31 characters long, not 32"),
-    (APIV3_KEY + "q", "WECHAT_APIV3_KEY is 33 characters long, not 32"),
-    ("密" * 32, "WECHAT_APIV3_KEY has characters that are not ASCII"),
-])
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("", "WECHAT_APIV3_KEY is not set"),
+        (APIV3_KEY[:31], "WECHAT_APIV3_KEY is 31 characters long, not 32"),
+        (APIV3_KEY + "q", "WECHAT_APIV3_KEY is 33 characters long, not 32"),
+        ("密" * 32, "WECHAT_APIV3_KEY has characters that are not ASCII"),
+    ],
+)
 def test_v3_refuses_an_apiv3_key_that_is_not_32_ascii_characters_and_gives_its_length(settings, v3, value, said):
     found = ids(settings, **{**v3, "WECHAT_APIV3_KEY": value})
     assert set(found) == {"wxrecharge.E008"}
@@ -245,13 +274,17 @@ def test_v3_refuses_an_apiv3_key_that_is_not_32_ascii_characters_and_gives_its_l
     assert "设置APIv3密钥" in found["wxrecharge.E008"].hint
 
 
-@pytest.mark.parametrize(("value", "said"), [
-    ("/nonexistent/pub_key.pem", "WECHAT_PAY_PUBLIC_KEY cannot be read"),
-    ("{not_pem}", "WECHAT_PAY_PUBLIC_KEY is not a PEM public key"),
-    ("{certificate}", "WECHAT_PAY_PUBLIC_KEY is not a PEM public key (it is a certificate)"),
-    ("{merchant_key}", "WECHAT_PAY_PUBLIC_KEY is not a PEM public key"),
-    ("{ec_public_key}", "WECHAT_PAY_PUBLIC_KEY is not an RSA public key"),
-], ids=["missing", "not-pem", "certificate", "private-key", "ec-key"])
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("/nonexistent/pub_key.pem", "WECHAT_PAY_PUBLIC_KEY cannot be read"),
+        ("{not_pem}", "WECHAT_PAY_PUBLIC_KEY is not a PEM public key"),
+        ("{certificate}", "WECHAT_PAY_PUBLIC_KEY is not a PEM public key (it is a certificate)"),
+        ("{merchant_key}", "WECHAT_PAY_PUBLIC_KEY is not a PEM public key"),
+        ("{ec_public_key}", "WECHAT_PAY_PUBLIC_KEY is not an RSA public key"),
+    ],
+    ids=["missing", "not-pem", "certificate", "private-key", "ec-key"],
+)
 def test_v3_refuses_a_wechat_pay_public_key_it_cannot_verify_with(settings, v3, keys, value, said):
     found = ids(settings, **{**v3, "WECHAT_PAY_PUBLIC_KEY": value.format(**vars(keys))})
     assert set(found) == {"wxrecharge.E009"}
@@ -259,14 +292,18 @@ def test_v3_refuses_a_wechat_pay_public_key_it_cannot_verify_with(settings, v3, 
     assert "pub_key.pem" in found["wxrecharge.E009"].hint
 
 
-@pytest.mark.parametrize(("overrides", "said"), [
-    ({"WECHAT_PAY_PUBLIC_KEY_ID": ""}, "WECHAT_PAY_PUBLIC_KEY is set but WECHAT_PAY_PUBLIC_KEY_ID is not"),
-    ({"WECHAT_PAY_PUBLIC_KEY": ""}, "WECHAT_PAY_PUBLIC_KEY_ID is set but WECHAT_PAY_PUBLIC_KEY is not"),
-    ({"WECHAT_PAY_PUBLIC_KEY_ID": "PUB_KEY_ID_"}, "is not PUB_KEY_ID_ followed by digits"),
-    ({"WECHAT_PAY_PUBLIC_KEY_ID": "pub_key_id_0114"}, "is not PUB_KEY_ID_ followed by digits"),
-    ({"WECHAT_PAY_PUBLIC_KEY_ID": CERT_SERIAL}, "is not PUB_KEY_ID_ followed by digits"),
-    ({"WECHAT_PAY_PUBLIC_KEY_ID": "PUB_KEY_ID_0114\n"}, "is not PUB_KEY_ID_ followed by digits"),
-], ids=["key-without-id", "id-without-key", "bare-prefix", "lower-case", "a-certificate-serial", "trailing-newline"])
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ({"WECHAT_PAY_PUBLIC_KEY_ID": ""}, "WECHAT_PAY_PUBLIC_KEY is set but WECHAT_PAY_PUBLIC_KEY_ID is not"),
+        ({"WECHAT_PAY_PUBLIC_KEY": ""}, "WECHAT_PAY_PUBLIC_KEY_ID is set but WECHAT_PAY_PUBLIC_KEY is not"),
+        ({"WECHAT_PAY_PUBLIC_KEY_ID": "PUB_KEY_ID_"}, "is not PUB_KEY_ID_ followed by digits"),
+        ({"WECHAT_PAY_PUBLIC_KEY_ID": "pub_key_id_0114"}, "is not PUB_KEY_ID_ followed by digits"),
+        ({"WECHAT_PAY_PUBLIC_KEY_ID": CERT_SERIAL}, "is not PUB_KEY_ID_ followed by digits"),
+        ({"WECHAT_PAY_PUBLIC_KEY_ID": "PUB_KEY_ID_0114\n"}, "is not PUB_KEY_ID_ followed by digits"),
+    ],
+    ids=["key-without-id", "id-without-key", "bare-prefix", "lower-case", "a-certificate-serial", "trailing-newline"],
+)
 def test_v3_refuses_a_public_key_id_without_its_key_or_of_the_wrong_form(settings, v3, overrides, said):
     found = ids(settings, **{**v3, **overrides})
     assert set(found) == {"wxrecharge.E010"}
@@ -289,8 +326,17 @@ def test_v3_without_the_public_key_warns_of_platform_certificate_mode(settings, 
 
 
 def test_every_v3_fault_at_once_is_reported_with_its_own_id(settings, v3):
-    found = ids(settings, **{**v3, "WECHAT_MCH_PRIVATE_KEY": "", "WECHAT_MCH_CERT_SERIAL": "", "WECHAT_APIV3_KEY": "",
-                             "WECHAT_PAY_PUBLIC_KEY": "/nonexistent/pub_key.pem", "WECHAT_PAY_PUBLIC_KEY_ID": "x"})
+    found = ids(
+        settings,
+        **{
+            **v3,
+            "WECHAT_MCH_PRIVATE_KEY": "",
+            "WECHAT_MCH_CERT_SERIAL": "",
+            "WECHAT_APIV3_KEY": "",
+            "WECHAT_PAY_PUBLIC_KEY": "/nonexistent/pub_key.pem",
+            "WECHAT_PAY_PUBLIC_KEY_ID": "x",
+        },
+    )
     assert set(found) == {"wxrecharge.E006", "wxrecharge.E007", "wxrecharge.E008", "wxrecharge.E009", "wxrecharge.E010"}
     assert all(message.is_serious() for message in found.values())
 
@@ -302,8 +348,10 @@ def test_a_wrong_apiv3_key_is_never_quoted(settings, v3, secret):
     assert secret[:16] not in found["wxrecharge.E008"].msg + found["wxrecharge.E008"].hint
 
 
-@pytest.mark.parametrize("where", ["WECHAT_MCH_PRIVATE_KEY", "WECHAT_MCH_CERT_SERIAL", "WECHAT_PAY_PUBLIC_KEY",
-                                   "WECHAT_PAY_PUBLIC_KEY_ID", "WECHAT_PAY_API"])
+@pytest.mark.parametrize(
+    "where",
+    ["WECHAT_MCH_PRIVATE_KEY", "WECHAT_MCH_CERT_SERIAL", "WECHAT_PAY_PUBLIC_KEY", "WECHAT_PAY_PUBLIC_KEY_ID", "WECHAT_PAY_API"],
+)
 def test_the_apiv3_key_pasted_into_the_wrong_variable_is_never_quoted(settings, v3, where):
     found = ids(settings, **{**v3, where: APIV3_KEY})
     assert found  # a fault is reported ...
@@ -316,7 +364,9 @@ def test_the_apiv3_key_pasted_into_the_wrong_variable_is_never_quoted(settings, 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
 def test_the_old_name_of_the_trusted_proxy_count_in_the_environment_refuses_the_start_naming_the_new_one(
-    settings, monkeypatch, debug,
+    settings,
+    monkeypatch,
+    debug,
 ):
     settings.DEBUG = debug
     monkeypatch.setenv("AXES_IPWARE_PROXY_COUNT", "1")
@@ -354,10 +404,12 @@ def _manage_py_check(*args, **env):
     from django.conf import settings as dj
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "SITE_URL", "DATABASE_"))}
-    clean.update({"DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "wxrecharge.settings", "DATABASE_URL": "sqlite:///:memory:",
-                  **env})
-    return subprocess.run([sys.executable, "manage.py", "check", *args], cwd=dj.BASE_DIR, env=clean,
-                          capture_output=True, text=True, timeout=120)
+    clean.update(
+        {"DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "wxrecharge.settings", "DATABASE_URL": "sqlite:///:memory:", **env}
+    )
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args], cwd=dj.BASE_DIR, env=clean, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_manage_py_check_fails_for_a_production_start_without_secrets():
@@ -371,11 +423,21 @@ def test_manage_py_check_fails_for_a_production_start_without_secrets():
 
 def test_manage_py_check_deploy_passes_a_v3_production_environment_without_warnings(keys):
     result = _manage_py_check(
-        "--deploy", "--fail-level", "WARNING",
-        DJANGO_SECRET_KEY="ci-" + "x7Kq" * 16, DJANGO_ALLOWED_HOSTS="pay.example.com", SITE_URL="https://pay.example.com",
-        WECHAT_SANDBOX="0", WECHAT_APPID="wx0123456789abcdef", WECHAT_APP_SECRET="0123456789abcdef0123456789abcdef",
-        WECHAT_MCH_ID="1230000109", WECHAT_PAY_API="v3", WECHAT_MCH_PRIVATE_KEY=keys.merchant_key,
-        WECHAT_MCH_CERT_SERIAL=CERT_SERIAL, WECHAT_APIV3_KEY=APIV3_KEY, WECHAT_PAY_PUBLIC_KEY=keys.pub_key,
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY="ci-" + "x7Kq" * 16,
+        DJANGO_ALLOWED_HOSTS="pay.example.com",
+        SITE_URL="https://pay.example.com",
+        WECHAT_SANDBOX="0",
+        WECHAT_APPID="wx0123456789abcdef",
+        WECHAT_APP_SECRET="0123456789abcdef0123456789abcdef",
+        WECHAT_MCH_ID="1230000109",
+        WECHAT_PAY_API="v3",
+        WECHAT_MCH_PRIVATE_KEY=keys.merchant_key,
+        WECHAT_MCH_CERT_SERIAL=CERT_SERIAL,
+        WECHAT_APIV3_KEY=APIV3_KEY,
+        WECHAT_PAY_PUBLIC_KEY=keys.pub_key,
         WECHAT_PAY_PUBLIC_KEY_ID="PUB_KEY_ID_0112345678901234567890123456789012",
     )
     assert result.returncode == 0, result.stderr
@@ -397,8 +459,20 @@ def test_a_yes_no_setting_that_says_neither_refuses_the_start(variable):
     assert f"{variable}='ture' is neither yes nor no" in result.stderr
 
 
-@pytest.mark.parametrize(("text", "value"), [("1", True), ("TRUE", True), (" yes ", True), ("on", True), ("0", False),
-                                             ("False", False), ("no", False), ("off", False), ("", None)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+        ("", None),
+    ],
+)
 def test_yes_no_settings_take_the_usual_words(monkeypatch, text, value):
     from common.env import Env
 

@@ -16,8 +16,15 @@ def settings_of(**env) -> dict:
     """The DATABASES setting that wxrecharge.settings makes from an environment."""
     code = "import json; from wxrecharge import settings as s; print(json.dumps(s.DATABASES['default'], default=str))"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
-    result = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env={**clean, **env},
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     import json
 
     return json.loads(result.stdout)
@@ -41,8 +48,9 @@ def test_sqlite_runs_in_wal_with_immediate_transactions_and_waits_for_the_lock()
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_production_warns_when_postgresql_connections_are_not_reused(settings):
     settings.DEBUG = False
-    settings.DATABASES = {"default": {**settings.DATABASES["default"], "ENGINE": "django.db.backends.postgresql",
-                                      "CONN_MAX_AGE": 0, "OPTIONS": {}}}
+    settings.DATABASES = {
+        "default": {**settings.DATABASES["default"], "ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": 0, "OPTIONS": {}}
+    }
     found = {m.id: m for m in check_production_configuration()}
     assert "wxrecharge.W003" in found and "DATABASE_CONN_MAX_AGE" in found["wxrecharge.W003"].hint
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 600

@@ -34,6 +34,7 @@ def assert_weui_page(response, status: int, *words: str) -> str:
 
 # -- pages ------------------------------------------------------------------------------------------------------------
 
+
 def test_an_unknown_page_is_a_chinese_404(client, no_debug):
     assert_weui_page(client.get("/no-such-page/"), 404, "页面不存在")
 
@@ -69,8 +70,11 @@ def test_the_500_page_renders_without_a_request():
 def test_a_form_with_a_stale_csrf_token_gets_a_page_with_a_way_on(db, no_debug):
     make_user("demo")
     strict = Client(enforce_csrf_checks=True)
-    response = strict.post("/accounts/login/", {"username": "demo", "password": PASSWORD},
-                           HTTP_REFERER="http://testserver/accounts/login/?next=/orders/")
+    response = strict.post(
+        "/accounts/login/",
+        {"username": "demo", "password": PASSWORD},
+        HTTP_REFERER="http://testserver/accounts/login/?next=/orders/",
+    )
     html = assert_weui_page(response, 403, "页面已过期", "刷新页面")
     assert 'href="http://testserver/accounts/login/?next=/orders/"' in html
     off_site = strict.post("/accounts/login/", {"username": "demo"}, HTTP_REFERER="https://evil.example/")
@@ -78,6 +82,7 @@ def test_a_form_with_a_stale_csrf_token_gets_a_page_with_a_way_on(db, no_debug):
 
 
 # -- JSON endpoints answer JSON -----------------------------------------------------------------------------------------
+
 
 def assert_json_error(response, status: int, error: str) -> dict:
     assert response.status_code == status
@@ -96,8 +101,9 @@ def test_a_missing_csrf_token_on_a_json_endpoint_is_json(user):
 
 
 @pytest.mark.parametrize("debug", [False, True])
-@pytest.mark.parametrize("url", ["/payments/orders/ab%20cd/status/", "/payments/jsapi/nothing/", "/api/mp/nothing",
-                                 "/payments/orders/X1/"])
+@pytest.mark.parametrize(
+    "url", ["/payments/orders/ab%20cd/status/", "/payments/jsapi/nothing/", "/api/mp/nothing", "/payments/orders/X1/"]
+)
 def test_an_unknown_json_url_is_a_json_404_with_or_without_debug(logged_in_client, settings, url, debug):
     settings.DEBUG = debug
     assert_json_error(logged_in_client.get(url), 404, "not_found")
@@ -120,8 +126,10 @@ def test_a_404_raised_inside_a_json_view_is_json_not_a_logged_500(logged_in_clie
 
 # -- hardening ------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", ["/recharge/", "/orders/", "/accounts/login/", "/healthz", "/admin/login/",
-                                 "/payments/jsapi/prepay/"])
+
+@pytest.mark.parametrize(
+    "url", ["/recharge/", "/orders/", "/accounts/login/", "/healthz", "/admin/login/", "/payments/jsapi/prepay/"]
+)
 def test_every_answer_carries_the_content_security_policy(logged_in_client, url):
     policy = logged_in_client.get(url)["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "object-src 'none'" in policy and "frame-ancestors 'none'" in policy

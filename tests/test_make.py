@@ -18,8 +18,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on
 def dry_run(*args: str) -> list[str]:
     # A PORT or SITE_URL in the caller's environment would be taken by the Makefile's ?=.
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "SITE_URL", "MAKEFLAGS", "MAKELEVEL")}
-    result = subprocess.run(["make", "-n", "run", *args], cwd=settings.BASE_DIR, env=env, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        ["make", "-n", "run", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     return result.stdout.splitlines()
 
 

@@ -40,6 +40,7 @@ def mp_user(db):
 
 # -- 6. a NUL in a URL or form field never reaches the database ----------------------------------------------
 
+
 def test_a_nul_in_a_status_url_is_a_400_json_error(logged_in_client):
     assert_json_error(logged_in_client.get("/payments/orders/ab%00cd/status/"), 400, "invalid_request")
     assert_json_error(logged_in_client.get("/payments/orders/abcd/status/?t=%00"), 400, "invalid_request")
@@ -59,8 +60,9 @@ def test_a_nul_in_a_sign_in_or_sign_up_form_is_a_400(client, db, url, encoding):
     make_user("demo")
     data = {"username": "de\x00mo", "password": PASSWORD, "password1": PASSWORD, "password2": PASSWORD}
     if encoding == "urlencoded":
-        response = client.post(url, "username=de%00mo&password=x&password1=x&password2=x",
-                               content_type="application/x-www-form-urlencoded")
+        response = client.post(
+            url, "username=de%00mo&password=x&password1=x&password2=x", content_type="application/x-www-form-urlencoded"
+        )
     else:
         response = client.post(url, data)
     assert response.status_code == 400
@@ -91,10 +93,10 @@ def test_a_well_formed_order_number_of_32_characters_that_is_not_ours_is_a_json_
 
 # -- 7. JSON endpoints answer JSON when the database fails ------------------------------------------------------
 
+
 def test_a_database_error_during_prepay_is_a_503_json_answer(logged_in_client):
     with mock.patch("payments.services.prepay", side_effect=OperationalError("the database is down")):
-        response = logged_in_client.post("/payments/jsapi/prepay/", {"amount": "10.00"},
-                                         content_type="application/json")
+        response = logged_in_client.post("/payments/jsapi/prepay/", {"amount": "10.00"}, content_type="application/json")
     assert response["Content-Type"] == "application/json"
     body = assert_json_error(response, 503, "server_busy")
     assert set(body) == {"error", "message"}
@@ -103,8 +105,7 @@ def test_a_database_error_during_prepay_is_a_503_json_answer(logged_in_client):
 
 def test_a_database_error_during_a_mini_program_prepay_is_a_503_json_answer(client, mp_user):
     with mock.patch("payments.services.prepay", side_effect=OperationalError("the database is down")):
-        response = client.post("/api/mp/prepay", {"amount": "10.00"}, content_type="application/json",
-                               **bearer(mp_user))
+        response = client.post("/api/mp/prepay", {"amount": "10.00"}, content_type="application/json", **bearer(mp_user))
     assert_json_error(response, 503, "server_busy")
 
 
@@ -117,13 +118,13 @@ def test_a_database_error_during_a_status_poll_is_a_503_json_answer(logged_in_cl
 
 def test_any_other_failure_of_a_json_endpoint_is_a_500_json_answer(logged_in_client):
     with mock.patch("payments.services.prepay", side_effect=RuntimeError("a bug")):
-        response = logged_in_client.post("/payments/jsapi/prepay/", {"amount": "10.00"},
-                                         content_type="application/json")
+        response = logged_in_client.post("/payments/jsapi/prepay/", {"amount": "10.00"}, content_type="application/json")
     body = assert_json_error(response, 500, "server_error")
     assert "a bug" not in body["message"]
 
 
 # -- 9. mini-program logins are throttled per address -------------------------------------------------------------
+
 
 @pytest.fixture
 def clock():
@@ -171,6 +172,7 @@ def test_the_mini_program_login_limit_per_address_is_a_setting(client, db, clock
 
 
 # -- 10. one user cannot pile up pending orders (sandbox over HTTP) ---------------------------------------------
+
 
 @pytest.fixture
 def payer_client(client, sandbox_url):

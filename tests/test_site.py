@@ -55,9 +55,16 @@ def test_fen_are_shown_as_yuan_with_two_decimals(fen, text):
     assert format_fen(fen) == text
 
 
-@pytest.mark.parametrize(("millifen", "bill", "people"), [
-    (0, "0.00000", "¥0.00"), (6000, "0.06000", "¥0.06"), (6123, "0.06123", "¥0.06123"), (-2000, "-0.02000", "-¥0.02"),
-    (-2123, "-0.02123", "-¥0.02123"), (1234567, "12.34567", "¥12.34567"),
-])
+@pytest.mark.parametrize(
+    ("millifen", "bill", "people"),
+    [
+        (0, "0.00000", "¥0.00"),
+        (6000, "0.06000", "¥0.06"),
+        (6123, "0.06123", "¥0.06123"),
+        (-2000, "-0.02000", "-¥0.02"),
+        (-2123, "-0.02123", "-¥0.02123"),
+        (1234567, "12.34567", "¥12.34567"),
+    ],
+)
 def test_fees_are_written_as_wechats_bills_write_them_and_shown_to_the_decimal_they_have(millifen, bill, people):
     assert (format_fee(millifen), fee_yuan(millifen)) == (bill, people)

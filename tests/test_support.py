@@ -42,8 +42,9 @@ def locked_out(client, settings) -> str:
     make_user("victim")
     with time_machine.travel(timezone.now(), tick=False) as clock:
         for _ in range(settings.AXES_FAILURE_LIMIT):
-            response = client.post("/accounts/login/", {"username": "victim", "password": "wrong-password-1"},
-                                   REMOTE_ADDR="10.0.0.1")
+            response = client.post(
+                "/accounts/login/", {"username": "victim", "password": "wrong-password-1"}, REMOTE_ADDR="10.0.0.1"
+            )
             clock.shift(timedelta(seconds=30))
     assert response.status_code == 429
     return text(response)
@@ -54,8 +55,9 @@ def test_nothing_is_configured_by_default():
 
 
 def test_the_ways_read_as_one_sentence(configured):
-    assert support.ask("如需更换，") == ("如需更换，请联系客服：电话 400-800-1234，微信 wxrecharge_kefu，"
-                                   "在线客服 https://help.example.com/kefu。")
+    assert support.ask("如需更换，") == (
+        "如需更换，请联系客服：电话 400-800-1234，微信 wxrecharge_kefu，在线客服 https://help.example.com/kefu。"
+    )
 
 
 def test_the_lockout_page_says_how_to_reach_support(client, configured):
@@ -88,8 +90,10 @@ def test_without_support_the_bound_elsewhere_message_stops_at_the_fact(unconfigu
 
 
 def test_the_inactive_account_message_of_the_sign_in_form_names_support(configured):
-    assert LoginForm().error_messages["inactive"] == "这个账户已停用。如有疑问，请联系客服：电话 400-800-1234，" \
+    assert (
+        LoginForm().error_messages["inactive"] == "这个账户已停用。如有疑问，请联系客服：电话 400-800-1234，"
         "微信 wxrecharge_kefu，在线客服 https://help.example.com/kefu。"
+    )
 
 
 @pytest.mark.django_db(transaction=True)

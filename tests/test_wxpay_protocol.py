@@ -9,8 +9,13 @@ from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac
 from wxrecharge import wxpay
 
 VECTOR_KEY = "192006250b4c09247ec02edce69f6a2d"
-VECTOR = {"appid": "wxd930ea5d5a258f4f", "mch_id": "10000100", "device_info": "1000", "body": "test",
-          "nonce_str": "ibuaiVcKdpRxkhJA"}
+VECTOR = {
+    "appid": "wxd930ea5d5a258f4f",
+    "mch_id": "10000100",
+    "device_info": "1000",
+    "body": "test",
+    "nonce_str": "ibuaiVcKdpRxkhJA",
+}
 
 
 def test_the_official_md5_test_vector():
@@ -50,12 +55,11 @@ def test_xml_round_trips_with_cdata_and_numbers():
         (b"   ", "empty body"),
         (b"not xml at all", "not valid XML"),
         (b"<xml><a>1</a>", "not valid XML"),
-        ('<xml><body>充值</body></xml>'.encode("gbk"), "not UTF-8"),
+        ("<xml><body>充值</body></xml>".encode("gbk"), "not UTF-8"),
         (b"<root><a>1</a></root>", "root is not <xml>"),
         (b"<xml><a><b>1</b></a></xml>", "nested element"),
         (b"<xml><total_fee>1</total_fee><total_fee>100</total_fee></xml>", "repeated field"),
-        (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><a>&x;</a></xml>',
-         "not valid XML"),
+        (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><a>&x;</a></xml>', "not valid XML"),
         (b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>', "not valid XML"),
         (b"<xml><a>" + b"x" * (70 * 1024) + b"</a></xml>", "body too large"),
     ],

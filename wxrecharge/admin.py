@@ -120,6 +120,7 @@ def when(moment: datetime | None) -> str:
 
 # -- the start page ---------------------------------------------------------------------------
 
+
 @dataclass
 class DayTotal:
     day: date
@@ -142,8 +143,10 @@ class Bar:
 def _by_day(queryset: QuerySet, field: str) -> dict[date, tuple[int, int]]:
     """{Beijing day: (count, fen)} in one grouped query."""
     rows = (
-        queryset.annotate(day=TruncDate(field, tzinfo=SHANGHAI)).values("day")
-        .annotate(count=Count("pk"), total=Sum("amount")).order_by("day")
+        queryset.annotate(day=TruncDate(field, tzinfo=SHANGHAI))
+        .values("day")
+        .annotate(count=Count("pk"), total=Sum("amount"))
+        .order_by("day")
     )
     return {row["day"]: (row["count"], row["total"] or 0) for row in rows}
 
@@ -178,8 +181,10 @@ def dashboard(now: datetime | None = None) -> dict:
     since = datetime.combine(days[0], time.min, tzinfo=SHANGHAI)
     until = datetime.combine(today + timedelta(days=1), time.min, tzinfo=SHANGHAI)
     paid = _totals(days, _by_day(RechargeOrder.objects.filter(paid_at__gte=since, paid_at__lt=until), "paid_at"))
-    refunded = _totals(days, _by_day(
-        Refund.objects.filter(status=Refund.Status.SUCCESS, settled_at__gte=since, settled_at__lt=until), "settled_at"))
+    refunded = _totals(
+        days,
+        _by_day(Refund.objects.filter(status=Refund.Status.SUCCESS, settled_at__gte=since, settled_at__lt=until), "settled_at"),
+    )
     return {
         "today": today,
         "paid_today": paid[-1],

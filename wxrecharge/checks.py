@@ -128,7 +128,8 @@ def _wechat_pay_v3_messages() -> list:
     if not serial or not CERT_SERIAL.fullmatch(serial):
         messages.append(
             Error(
-                "WECHAT_MCH_CERT_SERIAL is not set." if not serial
+                "WECHAT_MCH_CERT_SERIAL is not set."
+                if not serial
                 else f"WECHAT_MCH_CERT_SERIAL is not 1 to 64 hexadecimal characters ({len(serial)} characters).",
                 hint="Set WECHAT_MCH_CERT_SERIAL to the 证书序列号 of the merchant API certificate (40 upper-case hex "
                 "characters), shown in " + API_SECURITY + " → API证书, or the digits after serial= of "
@@ -148,7 +149,8 @@ def _wechat_pay_v3_messages() -> list:
             Error(
                 problem,
                 hint="Set WECHAT_APIV3_KEY to the APIv3 key (32 ASCII letters and digits, not the v2 API key) set in "
-                + API_SECURITY + " → 设置APIv3密钥. Without it WeChat Pay sends no notifies.",
+                + API_SECURITY
+                + " → 设置APIv3密钥. Without it WeChat Pay sends no notifies.",
                 id="wxrecharge.E008",
             )
         )
@@ -213,9 +215,11 @@ def check_production_configuration(app_configs=None, **kwargs):
         if api not in WECHAT_PAY_APIS:
             messages.append(
                 Error(
-                    "WECHAT_PAY_API is not set." if not api
+                    "WECHAT_PAY_API is not set."
+                    if not api
                     # Quoted only when short: a secret pasted into the wrong variable stays out of logs.
-                    else f"WECHAT_PAY_API is {api!r}, not v2 or v3." if len(api) <= 8
+                    else f"WECHAT_PAY_API is {api!r}, not v2 or v3."
+                    if len(api) <= 8
                     else f"WECHAT_PAY_API is a {len(api)}-character value, not v2 or v3.",
                     hint="Set WECHAT_PAY_API to v3 (WeChat Pay API v3: new merchants get v3 and its keys) or v2 "
                     "(API v2 with the v2 API key, for a deployment that already runs on it)." + LOCAL_HINT,
@@ -247,8 +251,10 @@ def check_production_configuration(app_configs=None, **kwargs):
                     )
                 )
     database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.sqlite3" and not database.get("CONN_MAX_AGE") and not (
-        database.get("OPTIONS", {}).get("pool")
+    if (
+        database["ENGINE"] != "django.db.backends.sqlite3"
+        and not database.get("CONN_MAX_AGE")
+        and not (database.get("OPTIONS", {}).get("pool"))
     ):
         messages.append(
             Warning(
@@ -269,8 +275,7 @@ def check_production_configuration(app_configs=None, **kwargs):
         messages.append(
             Warning(
                 f"SITE_URL is {settings.SITE_URL!r}, not https.",
-                hint="Set SITE_URL to the public https address: WeChat Pay notifies and "
-                "网页授权 redirects are built from it.",
+                hint="Set SITE_URL to the public https address: WeChat Pay notifies and 网页授权 redirects are built from it.",
                 id="wxrecharge.W001",
             )
         )

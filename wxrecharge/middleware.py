@@ -20,8 +20,14 @@ RAW_BODY_PREFIXES = ("/payments/wechat/",)
 
 # What a JSON endpoint's error without a JSON body of its own (a 404 from the URL
 # resolver, a 405 from @require_POST...) is called.
-STATUS_ERRORS = {400: "invalid_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                 500: "server_error", 503: "server_busy"}
+STATUS_ERRORS = {
+    400: "invalid_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    500: "server_error",
+    503: "server_busy",
+}
 # Exceptions Django itself turns into a 4xx answer.
 HTTP_EXCEPTIONS = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
 
@@ -55,9 +61,12 @@ class RejectNulMiddleware:
     def _has_nul(request) -> bool:
         if "\x00" in request.path or _has_nul(request.GET):
             return True
-        return (request.method == "POST" and not request.path.startswith(RAW_BODY_PREFIXES)
-                and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
-                and _has_nul(request.POST))
+        return (
+            request.method == "POST"
+            and not request.path.startswith(RAW_BODY_PREFIXES)
+            and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+            and _has_nul(request.POST)
+        )
 
 
 class JsonErrorsMiddleware:
@@ -70,8 +79,11 @@ class JsonErrorsMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if (response.status_code >= 400 and is_json_request(request)
-                and not response.get("Content-Type", "").startswith("application/json")):
+        if (
+            response.status_code >= 400
+            and is_json_request(request)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
             return self._as_json(response)
         return response
 

@@ -25,9 +25,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY_FROM_ENV = bool(env.str("DJANGO_SECRET_KEY", default=""))
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "dev-only-insecure-secret-key-do-not-use-in-production"
 
-ALLOWED_HOSTS = env.list(
-    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else []
-)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
@@ -70,10 +68,10 @@ WECHAT_MCH_PRIVATE_KEY = _credential("WECHAT_MCH_PRIVATE_KEY")
 WECHAT_MCH_CERT_SERIAL = _credential("WECHAT_MCH_CERT_SERIAL")
 WECHAT_APIV3_KEY = _credential("WECHAT_APIV3_KEY")
 # WECHAT_PAY_PUBLIC_KEY=none under the sandbox tries platform-certificate mode.
-WECHAT_PAY_PUBLIC_KEY = "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential(
-    "WECHAT_PAY_PUBLIC_KEY")
-WECHAT_PAY_PUBLIC_KEY_ID = "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential(
-    "WECHAT_PAY_PUBLIC_KEY_ID")
+WECHAT_PAY_PUBLIC_KEY = "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential("WECHAT_PAY_PUBLIC_KEY")
+WECHAT_PAY_PUBLIC_KEY_ID = (
+    "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential("WECHAT_PAY_PUBLIC_KEY_ID")
+)
 WECHAT_MCH_CERT = env.str("WECHAT_MCH_CERT", default="") or None
 WECHAT_MCH_KEY = env.str("WECHAT_MCH_KEY", default="") or None
 # Unset base URLs mean WeChat's own, or this site's /sandbox/ when the sandbox is on
@@ -167,11 +165,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # queue instead of failing half-way with "database is locked"), and a writer waits up
     # to 20 s for it (an outside audit measured, under 8 concurrent notify senders: 46-62% FAIL
     # without these, none with them, and 2.3 times the throughput).
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    })
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 else:
     # A connection per request costs a PostgreSQL backend start each time (an outside
     # measurement: 772 -> 140 tps). Each worker keeps its connection for

@@ -36,6 +36,5 @@ def csrf_failure(request, reason: str = ""):
         return json_error("csrf_failed", 403)
     # "刷新页面" reloads the page whose form was sent (a fresh token comes with it).
     referer = request.headers.get("Referer", "")
-    same_site = url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()},
-                                                require_https=request.is_secure())
+    same_site = url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=request.is_secure())
     return render(request, "403_csrf.html", {"retry_url": referer if same_site else ""}, status=403)

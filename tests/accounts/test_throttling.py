@@ -193,6 +193,7 @@ def test_passwords_are_not_kept_in_the_failure_records(client):
 
 # -- the client's address behind reverse proxies ------------------------------------------
 
+
 def behind_proxy(client, username, password, client_address, proxy="127.0.0.1"):
     """Through one nginx: it connects from `proxy` and appends the address it was reached from."""
     return attempt(client, username, password=password, ip=proxy, HTTP_X_FORWARDED_FOR=client_address)

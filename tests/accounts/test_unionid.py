@@ -31,12 +31,12 @@ def gzh_quick_login(client, browser="alice") -> User:
 
 # -- the sandbox plays WeChat with both apps linked to one open-platform account ----------
 
+
 def test_the_sandbox_gives_one_person_one_unionid_in_both_apps(sandbox_url, wxoauth):
     minted = requests.post(sandbox_url + "mp/login-code", json={"user": "alice"}, timeout=10).json()
     session = wechat.mini_program_session(minted["code"])
     assert session["openid"] == mp_openid("alice") and session["unionid"] == unionid("alice")
-    answer = requests.get(wxoauth.authorize_url, cookies={"sandbox_wx_user": "alice"}, allow_redirects=False,
-                          timeout=10)
+    answer = requests.get(wxoauth.authorize_url, cookies={"sandbox_wx_user": "alice"}, allow_redirects=False, timeout=10)
     code = answer.headers["Location"].split("code=")[1].split("&")[0]
     assert wechat.oauth_identity(code) == (openid("alice"), unionid("alice"))
     assert openid("alice") != mp_openid("alice")  # openids are per app; the unionid is per person
@@ -50,6 +50,7 @@ def test_a_mini_program_openid_the_sandbox_knows_no_person_for_has_no_unionid(sa
 
 
 # -- one person, one account -----------------------------------------------------------------
+
 
 def test_a_mini_program_user_signing_in_to_the_gzh_reaches_the_same_account(client, sandbox_url):
     mini = mini_program_login(client, sandbox_url, user="alice")
@@ -115,4 +116,3 @@ def test_a_name_is_never_used_to_match_accounts(client, sandbox_url):
     mini = mini_program_login(client, sandbox_url, user="alice")
     assert mini.username != f"wx_{mp_openid()}" and mini.username.startswith("wx_")
     assert User.objects.get(username=f"wx_{mp_openid()}").mp_openid is None
-

@@ -134,9 +134,16 @@ def test_a_used_code_gives_a_clear_page_and_a_retry_link(client, sandbox_url):
     callback = wechat_redirect(start(client))
     code, state = parse_qs(urlsplit(callback).query)["code"][0], parse_qs(urlsplit(callback).query)["state"][0]
     # the code is spent elsewhere first (e.g. a double tap)
-    requests.get(settings.SITE_URL + "/sandbox/sns/oauth2/access_token", timeout=10, params={
-        "appid": settings.WECHAT_APPID, "secret": settings.WECHAT_APP_SECRET, "code": code,
-        "grant_type": "authorization_code"})
+    requests.get(
+        settings.SITE_URL + "/sandbox/sns/oauth2/access_token",
+        timeout=10,
+        params={
+            "appid": settings.WECHAT_APPID,
+            "secret": settings.WECHAT_APP_SECRET,
+            "code": code,
+            "grant_type": "authorization_code",
+        },
+    )
     response = client.get(callback)
     html = response.content.decode()
     assert response.status_code == 400 and "已经用过" in html and "/accounts/wechat/authorize/?next=" in html

@@ -115,8 +115,7 @@ def test_signing_in_with_a_password_binds_the_wechat_the_page_said_it_would(clie
 def test_registering_from_there_says_it_binds_and_does(client, sandbox_url):
     open_in_wechat(client, LOGIN)
     assert "注册后将绑定当前微信" in client.get("/accounts/register/", **IN_WECHAT).content.decode()
-    client.post("/accounts/register/", {"username": "newbie", "password1": PASSWORD, "password2": PASSWORD},
-                **IN_WECHAT)
+    client.post("/accounts/register/", {"username": "newbie", "password1": PASSWORD, "password2": PASSWORD}, **IN_WECHAT)
     assert User.objects.get(username="newbie").openid == openid()
 
 

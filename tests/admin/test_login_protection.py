@@ -31,8 +31,10 @@ def test_the_login_protection_pages_have_chinese_names_on_the_start_page(admin_c
         assert english not in page
 
 
-@pytest.mark.skipif("axes_admin" not in apps.get_app_config("axes").__class__.__module__,
-                    reason="INSTALLED_APPS lists 'axes': list 'wxrecharge.axes_admin.AxesConfig' instead")
+@pytest.mark.skipif(
+    "axes_admin" not in apps.get_app_config("axes").__class__.__module__,
+    reason="INSTALLED_APPS lists 'axes': list 'wxrecharge.axes_admin.AxesConfig' instead",
+)
 def test_the_login_protection_app_and_its_status_column_are_named_in_chinese(admin_client, client):
     assert apps.get_app_config("axes").verbose_name == "登录保护"
     assert "登录保护" in admin_client.get(reverse("admin:index")).content.decode()
@@ -65,8 +67,7 @@ def test_an_operator_lifts_a_lockout_by_deleting_the_attempts(admin_client, clie
         assert rows and all(row.username == "victim" for row in rows)
         confirm = admin_client.post(ATTEMPTS, {"action": "delete_selected", "_selected_action": [r.pk for r in rows]})
         assert "删除多个对象" in confirm.content.decode()  # the confirmation page
-        done = admin_client.post(ATTEMPTS, {"action": "delete_selected", "post": "yes",
-                                            "_selected_action": [r.pk for r in rows]})
+        done = admin_client.post(ATTEMPTS, {"action": "delete_selected", "post": "yes", "_selected_action": [r.pk for r in rows]})
         assert done.status_code == 302 and not AccessAttempt.objects.filter(username="victim").exists()
 
         assert sign_in(client, "victim", PASSWORD).status_code == 302  # signed in at once

@@ -50,8 +50,15 @@ class TestListAndPage:
         html = admin_client.get(ORDERS + "?incident=open").content.decode()
         assert flagged.out_trade_no in html and calm.out_trade_no not in html and resolved.out_trade_no not in html
 
-    @pytest.mark.parametrize("query", ["status__exact=1", "channel__exact=jsapi", "incident=open&status__exact=0",
-                                       "created_at__gte=2000-01-01+00%3A00%3A00%2B08%3A00"])
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "status__exact=1",
+            "channel__exact=jsapi",
+            "incident=open&status__exact=0",
+            "created_at__gte=2000-01-01+00%3A00%3A00%2B08%3A00",
+        ],
+    )
     def test_the_filters_work(self, admin_client, payer, query):
         paid = settled_order(payer)
         response = admin_client.get(f"{ORDERS}?{query}")

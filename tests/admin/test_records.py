@@ -134,8 +134,9 @@ class TestNotifications:
         assert f'href="/admin/payments/incident/{log.incident_id}/change/"' in page
 
     def test_bytes_that_are_not_utf8_are_shown_escaped(self, admin_client):
-        log = Notification.objects.create(kind="payment", raw_body=b"\xff\x00<xml>", outcome="error",
-                                          traceback="Traceback (most recent call last): boom")
+        log = Notification.objects.create(
+            kind="payment", raw_body=b"\xff\x00<xml>", outcome="error", traceback="Traceback (most recent call last): boom"
+        )
         page = admin_client.get(f"{NOTIFICATIONS}{log.pk}/change/").content.decode()
         assert "\\xff\\x00&lt;xml&gt;" in page and "boom" in page
 

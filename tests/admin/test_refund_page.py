@@ -103,8 +103,7 @@ class TestWhatItShowsAndRefuses:
     def test_it_refuses_a_51st_refund(self, admin_client, payer):
         order = settled_order(payer, 10000)
         for n in range(RechargeOrder.MAX_REFUNDS):
-            Refund.objects.create(order=order, out_refund_no=f"RF{n:026d}", amount=1, reason="x",
-                                  status=Refund.Status.FAILED)
+            Refund.objects.create(order=order, out_refund_no=f"RF{n:026d}", amount=1, reason="x", status=Refund.Status.FAILED)
         response = post(admin_client, order, amount="1")
         assert response.status_code == 200 and "每笔订单最多退款 50 次" in response.content.decode()
         assert Refund.objects.count() == RechargeOrder.MAX_REFUNDS
@@ -140,7 +139,11 @@ class TestRefundingThroughTheSandbox:
         assert response.status_code == 302 and response["Location"] == change_url(order)
         refund = Refund.objects.get()
         assert (refund.amount, refund.status, refund.requested_by, refund.reason) == (
-            500, Refund.Status.PROCESSING, admin_user, "用户多充了")
+            500,
+            Refund.Status.PROCESSING,
+            admin_user,
+            "用户多充了",
+        )
         assert refund.accepted and refund.refund_id and not refund.last_error
         page = admin_client.get(response["Location"])
         assert f"已提交退款 {refund.out_refund_no}：¥5.00，状态：退款中" in messages_of(page)

@@ -35,12 +35,12 @@ def refunded(order: RechargeOrder, amount: int, at: datetime) -> None:
 def books(db):
     """Money on either side of the day and 30-day boundaries."""
     user = payer_user("books")
-    paid(user, 1000, NOW - timedelta(minutes=30))            # today 00:30 Beijing (yesterday in UTC)
-    paid(user, 2000, NOW.replace(hour=0, minute=0))          # today 00:00 exactly
-    yesterday = paid(user, 5000, NOW - timedelta(hours=2))   # yesterday 23:00
-    paid(user, 700, NOW - timedelta(days=29, hours=1))       # 29 days ago 00:00: the first day shown
-    paid(user, 900, NOW - timedelta(days=29, hours=2))       # 30 days ago 23:00: outside
-    refunded(yesterday, 1500, NOW - timedelta(minutes=10))   # settled today
+    paid(user, 1000, NOW - timedelta(minutes=30))  # today 00:30 Beijing (yesterday in UTC)
+    paid(user, 2000, NOW.replace(hour=0, minute=0))  # today 00:00 exactly
+    yesterday = paid(user, 5000, NOW - timedelta(hours=2))  # yesterday 23:00
+    paid(user, 700, NOW - timedelta(days=29, hours=1))  # 29 days ago 00:00: the first day shown
+    paid(user, 900, NOW - timedelta(days=29, hours=2))  # 30 days ago 23:00: outside
+    refunded(yesterday, 1500, NOW - timedelta(minutes=10))  # settled today
     refunded(yesterday, 500, NOW - timedelta(days=3))
     yesterday.start_refund(100, "处理中，不算")
     make_order(user, amount=300)

@@ -76,14 +76,17 @@ def test_an_adjustment_debits_with_a_negative_amount(admin_client, payer):
     assert payer.balance == 750
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"amount": "-10.01", "reason": "冲正"}, "余额 ¥10.00 不足以扣减 ¥10.01"),
-    ({"amount": "5", "reason": ""}, "请填写调整原因"),
-    ({"amount": "5", "reason": "   "}, "请填写调整原因"),
-    ({"amount": "0", "reason": "无"}, "调整金额不能为 0"),
-    ({"amount": "abc", "reason": "无"}, "请输入正确的金额（元，最多两位小数；扣减请用负数）"),
-    ({"amount": "1.234", "reason": "无"}, "请输入正确的金额（元，最多两位小数；扣减请用负数）"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"amount": "-10.01", "reason": "冲正"}, "余额 ¥10.00 不足以扣减 ¥10.01"),
+        ({"amount": "5", "reason": ""}, "请填写调整原因"),
+        ({"amount": "5", "reason": "   "}, "请填写调整原因"),
+        ({"amount": "0", "reason": "无"}, "调整金额不能为 0"),
+        ({"amount": "abc", "reason": "无"}, "请输入正确的金额（元，最多两位小数；扣减请用负数）"),
+        ({"amount": "1.234", "reason": "无"}, "请输入正确的金额（元，最多两位小数；扣减请用负数）"),
+    ],
+)
 def test_an_adjustment_is_refused_with_the_reason(admin_client, payer, values, message):
     settled_order(payer, 1000)
     response = admin_client.post(adjust_url(payer), form(values))
@@ -133,8 +136,15 @@ def test_saving_a_user_in_the_admin_never_writes_back_a_stale_balance(admin_clie
     monkeypatch.setattr(UserAdmin, "save_model", a_notify_commits_meanwhile)
     form = admin_client.get(f"/admin/accounts/user/{user.pk}/change/").context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and k not in ("groups", "user_permissions")}
-    data.update({"username": "victim", "date_joined_0": "2024-01-01", "date_joined_1": "00:00:00", "is_active": "on",
-                 "first_name": "小王"})
+    data.update(
+        {
+            "username": "victim",
+            "date_joined_0": "2024-01-01",
+            "date_joined_1": "00:00:00",
+            "is_active": "on",
+            "first_name": "小王",
+        }
+    )
     assert admin_client.post(f"/admin/accounts/user/{user.pk}/change/", data).status_code == 302
     user.refresh_from_db()
     assert (user.first_name, user.balance) == ("小王", 500)  # the form saved, the credit stands

@@ -29,7 +29,6 @@ def desktop(browser, live_server, settings):
     context.close()
 
 
-
 def wait_until(check, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,12 +44,14 @@ def why_not_settled() -> str:
     from sandbox.models import Delivery
     from sandbox.models import Refund as SandboxRefund
 
-    return "; ".join([
-        f"ours: {list(Refund.objects.values_list('status', 'accepted', 'last_error'))}",
-        f"sandbox: {list(SandboxRefund.objects.values_list('state', 'settle_at'))}",
-        f"deliveries: {list(Delivery.objects.values_list('kind', 'state', 'next_attempt_at'))}",
-        f"notifies: {list(Notification.objects.values_list('kind', 'outcome', 'detail'))}",
-    ])
+    return "; ".join(
+        [
+            f"ours: {list(Refund.objects.values_list('status', 'accepted', 'last_error'))}",
+            f"sandbox: {list(SandboxRefund.objects.values_list('state', 'settle_at'))}",
+            f"deliveries: {list(Delivery.objects.values_list('kind', 'state', 'next_attempt_at'))}",
+            f"notifies: {list(Notification.objects.values_list('kind', 'outcome', 'detail'))}",
+        ]
+    )
 
 
 def test_an_operator_refunds_half_an_order_and_the_user_sees_it(desktop, page, live_server, delivery_worker, settings):
@@ -132,8 +133,13 @@ def test_the_start_page_chart_reads_in_both_themes(browser, live_server, scheme)
     payer = make_user("chart", openid="oChart00000000000000000000001")
     for days_ago, amount in [(0, 3000), (1, 5000), (2, 1000), (6, 2500), (13, 800), (29, 4000)]:
         order = RechargeOrder.objects.create(
-            user=payer, amount=amount, channel="jsapi", openid=payer.openid, expires_at=timezone.now(),
-            out_trade_no=RechargeOrder.new_out_trade_no("jsapi"))
+            user=payer,
+            amount=amount,
+            channel="jsapi",
+            openid=payer.openid,
+            expires_at=timezone.now(),
+            out_trade_no=RechargeOrder.new_out_trade_no("jsapi"),
+        )
         RechargeOrder.pay(order.out_trade_no, f"42{order.out_trade_no}", amount, timezone.now() - timedelta(days=days_ago))
     User.objects.create_superuser("boss", password=PASSWORD)
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", color_scheme=scheme)

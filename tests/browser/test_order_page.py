@@ -19,8 +19,10 @@ from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import PASSWORD, make_order, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-             "Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN")
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN"
+)
 ORDER_URL = re.compile(r"/orders/(\d{26})/(\?result=(ok|cancel|fail))?$")
 
 
@@ -47,8 +49,16 @@ def new_page(browser, live_server, settings, **context):
 
 @pytest.fixture
 def phone(browser, live_server, settings):
-    page = new_page(browser, live_server, settings, viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                    user_agent=WECHAT_UA, is_mobile=True, has_touch=True)
+    page = new_page(
+        browser,
+        live_server,
+        settings,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        user_agent=WECHAT_UA,
+        is_mobile=True,
+        has_touch=True,
+    )
     yield page
     page.context.close()
 
@@ -58,7 +68,6 @@ def desktop(browser, live_server, settings):
     page = new_page(browser, live_server, settings, viewport={"width": 1366, "height": 900})
     yield page
     page.context.close()
-
 
 
 def sign_in(page, live_server, username: str, next_path: str = "") -> None:
@@ -238,8 +247,9 @@ def test_done_closes_the_page_inside_wechat_and_goes_to_recharge_elsewhere(phone
     order = make_order(user, amount=1000)
     RechargeOrder.pay(order.out_trade_no, "4200000000000000000000000000001", 1000, timezone.now())
     # WeChat's own bridge (no sandbox cashier): 完成 asks it to close the window.
-    phone.add_init_script("window.WeixinJSBridge = {invoke: function () {}, "
-                          "call: function (name) { window.closedWith = name; }};")
+    phone.add_init_script(
+        "window.WeixinJSBridge = {invoke: function () {}, call: function (name) { window.closedWith = name; }};"
+    )
     sign_in(phone, live_server, "lin", f"/orders/{order.out_trade_no}/")
     expect(phone.get_by_test_id("order-result")).to_have_text("支付成功")
     phone.get_by_test_id("done").click()
@@ -261,14 +271,21 @@ def test_the_admin_and_the_sandbox_run_under_the_policy(desktop, live_server):
     desktop.get_by_label("用户名").fill(admin.username)
     desktop.get_by_label("密码").fill(PASSWORD)
     desktop.get_by_role("button", name="登录", exact=True).click()
-    for path in ("/admin/", "/admin/orders/rechargeorder/", f"/admin/orders/rechargeorder/{order.pk}/change/",
-                 f"/admin/accounts/user/{user.pk}/change/", "/admin/orders/ledgerentry/", "/sandbox/"):
+    for path in (
+        "/admin/",
+        "/admin/orders/rechargeorder/",
+        f"/admin/orders/rechargeorder/{order.pk}/change/",
+        f"/admin/accounts/user/{user.pk}/change/",
+        "/admin/orders/ledgerentry/",
+        "/sandbox/",
+    ):
         desktop.goto(live_server.url + path)
         expect(desktop.locator("body")).to_be_visible()
     assert desktop.console.csp_violations() == []
 
 
 # -- screenshots: look at them ---------------------------------------------------------------------------------------
+
 
 def _refunded_order(user) -> RechargeOrder:
     order = make_order(user, amount=5000)

@@ -17,15 +17,29 @@ from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import make_order, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-             "Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN")
-PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-            "Version/17.0 Mobile/15E148 Safari/604.1")
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN"
+)
+PHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.0 Mobile/15E148 Safari/604.1"
+)
 DEVICES = {
-    "wechat": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "user_agent": WECHAT_UA,
-               "is_mobile": True, "has_touch": True},
-    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "user_agent": PHONE_UA,
-              "is_mobile": True, "has_touch": True},
+    "wechat": {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "user_agent": WECHAT_UA,
+        "is_mobile": True,
+        "has_touch": True,
+    },
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "user_agent": PHONE_UA,
+        "is_mobile": True,
+        "has_touch": True,
+    },
     "desktop": {"viewport": {"width": 1366, "height": 900}},
 }
 ORDER_URL = re.compile(r"/orders/(\d{26})/\?result=ok$")
@@ -136,8 +150,9 @@ def test_a_tap_on_an_order_wechat_refused_says_so_and_the_order_is_closed(device
 def test_screenshots_of_the_dead_ends(device, live_server, with_support):
     page, name = device, device.device_name
     user = make_user("feng", openid="oFeng00000000000000000000001")
-    refused = make_order(user, amount=3000, status=RechargeOrder.Status.CLOSED, close_reason="refused",
-                         prepay_error="SYSTEMERROR")
+    refused = make_order(
+        user, amount=3000, status=RechargeOrder.Status.CLOSED, close_reason="refused", prepay_error="SYSTEMERROR"
+    )
     confirming = make_order(user, amount=1000, paid_reported_at=timezone.now())
     sign_in(page, live_server, "feng", f"/orders/{confirming.out_trade_no}/")
     expect(page.get_by_test_id("order-result")).to_have_text("支付已收到，正在确认")

@@ -60,8 +60,9 @@ def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, s
         time.sleep(0.1)
     order = RechargeOrder.objects.get()
     assert Delivery.objects.get().state == Delivery.DELIVERED
-    assert Notification.objects.filter(out_trade_no=order.out_trade_no, signature_valid=True,
-                                       outcome__in=["applied", "duplicate"]).exists()
+    assert Notification.objects.filter(
+        out_trade_no=order.out_trade_no, signature_valid=True, outcome__in=["applied", "duplicate"]
+    ).exists()
     assert order.status == RechargeOrder.Status.PAID and LedgerEntry.objects.get().amount == 1000
 
     page.get_by_role("link", name="充值记录").click()

@@ -34,9 +34,14 @@ from tests.payments.conftest import settle_sandbox_refunds
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 Kind = Difference.Kind
 # What an operator who reads reconciliation needs, and nothing more.
-PERMISSIONS = [("reconciliation", "view_billday"), ("reconciliation", "view_difference"),
-               ("reconciliation", "view_billrow"), ("orders", "view_rechargeorder"), ("orders", "view_refund"),
-               ("payments", "view_incident")]
+PERMISSIONS = [
+    ("reconciliation", "view_billday"),
+    ("reconciliation", "view_difference"),
+    ("reconciliation", "view_billrow"),
+    ("orders", "view_rechargeorder"),
+    ("orders", "view_refund"),
+    ("payments", "view_incident"),
+]
 
 
 @pytest.fixture
@@ -55,7 +60,6 @@ def day():
     """Today in Beijing, the day the trades happen on (clear of midnight)."""
     with clear_of_midnight() as today:
         yield today
-
 
 
 def a_day_with_every_kind_of_difference(day) -> dict[str, RechargeOrder | str]:
@@ -78,8 +82,15 @@ def a_day_with_every_kind_of_difference(day) -> dict[str, RechargeOrder | str]:
     in_flight = paid_at_sandbox(payer, "25.00")  # refunded, not finished when WeChat cuts the bill: no difference
     payment_services.request_refund(in_flight, 500, "用户申请退款")
     Fault.objects.create(out_trade_no="", bill_add_unknown_trade=True)  # 未知订单
-    return {"lost": lost, "omitted": omitted, "other_amount": other_amount, "twice": twice, "refunded": refunded,
-            "refund": refund.out_refund_no, "unknown": bills.unknown_ids(settings.WECHAT_MCH_ID, day)[0]}
+    return {
+        "lost": lost,
+        "omitted": omitted,
+        "other_amount": other_amount,
+        "twice": twice,
+        "refunded": refunded,
+        "refund": refund.out_refund_no,
+        "unknown": bills.unknown_ids(settings.WECHAT_MCH_ID, day)[0],
+    }
 
 
 def operator() -> None:
@@ -95,9 +106,14 @@ def test_an_operator_reads_a_days_differences_and_exports_them(desktop, live_ser
         bill_day = reconcile_day(day)
         assert bill_day.status == BillDay.Status.DIFFERENCES
         kinds = dict(bill_day.differences.values_list("kind", "out_trade_no"))
-        assert kinds == {Kind.MISSED_PAYMENT: made["lost"].out_trade_no, Kind.MISSING_PAYMENT: made["omitted"].out_trade_no,
-                         Kind.AMOUNT: made["other_amount"].out_trade_no, Kind.DUPLICATE: made["twice"].out_trade_no,
-                         Kind.UNSETTLED_REFUND: made["refunded"].out_trade_no, Kind.UNKNOWN_ORDER: made["unknown"]}
+        assert kinds == {
+            Kind.MISSED_PAYMENT: made["lost"].out_trade_no,
+            Kind.MISSING_PAYMENT: made["omitted"].out_trade_no,
+            Kind.AMOUNT: made["other_amount"].out_trade_no,
+            Kind.DUPLICATE: made["twice"].out_trade_no,
+            Kind.UNSETTLED_REFUND: made["refunded"].out_trade_no,
+            Kind.UNKNOWN_ORDER: made["unknown"],
+        }
 
         desktop.goto(live_server.url + "/admin/")
         desktop.get_by_label("用户名").fill("duizhang")
@@ -134,12 +150,18 @@ def test_an_operator_reads_a_days_differences_and_exports_them(desktop, live_ser
         expect(totals.locator("tr", has_text="退款金额")).not_to_have_class("recon-differs")
         table = desktop.get_by_test_id("differences")
         expect(table).to_contain_text("差异 6 项（已自动补账 2，已提交异常 4，仅提示 0）")
-        for label, key in (("支付未入账", "lost"), ("微信无此支付", "omitted"), ("金额不符", "other_amount"),
-                           ("账单重复行", "twice"), ("退款未结", "refunded")):
+        for label, key in (
+            ("支付未入账", "lost"),
+            ("微信无此支付", "omitted"),
+            ("金额不符", "other_amount"),
+            ("账单重复行", "twice"),
+            ("退款未结", "refunded"),
+        ):
             line = table.locator("tbody tr", has_text=label)
             expect(line).to_have_count(1)
             expect(line.get_by_role("link", name=made[key].out_trade_no)).to_have_attribute(
-                "href", f"/admin/orders/rechargeorder/{made[key].pk}/change/")
+                "href", f"/admin/orders/rechargeorder/{made[key].pk}/change/"
+            )
         refund_line = table.locator("tbody tr", has_text="退款未结")
         expect(refund_line.get_by_role("link", name=made["refund"])).to_be_visible()
         unknown = table.locator("tbody tr", has_text="未知订单")
@@ -158,16 +180,28 @@ def test_an_operator_reads_a_days_differences_and_exports_them(desktop, live_ser
         data = download.path().read_bytes()
         assert data.startswith("\ufeff".encode())
         rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-        assert rows[0] == ["账单日", "差异类型", "处理结果", "商户订单号", "商户退款单号", "微信订单号", "微信金额（元）",
-                           "本站金额（元）", "异常编号", "说明"]
-        assert sorted((r[1], r[2], r[3]) for r in rows[1:]) == sorted([
-            ("支付未入账", "已自动补账", made["lost"].out_trade_no),
-            ("退款未结", "已自动补账", made["refunded"].out_trade_no),
-            ("微信无此支付", "已提交异常", made["omitted"].out_trade_no),
-            ("金额不符", "已提交异常", made["other_amount"].out_trade_no),
-            ("账单重复行", "已提交异常", made["twice"].out_trade_no),
-            ("未知订单", "已提交异常", made["unknown"]),
-        ])
+        assert rows[0] == [
+            "账单日",
+            "差异类型",
+            "处理结果",
+            "商户订单号",
+            "商户退款单号",
+            "微信订单号",
+            "微信金额（元）",
+            "本站金额（元）",
+            "异常编号",
+            "说明",
+        ]
+        assert sorted((r[1], r[2], r[3]) for r in rows[1:]) == sorted(
+            [
+                ("支付未入账", "已自动补账", made["lost"].out_trade_no),
+                ("退款未结", "已自动补账", made["refunded"].out_trade_no),
+                ("微信无此支付", "已提交异常", made["omitted"].out_trade_no),
+                ("金额不符", "已提交异常", made["other_amount"].out_trade_no),
+                ("账单重复行", "已提交异常", made["twice"].out_trade_no),
+                ("未知订单", "已提交异常", made["unknown"]),
+            ]
+        )
         amount_row = next(r for r in rows if r[1] == "金额不符")
         assert (amount_row[0], amount_row[6], amount_row[7]) == (day.isoformat(), "31.00", "30.00")
         assert "未做任何改动" in amount_row[9]

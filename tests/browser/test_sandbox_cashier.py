@@ -11,8 +11,10 @@ from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-             "Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN")
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN"
+)
 
 INVOKE = """params => {
   window.payResult = null;
@@ -91,8 +93,14 @@ def test_the_cashier_can_cancel_and_fail(page, live_server, wxpay):
 def wechat_page(browser, live_server, settings):
     """A phone in WeChat's browser (390x844, WeChat's User-Agent)."""
     settings.SITE_URL = live_server.url
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="zh-CN",
-                                  user_agent=WECHAT_UA, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        locale="zh-CN",
+        user_agent=WECHAT_UA,
+        is_mobile=True,
+        has_touch=True,
+    )
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()

@@ -9,15 +9,18 @@ from accounts.models import User
 from orders.models import RechargeOrder
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-             "Mobile/15E148 MicroMessenger/8.0.50(0x1800322c) NetType/WIFI Language/zh_CN")
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.50(0x1800322c) NetType/WIFI Language/zh_CN"
+)
 
 
 @pytest.fixture
 def wechat_page(browser, live_server, settings):
     settings.SITE_URL = live_server.url
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="zh-CN",
-                                  user_agent=WECHAT_UA)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="zh-CN", user_agent=WECHAT_UA
+    )
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()

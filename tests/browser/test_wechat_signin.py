@@ -19,12 +19,16 @@ from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-             "Mobile/15E148 MicroMessenger/8.0.50(0x1800322c) NetType/WIFI Language/zh_CN")
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.50(0x1800322c) NetType/WIFI Language/zh_CN"
+)
 # WeChat for Windows opens 公众号 pages in its own browser, with MicroMessenger in its User-Agent too.
-WECHAT_DESKTOP_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/81.0.4044.138 Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) "
-                     "WindowsWechat(0x63090a13) XWEB/9129 Flue")
+WECHAT_DESKTOP_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/81.0.4044.138 Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) "
+    "WindowsWechat(0x63090a13) XWEB/9129 Flue"
+)
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "user_agent": WECHAT_UA}
 DESKTOP = {"viewport": {"width": 1366, "height": 900}, "device_scale_factor": 1, "user_agent": WECHAT_DESKTOP_UA}
 
@@ -56,7 +60,6 @@ def hold_next_submission(page) -> None:
     """The next form submission stays on the page, as if the server were slow to answer
     (the page's own submit handler runs first, at the form)."""
     page.evaluate("() => document.addEventListener('submit', (e) => e.preventDefault(), {once: true})")
-
 
 
 def test_a_bound_user_signs_in_with_no_password(wechat, live_server):
@@ -132,9 +135,16 @@ def lock_out(name: str) -> None:
     """Five recent failures for `name`, as the sign-in form would have left them."""
     from axes.models import AccessAttempt
 
-    attempt = AccessAttempt.objects.create(username=name, ip_address="127.0.0.1", user_agent="x",
-                                           failures_since_start=5, get_data="", post_data="", http_accept="",
-                                           path_info="/accounts/login/")
+    attempt = AccessAttempt.objects.create(
+        username=name,
+        ip_address="127.0.0.1",
+        user_agent="x",
+        failures_since_start=5,
+        get_data="",
+        post_data="",
+        http_accept="",
+        path_info="/accounts/login/",
+    )
     # attempt_time is set on creation: move it back as if the failures were two minutes ago.
     AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=timezone.now() - timedelta(minutes=2))
 

@@ -74,20 +74,34 @@ def test_a_pending_order_that_can_no_longer_be_paid_offers_a_new_recharge(payer_
 
 def test_a_paid_order_says_paid_with_the_balance_and_paid_time(payer_client, payer):
     order = make_order(payer, amount=1000)
-    payer_client.post("/payments/wechat/notify/", notify_xml(order.out_trade_no, 1000, time_end="20261102093100"),
-                      content_type="text/xml")
+    payer_client.post(
+        "/payments/wechat/notify/", notify_xml(order.out_trade_no, 1000, time_end="20261102093100"), content_type="text/xml"
+    )
     html = text(payer_client.get(f"/orders/{order.out_trade_no}/?result=ok"))
     assert "支付成功" in html and "已支付" in html and "当前余额 ¥10.00" in html
     assert "2026-11-02 09:31:00" in html and "继续支付" not in html and "刷新" not in html
 
 
 def test_a_refunded_order_lists_its_refunds_with_status_and_amount(payer_client, payer):
-    order = make_order(payer, amount=1000, status=RechargeOrder.Status.REFUNDED, refunded_amount=300,
-                       transaction_id="4200000000000001", paid_at=timezone.now())
-    Refund.objects.create(order=order, out_refund_no=Refund.new_out_refund_no(), amount=300, reason="r",
-                          status=Refund.Status.SUCCESS, settled_at=timezone.now())
-    Refund.objects.create(order=order, out_refund_no=Refund.new_out_refund_no(), amount=200, reason="r",
-                          status=Refund.Status.PROCESSING)
+    order = make_order(
+        payer,
+        amount=1000,
+        status=RechargeOrder.Status.REFUNDED,
+        refunded_amount=300,
+        transaction_id="4200000000000001",
+        paid_at=timezone.now(),
+    )
+    Refund.objects.create(
+        order=order,
+        out_refund_no=Refund.new_out_refund_no(),
+        amount=300,
+        reason="r",
+        status=Refund.Status.SUCCESS,
+        settled_at=timezone.now(),
+    )
+    Refund.objects.create(
+        order=order, out_refund_no=Refund.new_out_refund_no(), amount=200, reason="r", status=Refund.Status.PROCESSING
+    )
     html = text(payer_client.get(f"/orders/{order.out_trade_no}/"))
     assert "部分退款" in html and "已退款 ¥3.00" in html
     assert "退款成功" in html and "退款 ¥3.00" in html and "退款中" in html and "退款 ¥2.00" in html
@@ -99,8 +113,9 @@ def test_a_closed_order_says_so(payer_client, payer):
     assert "订单已关闭" in html and "已关闭" in html and "继续支付" not in html and "重新充值" in html
 
 
-@pytest.mark.parametrize(("result", "words"), [("ok", "正在确认支付结果"), ("cancel", "已取消支付"),
-                                                 ("fail", "支付未完成"), ("<script>", "待支付")])
+@pytest.mark.parametrize(
+    ("result", "words"), [("ok", "正在确认支付结果"), ("cancel", "已取消支付"), ("fail", "支付未完成"), ("<script>", "待支付")]
+)
 def test_the_pay_result_in_the_url_survives_a_reload(payer_client, payer, result, words):
     order = payable(payer)
     for _ in range(2):
@@ -144,6 +159,7 @@ def test_the_order_page_needs_sign_in(client, payer):
 
 
 # -- /recharge/ keeps the chosen amount -------------------------------------------------------------------------
+
 
 def test_recharge_preselects_a_preset_amount_from_the_query(payer_client):
     html = payer_client.get("/recharge/?amount=30.00").content.decode()

@@ -58,14 +58,21 @@ def test_inside_wechat_a_user_without_openid_is_sent_through_silent_authorisatio
 def test_history_lists_newest_first_with_status_words_and_beijing_times(client, payer):
     old = make_order(payer, amount=1000, created_at=datetime(2026, 11, 1, 1, 30, tzinfo=UTC))
     paid = make_order(payer, amount=1990, created_at=datetime(2026, 11, 2, 1, 30, tzinfo=UTC))
-    client.post("/payments/wechat/notify/", notify_xml(paid.out_trade_no, 1990, time_end="20261102093100"),
-                content_type="text/xml")
-    closed = make_order(payer, amount=30, created_at=datetime(2026, 11, 3, 1, 30, tzinfo=UTC),
-                        status=RechargeOrder.Status.CLOSED)
-    refunded = make_order(payer, amount=50, created_at=datetime(2026, 11, 4, 1, 30, tzinfo=UTC),
-                          status=RechargeOrder.Status.REFUNDED, refunded_amount=50, transaction_id="4200000000000050")
-    Refund.objects.create(order=refunded, out_refund_no=Refund.new_out_refund_no(), amount=50, reason="test",
-                          status=Refund.Status.SUCCESS)
+    client.post(
+        "/payments/wechat/notify/", notify_xml(paid.out_trade_no, 1990, time_end="20261102093100"), content_type="text/xml"
+    )
+    closed = make_order(payer, amount=30, created_at=datetime(2026, 11, 3, 1, 30, tzinfo=UTC), status=RechargeOrder.Status.CLOSED)
+    refunded = make_order(
+        payer,
+        amount=50,
+        created_at=datetime(2026, 11, 4, 1, 30, tzinfo=UTC),
+        status=RechargeOrder.Status.REFUNDED,
+        refunded_amount=50,
+        transaction_id="4200000000000050",
+    )
+    Refund.objects.create(
+        order=refunded, out_refund_no=Refund.new_out_refund_no(), amount=50, reason="test", status=Refund.Status.SUCCESS
+    )
     make_order(make_user("someone-else"), amount=777)
     client.force_login(payer)
     html = client.get("/orders/").content.decode()
@@ -99,8 +106,9 @@ def test_history_pages_through_45_orders_newest_first_by_keyset_without_counting
         url = "/orders/?before=" + more.group(1)
     else:
         pytest.fail("the 更多 links never ended")
-    expected = list(RechargeOrder.objects.filter(user=payer).order_by("-created_at", "-pk")
-                    .values_list("out_trade_no", flat=True))
+    expected = list(
+        RechargeOrder.objects.filter(user=payer).order_by("-created_at", "-pk").values_list("out_trade_no", flat=True)
+    )
     assert seen == expected and len(seen) == 46  # every order once, newest first
     assert "回到最新" in html
 
@@ -119,8 +127,10 @@ def test_a_later_history_page_costs_the_same_queries_as_the_first(client, payer)
     assert len(on_first) == len(on_second)
 
 
-@pytest.mark.parametrize("cursor", ["abc", "2026-11-02T01:30:00%2B00:00|x", "nope|12", "2026-11-02T01:30:00|1", "|",
-                                    "2026-11-02T01:30:00%2B00:00|１２"])
+@pytest.mark.parametrize(
+    "cursor",
+    ["abc", "2026-11-02T01:30:00%2B00:00|x", "nope|12", "2026-11-02T01:30:00|1", "|", "2026-11-02T01:30:00%2B00:00|１２"],
+)
 def test_a_bad_history_cursor_shows_the_first_page(client, payer, cursor):
     make_order(payer, amount=1234)
     client.force_login(payer)
@@ -155,10 +165,16 @@ def test_history_needs_login(client):
 def test_admin_pages_for_operators(admin_client, payer):
     order = make_order(payer, amount=1990)
     admin_client.post("/payments/wechat/notify/", notify_xml(order.out_trade_no, 1990), content_type="text/xml")
-    for url in ("/admin/orders/rechargeorder/", f"/admin/orders/rechargeorder/{order.pk}/change/",
-                "/admin/orders/rechargeorder/?status__exact=1", f"/admin/orders/rechargeorder/?q={order.out_trade_no}",
-                "/admin/orders/ledgerentry/", "/admin/payments/notification/", f"/admin/accounts/user/{payer.pk}/change/",
-                "/admin/accounts/user/?q=oPayer"):
+    for url in (
+        "/admin/orders/rechargeorder/",
+        f"/admin/orders/rechargeorder/{order.pk}/change/",
+        "/admin/orders/rechargeorder/?status__exact=1",
+        f"/admin/orders/rechargeorder/?q={order.out_trade_no}",
+        "/admin/orders/ledgerentry/",
+        "/admin/payments/notification/",
+        f"/admin/accounts/user/{payer.pk}/change/",
+        "/admin/accounts/user/?q=oPayer",
+    ):
         response = admin_client.get(url)
         assert response.status_code == 200, url
     page = admin_client.get("/admin/orders/rechargeorder/").content.decode()

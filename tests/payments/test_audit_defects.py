@@ -42,8 +42,9 @@ def post_notify(client, body: bytes, content_type: str = "text/xml"):
     return wxpay.parse_xml(response.content)["return_code"]
 
 
-def signed_notify(out_trade_no: str, total_fee: int | str, *, sign_type: str = "MD5",
-                  sign_type_field: str | None = None, **overrides) -> bytes:
+def signed_notify(
+    out_trade_no: str, total_fee: int | str, *, sign_type: str = "MD5", sign_type_field: str | None = None, **overrides
+) -> bytes:
     """A payment notify signed with `sign_type`, carrying `sign_type_field` as its own sign_type
     field, or no sign_type field at all when it is None (as WeChat has been seen to send)."""
     fields = wxpay.parse_xml(notify_xml(out_trade_no, 1990))
@@ -73,6 +74,7 @@ def assert_not_credited(order):
 
 # -- 1. bodies PostgreSQL cannot hold as text are recorded and refused -----------------------------
 
+
 def _with_nul(order) -> bytes:
     good = notify_xml(order.out_trade_no, 1990)
     return good.replace(b"<appid>", b"<appid>\x00", 1)
@@ -96,6 +98,7 @@ def test_a_notify_with_a_nul_byte_or_in_utf16_is_recorded_and_answered_fail(clie
 
 # -- 2. the first insert fails ---------------------------------------------------------------------
 
+
 def test_a_database_error_while_recording_a_notify_answers_fail_and_the_retry_credits(client, order):
     body = notify_xml(order.out_trade_no, 1990)
     with mock.patch("payments.models._insert_returning_id", side_effect=OperationalError("server closed")):
@@ -107,6 +110,7 @@ def test_a_database_error_while_recording_a_notify_answers_fail_and_the_retry_cr
 
 
 # -- 3. the outcome is written with the money ----------------------------------------------------------
+
 
 def test_when_the_outcome_cannot_be_written_the_payment_is_rolled_back_and_the_retry_credits_once(client, order):
     real_finish = Notification.finish
@@ -124,11 +128,11 @@ def test_when_the_outcome_cannot_be_written_the_payment_is_rolled_back_and_the_r
     assert post_notify(client, body) == "SUCCESS"
     assert post_notify(client, body) == "SUCCESS"
     assert_credited_once(order)
-    assert list(Notification.objects.order_by("pk").values_list("outcome", flat=True)) == [
-        "error", "applied", "duplicate"]
+    assert list(Notification.objects.order_by("pk").values_list("outcome", flat=True)) == ["error", "applied", "duplicate"]
 
 
 # -- 4. the signature is checked with the merchant's sign type ---------------------------------------------
+
 
 def test_an_hmac_merchant_applies_an_hmac_notify_that_carries_no_sign_type(client, order, settings):
     settings.WECHAT_SIGN_TYPE = "HMAC-SHA256"
@@ -181,10 +185,19 @@ ORDERQUERY_BASE = "https://wechat.test/"
 def test_an_orderquery_answer_whose_total_fee_is_not_plain_digits_does_not_credit(order, settings, total_fee, credited):
     settings.WECHAT_PAY_API = "v2"  # v2's XML answer; v3's JSON amounts: tests/payments/test_gateway_v3.py
     settings.WECHAT_PAY_BASE_URL = ORDERQUERY_BASE
-    answer = {"return_code": "SUCCESS", "return_msg": "OK", "appid": settings.WECHAT_APPID,
-              "mch_id": settings.WECHAT_MCH_ID, "nonce_str": wxpay.nonce(), "result_code": "SUCCESS",
-              "trade_state": "SUCCESS", "out_trade_no": order.out_trade_no, "total_fee": total_fee,
-              "transaction_id": "4200000000202611230000000077", "time_end": "20261123120000"}
+    answer = {
+        "return_code": "SUCCESS",
+        "return_msg": "OK",
+        "appid": settings.WECHAT_APPID,
+        "mch_id": settings.WECHAT_MCH_ID,
+        "nonce_str": wxpay.nonce(),
+        "result_code": "SUCCESS",
+        "trade_state": "SUCCESS",
+        "out_trade_no": order.out_trade_no,
+        "total_fee": total_fee,
+        "transaction_id": "4200000000202611230000000077",
+        "time_end": "20261123120000",
+    }
     answer["sign"] = wxpay.sign(answer, settings.WECHAT_API_KEY, settings.WECHAT_SIGN_TYPE)
     responses.post(ORDERQUERY_BASE + "pay/orderquery", body=wxpay.to_xml(answer))
     synced = services.sync_order(order)
@@ -198,6 +211,7 @@ def test_an_orderquery_answer_whose_total_fee_is_not_plain_digits_does_not_credi
 
 
 # -- 8. status polls ask WeChat at most once per interval (sandbox over HTTP) -------------------------------
+
 
 @pytest.mark.django_db(transaction=True)
 def test_fifty_status_polls_within_a_second_ask_wechat_once_and_again_after_the_interval(client, sandbox_url):
@@ -224,10 +238,13 @@ def test_fifty_status_polls_within_a_second_ask_wechat_once_and_again_after_the_
 ATTACH = "充值备注" * 400  # about 4.8 kB of UTF-8: far more than UNVERIFIED_BODY_BYTES
 
 
-@pytest.mark.parametrize("forge", [
-    pytest.param({"sign": "0" * 32}, id="bad sign"),
-    pytest.param({"key": "f" * 32}, id="another merchant's key"),
-])
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param({"sign": "0" * 32}, id="bad sign"),
+        pytest.param({"key": "f" * 32}, id="another merchant's key"),
+    ],
+)
 def test_a_notify_whose_signature_does_not_verify_keeps_only_a_prefix_of_its_body(client, order, forge):
     body = notify_xml(order.out_trade_no, 1990, attach=ATTACH, **forge)
     assert len(body) > UNVERIFIED_BODY_BYTES
@@ -277,8 +294,7 @@ def test_rejected_notifies_are_purged_after_the_retention_period_and_the_rest_ke
     post_at(now - retention - timedelta(days=1), notify_xml(paid.out_trade_no, 500))
     post_at(now - retention + timedelta(days=1), b"<xml><junk>recent</junk></xml>")
     post_at(now, notify_xml("NOSUCHORDER", 500, sign="0" * 32))
-    assert sorted(Notification.objects.values_list("outcome", flat=True)) == [
-        "applied", "rejected", "rejected", "rejected"]
+    assert sorted(Notification.objects.values_list("outcome", flat=True)) == ["applied", "rejected", "rejected", "rejected"]
 
     assert purge_rejected_notifies() == 1
     assert not Notification.objects.filter(raw_body=b"<xml><junk>old</junk></xml>").exists()
@@ -297,6 +313,7 @@ def test_the_reconcile_pass_purges_old_rejected_notifies(client, db, settings):
 
 # -- 12. money taken after a local close ----------------------------------------------------------------------
 
+
 def test_money_taken_after_a_local_close_is_credited_once_and_opens_an_incident(client, order):
     assert order.close()
     body = notify_xml(order.out_trade_no, 1990)
@@ -310,6 +327,7 @@ def test_money_taken_after_a_local_close_is_credited_once_and_opens_an_incident(
 
 
 # -- 13. logging -------------------------------------------------------------------------------------------
+
 
 def test_an_applied_and_a_duplicate_notify_each_log_a_line_naming_the_order(client, order, caplog):
     caplog.set_level(logging.INFO)
@@ -330,6 +348,7 @@ def test_a_validly_signed_notify_for_another_merchant_is_logged_as_an_error(clie
 
 
 # -- 14. an unknown order ------------------------------------------------------------------------------------
+
 
 def test_a_notify_for_an_unknown_order_opens_one_incident_however_often_wechat_retries(client, db):
     body = notify_xml("20261123120000109999999999", 1990)

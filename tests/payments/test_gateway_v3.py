@@ -31,19 +31,30 @@ def signed_answer(wechat_key, fields: dict, status: int = 200):  # noqa: F811
 def query_answer(order, **amount):
     from django.conf import settings
 
-    return {"appid": settings.WECHAT_APPID, "mchid": settings.WECHAT_MCH_ID, "out_trade_no": order.out_trade_no,
-            "transaction_id": "4200000000202611240000000077", "trade_type": "JSAPI", "trade_state": "SUCCESS",
-            "trade_state_desc": "支付成功", "success_time": "2026-11-24T10:00:00+08:00", "payer": {"openid": "oPayer"},
-            "amount": {"currency": "CNY", **amount}}
+    return {
+        "appid": settings.WECHAT_APPID,
+        "mchid": settings.WECHAT_MCH_ID,
+        "out_trade_no": order.out_trade_no,
+        "transaction_id": "4200000000202611240000000077",
+        "trade_type": "JSAPI",
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "success_time": "2026-11-24T10:00:00+08:00",
+        "payer": {"openid": "oPayer"},
+        "amount": {"currency": "CNY", **amount},
+    }
 
 
 @responses.activate
-@pytest.mark.parametrize(("total", "credited"), [(1990, True), ("1990", False), (1990.0, False), (True, False),
-                                                 (None, False), (-1990, False)])
+@pytest.mark.parametrize(
+    ("total", "credited"), [(1990, True), ("1990", False), (1990.0, False), (True, False), (None, False), (-1990, False)]
+)
 def test_a_query_answer_credits_only_an_integer_amount(order, wechat_key, total, credited):  # noqa: F811
     amount = {} if total is None else {"total": total}
-    responses.get(BASE + f"v3/pay/transactions/out-trade-no/{order.out_trade_no}",
-                  **signed_answer(wechat_key, query_answer(order, **amount)))
+    responses.get(
+        BASE + f"v3/pay/transactions/out-trade-no/{order.out_trade_no}",
+        **signed_answer(wechat_key, query_answer(order, **amount)),
+    )
     synced = services.sync_order(order)
     assert len(responses.calls) == 1
     assert (synced.status == RechargeOrder.Status.PAID) is credited
@@ -55,8 +66,9 @@ def test_a_query_answer_signed_by_another_key_is_not_believed(order, wechat_key)
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    responses.get(BASE + f"v3/pay/transactions/out-trade-no/{order.out_trade_no}",
-                  **signed_answer(forger, query_answer(order, total=1990)))
+    responses.get(
+        BASE + f"v3/pay/transactions/out-trade-no/{order.out_trade_no}", **signed_answer(forger, query_answer(order, total=1990))
+    )
     with pytest.raises(services.WeChatError) as error:
         services.sync_order(order)
     assert error.value.code == "ANSWER_SIGNATURE" and error.value.retryable
@@ -66,8 +78,10 @@ def test_a_query_answer_signed_by_another_key_is_not_believed(order, wechat_key)
 
 @responses.activate
 def test_an_unknown_order_is_closed_here_only_once_it_has_expired(order, wechat_key):  # noqa: F811
-    responses.get(BASE + f"v3/pay/transactions/out-trade-no/{order.out_trade_no}",
-                  **signed_answer(wechat_key, {"code": "ORDER_NOT_EXIST", "message": "订单不存在"}, status=404))
+    responses.get(
+        BASE + f"v3/pay/transactions/out-trade-no/{order.out_trade_no}",
+        **signed_answer(wechat_key, {"code": "ORDER_NOT_EXIST", "message": "订单不存在"}, status=404),
+    )
     assert services.sync_order(order).status == RechargeOrder.Status.PENDING
     RechargeOrder.objects.filter(pk=order.pk).update(expires_at=order.created_at)
     order.refresh_from_db()
@@ -81,8 +95,10 @@ BILL = "交易时间,商户订单号\r\n`2026-11-23 10:00:00,`O1\r\n总交易单
 
 def serve_bill(wechat_key, data: bytes, hash_value: str):  # noqa: F811
     download = BASE + "v3/billdownload/file?token=abc"
-    responses.get(BASE + "v3/bill/tradebill", **signed_answer(wechat_key, {
-        "hash_type": "SHA1", "hash_value": hash_value, "download_url": download}))
+    responses.get(
+        BASE + "v3/bill/tradebill",
+        **signed_answer(wechat_key, {"hash_type": "SHA1", "hash_value": hash_value, "download_url": download}),
+    )
     responses.get(download, body=data, content_type="application/octet-stream")  # the file itself is not signed
 
 

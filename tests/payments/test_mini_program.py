@@ -53,17 +53,24 @@ def test_a_mini_program_logs_in_prepays_pays_and_sees_its_history(client, sandbo
     order = RechargeOrder.objects.get(out_trade_no=prepaid["out_trade_no"])
     assert order.channel == "miniprogram" and order.openid == user.mp_openid
 
-    paid = requests.post(sandbox_url + "cashier/pay", json={**params, "appId": settings.WECHAT_MINIPROGRAM_APPID},
-                         timeout=10).json()
+    paid = requests.post(
+        sandbox_url + "cashier/pay", json={**params, "appId": settings.WECHAT_MINIPROGRAM_APPID}, timeout=10
+    ).json()
     assert paid == {"err_msg": "get_brand_wcpay_request:ok"}
 
     status = client.get(f"/api/mp/orders/{prepaid['out_trade_no']}", **auth).json()
-    assert status == {"out_trade_no": prepaid["out_trade_no"], "status": "paid", "confirming": False, "amount_fen": 666,
-                      "balance_fen": 666}
+    assert status == {
+        "out_trade_no": prepaid["out_trade_no"],
+        "status": "paid",
+        "confirming": False,
+        "amount_fen": 666,
+        "balance_fen": 666,
+    }
     history = client.get("/api/mp/orders?page=1", **auth).json()
     assert history["balance_fen"] == 666 and history["next_page"] is None
     assert [(r["out_trade_no"], r["status"], r["amount_fen"]) for r in history["results"]] == [
-        (prepaid["out_trade_no"], "paid", 666)]
+        (prepaid["out_trade_no"], "paid", 666)
+    ]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert user.mp_session_key not in logged
 
@@ -99,9 +106,11 @@ def test_login_with_wechat_unreachable_is_502(client, sandbox_url, settings):
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer not-a-token", "Basic abc", "Token x"])
 def test_missing_or_garbage_tokens_are_401(client, sandbox_url, header):
     extra = {"HTTP_AUTHORIZATION": header} if header else {}
-    for response in (client.get("/api/mp/orders", **extra),
-                     client.post("/api/mp/prepay", {"amount": "1"}, content_type="application/json", **extra),
-                     client.get("/api/mp/orders/X", **extra)):
+    for response in (
+        client.get("/api/mp/orders", **extra),
+        client.post("/api/mp/prepay", {"amount": "1"}, content_type="application/json", **extra),
+        client.get("/api/mp/orders/X", **extra),
+    ):
         assert response.status_code == 401 and response.json()["error"] == "login_required"
     assert not RechargeOrder.objects.exists()
 

@@ -62,8 +62,7 @@ def test_a_repeated_notify_is_acknowledged_and_changes_nothing(client, order):
     assert send(client, notify_xml(order.out_trade_no, 1990)) == "SUCCESS"  # a new nonce, same payment
     order.user.refresh_from_db()
     assert order.user.balance == 1990 and LedgerEntry.objects.count() == 1
-    assert list(Notification.objects.order_by("pk").values_list("outcome", flat=True)) == [
-        "applied", "duplicate", "duplicate"]
+    assert list(Notification.objects.order_by("pk").values_list("outcome", flat=True)) == ["applied", "duplicate", "duplicate"]
 
 
 def test_an_hmac_sha256_notify_is_applied(client, order, settings):
@@ -83,22 +82,29 @@ def test_a_tampered_twin_of_a_good_notify_is_refused(client, order):
     assert log.outcome == "rejected" and log.signature_valid is False
 
 
-@pytest.mark.parametrize("body_factory", [
-    pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, key="f" * 32), id="another merchant's key"),
-    pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, sign="0" * 32), id="bad sign"),
-    pytest.param(lambda o: notify_xml(o.out_trade_no, 1990).replace(b"<sign>", b"<nosign>").replace(b"</sign>", b"</nosign>"),
-                 id="missing sign"),
-    pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, appid="wx_foreign"), id="foreign appid"),
-    pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, mch_id="1000000001"), id="foreign mch_id"),
-    pytest.param(lambda o: b"", id="empty body"),
-    pytest.param(lambda o: b"<xml><a>1", id="broken XML"),
-    pytest.param(lambda o: b'<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><a>&x;</a></xml>', id="XXE"),
-    pytest.param(lambda o: b'<!DOCTYPE xml [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><xml><a>&b;</a></xml>',
-                 id="entity expansion"),
-    pytest.param(lambda o: b"<xml><a>" + b"x" * 200_000 + b"</a></xml>", id="huge body"),
-    pytest.param(lambda o: notify_xml(o.out_trade_no, 1990).replace(b"</xml>", b"<total_fee>1</total_fee></xml>"),
-                 id="repeated field"),
-])
+@pytest.mark.parametrize(
+    "body_factory",
+    [
+        pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, key="f" * 32), id="another merchant's key"),
+        pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, sign="0" * 32), id="bad sign"),
+        pytest.param(
+            lambda o: notify_xml(o.out_trade_no, 1990).replace(b"<sign>", b"<nosign>").replace(b"</sign>", b"</nosign>"),
+            id="missing sign",
+        ),
+        pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, appid="wx_foreign"), id="foreign appid"),
+        pytest.param(lambda o: notify_xml(o.out_trade_no, 1990, mch_id="1000000001"), id="foreign mch_id"),
+        pytest.param(lambda o: b"", id="empty body"),
+        pytest.param(lambda o: b"<xml><a>1", id="broken XML"),
+        pytest.param(lambda o: b'<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><a>&x;</a></xml>', id="XXE"),
+        pytest.param(
+            lambda o: b'<!DOCTYPE xml [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><xml><a>&b;</a></xml>', id="entity expansion"
+        ),
+        pytest.param(lambda o: b"<xml><a>" + b"x" * 200_000 + b"</a></xml>", id="huge body"),
+        pytest.param(
+            lambda o: notify_xml(o.out_trade_no, 1990).replace(b"</xml>", b"<total_fee>1</total_fee></xml>"), id="repeated field"
+        ),
+    ],
+)
 def test_bad_notifies_are_never_credited_and_answered_fail(client, order, body_factory):
     assert send(client, body_factory(order)) == "FAIL"
     assert_not_credited(order)

@@ -86,7 +86,10 @@ def found_by(admin_client, term: str) -> list[int]:
 
 
 def test_a_payment_notify_whose_processing_failed_names_its_order_and_is_found_by_it(
-    admin_client, wechat, api, order,
+    admin_client,
+    wechat,
+    api,
+    order,
 ):
     with mock.patch.object(RechargeOrder, "pay", side_effect=RuntimeError("disk full")):
         wechat.pay(order)
@@ -97,7 +100,10 @@ def test_a_payment_notify_whose_processing_failed_names_its_order_and_is_found_b
 
 
 def test_a_refund_notify_whose_processing_failed_names_its_order_and_refund_and_is_found_by_both(
-    admin_client, wechat, api, refund,
+    admin_client,
+    wechat,
+    api,
+    refund,
 ):
     with mock.patch.object(Refund, "settle", side_effect=RuntimeError("disk full")):
         wechat.refund(refund)
@@ -111,7 +117,11 @@ def test_a_refund_notify_whose_processing_failed_names_its_order_and_refund_and_
 
 @pytest.mark.parametrize("foreign", ["appid", "mchid"])
 def test_a_verified_notify_refused_as_another_merchants_names_the_order_it_carries(
-    admin_client, wechat, api, order, foreign,
+    admin_client,
+    wechat,
+    api,
+    order,
+    foreign,
 ):
     # A wrong WECHAT_APPID or WECHAT_MCH_ID refuses the site's own orders this way.
     field = {("v2", "mchid"): "mch_id"}.get((api, foreign), foreign)

@@ -42,8 +42,9 @@ def wechat_key():
 def v3_site(settings, tmp_path, wechat_key):
     """The site as a v3 merchant whose 微信支付公钥 is the test's own key."""
     pem = tmp_path / "pub_key.pem"
-    pem.write_bytes(wechat_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    pem.write_bytes(
+        wechat_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     settings.WECHAT_PAY_API = "v3"
     settings.WECHAT_APIV3_KEY = APIV3_KEY
     settings.WECHAT_PAY_PUBLIC_KEY = str(pem)
@@ -58,31 +59,51 @@ def order(db, v3_site):
 
 def encrypt(plain: dict | list, key: str = APIV3_KEY, associated_data: str = "transaction") -> dict:
     nonce = secrets.token_hex(6)  # 12 ASCII characters, as WeChat sends
-    ciphertext = AESGCM(key.encode()).encrypt(nonce.encode(), json.dumps(plain, ensure_ascii=False).encode(),
-                                              associated_data.encode())
-    return {"original_type": associated_data, "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": base64.b64encode(ciphertext).decode(), "associated_data": associated_data, "nonce": nonce}
+    ciphertext = AESGCM(key.encode()).encrypt(
+        nonce.encode(), json.dumps(plain, ensure_ascii=False).encode(), associated_data.encode()
+    )
+    return {
+        "original_type": associated_data,
+        "algorithm": "AEAD_AES_256_GCM",
+        "ciphertext": base64.b64encode(ciphertext).decode(),
+        "associated_data": associated_data,
+        "nonce": nonce,
+    }
 
 
 def transaction(order, **overrides) -> dict:
     from django.conf import settings
 
     fields = {
-        "appid": settings.WECHAT_APPID, "mchid": settings.WECHAT_MCH_ID, "out_trade_no": order.out_trade_no,
-        "transaction_id": "4200000000202611240000000001", "trade_type": "JSAPI", "trade_state": "SUCCESS",
-        "trade_state_desc": "支付成功", "bank_type": "OTHERS", "attach": "", "success_time": "2026-11-24T10:34:56+08:00",
-        "payer": {"openid": "oPayer"}, "amount": {"total": order.amount, "payer_total": order.amount,
-                                                  "currency": "CNY", "payer_currency": "CNY"},
+        "appid": settings.WECHAT_APPID,
+        "mchid": settings.WECHAT_MCH_ID,
+        "out_trade_no": order.out_trade_no,
+        "transaction_id": "4200000000202611240000000001",
+        "trade_type": "JSAPI",
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "bank_type": "OTHERS",
+        "attach": "",
+        "success_time": "2026-11-24T10:34:56+08:00",
+        "payer": {"openid": "oPayer"},
+        "amount": {"total": order.amount, "payer_total": order.amount, "currency": "CNY", "payer_currency": "CNY"},
     }
     fields.update(overrides)
     return fields
 
 
 def envelope(resource: dict, event_type: str = "TRANSACTION.SUCCESS") -> bytes:
-    return json.dumps({
-        "id": "EV-" + secrets.token_hex(8), "create_time": "2026-11-24T10:34:57+08:00",
-        "resource_type": "encrypt-resource", "event_type": event_type, "summary": "支付成功", "resource": resource,
-    }, ensure_ascii=False).encode()
+    return json.dumps(
+        {
+            "id": "EV-" + secrets.token_hex(8),
+            "create_time": "2026-11-24T10:34:57+08:00",
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": "支付成功",
+            "resource": resource,
+        },
+        ensure_ascii=False,
+    ).encode()
 
 
 def sign(body: bytes, key, serial: str = PUB_KEY_ID, timestamp: int | None = None, signature: str | None = None) -> dict:
@@ -91,9 +112,14 @@ def sign(body: bytes, key, serial: str = PUB_KEY_ID, timestamp: int | None = Non
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
     if signature is None:
         signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
-    return {"HTTP_WECHATPAY_TIMESTAMP": str(timestamp), "HTTP_WECHATPAY_NONCE": nonce,
-            "HTTP_WECHATPAY_SIGNATURE": signature, "HTTP_WECHATPAY_SERIAL": serial,
-            "HTTP_WECHATPAY_SIGNATURE_TYPE": "WECHATPAY2-SHA256-RSA2048", "HTTP_REQUEST_ID": "08F0-test"}
+    return {
+        "HTTP_WECHATPAY_TIMESTAMP": str(timestamp),
+        "HTTP_WECHATPAY_NONCE": nonce,
+        "HTTP_WECHATPAY_SIGNATURE": signature,
+        "HTTP_WECHATPAY_SERIAL": serial,
+        "HTTP_WECHATPAY_SIGNATURE_TYPE": "WECHATPAY2-SHA256-RSA2048",
+        "HTTP_REQUEST_ID": "08F0-test",
+    }
 
 
 def post(client, body: bytes, headers: dict, url: str = URL):
@@ -138,8 +164,19 @@ def test_a_verified_payment_notify_credits_once_and_answers_204(client, order, w
     assert Notification.objects.filter(outcome="duplicate").count() == 1
 
 
-@pytest.mark.parametrize("fault", ["tampered body", "tampered signature", "unknown serial", "probe",
-                                   "6 minutes old", "6 minutes ahead", "no signature headers", "another key"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "tampered body",
+        "tampered signature",
+        "unknown serial",
+        "probe",
+        "6 minutes old",
+        "6 minutes ahead",
+        "no signature headers",
+        "another key",
+    ],
+)
 def test_a_notify_whose_signature_cannot_be_trusted_is_refused_and_asked_again(client, order, wechat_key, fault):
     body = envelope(encrypt(transaction(order)))
     headers = sign(body, wechat_key)
@@ -197,15 +234,26 @@ def test_a_signed_notify_that_does_not_decrypt_is_refused_and_asked_again(client
     assert (log.outcome, log.signature_valid) == ("rejected", True)
 
 
-@pytest.mark.parametrize(("fault", "incident"), [
-    ("another mchid", None), ("another appid", None), ("another total", Incident.Kind.AMOUNT_MISMATCH),
-    ("unknown order", Incident.Kind.UNKNOWN_ORDER), ("total as text", None),
-])
+@pytest.mark.parametrize(
+    ("fault", "incident"),
+    [
+        ("another mchid", None),
+        ("another appid", None),
+        ("another total", Incident.Kind.AMOUNT_MISMATCH),
+        ("unknown order", Incident.Kind.UNKNOWN_ORDER),
+        ("total as text", None),
+    ],
+)
 def test_a_verified_notify_that_cannot_apply_is_recorded_never_credited_and_not_asked_again(
-    client, order, wechat_key, fault, incident,
+    client,
+    order,
+    wechat_key,
+    fault,
+    incident,
 ):
     overrides = {
-        "another mchid": {"mchid": "1900000999"}, "another appid": {"appid": "wx0000000000000bad"},
+        "another mchid": {"mchid": "1900000999"},
+        "another appid": {"appid": "wx0000000000000bad"},
         "another total": {"amount": {"total": 1, "payer_total": 1, "currency": "CNY", "payer_currency": "CNY"}},
         "unknown order": {"out_trade_no": "R20261124NOSUCHORDER"},
         "total as text": {"amount": {"total": "1990", "currency": "CNY"}},
@@ -263,9 +311,16 @@ def test_an_operator_can_process_a_stored_notify_again_after_the_5_minute_window
 def _certificate(key, serial: int) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
     now = timezone.now()
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
 
 
 def test_a_certificate_mode_merchant_refuses_a_public_key_callback(client, order, wechat_key, v3_site):
@@ -286,8 +341,7 @@ def test_during_a_migration_a_callback_signed_by_a_platform_certificate_verifies
     certificate = _certificate(platform_key, 0x5157F09EFDC096DE15EBE81A47057A7232F1B8E1)
     serial = f"{certificate.serial_number:X}"
     body = envelope(encrypt(transaction(order)))
-    with mock.patch("payments.wechatpay_v3.Client.fetch_certificates",
-                    return_value={serial: certificate.public_key()}) as fetch:
+    with mock.patch("payments.wechatpay_v3.Client.fetch_certificates", return_value={serial: certificate.public_key()}) as fetch:
         response = post(client, body, sign(body, platform_key, serial=serial))
         assert response.status_code == 204
         # the next one with the same serial uses the cached certificate
@@ -299,6 +353,7 @@ def test_during_a_migration_a_callback_signed_by_a_platform_certificate_verifies
 
 
 # -- refund notifies --------------------------------------------------------------------------
+
 
 @pytest.fixture
 def refund(order, wechat_key, client):
@@ -315,12 +370,19 @@ def refund_resource(refund, status: str = "SUCCESS", **overrides) -> dict:
     from django.conf import settings
 
     fields = {
-        "mchid": settings.WECHAT_MCH_ID, "transaction_id": refund.order.transaction_id,
-        "out_trade_no": refund.order.out_trade_no, "refund_id": "50300000002026112400000001",
-        "out_refund_no": refund.out_refund_no, "refund_status": status,
+        "mchid": settings.WECHAT_MCH_ID,
+        "transaction_id": refund.order.transaction_id,
+        "out_trade_no": refund.order.out_trade_no,
+        "refund_id": "50300000002026112400000001",
+        "out_refund_no": refund.out_refund_no,
+        "refund_status": status,
         "user_received_account": "支付用户零钱",
-        "amount": {"total": refund.order.amount, "refund": refund.amount, "payer_total": refund.order.amount,
-                   "payer_refund": refund.amount},
+        "amount": {
+            "total": refund.order.amount,
+            "refund": refund.amount,
+            "payer_total": refund.order.amount,
+            "payer_refund": refund.amount,
+        },
     }
     if status == "SUCCESS":
         fields["success_time"] = "2026-11-24T11:00:00+08:00"
@@ -328,10 +390,14 @@ def refund_resource(refund, status: str = "SUCCESS", **overrides) -> dict:
     return fields
 
 
-@pytest.mark.parametrize(("status", "event", "ends"), [
-    ("SUCCESS", "REFUND.SUCCESS", Refund.Status.SUCCESS), ("CLOSED", "REFUND.CLOSED", Refund.Status.CLOSED),
-    ("ABNORMAL", "REFUND.ABNORMAL", Refund.Status.ABNORMAL),
-])
+@pytest.mark.parametrize(
+    ("status", "event", "ends"),
+    [
+        ("SUCCESS", "REFUND.SUCCESS", Refund.Status.SUCCESS),
+        ("CLOSED", "REFUND.CLOSED", Refund.Status.CLOSED),
+        ("ABNORMAL", "REFUND.ABNORMAL", Refund.Status.ABNORMAL),
+    ],
+)
 def test_a_refund_notify_settles_the_refund_once(client, refund, wechat_key, status, event, ends):
     body = envelope(encrypt(refund_resource(refund, status), associated_data="refund"), event_type=event)
     assert post(client, body, sign(body, wechat_key), REFUND_URL).status_code == 204
@@ -344,9 +410,13 @@ def test_a_refund_notify_settles_the_refund_once(client, refund, wechat_key, sta
 
 
 def test_a_refund_notify_with_another_amount_opens_an_incident_and_settles_nothing(client, refund, wechat_key):
-    body = envelope(encrypt(refund_resource(refund, amount={"total": 1990, "refund": 499, "payer_total": 1990,
-                                                            "payer_refund": 499}), associated_data="refund"),
-                    event_type="REFUND.SUCCESS")
+    body = envelope(
+        encrypt(
+            refund_resource(refund, amount={"total": 1990, "refund": 499, "payer_total": 1990, "payer_refund": 499}),
+            associated_data="refund",
+        ),
+        event_type="REFUND.SUCCESS",
+    )
     assert post(client, body, sign(body, wechat_key), REFUND_URL).status_code == 204
     refund.refresh_from_db()
     assert refund.status == Refund.Status.PROCESSING

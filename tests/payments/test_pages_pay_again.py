@@ -89,8 +89,7 @@ def test_an_order_with_no_prepay_id_is_refused_with_410(payer_client, payer):
 
 
 def test_a_mini_program_order_is_refused_with_409(payer_client, payer):
-    order = make_order(payer, channel="miniprogram", prepay_id="wx-mp",
-                       prepay_expires_at=timezone.now() + timedelta(hours=1))
+    order = make_order(payer, channel="miniprogram", prepay_id="wx-mp", prepay_expires_at=timezone.now() + timedelta(hours=1))
     response = pay_again(payer_client, order.out_trade_no)
     assert response.status_code == 409 and response.json()["error"] == "order_wrong_channel"
 
@@ -105,8 +104,9 @@ def test_pay_again_is_throttled_with_the_orders_placed(payer_client, payer, sett
 
 
 def test_someone_elses_order_is_not_found(payer_client):
-    other = make_order(make_user("other", openid="oOther"), prepay_id="wx-x",
-                       prepay_expires_at=timezone.now() + timedelta(hours=1))
+    other = make_order(
+        make_user("other", openid="oOther"), prepay_id="wx-x", prepay_expires_at=timezone.now() + timedelta(hours=1)
+    )
     response = pay_again(payer_client, other.out_trade_no)
     assert response.status_code == 404 and response.json()["error"] == "order_not_found"
 
@@ -125,9 +125,14 @@ def test_pay_again_needs_post_and_a_csrf_token(payer, sandbox_url):
 
 # -- a lapsed session ----------------------------------------------------------------------------------------------
 
+
 def test_a_lapsed_session_gets_401_with_a_sign_in_link_back_to_the_page(client, sandbox_url):
-    response = client.post(PREPAY, {"amount": "10.00"}, content_type="application/json",
-                           HTTP_REFERER="http://testserver/orders/20261124080000101234567890/?result=cancel")
+    response = client.post(
+        PREPAY,
+        {"amount": "10.00"},
+        content_type="application/json",
+        HTTP_REFERER="http://testserver/orders/20261124080000101234567890/?result=cancel",
+    )
     assert response.status_code == 401
     body = response.json()
     assert body["error"] == "login_required" and body["message"] == "登录已过期，请重新登录"
@@ -137,14 +142,17 @@ def test_a_lapsed_session_gets_401_with_a_sign_in_link_back_to_the_page(client, 
 @pytest.mark.parametrize("referer", [None, "https://evil.example/phish/", "javascript:alert(1)"])
 def test_the_sign_in_link_goes_back_to_recharge_when_the_page_is_not_ours(client, sandbox_url, referer):
     extra = {"HTTP_REFERER": referer} if referer else {}
-    for response in (client.post(PREPAY, {"amount": "1"}, content_type="application/json", **extra),
-                     client.get("/payments/orders/X1/status/", **extra),
-                     client.post("/payments/orders/X1/pay/", **extra)):
+    for response in (
+        client.post(PREPAY, {"amount": "1"}, content_type="application/json", **extra),
+        client.get("/payments/orders/X1/status/", **extra),
+        client.post("/payments/orders/X1/pay/", **extra),
+    ):
         assert response.status_code == 401
         assert response.json()["login_url"] == "/accounts/login/?next=%2Frecharge%2F"
 
 
 # -- binding WeChat in the middle of a payment ----------------------------------------------------------------------
+
 
 def test_the_bind_detour_comes_back_to_recharge_with_the_amount_and_a_message(client, sandbox_url):
     user = make_user("demo")

@@ -21,8 +21,7 @@ PREPAY = "/payments/jsapi/prepay/"
 
 
 def prepay(client, amount, **kwargs):
-    return client.post(PREPAY, data={"amount": amount} if amount is not ... else {}, content_type="application/json",
-                       **kwargs)
+    return client.post(PREPAY, data={"amount": amount} if amount is not ... else {}, content_type="application/json", **kwargs)
 
 
 def status(client, out_trade_no):
@@ -50,8 +49,30 @@ def test_yuan_become_exact_fen(payer_client, text, fen):
     assert prepay(payer_client, text).json()["amount_fen"] == fen
 
 
-@pytest.mark.parametrize("amount", ["0", "-1", "0.001", "abc", "", "1e3", "NaN", "１０", "10.", ".5", " 10", None, 10, 10.5,
-                                    True, ["10"], "5000.01", "99999999999", ...])
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "0",
+        "-1",
+        "0.001",
+        "abc",
+        "",
+        "1e3",
+        "NaN",
+        "１０",
+        "10.",
+        ".5",
+        " 10",
+        None,
+        10,
+        10.5,
+        True,
+        ["10"],
+        "5000.01",
+        "99999999999",
+        ...,
+    ],
+)
 def test_bad_amounts_are_refused_with_no_order_and_no_wechat_call(payer_client, amount):
     response = prepay(payer_client, amount)
     assert response.status_code == 400
@@ -116,8 +137,12 @@ def test_wechat_systemerror_is_502_with_the_code_and_charges_nothing(payer_clien
     assert response.status_code == 502
     code = wechat_code("SYSTEMERROR", "SYSTEM_ERROR")
     order = RechargeOrder.objects.get()
-    assert response.json() == {"error": "wechat_error", "message": "微信支付下单失败，未扣款，请稍后再试", "detail": code,
-                               "out_trade_no": order.out_trade_no}
+    assert response.json() == {
+        "error": "wechat_error",
+        "message": "微信支付下单失败，未扣款，请稍后再试",
+        "detail": code,
+        "out_trade_no": order.out_trade_no,
+    }
     payer.refresh_from_db()
     assert payer.balance == 0 and not LedgerEntry.objects.exists()
     # WeChat answered: it has no such order. Closed as 下单失败; a tap again is a new order.
@@ -136,8 +161,13 @@ def test_status_asks_wechat_and_applies_a_payment_whose_notify_has_not_come(paye
     assert status(payer_client, body["out_trade_no"]).json()["status"] == "pending"
     with time_machine.travel(timezone.now() + STATUS_POLL_INTERVAL, tick=True):
         answer = status(payer_client, body["out_trade_no"]).json()
-    assert answer == {"out_trade_no": body["out_trade_no"], "status": "paid", "confirming": False, "amount_fen": 1000,
-                      "balance_fen": 1000}
+    assert answer == {
+        "out_trade_no": body["out_trade_no"],
+        "status": "paid",
+        "confirming": False,
+        "amount_fen": 1000,
+        "balance_fen": 1000,
+    }
     payer.refresh_from_db()
     assert payer.balance == 1000 and LedgerEntry.objects.count() == 1
     assert status(payer_client, body["out_trade_no"]).json()["balance_fen"] == 1000

@@ -70,8 +70,12 @@ def test_a_late_notify_after_the_status_query_changes_nothing(paid_at_wechat):
     services.sync_order(order)
     assert_credited_once(order)
     ledger_before = list(LedgerEntry.objects.values_list("pk", "amount", "balance_after"))
-    assert services.handle_notify(
-        "payment", notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id), "127.0.0.1") is True
+    assert (
+        services.handle_notify(
+            "payment", notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id), "127.0.0.1"
+        )
+        is True
+    )
     assert Notification.objects.get().outcome == "duplicate"
     assert list(LedgerEntry.objects.values_list("pk", "amount", "balance_after")) == ledger_before
     assert_credited_once(order)

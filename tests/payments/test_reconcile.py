@@ -105,8 +105,11 @@ def test_an_expired_order_that_was_paid_after_all_is_credited_not_closed(place):
 
 
 def test_an_expired_order_that_never_reached_wechat_is_closed_here(sandbox_url, db):
-    order = make_order(make_user("x", openid="oX"), created_at=timezone.now() - timedelta(hours=1),
-                       expires_at=timezone.now() - timedelta(minutes=30))
+    order = make_order(
+        make_user("x", openid="oX"),
+        created_at=timezone.now() - timedelta(hours=1),
+        expires_at=timezone.now() - timedelta(minutes=30),
+    )
     assert run_pass().closed == 1 and status_of(order) == RechargeOrder.Status.CLOSED
 
 
@@ -166,8 +169,13 @@ def test_the_command_ends_each_pass_with_a_count(place, capsys):
 def test_an_abandoned_order_closes_by_itself_under_the_loop_which_stops_on_sigterm(place):
     order = place(expired=True)
     loop = subprocess.Popen(  # as `make run` starts it beside the web server
-        [sys.executable, "manage.py", "reconcile_orders", "--loop", "--interval", "0.2"], cwd=settings.BASE_DIR,
-        env=subprocess_env(settings.SITE_URL), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "manage.py", "reconcile_orders", "--loop", "--interval", "0.2"],
+        cwd=settings.BASE_DIR,
+        env=subprocess_env(settings.SITE_URL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while status_of(order) != RechargeOrder.Status.CLOSED and time.monotonic() < deadline:

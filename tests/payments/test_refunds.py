@@ -129,8 +129,9 @@ def test_an_abnormal_refund_resolved_at_wechat_later_settles_as_a_success(paid_o
     refund.refresh_from_db()
     assert refund.status == Refund.Status.ABNORMAL
     # The merchant resolves it at WeChat.
-    SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).update(state=SandboxRefund.SUCCESS,
-                                                                            success_time=timezone.now())
+    SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).update(
+        state=SandboxRefund.SUCCESS, success_time=timezone.now()
+    )
     with time_machine.travel(timezone.now() + timedelta(minutes=61), tick=True):
         assert run_pass().refunds_settled == 1
     refund.refresh_from_db()
@@ -210,6 +211,7 @@ def test_sending_the_same_refund_again_never_refunds_twice(paid_order):
 
 # -- the operator's rules -----------------------------------------------------------------------
 
+
 @pytest.fixture
 def paid_locally(client, db):
     """A ¥10 order paid by a verified notify (no WeChat call needed to refuse a refund)."""
@@ -220,9 +222,14 @@ def paid_locally(client, db):
     return order
 
 
-@pytest.mark.parametrize(("amount", "message"), [
-    (1001, "可退金额"), (0, "大于 0"), (-100, "大于 0"),
-])
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (1001, "可退金额"),
+        (0, "大于 0"),
+        (-100, "大于 0"),
+    ],
+)
 def test_refunds_outside_the_rules_are_refused_with_a_reason(paid_locally, amount, message):
     with pytest.raises(RefundRefused, match=message):
         paid_locally.start_refund(amount, "原因")
@@ -268,16 +275,31 @@ def test_a_double_submission_of_one_refund_form_makes_one_refund(paid_locally):
 
 # -- the refund notify -------------------------------------------------------------------------
 
+
 def refund_notify(refund: Refund, status: str = "SUCCESS", key: str | None = None, **overrides) -> bytes:
     order = refund.order
-    info = {"transaction_id": order.transaction_id, "out_trade_no": order.out_trade_no,
-            "refund_id": refund.refund_id or "50300000000000000001", "out_refund_no": refund.out_refund_no,
-            "total_fee": str(order.amount), "refund_fee": str(refund.amount), "settlement_refund_fee": str(refund.amount),
-            "refund_status": status, "success_time": "2026-11-23 12:00:00", "refund_recv_accout": "支付用户的零钱",
-            "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS", "refund_request_source": "API", **overrides}
-    fields = {"return_code": "SUCCESS", "appid": settings.WECHAT_APPID, "mch_id": settings.WECHAT_MCH_ID,
-              "nonce_str": wxpay.nonce(),
-              "req_info": wxpay.encrypt_req_info(wxpay.to_xml(info, root="root"), key or settings.WECHAT_API_KEY)}
+    info = {
+        "transaction_id": order.transaction_id,
+        "out_trade_no": order.out_trade_no,
+        "refund_id": refund.refund_id or "50300000000000000001",
+        "out_refund_no": refund.out_refund_no,
+        "total_fee": str(order.amount),
+        "refund_fee": str(refund.amount),
+        "settlement_refund_fee": str(refund.amount),
+        "refund_status": status,
+        "success_time": "2026-11-23 12:00:00",
+        "refund_recv_accout": "支付用户的零钱",
+        "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
+        "refund_request_source": "API",
+        **overrides,
+    }
+    fields = {
+        "return_code": "SUCCESS",
+        "appid": settings.WECHAT_APPID,
+        "mch_id": settings.WECHAT_MCH_ID,
+        "nonce_str": wxpay.nonce(),
+        "req_info": wxpay.encrypt_req_info(wxpay.to_xml(info, root="root"), key or settings.WECHAT_API_KEY),
+    }
     return wxpay.to_xml(fields).encode()
 
 
@@ -300,7 +322,10 @@ def test_a_refund_notify_settles_once_however_often_it_comes(client, processing)
     order.refresh_from_db()
     assert processing.status == Refund.Status.SUCCESS and order.refunded_amount == 500
     assert list(Notification.objects.filter(kind="refund").order_by("pk").values_list("outcome", flat=True)) == [
-        "applied", "duplicate", "duplicate"]
+        "applied",
+        "duplicate",
+        "duplicate",
+    ]
 
 
 def test_a_forged_refund_notify_is_recorded_and_never_applied(client, processing):

@@ -50,8 +50,10 @@ def gateway_class():
 
 # -- refused by WeChat --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fault", [{"systemerror_endpoints": "unifiedorder"}, {"corrupt_signature": True}],
-                         ids=["systemerror", "bad-signature"])
+
+@pytest.mark.parametrize(
+    "fault", [{"systemerror_endpoints": "unifiedorder"}, {"corrupt_signature": True}], ids=["systemerror", "bad-signature"]
+)
 def test_an_order_wechat_refuses_is_closed_at_once_as_refused(payer_client, fault):
     Fault.objects.create(out_trade_no="", **fault)
     response = prepay(payer_client, "10.00")
@@ -60,8 +62,11 @@ def test_an_order_wechat_refuses_is_closed_at_once_as_refused(payer_client, faul
     order = RechargeOrder.objects.get()
     assert response.json()["out_trade_no"] == order.out_trade_no
     assert order.status == RechargeOrder.Status.CLOSED and order.is_refused and not order.prepay_id
-    expected = wechat_code("SYSTEMERROR", "SYSTEM_ERROR") if "systemerror_endpoints" in fault else \
-        wechat_code("SIGNERROR", "ANSWER_SIGNATURE")
+    expected = (
+        wechat_code("SYSTEMERROR", "SYSTEM_ERROR")
+        if "systemerror_endpoints" in fault
+        else wechat_code("SIGNERROR", "ANSWER_SIGNATURE")
+    )
     assert order.prepay_error == expected
     assert not LedgerEntry.objects.exists()
 
@@ -114,11 +119,22 @@ def test_a_call_that_failed_on_the_way_keeps_the_order_and_the_retry_places_the_
     assert again["out_trade_no"] == order.out_trade_no and Trade.objects.get().out_trade_no == order.out_trade_no
 
 
-@pytest.mark.parametrize(("code", "refusal"), [
-    ("SYSTEMERROR", True), ("SYSTEM_ERROR", True), ("PARAM_ERROR", True), ("SIGNERROR", True),
-    ("ANSWER_SIGNATURE", True), ("FAIL", True), ("ORDERCLOSED", True),
-    ("NETWORK", False), ("BAD_ANSWER", False), ("HTTP_502", False), ("HTTP_504", False),
-])
+@pytest.mark.parametrize(
+    ("code", "refusal"),
+    [
+        ("SYSTEMERROR", True),
+        ("SYSTEM_ERROR", True),
+        ("PARAM_ERROR", True),
+        ("SIGNERROR", True),
+        ("ANSWER_SIGNATURE", True),
+        ("FAIL", True),
+        ("ORDERCLOSED", True),
+        ("NETWORK", False),
+        ("BAD_ANSWER", False),
+        ("HTTP_502", False),
+        ("HTTP_504", False),
+    ],
+)
 def test_an_answer_from_wechat_is_told_from_a_failure_on_the_way(code, refusal):
     assert answered(WeChatError("x", code)) is refusal
 
@@ -131,6 +147,7 @@ def test_a_concurrent_request_that_placed_the_order_keeps_it_from_being_refused(
 
 
 # -- paid at WeChat, not credited: being confirmed ---------------------------------------------------------------
+
 
 def paid_with_another_amount(client) -> RechargeOrder:
     number = prepay(client, "10.00").json()["out_trade_no"]

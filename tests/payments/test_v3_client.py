@@ -52,35 +52,59 @@ def sha256_rsa(key: rsa.RSAPrivateKey, message: bytes) -> str:
     return base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
 
 
-def signed_headers(key, body: bytes, serial: str = PUB_ID, ts: int | None = None, nonce: str = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
-                   signature: str | None = None) -> dict[str, str]:
+def signed_headers(
+    key,
+    body: bytes,
+    serial: str = PUB_ID,
+    ts: int | None = None,
+    nonce: str = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+    signature: str | None = None,
+) -> dict[str, str]:
     """The headers WeChat puts on an answer or notify: its signature over TS\\nNONCE\\nBODY\\n."""
     ts = int(time.time()) if ts is None else ts
     return {
-        "Wechatpay-Timestamp": str(ts), "Wechatpay-Nonce": nonce, "Wechatpay-Serial": serial,
+        "Wechatpay-Timestamp": str(ts),
+        "Wechatpay-Nonce": nonce,
+        "Wechatpay-Serial": serial,
         "Wechatpay-Signature": signature or sha256_rsa(key, f"{ts}\n{nonce}\n".encode() + body + b"\n"),
-        "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048", "Request-ID": "08F78BB5AF0610D302A0E8D5C30C-0",
+        "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
+        "Request-ID": "08F78BB5AF0610D302A0E8D5C30C-0",
     }
 
 
 def encrypted(plaintext: bytes, key: str = APIV3_KEY, nonce: str = "fdasflkja484", aad: str = "transaction") -> dict:
     ciphertext = AESGCM(key.encode()).encrypt(nonce.encode(), plaintext, aad.encode())
-    return {"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(ciphertext).decode(),
-            "associated_data": aad, "nonce": nonce, "original_type": "transaction"}
+    return {
+        "algorithm": "AEAD_AES_256_GCM",
+        "ciphertext": base64.b64encode(ciphertext).decode(),
+        "associated_data": aad,
+        "nonce": nonce,
+        "original_type": "transaction",
+    }
 
 
 def self_signed(key: rsa.RSAPrivateKey, serial: int, not_after: datetime) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(not_after - timedelta(days=5 * 365)).not_valid_after(not_after)
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_after - timedelta(days=5 * 365))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
 
 
 def certificate_entry(certificate: x509.Certificate, key: str = APIV3_KEY) -> dict:
     pem = certificate.public_bytes(serialization.Encoding.PEM)
-    return {"serial_no": format(certificate.serial_number, "X"), "effective_time": "2020-01-01T00:00:00+08:00",
-            "expire_time": certificate.not_valid_after_utc.isoformat(),
-            "encrypt_certificate": encrypted(pem, key=key, aad="certificate")}
+    return {
+        "serial_no": format(certificate.serial_number, "X"),
+        "effective_time": "2020-01-01T00:00:00+08:00",
+        "expire_time": certificate.not_valid_after_utc.isoformat(),
+        "encrypt_certificate": encrypted(pem, key=key, aad="certificate"),
+    }
 
 
 def parse_authorization(value: str) -> dict[str, str]:
@@ -107,9 +131,15 @@ def wechat():
 
 
 def make_client(merchant_key, wechat_key, base_url: str = BASE, public_key_id: str = PUB_ID, keys=None) -> v3.Client:
-    return v3.Client(mchid=MCHID, serial_no=MERCHANT_SERIAL, private_key=merchant_key, apiv3_key=APIV3_KEY,
-                     base_url=base_url, keys=keys or v3.KeyStore(wechat_key.public_key(), PUB_ID),
-                     public_key_id=public_key_id)
+    return v3.Client(
+        mchid=MCHID,
+        serial_no=MERCHANT_SERIAL,
+        private_key=merchant_key,
+        apiv3_key=APIV3_KEY,
+        base_url=base_url,
+        keys=keys or v3.KeyStore(wechat_key.public_key(), PUB_ID),
+        public_key_id=public_key_id,
+    )
 
 
 @pytest.fixture
@@ -129,8 +159,14 @@ def answer(wechat, key, method: str, path: str, status: int = 200, payload=None,
 def test_it_signs_the_exact_body_bytes_it_sends(wechat, client, merchant_key, wechat_key):
     prepay = {"prepay_id": "wx201410272009395522657a690389285100"}
     answer(wechat, wechat_key, "POST", "/v3/pay/transactions/jsapi", payload=prepay)
-    order = {"appid": "wxd678efh567hg6787", "mchid": MCHID, "description": "余额充值 ¥19.90", "out_trade_no": "R1",
-             "amount": {"total": 1990, "currency": "CNY"}, "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}}
+    order = {
+        "appid": "wxd678efh567hg6787",
+        "mchid": MCHID,
+        "description": "余额充值 ¥19.90",
+        "out_trade_no": "R1",
+        "amount": {"total": 1990, "currency": "CNY"},
+        "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+    }
 
     status, data = client.request("POST", "/v3/pay/transactions/jsapi", body=order)
 
@@ -171,8 +207,12 @@ def test_it_signs_the_path_after_the_base_urls_prefix(wechat, merchant_key, wech
 
 def test_it_signs_the_path_as_quoted_on_the_wire(wechat, client, merchant_key, wechat_key):
     path = "/v3/pay/transactions/out-trade-no/R1|2*3"  # out_trade_no allows |, which requests sends as %7C
-    wechat.add("GET", BASE.rstrip("/") + "/v3/pay/transactions/out-trade-no/R1%7C2*3", body=b"{}",
-               headers=signed_headers(wechat_key, b"{}"))
+    wechat.add(
+        "GET",
+        BASE.rstrip("/") + "/v3/pay/transactions/out-trade-no/R1%7C2*3",
+        body=b"{}",
+        headers=signed_headers(wechat_key, b"{}"),
+    )
 
     client.request("GET", path)
 
@@ -232,6 +272,7 @@ def without(header):
         headers = signed_headers(wechat_key, body)
         del headers[header]
         wechat.add("GET", BASE.rstrip("/") + ORDER_PATH, body=body, headers=headers)
+
     return serve
 
 
@@ -285,8 +326,13 @@ def test_a_signed_answer_that_is_not_a_json_object_is_a_bad_answer(wechat, clien
 
 
 def test_an_unknown_order_raises_with_wechats_code_and_request_id(wechat, client):
-    wechat.add("GET", BASE.rstrip("/") + ORDER_PATH, status=404, json={"code": "ORDER_NOT_EXIST", "message": "订单不存在"},
-               headers={"Request-ID": "req-404"})
+    wechat.add(
+        "GET",
+        BASE.rstrip("/") + ORDER_PATH,
+        status=404,
+        json={"code": "ORDER_NOT_EXIST", "message": "订单不存在"},
+        headers={"Request-ID": "req-404"},
+    )
 
     with pytest.raises(v3.V3Error) as caught:
         client.request("GET", ORDER_PATH, query={"mchid": MCHID})
@@ -296,18 +342,26 @@ def test_an_unknown_order_raises_with_wechats_code_and_request_id(wechat, client
     assert "订单不存在" in str(error)
 
 
-@pytest.mark.parametrize(("status", "payload", "code", "retryable"), [
-    (500, {"code": "SYSTEM_ERROR", "message": "系统错误"}, "SYSTEM_ERROR", True),
-    (429, {"code": "FREQUENCY_LIMITED", "message": "频率超限"}, "FREQUENCY_LIMITED", True),
-    (401, {"code": "SIGN_ERROR", "message": "签名错误"}, "SIGN_ERROR", False),
-    (403, {"code": "OUT_TRADE_NO_USED", "message": "商户订单号重复"}, "OUT_TRADE_NO_USED", False),
-    (502, "<html>Bad Gateway</html>", "HTTP_502", True),
-    (302, "", "HTTP_302", False),
-])
+@pytest.mark.parametrize(
+    ("status", "payload", "code", "retryable"),
+    [
+        (500, {"code": "SYSTEM_ERROR", "message": "系统错误"}, "SYSTEM_ERROR", True),
+        (429, {"code": "FREQUENCY_LIMITED", "message": "频率超限"}, "FREQUENCY_LIMITED", True),
+        (401, {"code": "SIGN_ERROR", "message": "签名错误"}, "SIGN_ERROR", False),
+        (403, {"code": "OUT_TRADE_NO_USED", "message": "商户订单号重复"}, "OUT_TRADE_NO_USED", False),
+        (502, "<html>Bad Gateway</html>", "HTTP_502", True),
+        (302, "", "HTTP_302", False),
+    ],
+)
 def test_error_answers_carry_a_code_and_whether_to_retry(wechat, client, status, payload, code, retryable):
     body = payload if isinstance(payload, str) else json.dumps(payload)
-    wechat.add("POST", BASE.rstrip("/") + "/v3/refund/domestic/refunds", status=status, body=body,
-               headers={"Location": "https://elsewhere.test/"} if status == 302 else {})
+    wechat.add(
+        "POST",
+        BASE.rstrip("/") + "/v3/refund/domestic/refunds",
+        status=status,
+        body=body,
+        headers={"Location": "https://elsewhere.test/"} if status == 302 else {},
+    )
 
     with pytest.raises(v3.V3Error) as caught:
         client.request("POST", "/v3/refund/domestic/refunds", body={"out_trade_no": "R1"})
@@ -429,13 +483,16 @@ def test_verify_signed_accepts_any_header_case_and_returns_the_serial(wechat_key
     assert v3.verify_signed(store, headers, body, now=1_700_000_000) == PUB_ID
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"Wechatpay-Timestamp": "17e8"}, "not an integer"),
-    ({"Wechatpay-Timestamp": "1700000301"}, "more than 300s"),
-    ({"Wechatpay-Signature-Type": "WECHATPAY2-SM2-WITH-SM3"}, "Signature-Type"),
-    ({"Wechatpay-Signature": "%%% not base64 %%%"}, "does not verify"),
-    ({"Wechatpay-Nonce": ""}, "missing Wechatpay-Nonce"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"Wechatpay-Timestamp": "17e8"}, "not an integer"),
+        ({"Wechatpay-Timestamp": "1700000301"}, "more than 300s"),
+        ({"Wechatpay-Signature-Type": "WECHATPAY2-SM2-WITH-SM3"}, "Signature-Type"),
+        ({"Wechatpay-Signature": "%%% not base64 %%%"}, "does not verify"),
+        ({"Wechatpay-Nonce": ""}, "missing Wechatpay-Nonce"),
+    ],
+)
 def test_verify_signed_refuses(wechat_key, change, message):
     body = b"{}"
     headers = {**signed_headers(wechat_key, body, ts=1_700_000_000), **change}
@@ -455,8 +512,14 @@ def test_fetch_certificates_returns_current_certificates_by_serial(wechat, clien
     expired = self_signed(merchant_key, 0x2C2A1D3A2E5D4F8B1C2D3E4F5A6B7C8D9E0F1A2B, now - timedelta(days=1))
     serial = format(current.serial_number, "X")
     # WeChat signs the certificate list with the certificate it carries (the bootstrap case: the serial is new to us)
-    answer(wechat, wechat_key, "GET", "/v3/certificates", serial=serial,
-           payload={"data": [certificate_entry(expired), certificate_entry(current)]})
+    answer(
+        wechat,
+        wechat_key,
+        "GET",
+        "/v3/certificates",
+        serial=serial,
+        payload={"data": [certificate_entry(expired), certificate_entry(current)]},
+    )
 
     keys = client.fetch_certificates()
 
@@ -467,8 +530,14 @@ def test_fetch_certificates_returns_current_certificates_by_serial(wechat, clien
 
 def test_fetch_certificates_refuses_a_list_not_signed_by_its_certificates(wechat, client, wechat_key, merchant_key):
     current = self_signed(wechat_key, 0x5157F09EFDC096DE15EBE81A47057A7232F1B8E1, datetime.now(UTC) + timedelta(days=1))
-    answer(wechat, merchant_key, "GET", "/v3/certificates", serial=format(current.serial_number, "X"),
-           payload={"data": [certificate_entry(current)]})
+    answer(
+        wechat,
+        merchant_key,
+        "GET",
+        "/v3/certificates",
+        serial=format(current.serial_number, "X"),
+        payload={"data": [certificate_entry(current)]},
+    )
 
     with pytest.raises(v3.V3Error) as caught:
         client.fetch_certificates()
@@ -478,8 +547,14 @@ def test_fetch_certificates_refuses_a_list_not_signed_by_its_certificates(wechat
 
 def test_fetch_certificates_refuses_certificates_under_another_apiv3_key(wechat, client, wechat_key):
     current = self_signed(wechat_key, 0x5157F09EFDC096DE15EBE81A47057A7232F1B8E1, datetime.now(UTC) + timedelta(days=1))
-    answer(wechat, wechat_key, "GET", "/v3/certificates", serial=format(current.serial_number, "X"),
-           payload={"data": [certificate_entry(current, key="X" * 32)]})
+    answer(
+        wechat,
+        wechat_key,
+        "GET",
+        "/v3/certificates",
+        serial=format(current.serial_number, "X"),
+        payload={"data": [certificate_entry(current, key="X" * 32)]},
+    )
 
     with pytest.raises(v3.DecryptError):
         client.fetch_certificates()
@@ -502,14 +577,25 @@ def test_a_certificate_merchant_fetches_certificates_on_an_unknown_serial(wechat
 # -- notifies ------------------------------------------------------------------------------------------------
 
 
-TRANSACTION = {"mchid": MCHID, "out_trade_no": "R20250101000001", "transaction_id": "4200000000202501010000000001",
-               "trade_state": "SUCCESS", "amount": {"total": 1990, "payer_total": 1990, "currency": "CNY"}}
+TRANSACTION = {
+    "mchid": MCHID,
+    "out_trade_no": "R20250101000001",
+    "transaction_id": "4200000000202501010000000001",
+    "trade_state": "SUCCESS",
+    "amount": {"total": 1990, "payer_total": 1990, "currency": "CNY"},
+}
 
 
 def notify(wechat_key, resource=None, **envelope) -> tuple[dict, bytes]:
-    payload = {"id": "EV-2018022511223320873", "create_time": "2025-01-01T10:00:00+08:00", "resource_type": "encrypt-resource",
-               "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-               "resource": encrypted(json.dumps(TRANSACTION).encode()) if resource is None else resource, **envelope}
+    payload = {
+        "id": "EV-2018022511223320873",
+        "create_time": "2025-01-01T10:00:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": encrypted(json.dumps(TRANSACTION).encode()) if resource is None else resource,
+        **envelope,
+    }
     body = json.dumps(payload, ensure_ascii=False).encode()
     return signed_headers(wechat_key, body), body
 
@@ -567,24 +653,35 @@ def test_parse_notify_refuses_a_resource_that_does_not_decrypt(client, wechat_ke
 
 
 def test_decrypt_resource_needs_a_32_byte_apiv3_key(merchant_key, wechat_key):
-    client = v3.Client(mchid=MCHID, serial_no=MERCHANT_SERIAL, private_key=merchant_key, apiv3_key="short", base_url=BASE,
-                       keys=v3.KeyStore(wechat_key.public_key(), PUB_ID))
+    client = v3.Client(
+        mchid=MCHID,
+        serial_no=MERCHANT_SERIAL,
+        private_key=merchant_key,
+        apiv3_key="short",
+        base_url=BASE,
+        keys=v3.KeyStore(wechat_key.public_key(), PUB_ID),
+    )
 
     with pytest.raises(v3.DecryptError, match="32 bytes"):
         client.decrypt_resource(encrypted(b"{}"))
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b"[1, 2]", "not a JSON object"),
-    (b'"encrypt-resource"', "not a JSON object"),
-    (b"{not json", "not JSON"),
-    (b"\xff\xfe", "not JSON"),
-    (json.dumps({"resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS"}).encode(), "no resource"),
-    (json.dumps({"resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "resource": "x"}).encode(),
-     "no resource"),
-    (json.dumps({"resource_type": "plain", "event_type": "X", "resource": {}}).encode(), "resource_type"),
-    (json.dumps({"resource_type": "encrypt-resource", "resource": {}}).encode(), "event_type"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1, 2]", "not a JSON object"),
+        (b'"encrypt-resource"', "not a JSON object"),
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (json.dumps({"resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS"}).encode(), "no resource"),
+        (
+            json.dumps({"resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "resource": "x"}).encode(),
+            "no resource",
+        ),
+        (json.dumps({"resource_type": "plain", "event_type": "X", "resource": {}}).encode(), "resource_type"),
+        (json.dumps({"resource_type": "encrypt-resource", "resource": {}}).encode(), "event_type"),
+    ],
+)
 def test_parse_notify_refuses_a_malformed_envelope(client, wechat_key, body, message):
     with pytest.raises(ValueError, match=message) as caught:
         client.parse_notify(signed_headers(wechat_key, body), body)
@@ -596,11 +693,17 @@ def test_parse_notify_refuses_a_malformed_envelope(client, wechat_key, body, mes
 
 
 def test_pay_sign_verifies_over_the_four_lines(merchant_key):
-    signature = v3.pay_sign(merchant_key, "wxd678efh567hg6787", "1414561699", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
-                            "prepay_id=wx201410272009395522657a690389285100")
+    signature = v3.pay_sign(
+        merchant_key,
+        "wxd678efh567hg6787",
+        "1414561699",
+        "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "prepay_id=wx201410272009395522657a690389285100",
+    )
 
-    message = (b"wxd678efh567hg6787\n1414561699\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\n"
-               b"prepay_id=wx201410272009395522657a690389285100\n")
+    message = (
+        b"wxd678efh567hg6787\n1414561699\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\nprepay_id=wx201410272009395522657a690389285100\n"
+    )
     merchant_key.public_key().verify(base64.b64decode(signature), message, padding.PKCS1v15(), hashes.SHA256())
     with pytest.raises(InvalidSignature):
         merchant_key.public_key().verify(base64.b64decode(signature), message.rstrip(b"\n"), padding.PKCS1v15(), hashes.SHA256())
@@ -611,8 +714,12 @@ def test_authorization_uses_the_given_timestamp_and_nonce(merchant_key):
 
     auth = parse_authorization(value)
     assert (auth["timestamp"], auth["nonce_str"]) == ("1554208460", "593BEC0C")
-    merchant_key.public_key().verify(base64.b64decode(auth["signature"]), b"GET\n/v3/certificates\n1554208460\n593BEC0C\n\n",
-                                     padding.PKCS1v15(), hashes.SHA256())
+    merchant_key.public_key().verify(
+        base64.b64decode(auth["signature"]),
+        b"GET\n/v3/certificates\n1554208460\n593BEC0C\n\n",
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
 
 
 @pytest.mark.parametrize("fmt", [serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL])
@@ -635,8 +742,12 @@ def test_loading_anything_else_is_a_clear_value_error():
     ec_pem = ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     ec_pub = ec_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    for load, pem, message in [(v3.load_private_key, b"garbage", "PEM private key"), (v3.load_private_key, ec_pem, "RSA"),
-                               (v3.load_public_key, b"garbage", "PEM public key"), (v3.load_public_key, ec_pub, "RSA")]:
+    for load, pem, message in [
+        (v3.load_private_key, b"garbage", "PEM private key"),
+        (v3.load_private_key, ec_pem, "RSA"),
+        (v3.load_public_key, b"garbage", "PEM public key"),
+        (v3.load_public_key, ec_pub, "RSA"),
+    ]:
         with pytest.raises(ValueError, match=message):
             load(pem)
 

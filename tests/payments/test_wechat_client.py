@@ -29,8 +29,15 @@ def pay(settings):
 
 
 def answer(settings, sign_type="MD5", key=None, **fields):
-    body = {"return_code": "SUCCESS", "return_msg": "OK", "appid": settings.WECHAT_APPID,
-            "mch_id": settings.WECHAT_MCH_ID, "nonce_str": "n0nce", "result_code": "SUCCESS", **fields}
+    body = {
+        "return_code": "SUCCESS",
+        "return_msg": "OK",
+        "appid": settings.WECHAT_APPID,
+        "mch_id": settings.WECHAT_MCH_ID,
+        "nonce_str": "n0nce",
+        "result_code": "SUCCESS",
+        **fields,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     body["sign"] = wxpay.sign(body, key or settings.WECHAT_API_KEY, sign_type)
     return wxpay.to_xml(body)
@@ -38,9 +45,16 @@ def answer(settings, sign_type="MD5", key=None, **fields):
 
 def place(pay):
     now = timezone.now()
-    return pay.unified_order(out_trade_no="O1", total_fee=1990, openid="oUser", body="余额充值",
-                             notify_url="https://pay.example.com/payments/wechat/notify/", client_ip="1.2.3.4",
-                             time_start=now, time_expire=now + timedelta(minutes=30))
+    return pay.unified_order(
+        out_trade_no="O1",
+        total_fee=1990,
+        openid="oUser",
+        body="余额充值",
+        notify_url="https://pay.example.com/payments/wechat/notify/",
+        client_ip="1.2.3.4",
+        time_start=now,
+        time_expire=now + timedelta(minutes=30),
+    )
 
 
 @responses.activate
@@ -83,8 +97,7 @@ def test_return_code_fail_carries_wechats_message(pay):
 @responses.activate
 @pytest.mark.parametrize(("err_code", "retryable"), [("SYSTEMERROR", True), ("ORDERPAID", False), ("NOAUTH", False)])
 def test_business_errors_carry_err_code_and_whether_to_retry(pay, settings, err_code, retryable):
-    responses.post(BASE + "pay/unifiedorder", body=answer(settings, result_code="FAIL", err_code=err_code,
-                                                          err_code_des="x"))
+    responses.post(BASE + "pay/unifiedorder", body=answer(settings, result_code="FAIL", err_code=err_code, err_code_des="x"))
     with pytest.raises(wechat.WeChatError) as exc:
         place(pay)
     assert exc.value.code == err_code and exc.value.retryable is retryable
@@ -108,11 +121,14 @@ def test_an_http_error_is_retryable(pay):
 
 
 @responses.activate
-@pytest.mark.parametrize("body", [
-    '<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><return_code>&x;</return_code></xml>',
-    "<xml><return_code>SUCCESS</return_code><return_code>FAIL</return_code></xml>",
-    "not xml",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><return_code>&x;</return_code></xml>',
+        "<xml><return_code>SUCCESS</return_code><return_code>FAIL</return_code></xml>",
+        "not xml",
+    ],
+)
 def test_unsafe_or_broken_answers_are_refused(pay, body):
     responses.post(BASE + "pay/orderquery", body=body)
     with pytest.raises(wechat.WeChatError):
@@ -133,7 +149,8 @@ def test_md5_jsapi_params_match_wechatpys(settings):
     assert params["package"] == "prepay_id=wx999" and params["signType"] == "MD5"
 
     theirs = WeChatPay(settings.WECHAT_APPID, settings.WECHAT_API_KEY, settings.WECHAT_MCH_ID).jsapi.get_jsapi_signature(
-        "wx999", params["timeStamp"], params["nonceStr"])
+        "wx999", params["timeStamp"], params["nonceStr"]
+    )
     assert params["paySign"] == theirs
 
 

@@ -14,9 +14,11 @@ from payments.gateway import NO_BILL, V2Gateway, V3Gateway, WeChatError
 from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 BEIJING = ZoneInfo("Asia/Shanghai")
-HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
-          "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
-          "手续费,费率,订单金额,申请退款金额,费率备注")
+HEADER = (
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+    "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+    "手续费,费率,订单金额,申请退款金额,费率备注"
+)
 COLUMNS = HEADER.split(",")
 SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
 
@@ -38,24 +40,64 @@ def _at(at: datetime) -> str:
 def pay_row(out_trade_no: str, amount: int, transaction_id: str, at: datetime, **changes) -> dict[str, str]:
     """A payment line (交易状态 SUCCESS) as a {column: value} dict; `changes` by column name."""
     row = {
-        "交易时间": _at(at), "公众账号ID": settings.WECHAT_APPID, "商户号": settings.WECHAT_MCH_ID, "特约商户号": "0",
-        "设备号": "", "微信订单号": transaction_id, "商户订单号": out_trade_no, "用户标识": "oTestUser",
-        "交易类型": "JSAPI", "交易状态": "SUCCESS", "付款银行": "CMC", "货币种类": "CNY", "应结订单金额": format_fen(amount),
-        "代金券金额": "0.00", "微信退款单号": "0", "商户退款单号": "0", "退款金额": "0.00", "充值券退款金额": "0.00",
-        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": fee_text(fee_of(amount)),
-        "费率": "0.60%", "订单金额": format_fen(amount), "申请退款金额": "0.00", "费率备注": "",
+        "交易时间": _at(at),
+        "公众账号ID": settings.WECHAT_APPID,
+        "商户号": settings.WECHAT_MCH_ID,
+        "特约商户号": "0",
+        "设备号": "",
+        "微信订单号": transaction_id,
+        "商户订单号": out_trade_no,
+        "用户标识": "oTestUser",
+        "交易类型": "JSAPI",
+        "交易状态": "SUCCESS",
+        "付款银行": "CMC",
+        "货币种类": "CNY",
+        "应结订单金额": format_fen(amount),
+        "代金券金额": "0.00",
+        "微信退款单号": "0",
+        "商户退款单号": "0",
+        "退款金额": "0.00",
+        "充值券退款金额": "0.00",
+        "退款类型": "",
+        "退款状态": "",
+        "商品名称": "余额充值",
+        "商户数据包": "",
+        "手续费": fee_text(fee_of(amount)),
+        "费率": "0.60%",
+        "订单金额": format_fen(amount),
+        "申请退款金额": "0.00",
+        "费率备注": "",
     }
     return {**row, **changes}
 
 
-def refund_row(out_trade_no: str, transaction_id: str, out_refund_no: str, refund_id: str, amount: int, at: datetime,
-               status: str = "SUCCESS", **changes) -> dict[str, str]:
+def refund_row(
+    out_trade_no: str,
+    transaction_id: str,
+    out_refund_no: str,
+    refund_id: str,
+    amount: int,
+    at: datetime,
+    status: str = "SUCCESS",
+    **changes,
+) -> dict[str, str]:
     """A refund line (交易状态 REFUND): the time WeChat accepted the refund (not its success), its
     amount, its status when the bill was cut, the fee given back."""
     row = pay_row(out_trade_no, 0, transaction_id, at)
-    row.update({"交易状态": "REFUND", "应结订单金额": "0.00", "微信退款单号": refund_id, "商户退款单号": out_refund_no,
-                "退款金额": format_fen(amount), "退款类型": "ORIGINAL", "退款状态": status, "手续费": fee_text(-fee_of(amount)),
-                "订单金额": "0.00", "申请退款金额": format_fen(amount)})
+    row.update(
+        {
+            "交易状态": "REFUND",
+            "应结订单金额": "0.00",
+            "微信退款单号": refund_id,
+            "商户退款单号": out_refund_no,
+            "退款金额": format_fen(amount),
+            "退款类型": "ORIGINAL",
+            "退款状态": status,
+            "手续费": fee_text(-fee_of(amount)),
+            "订单金额": "0.00",
+            "申请退款金额": format_fen(amount),
+        }
+    )
     return {**row, **changes}
 
 
@@ -78,8 +120,10 @@ def millifen(text: str) -> int:
 
 def summary_of(rows: list[dict[str, str]], **changes) -> dict[str, str]:
     values = {
-        "总交易单数": str(len(rows)), "应结订单总金额": format_fen(sum(fen(r["应结订单金额"]) for r in rows)),
-        "退款总金额": format_fen(sum(fen(r["退款金额"]) for r in rows)), "充值券退款总金额": "0.00",
+        "总交易单数": str(len(rows)),
+        "应结订单总金额": format_fen(sum(fen(r["应结订单金额"]) for r in rows)),
+        "退款总金额": format_fen(sum(fen(r["退款金额"]) for r in rows)),
+        "充值券退款总金额": "0.00",
         "手续费总金额": format_fee(sum(millifen(r["手续费"]) for r in rows)),
         "订单总金额": format_fen(sum(fen(r["订单金额"]) for r in rows)),
         "申请退款总金额": format_fen(sum(fen(r["申请退款金额"]) for r in rows)),
@@ -87,13 +131,16 @@ def summary_of(rows: list[dict[str, str]], **changes) -> dict[str, str]:
     return {**values, **changes}
 
 
-def bill(*rows: dict[str, str] | str, summary: dict[str, str] | None = None, newline: str = "\r\n",
-         bom: bool = False) -> bytes:
+def bill(*rows: dict[str, str] | str, summary: dict[str, str] | None = None, newline: str = "\r\n", bom: bool = False) -> bytes:
     """The whole bill: header, lines (a str is written as given, for malformed lines), summary."""
     dicts = [r for r in rows if isinstance(r, dict)]
     totals = summary or summary_of(dicts)
-    lines = [HEADER, *(r if isinstance(r, str) else line(r) for r in rows), SUMMARY_HEADER,
-             ",".join("`" + totals[name] for name in SUMMARY_HEADER.split(","))]
+    lines = [
+        HEADER,
+        *(r if isinstance(r, str) else line(r) for r in rows),
+        SUMMARY_HEADER,
+        ",".join("`" + totals[name] for name in SUMMARY_HEADER.split(",")),
+    ]
     text = newline.join(lines) + newline
     return (("\ufeff" if bom else "") + text).encode()
 
@@ -123,6 +170,8 @@ class FakeWeChat:
 @contextmanager
 def fake_wechat():
     fake = FakeWeChat()
-    with mock.patch.object(V2Gateway, "download_bill", autospec=True, side_effect=fake.download_bill), \
-            mock.patch.object(V3Gateway, "download_bill", autospec=True, side_effect=fake.download_bill):
+    with (
+        mock.patch.object(V2Gateway, "download_bill", autospec=True, side_effect=fake.download_bill),
+        mock.patch.object(V3Gateway, "download_bill", autospec=True, side_effect=fake.download_bill),
+    ):
         yield fake

@@ -28,8 +28,7 @@ def refund_id() -> str:
 
 def pending(user: User, amount: int, at: datetime, **fields) -> RechargeOrder:
     """An order placed at `at` that WeChat may have been paid for, without the notify here."""
-    return make_order(user, amount=amount, created_at=at - timedelta(minutes=1),
-                      expires_at=at + timedelta(minutes=29), **fields)
+    return make_order(user, amount=amount, created_at=at - timedelta(minutes=1), expires_at=at + timedelta(minutes=29), **fields)
 
 
 def paid(user: User, amount: int, at: datetime, **fields) -> RechargeOrder:
@@ -40,8 +39,13 @@ def paid(user: User, amount: int, at: datetime, **fields) -> RechargeOrder:
     return order
 
 
-def refund(order: RechargeOrder, amount: int, settled_at: datetime | None = None, state: str = "SUCCESS",
-           requested_at: datetime | None = None) -> Refund:
+def refund(
+    order: RechargeOrder,
+    amount: int,
+    settled_at: datetime | None = None,
+    state: str = "SUCCESS",
+    requested_at: datetime | None = None,
+) -> Refund:
     """A refund requested and accepted by WeChat at `requested_at` (by default a minute before
     `settled_at`, or half an hour after the payment); settled (`state`) at `settled_at`, or
     still 退款中 without it."""
@@ -63,11 +67,28 @@ def snapshot() -> dict:
         "orders": list(RechargeOrder.objects.order_by("pk").values_list("pk", "status", "transaction_id", "paid_at")),
         "refunds": list(Refund.objects.order_by("pk").values_list("pk", "status", "settled_at")),
         "incidents": list(Incident.objects.order_by("pk").values_list("pk", "kind", "occurrences", "resolved_at")),
-        "differences": list(Difference.objects.order_by("pk").values_list("pk", "kind", "outcome", "incident_id",
-                                                                           "wechat_amount", "our_amount", "detail")),
-        "days": list(BillDay.objects.order_by("pk").values_list(
-            "pk", "status", "reason", "wechat_paid_count", "wechat_refund_count", "wechat_paid", "wechat_refunded",
-            "wechat_fee_millifen", "wechat_in_flight_count", "wechat_in_flight", "our_paid_count", "our_paid",
-            "our_refund_count", "our_refunded")),
+        "differences": list(
+            Difference.objects.order_by("pk").values_list(
+                "pk", "kind", "outcome", "incident_id", "wechat_amount", "our_amount", "detail"
+            )
+        ),
+        "days": list(
+            BillDay.objects.order_by("pk").values_list(
+                "pk",
+                "status",
+                "reason",
+                "wechat_paid_count",
+                "wechat_refund_count",
+                "wechat_paid",
+                "wechat_refunded",
+                "wechat_fee_millifen",
+                "wechat_in_flight_count",
+                "wechat_in_flight",
+                "our_paid_count",
+                "our_paid",
+                "our_refund_count",
+                "our_refunded",
+            )
+        ),
         "rows": BillRow.objects.count(),
     }

@@ -43,9 +43,11 @@ def day(wechat, payer):
     ok = paid(payer, 34500, AT)
     lost = pending(payer, 1000, AT)
     gone = refund(ok, 500, settled_at=AT + timedelta(hours=1))
-    wechat.bills[DAY] = bill(pay_row(ok.out_trade_no, 34500, ok.transaction_id, AT),
-                             pay_row(lost.out_trade_no, 1000, transaction_id(), AT),
-                             pay_row(UNKNOWN, 700, transaction_id(), AT))
+    wechat.bills[DAY] = bill(
+        pay_row(ok.out_trade_no, 34500, ok.transaction_id, AT),
+        pay_row(lost.out_trade_no, 1000, transaction_id(), AT),
+        pay_row(UNKNOWN, 700, transaction_id(), AT),
+    )
     result = reconcile_day(DAY)
     result.lost, result.gone = lost, gone
     return result
@@ -57,30 +59,33 @@ def test_the_list_shows_each_day_with_its_status_totals_and_differences(admin_cl
     # WeChat's paid total against ours, marked where they differ.
     assert re.search(r'recon-pair recon-pair_differs">¥362\.00 <span class="recon-pair__sep">/</span> ¥355\.00', html)
     assert re.search(r'recon-pair recon-pair_differs">¥0\.00 <span class="recon-pair__sep">/</span> ¥5\.00', html)
-    assert "3 <span class=\"recon-incidents\">（异常 2）</span>" in html
+    assert '3 <span class="recon-incidents">（异常 2）</span>' in html
     assert f'href="{day_url(day)}"' in html
 
 
 def test_the_list_has_a_chart_of_the_last_30_days_linking_to_each_day(admin_client, day):
     html = admin_client.get(DAYS).content.decode()
     start = html.index('data-testid="recon-chart"')
-    svg = html[start:html.index("</svg>", start)]
+    svg = html[start : html.index("</svg>", start)]
     assert html.index('data-testid="recon-chart"') < html.index('id="result_list"')
     assert svg.count("<title>") == 30 and "<script" not in svg
     assert "2026-11-23 有差异：微信 ¥362.00（3 笔），本站 ¥355.00（2 笔）" in svg
     assert "2026-11-22 已平：微信 ¥0.00（0 笔），本站 ¥0.00（0 笔）" in svg and "2026-10-25：尚未对账" in svg
     assert f'<a href="{day_url(day)}">' in svg
     assert svg.count("recon-chart__bar_wechat") == 1 and svg.count("recon-chart__bar_ours") == 1
-    assert 'recon-chart__status recon-chart__status_differences' in svg and "reconciliation/admin.css" in html
+    assert "recon-chart__status recon-chart__status_differences" in svg and "reconciliation/admin.css" in html
 
 
 def test_the_days_page_shows_totals_side_by_side_and_the_differences_with_links(admin_client, day):
     html = admin_client.get(day_url(day)).content.decode()
-    totals = html[html.index('data-testid="totals"'):html.index('data-testid="differences"')]
-    assert re.search(r'<tr class="recon-differs"><th scope="row">支付金额</th><td class="num">¥362\.00</td>'
-                     r'<td class="num">¥355\.00</td><td><span class="recon-flag">不一致', totals)
+    totals = html[html.index('data-testid="totals"') : html.index('data-testid="differences"')]
+    assert re.search(
+        r'<tr class="recon-differs"><th scope="row">支付金额</th><td class="num">¥362\.00</td>'
+        r'<td class="num">¥355\.00</td><td><span class="recon-flag">不一致',
+        totals,
+    )
     assert re.search(r'<tr class=""><th scope="row">手续费</th><td class="num">¥2\.17</td><td class="num">-</td>', totals)
-    differences = html[html.index('data-testid="differences"'):]
+    differences = html[html.index('data-testid="differences"') :]
     assert "差异 3 项（已自动补账 1，已提交异常 2，仅提示 0）" in differences
     lost, gone = day.lost, day.gone
     assert f'<a href="/admin/orders/rechargeorder/{lost.pk}/change/">{lost.out_trade_no}</a>' in differences
@@ -126,8 +131,11 @@ def test_the_differences_export_as_csv_that_excel_reads(admin_client, day):
 def test_a_csv_cell_never_starts_a_formula(admin_client, wechat):
     wechat.bills[DAY] = bill(pay_row("=1+2", 700, transaction_id(), AT))
     reconciled = reconcile_day(DAY)
-    rows = list(csv.reader(io.StringIO(admin_client.get(f"{DAYS}{reconciled.pk}/differences.csv").content.decode()
-                                       .removeprefix("\ufeff"))))
+    rows = list(
+        csv.reader(
+            io.StringIO(admin_client.get(f"{DAYS}{reconciled.pk}/differences.csv").content.decode().removeprefix("\ufeff"))
+        )
+    )
     assert rows[1][3] == "'=1+2"
 
 
@@ -157,8 +165,10 @@ def test_reconciling_again_is_a_post_that_changes_nothing_twice(day, wechat):
     response = runner.post(f"{DAYS}{day.pk}/reconcile/", follow=True)
     assert response.redirect_chain[-1][0] == day_url(day)
     messages = [str(m) for m in response.context["messages"]]
-    assert messages == ["已重新对账：2026-11-23: 有差异 — WeChat 3 笔 ¥362.00 退款 ¥0.00 手续费 ¥2.17; "
-                        "ours 2 笔 ¥355.00 退款 ¥5.00; differences 3 (settled 1, incidents 2)"]
+    assert messages == [
+        "已重新对账：2026-11-23: 有差异 — WeChat 3 笔 ¥362.00 退款 ¥0.00 手续费 ¥2.17; "
+        "ours 2 笔 ¥355.00 退款 ¥5.00; differences 3 (settled 1, incidents 2)"
+    ]
     assert list(Incident.objects.values_list("pk", "occurrences")) == incidents
     assert wechat.calls.count(DAY) == 2
 
@@ -176,9 +186,10 @@ def test_the_post_needs_the_csrf_token(day):
 
 def test_the_start_page_shows_the_last_days_status(admin_client, day):
     html = admin_client.get("/admin/").content.decode()
-    block = html[html.index('data-testid="reconciliation"'):html.index('class="app-')]
-    assert re.search(rf'href="{day_url(day)}" data-testid="last-bill-day">.*?最近对账日 2026-11-23.*?有差异.*?差异 3 项',
-                     block, re.S)
+    block = html[html.index('data-testid="reconciliation"') : html.index('class="app-')]
+    assert re.search(
+        rf'href="{day_url(day)}" data-testid="last-bill-day">.*?最近对账日 2026-11-23.*?有差异.*?差异 3 项', block, re.S
+    )
     assert re.search(r'data-testid="days-with-differences">.*?1 天', block, re.S)
     assert "yesterday-missing" not in block
 
@@ -212,9 +223,10 @@ def test_the_models_are_read_only(admin_client, day):
 def test_a_refund_row_links_on_the_days_page(admin_client, wechat, payer):
     order = paid(payer, 1000, AT)
     item = refund(order, 300)
-    wechat.bills[DAY] = bill(pay_row(order.out_trade_no, 1000, order.transaction_id, AT),
-                             refund_row(order.out_trade_no, order.transaction_id, item.out_refund_no, item.refund_id,
-                                        300, AT + timedelta(hours=1)))
+    wechat.bills[DAY] = bill(
+        pay_row(order.out_trade_no, 1000, order.transaction_id, AT),
+        refund_row(order.out_trade_no, order.transaction_id, item.out_refund_no, item.refund_id, 300, AT + timedelta(hours=1)),
+    )
     reconciled = reconcile_day(DAY)
     html = admin_client.get(day_url(reconciled)).content.decode()
     assert f'<a href="/admin/orders/refund/{item.pk}/change/">{item.out_refund_no}</a>' in html and "退款未结" in html
@@ -238,13 +250,23 @@ def test_a_day_with_a_refund_in_flight_at_bill_time_says_why_the_refund_totals_i
     nothing in red, and the page says why WeChat's refund total includes it."""
     order = paid(payer, 1000, AT)
     item = refund(order, 500, requested_at=AT + timedelta(hours=1))
-    wechat.bills[DAY] = bill(pay_row(order.out_trade_no, 1000, order.transaction_id, AT, 手续费="0.06123"),
-                             refund_row(order.out_trade_no, order.transaction_id, item.out_refund_no, item.refund_id,
-                                        500, AT + timedelta(hours=1), status="PROCESSING", 手续费="-0.03000"))
+    wechat.bills[DAY] = bill(
+        pay_row(order.out_trade_no, 1000, order.transaction_id, AT, 手续费="0.06123"),
+        refund_row(
+            order.out_trade_no,
+            order.transaction_id,
+            item.out_refund_no,
+            item.refund_id,
+            500,
+            AT + timedelta(hours=1),
+            status="PROCESSING",
+            手续费="-0.03000",
+        ),
+    )
     result = reconcile_day(DAY)
     assert result.status == BillDay.Status.BALANCED
     html = admin_client.get(day_url(result)).content.decode()
-    totals = html[html.index('data-testid="totals"'):html.index('data-testid="differences"')]
+    totals = html[html.index('data-testid="totals"') : html.index('data-testid="differences"')]
     assert "recon-differs" not in totals and "不一致" not in totals
     assert re.search(r'<th scope="row">其中出账时未完成</th><td class="num">1 笔 ¥5\.00</td>', totals)
     assert "出账后不再更新其状态" in totals

@@ -26,9 +26,10 @@ TXN, OTN = "4200000000202611230000000001", "20261123100000101234567890"
 
 
 def two_rows():
-    return [pay_row(OTN, 1000, TXN, AT),
-            refund_row(OTN, TXN, "RF2026112311000000000000000001", "50300000002026112300000000001", 300,
-                       AT.replace(hour=11))]
+    return [
+        pay_row(OTN, 1000, TXN, AT),
+        refund_row(OTN, TXN, "RF2026112311000000000000000001", "50300000002026112300000000001", 300, AT.replace(hour=11)),
+    ]
 
 
 def refused(data: bytes) -> str:
@@ -42,10 +43,21 @@ def test_a_bill_is_read_by_column_name_with_amounts_in_fen_and_fees_in_millifen(
     payment, refund = parsed.rows
     assert "`0.06000,`0.60%," in payment.raw  # as WeChat writes a fee: five decimals
     assert (payment.kind, payment.out_trade_no, payment.transaction_id, payment.amount, payment.fee) == (
-        PAYMENT, OTN, TXN, 1000, 6000)
+        PAYMENT,
+        OTN,
+        TXN,
+        1000,
+        6000,
+    )
     assert payment.refund_id == payment.out_refund_no == ""  # WeChat writes "0" on a payment line
     assert (refund.kind, refund.out_refund_no, refund.refund_amount, refund.refund_status, refund.fee, refund.amount) == (
-        REFUND, "RF2026112311000000000000000001", 300, "SUCCESS", -2000, 0)
+        REFUND,
+        "RF2026112311000000000000000001",
+        300,
+        "SUCCESS",
+        -2000,
+        0,
+    )
     assert refund.happened_at == AT.replace(hour=11) and refund.line_no == 3
     assert (parsed.count, parsed.paid, parsed.refunded, parsed.fee) == (2, 1000, 300, 4000)
     assert not parsed.duplicates
@@ -54,8 +66,14 @@ def test_a_bill_is_read_by_column_name_with_amounts_in_fen_and_fees_in_millifen(
 def test_columns_may_come_in_any_order():
     rows = two_rows()
     order = list(reversed(COLUMNS))
-    text = "\r\n".join([",".join(order), *(",".join("`" + r[name] for name in order) for r in rows), SUMMARY_HEADER,
-                        ",".join("`" + v for v in summary_of(rows).values())])
+    text = "\r\n".join(
+        [
+            ",".join(order),
+            *(",".join("`" + r[name] for name in order) for r in rows),
+            SUMMARY_HEADER,
+            ",".join("`" + v for v in summary_of(rows).values()),
+        ]
+    )
     assert [r.amount for r in parse(text.encode(), DAY).rows] == [1000, 0]
 
 
@@ -76,6 +94,7 @@ def test_an_empty_day_has_a_header_and_a_zero_summary():
 
 
 # -- refused ---------------------------------------------------------------------------------------
+
 
 def test_a_comma_inside_a_text_field_is_kept_as_text():
     # WeChat publishes the merchant's 商品名称 and 商户数据包 as sent, commas included.
@@ -105,8 +124,9 @@ def test_a_field_without_its_back_quote_is_a_malformed_line():
 def test_a_back_quote_inside_an_identifier_or_amount_is_refused():
     assert "「商户订单号」无效" in refused(bill(pay_row(OTN + "`x", 1000, TXN, AT)))
     good = pay_row(OTN, 1000, TXN, AT)
-    assert "「应结订单金额」不是有效金额" in refused(bill(line(good).replace("`10.00,", "`10`.00,", 1),
-                                                       summary=summary_of([good])))
+    assert "「应结订单金额」不是有效金额" in refused(
+        bill(line(good).replace("`10.00,", "`10`.00,", 1), summary=summary_of([good]))
+    )
 
 
 @pytest.mark.parametrize("amount", ["10.001", "1,000.00", "¥10.00", " 10.00", "10.00 ", "-10.00", "1e3", "", "１０.00"])
@@ -122,10 +142,18 @@ def test_only_the_fee_may_be_negative():
     assert parse(bill(row), DAY).rows[0].fee == -6000
 
 
-@pytest.mark.parametrize(("text", "millifen"), [
-    ("0.06000", 6000), ("0.00000", 0), ("0", 0), ("0.06", 6000), ("0.06123", 6123), ("-0.01000", -1000),
-    ("12.34567", 1234567),
-])
+@pytest.mark.parametrize(
+    ("text", "millifen"),
+    [
+        ("0.06000", 6000),
+        ("0.00000", 0),
+        ("0", 0),
+        ("0.06", 6000),
+        ("0.06123", 6123),
+        ("-0.01000", -1000),
+        ("12.34567", 1234567),
+    ],
+)
 def test_a_fee_is_read_exactly_to_five_decimals(text, millifen):
     """WeChat writes fees with five decimals (older bills: fewer); never read as a float."""
     row = pay_row(OTN, 1000, TXN, AT, 手续费=text)
@@ -139,12 +167,15 @@ def test_a_fee_that_is_not_yuan_to_five_decimals_is_refused(text):
     assert refused(bill(line({**good, "手续费": text}), summary=summary_of([good]))).startswith("第 2 行")
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("总交易单数", "3", "总交易单数 3，明细合计 2"),
-    ("应结订单总金额", "10.01", "应结订单总金额 10.01，明细合计 10.00"),
-    ("退款总金额", "0.00", "退款总金额 0.00，明细合计 3.00"),
-    ("手续费总金额", "0.06000", "手续费总金额 0.06000，明细合计 0.04000"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("总交易单数", "3", "总交易单数 3，明细合计 2"),
+        ("应结订单总金额", "10.01", "应结订单总金额 10.01，明细合计 10.00"),
+        ("退款总金额", "0.00", "退款总金额 0.00，明细合计 3.00"),
+        ("手续费总金额", "0.06000", "手续费总金额 0.06000，明细合计 0.04000"),
+    ],
+)
 def test_a_summary_that_does_not_add_up_is_refused(field, value, expected):
     rows = two_rows()
     message = refused(bill(*rows, summary=summary_of(rows, **{field: value})))

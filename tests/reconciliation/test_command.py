@@ -57,13 +57,17 @@ class TestOnce:
     def test_it_reconciles_yesterday_by_default_and_prints_the_days_line(self, wechat, payer):
         order = paid(payer, 34500, AT)
         lost = pending(payer, 1000, AT)
-        wechat.bills[DAY] = bill(pay_row(order.out_trade_no, 34500, order.transaction_id, AT),
-                                 pay_row(lost.out_trade_no, 1000, transaction_id(), AT),
-                                 pay_row("20261123120000109999999999", 500, transaction_id(), AT))
+        wechat.bills[DAY] = bill(
+            pay_row(order.out_trade_no, 34500, order.transaction_id, AT),
+            pay_row(lost.out_trade_no, 1000, transaction_id(), AT),
+            pay_row("20261123120000109999999999", 500, transaction_id(), AT),
+        )
         out, err, code = run()
         assert wechat.calls == [DAY] and code == 0 and err == ""
-        assert out == ("2026-11-23: 有差异 — WeChat 3 笔 ¥360.00 退款 ¥0.00 手续费 ¥2.16; "
-                       "ours 2 笔 ¥355.00 退款 ¥0.00; differences 2 (settled 1, incidents 1)\n")
+        assert out == (
+            "2026-11-23: 有差异 — WeChat 3 笔 ¥360.00 退款 ¥0.00 手续费 ¥2.16; "
+            "ours 2 笔 ¥355.00 退款 ¥0.00; differences 2 (settled 1, incidents 1)\n"
+        )
 
     def test_a_balanced_day_exits_0(self, wechat):
         out, _, code = run("--date", "2026-11-23")
@@ -121,8 +125,11 @@ def test_the_loop_reconciles_every_due_day_once_a_pass(wechat, payer):
     paid(payer, 1000, AT)  # yesterday has a payment but WeChat no bill yet: 未就绪
     # One pass, then stop (as SIGTERM would between passes).
     command = "reconciliation.management.commands.reconcile_bill"
-    with mock.patch.object(signal, "signal"), mock.patch.object(threading.Event, "wait", return_value=True), \
-            mock.patch(f"{command}.close_old_connections"):  # it would close the test's own connection
+    with (
+        mock.patch.object(signal, "signal"),
+        mock.patch.object(threading.Event, "wait", return_value=True),
+        mock.patch(f"{command}.close_old_connections"),
+    ):  # it would close the test's own connection
         out, _, code = run("--loop", "--days", "3")
     assert code == 0
     assert wechat.calls == [DAY - timedelta(days=2), DAY]
@@ -135,8 +142,12 @@ def test_the_loop_keeps_going_after_failures_and_stops_cleanly_on_sigterm():
     # Nothing listens on port 9: every download fails at once, as with WeChat unreachable.
     loop = subprocess.Popen(
         [sys.executable, "manage.py", "reconcile_bill", "--loop", "--interval", "0.2", "--days", "2"],
-        cwd=settings.BASE_DIR, env=subprocess_env("http://127.0.0.1:9"), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        cwd=settings.BASE_DIR,
+        env=subprocess_env("http://127.0.0.1:9"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not BillDay.objects.filter(attempts__gte=2).exists() and time.monotonic() < deadline:

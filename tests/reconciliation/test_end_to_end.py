@@ -94,20 +94,35 @@ def test_a_clean_day_is_balanced_and_shows_both_totals(api, day, payer):
     bill_day = reconcile(day)
     assert bill_day.status == Status.BALANCED, bill_day.reason
     assert bill_day.api == api and bill_day.reason == "" and bill_day.last_error == ""
-    assert (bill_day.wechat_count, bill_day.wechat_paid_count, bill_day.wechat_paid, bill_day.wechat_refund_count,
-            bill_day.wechat_refunded, bill_day.wechat_fee_millifen) == (3, 2, 3550, 1, 300, (6 + 15 - 2) * 1000)
-    assert (bill_day.our_paid_count, bill_day.our_paid, bill_day.our_refund_count, bill_day.our_refunded) == (
-        2, 3550, 1, 300)
+    assert (
+        bill_day.wechat_count,
+        bill_day.wechat_paid_count,
+        bill_day.wechat_paid,
+        bill_day.wechat_refund_count,
+        bill_day.wechat_refunded,
+        bill_day.wechat_fee_millifen,
+    ) == (3, 2, 3550, 1, 300, (6 + 15 - 2) * 1000)
+    assert (bill_day.our_paid_count, bill_day.our_paid, bill_day.our_refund_count, bill_day.our_refunded) == (2, 3550, 1, 300)
     assert [(t["label"], t["wechat"], t["ours"], t["differs"]) for t in bill_day.totals()] == [
-        ("总交易单数", "3 笔", "3 笔", False), ("支付笔数", "2 笔", "2 笔", False), ("支付金额", "¥35.50", "¥35.50", False),
-        ("退款笔数", "1 笔", "1 笔", False), ("退款金额", "¥3.00", "¥3.00", False), ("手续费", "¥0.19", "-", False)]
+        ("总交易单数", "3 笔", "3 笔", False),
+        ("支付笔数", "2 笔", "2 笔", False),
+        ("支付金额", "¥35.50", "¥35.50", False),
+        ("退款笔数", "1 笔", "1 笔", False),
+        ("退款金额", "¥3.00", "¥3.00", False),
+        ("手续费", "¥0.19", "-", False),
+    ]
     assert not bill_day.differences.exists()
-    assert sorted(BillRow.objects.values_list("out_trade_no", "kind", "transaction_id")) == sorted([
-        (a.out_trade_no, "payment", a.transaction_id), (b.out_trade_no, "payment", b.transaction_id),
-        (a.out_trade_no, "refund", a.transaction_id)])
+    assert sorted(BillRow.objects.values_list("out_trade_no", "kind", "transaction_id")) == sorted(
+        [
+            (a.out_trade_no, "payment", a.transaction_id),
+            (b.out_trade_no, "payment", b.transaction_id),
+            (a.out_trade_no, "refund", a.transaction_id),
+        ]
+    )
     assert BillRow.objects.get(kind="refund").out_refund_no == r.out_refund_no
-    assert summary(bill_day).startswith(f"{day.isoformat()}: 已平 — WeChat 2 笔 ¥35.50 退款 ¥3.00 手续费 ¥0.19; "
-                                        "ours 2 笔 ¥35.50 退款 ¥3.00; differences 0")
+    assert summary(bill_day).startswith(
+        f"{day.isoformat()}: 已平 — WeChat 2 笔 ¥35.50 退款 ¥3.00 手续费 ¥0.19; ours 2 笔 ¥35.50 退款 ¥3.00; differences 0"
+    )
 
 
 def test_a_lost_notify_is_settled_by_the_bill_exactly_once(api, day, payer):
@@ -141,8 +156,7 @@ def test_a_payment_wechat_left_out_of_the_bill_is_an_incident(api, day, payer):
     assert "微信无此支付" in incident.get_kind_display()
     assert (bill_day.wechat_paid, bill_day.our_paid) == (1000, 3000)
     after = snapshot()
-    assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"],
-                                                                     before["orders"])
+    assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"], before["orders"])
 
 
 def test_another_amount_in_the_bill_is_an_incident_and_changes_nothing(api, day, payer):
@@ -156,8 +170,7 @@ def test_another_amount_in_the_bill_is_an_incident_and_changes_nothing(api, day,
     assert Incident.objects.get().kind == Incident.Kind.BILL_AMOUNT
     assert (bill_day.wechat_paid, bill_day.our_paid, bill_day.wechat_fee_millifen) == (1200, 1000, 7000)
     after = snapshot()
-    assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"],
-                                                                     before["orders"])
+    assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"], before["orders"])
     assert balance(payer) == 1000
 
 
@@ -170,7 +183,10 @@ def test_a_trade_we_never_placed_is_an_unknown_order_incident(api, day, payer):
     assert differences(bill_day) == [(Kind.UNKNOWN_ORDER, Outcome.INCIDENT, unknown)]
     difference = bill_day.differences.get()
     assert (difference.transaction_id, difference.wechat_amount, difference.order_id) == (
-        transaction_id, bills.UNKNOWN_TRADE_FEN, None)
+        transaction_id,
+        bills.UNKNOWN_TRADE_FEN,
+        None,
+    )
     assert Incident.objects.get().kind == Incident.Kind.BILL_UNKNOWN_ORDER
     assert (bill_day.wechat_paid_count, bill_day.our_paid_count) == (2, 1)
     assert snapshot()["ledger"] == before["ledger"]
@@ -189,7 +205,8 @@ def test_a_refund_settled_at_wechat_but_processing_here_is_settled_by_the_bill(a
     bill_day = reconcile(day)
     assert bill_day.status == Status.DIFFERENCES
     assert list(bill_day.differences.values_list("kind", "outcome", "out_refund_no")) == [
-        (Kind.UNSETTLED_REFUND, Outcome.SETTLED, refund.out_refund_no)]
+        (Kind.UNSETTLED_REFUND, Outcome.SETTLED, refund.out_refund_no)
+    ]
     refund.refresh_from_db()
     # Settled when the bill said so: the bill has no success time.
     assert refund.status == Refund.Status.SUCCESS and refund.settled_at > SandboxRefund.objects.get().success_time
@@ -210,8 +227,7 @@ def test_a_duplicate_row_is_reported_and_compared_once(api, day, payer):
     assert (bill_day.wechat_count, bill_day.wechat_paid, bill_day.our_paid) == (2, 2000, 1000)
     assert list(BillRow.objects.order_by("line_no").values_list("duplicate", flat=True)) == [False, True]
     after = snapshot()
-    assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"],
-                                                                     before["orders"])
+    assert (after["ledger"], after["balances"], after["orders"]) == (before["ledger"], before["balances"], before["orders"])
 
 
 def test_a_bill_whose_summary_does_not_add_up_applies_nothing_until_a_good_one_comes(api, day, payer):
@@ -277,8 +293,7 @@ def test_a_refund_still_processing_when_the_bill_was_cut_is_no_difference_before
     refund = payment_services.request_refund(order, 400, "测试退款")
     first = reconcile(day)
     assert first.status == Status.BALANCED and not first.differences.exists(), summary(first)
-    assert (first.wechat_refunded, first.our_refunded, first.wechat_in_flight_count, first.wechat_in_flight) == (
-        400, 400, 1, 400)
+    assert (first.wechat_refunded, first.our_refunded, first.wechat_in_flight_count, first.wechat_in_flight) == (400, 400, 1, 400)
     assert BillRow.objects.get(kind="refund").refund_status == "PROCESSING"
     with time_machine.travel(datetime.combine(day + timedelta(days=1), time(10, 30), tzinfo=BEIJING), tick=True):
         assert settle_sandbox_refunds() == 1

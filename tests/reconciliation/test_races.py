@@ -20,8 +20,9 @@ from tests.reconciliation.conftest import DAY
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(connection.vendor != "postgresql",
-                       reason="race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://..."),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://..."
+    ),
     pytest.mark.django_db(transaction=True),
 ]
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=BEIJING)
@@ -39,10 +40,11 @@ def lost(wechat, payer):
     done = paid(payer, 1000, AT)
     item = refund(done, 400)
     txn = transaction_id()
-    wechat.bills[DAY] = bill(pay_row(order.out_trade_no, 1990, txn, AT), pay_row(done.out_trade_no, 1000,
-                                                                                   done.transaction_id, AT),
-                             refund_row(done.out_trade_no, done.transaction_id, item.out_refund_no, item.refund_id, 400,
-                                        AT.replace(hour=13)))
+    wechat.bills[DAY] = bill(
+        pay_row(order.out_trade_no, 1990, txn, AT),
+        pay_row(done.out_trade_no, 1000, done.transaction_id, AT),
+        refund_row(done.out_trade_no, done.transaction_id, item.out_refund_no, item.refund_id, 400, AT.replace(hour=13)),
+    )
     return order, txn, payer
 
 
@@ -53,7 +55,9 @@ def assert_settled_once(order, payer):
     assert LedgerEntry.objects.filter(order=order).count() == 1
     assert payer.balance == 1990 + 1000 - 400
     assert sorted(Difference.objects.values_list("kind", "outcome")) == [
-        ("missed_payment", "settled"), ("unsettled_refund", "settled")]
+        ("missed_payment", "settled"),
+        ("unsettled_refund", "settled"),
+    ]
 
 
 def test_two_runs_of_one_day_at_once_settle_once(lost):
@@ -76,8 +80,7 @@ def test_without_the_days_claim_the_books_still_settle_once(lost):
 
 def test_a_notify_racing_the_reconciler_credits_once(lost):
     order, txn, payer = lost
-    results = race([lambda: reconcile_day(DAY),
-                    lambda: payment_services.apply_payment(order.out_trade_no, txn, 1990, AT)])
+    results = race([lambda: reconcile_day(DAY), lambda: payment_services.apply_payment(order.out_trade_no, txn, 1990, AT)])
     assert not any(isinstance(r, Exception) for r in results), results
     order.refresh_from_db()
     assert LedgerEntry.objects.filter(order=order).count() == 1

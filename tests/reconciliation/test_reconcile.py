@@ -26,19 +26,33 @@ AT = datetime(2026, 11, 23, 12, 0, tzinfo=BEIJING)
 Kind, Outcome, Status = Difference.Kind, Difference.Outcome, BillDay.Status
 
 
-def billed(order: RechargeOrder, amount: int | None = None, txn: str | None = None, at: datetime | None = None,
-           **changes) -> dict:
+def billed(
+    order: RechargeOrder, amount: int | None = None, txn: str | None = None, at: datetime | None = None, **changes
+) -> dict:
     """The bill's line for a payment of `order` (its own amount and transaction id unless told)."""
-    return pay_row(order.out_trade_no, order.amount if amount is None else amount,
-                   txn or order.transaction_id or transaction_id(), at or order.paid_at or AT, **changes)
+    return pay_row(
+        order.out_trade_no,
+        order.amount if amount is None else amount,
+        txn or order.transaction_id or transaction_id(),
+        at or order.paid_at or AT,
+        **changes,
+    )
 
 
-def billed_refund(item: Refund, amount: int | None = None, at: datetime | None = None, status: str = "SUCCESS",
-                  **changes) -> dict:
+def billed_refund(
+    item: Refund, amount: int | None = None, at: datetime | None = None, status: str = "SUCCESS", **changes
+) -> dict:
     """The bill's line for a refund: dated when WeChat accepted it (not when it succeeded)."""
-    return refund_row(item.order.out_trade_no, item.order.transaction_id, item.out_refund_no,
-                      item.refund_id or refund_id(), item.amount if amount is None else amount,
-                      at or item.accepted_at or AT + timedelta(hours=1), status=status, **changes)
+    return refund_row(
+        item.order.out_trade_no,
+        item.order.transaction_id,
+        item.out_refund_no,
+        item.refund_id or refund_id(),
+        item.amount if amount is None else amount,
+        at or item.accepted_at or AT + timedelta(hours=1),
+        status=status,
+        **changes,
+    )
 
 
 def only_difference(day: BillDay) -> Difference:
@@ -62,20 +76,29 @@ def _now(clock):
 
 # -- the day agrees ----------------------------------------------------------------------------------
 
+
 def test_a_day_that_agrees_is_balanced_with_both_totals(wechat, payer, settings):
     a, b = paid(payer, 1000, AT), paid(payer, 2550, AT + timedelta(hours=3))
     r = refund(a, 300, settled_at=AT + timedelta(hours=5))
     wechat.bills[DAY] = bill(billed(a), billed(b), billed_refund(r))
     day = reconcile_day(DAY)
     assert day.status == Status.BALANCED and day.reason == "" and day.last_error == ""
-    assert (day.wechat_count, day.wechat_paid_count, day.wechat_paid, day.wechat_refund_count, day.wechat_refunded,
-            day.wechat_fee_millifen) == (3, 2, 3550, 1, 300, (6 + 15 - 2) * 1000)
+    assert (
+        day.wechat_count,
+        day.wechat_paid_count,
+        day.wechat_paid,
+        day.wechat_refund_count,
+        day.wechat_refunded,
+        day.wechat_fee_millifen,
+    ) == (3, 2, 3550, 1, 300, (6 + 15 - 2) * 1000)
     assert (day.our_paid_count, day.our_paid, day.our_refund_count, day.our_refunded) == (2, 3550, 1, 300)
     assert not day.totals_differ() and day.differences.count() == 0
     assert day.rows.count() == 3 and day.api == settings.WECHAT_PAY_API and day.attempts == 1
     assert day.fetched_at and day.reconciled_at
-    assert summary(day) == ("2026-11-23: 已平 — WeChat 2 笔 ¥35.50 退款 ¥3.00 手续费 ¥0.19; "
-                            "ours 2 笔 ¥35.50 退款 ¥3.00; differences 0 (settled 0, incidents 0)")
+    assert summary(day) == (
+        "2026-11-23: 已平 — WeChat 2 笔 ¥35.50 退款 ¥3.00 手续费 ¥0.19; "
+        "ours 2 笔 ¥35.50 退款 ¥3.00; differences 0 (settled 0, incidents 0)"
+    )
     assert wechat.calls == [DAY]
 
 
@@ -94,15 +117,24 @@ def test_orders_and_refunds_of_other_days_are_not_ours_of_this_day(wechat, payer
     today = paid(payer, 700, datetime(2026, 11, 23, 0, 0, tzinfo=BEIJING))
     # A refund is the day's when WeChat accepted it, as in WeChat's bill: not when it succeeded.
     taken = refund(today, 100, requested_at=datetime(2026, 11, 23, 23, 59, 59, tzinfo=BEIJING))
-    refund(today, 200, requested_at=datetime(2026, 11, 24, 0, 0, tzinfo=BEIJING),
-           settled_at=datetime(2026, 11, 24, 0, 1, tzinfo=BEIJING))
+    refund(
+        today,
+        200,
+        requested_at=datetime(2026, 11, 24, 0, 0, tzinfo=BEIJING),
+        settled_at=datetime(2026, 11, 24, 0, 1, tzinfo=BEIJING),
+    )
     wechat.bills[DAY] = bill(billed(today), billed_refund(taken, status="PROCESSING"))
     day = reconcile_day(DAY)
-    assert day.status == Status.BALANCED and (day.our_paid_count, day.our_paid, day.our_refund_count,
-                                              day.our_refunded) == (1, 700, 1, 100)
+    assert day.status == Status.BALANCED and (day.our_paid_count, day.our_paid, day.our_refund_count, day.our_refunded) == (
+        1,
+        700,
+        1,
+        100,
+    )
 
 
 # -- payments --------------------------------------------------------------------------------------
+
 
 def test_a_lost_notify_is_settled_once_and_a_rerun_changes_nothing(wechat, payer):
     order = pending(payer, 1990, AT)
@@ -114,7 +146,11 @@ def test_a_lost_notify_is_settled_once_and_a_rerun_changes_nothing(wechat, payer
     assert balance(payer) == 1990 and LedgerEntry.objects.filter(order=order).count() == 1
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.order, difference.incident) == (
-        Kind.MISSED_PAYMENT, Outcome.SETTLED, order, None)
+        Kind.MISSED_PAYMENT,
+        Outcome.SETTLED,
+        order,
+        None,
+    )
     assert (difference.wechat_amount, difference.our_amount) == (1990, 1990)
     assert "支付通知丢失" in difference.detail and "待支付" in difference.detail
     assert day.status == Status.DIFFERENCES and not day.totals_differ()
@@ -156,7 +192,11 @@ def test_a_lost_notify_of_another_amount_is_an_incident_and_nothing_is_credited(
     day = reconcile_day(DAY)
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.wechat_amount, difference.our_amount) == (
-        Kind.AMOUNT, Outcome.INCIDENT, 1, 1000)
+        Kind.AMOUNT,
+        Outcome.INCIDENT,
+        1,
+        1000,
+    )
     # The same incident a notify with that amount opens (payments.services.apply_payment).
     assert difference.incident.kind == Incident.Kind.AMOUNT_MISMATCH and difference.incident.order == order
     order.refresh_from_db()
@@ -172,7 +212,10 @@ def test_a_payment_of_another_amount_than_credited_is_an_incident(wechat, payer)
     day = reconcile_day(DAY)
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.incident.kind) == (
-        Kind.AMOUNT, Outcome.INCIDENT, Incident.Kind.BILL_AMOUNT)
+        Kind.AMOUNT,
+        Outcome.INCIDENT,
+        Incident.Kind.BILL_AMOUNT,
+    )
     assert day.totals_differ() and balance(payer) == 1000
 
 
@@ -181,7 +224,11 @@ def test_an_order_unknown_here_is_an_incident(wechat, payer):
     day = reconcile_day(DAY)
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.order, difference.wechat_amount) == (
-        Kind.UNKNOWN_ORDER, Outcome.INCIDENT, None, 500)
+        Kind.UNKNOWN_ORDER,
+        Outcome.INCIDENT,
+        None,
+        500,
+    )
     assert difference.incident.kind == Incident.Kind.BILL_UNKNOWN_ORDER
     assert difference.incident.out_trade_no == "20261123120000109999999999"
     assert day.status == Status.DIFFERENCES and ledger_rows() == 0
@@ -193,7 +240,11 @@ def test_a_payment_missing_from_the_bill_is_an_incident_and_nothing_changes(wech
     day = reconcile_day(DAY)
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.order, difference.our_amount) == (
-        Kind.MISSING_PAYMENT, Outcome.INCIDENT, missing, 2000)
+        Kind.MISSING_PAYMENT,
+        Outcome.INCIDENT,
+        missing,
+        2000,
+    )
     assert difference.incident.kind == Incident.Kind.BILL_MISSING_PAYMENT and difference.incident.order == missing
     missing.refresh_from_db()
     assert missing.status == RechargeOrder.Status.PAID and balance(payer) == 3000
@@ -206,7 +257,10 @@ def test_a_line_of_another_merchant_or_app_is_an_incident_never_credited(wechat,
     wechat.bills[DAY] = bill(billed(order, txn=transaction_id(), **{column: value}))
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.outcome, difference.incident.kind) == (
-        Kind.MERCHANT, Outcome.INCIDENT, Incident.Kind.BILL_MERCHANT)
+        Kind.MERCHANT,
+        Outcome.INCIDENT,
+        Incident.Kind.BILL_MERCHANT,
+    )
     assert value in difference.detail and balance(payer) == 0
 
 
@@ -222,7 +276,10 @@ def test_another_transaction_for_a_paid_order_is_an_incident(wechat, payer):
     day = reconcile_day(DAY)
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.incident.kind) == (
-        Kind.TRANSACTION, Outcome.INCIDENT, Incident.Kind.BILL_TRANSACTION)
+        Kind.TRANSACTION,
+        Outcome.INCIDENT,
+        Incident.Kind.BILL_TRANSACTION,
+    )
     assert order.transaction_id in difference.detail and balance(payer) == 1000
 
 
@@ -241,6 +298,7 @@ def test_a_payment_we_put_on_another_day_is_shown_not_reported(wechat, payer):
 
 
 # -- refunds ----------------------------------------------------------------------------------------
+
 
 def test_a_refund_done_at_wechat_but_processing_here_is_settled_once(wechat, payer):
     order = paid(payer, 1000, AT)
@@ -266,7 +324,11 @@ def test_a_refund_missing_from_the_bill_is_an_incident(wechat, payer):
     wechat.bills[DAY] = bill(billed(order))
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.outcome, difference.refund, difference.incident.kind) == (
-        Kind.MISSING_REFUND, Outcome.INCIDENT, item, Incident.Kind.BILL_MISSING_REFUND)
+        Kind.MISSING_REFUND,
+        Outcome.INCIDENT,
+        item,
+        Incident.Kind.BILL_MISSING_REFUND,
+    )
     assert difference.incident.refund == item
 
 
@@ -276,7 +338,11 @@ def test_a_refund_of_another_amount_is_an_incident_and_stays_processing(wechat, 
     wechat.bills[DAY] = bill(billed(order), billed_refund(item, amount=500))
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.outcome, difference.wechat_amount, difference.our_amount) == (
-        Kind.REFUND_AMOUNT, Outcome.INCIDENT, 500, 400)
+        Kind.REFUND_AMOUNT,
+        Outcome.INCIDENT,
+        500,
+        400,
+    )
     item.refresh_from_db()
     assert item.status == Refund.Status.PROCESSING and balance(payer) == 600
 
@@ -292,11 +358,17 @@ def test_a_refund_closed_here_but_successful_at_wechat_is_an_incident(wechat, pa
 
 def test_a_refund_unknown_here_is_an_incident(wechat, payer):
     order = paid(payer, 1000, AT)
-    wechat.bills[DAY] = bill(billed(order), refund_row(order.out_trade_no, order.transaction_id, "RF-unknown",
-                                                       refund_id(), 100, AT + timedelta(hours=1)))
+    wechat.bills[DAY] = bill(
+        billed(order),
+        refund_row(order.out_trade_no, order.transaction_id, "RF-unknown", refund_id(), 100, AT + timedelta(hours=1)),
+    )
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.out_refund_no, difference.order, difference.refund) == (
-        Kind.UNKNOWN_REFUND, "RF-unknown", order, None)
+        Kind.UNKNOWN_REFUND,
+        "RF-unknown",
+        order,
+        None,
+    )
 
 
 def test_a_refund_still_processing_at_wechat_and_here_is_no_difference(wechat, payer):
@@ -365,8 +437,18 @@ def test_a_refund_wechat_refused_here_but_in_the_bill_is_an_incident(wechat, pay
     item = order.start_refund(400, "测试退款")
     item.settle("FAILED", settled_at=AT + timedelta(hours=1))
     assert balance(payer) == 1000
-    wechat.bills[DAY] = bill(billed(order), refund_row(order.out_trade_no, order.transaction_id, item.out_refund_no,
-                                                       refund_id(), 400, AT + timedelta(minutes=59), status=status))
+    wechat.bills[DAY] = bill(
+        billed(order),
+        refund_row(
+            order.out_trade_no,
+            order.transaction_id,
+            item.out_refund_no,
+            refund_id(),
+            400,
+            AT + timedelta(minutes=59),
+            status=status,
+        ),
+    )
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
     assert "两次" in difference.detail and balance(payer) == 1000
@@ -390,13 +472,18 @@ def test_a_refund_closed_in_the_bill_but_successful_here_is_an_incident(wechat, 
 
 # -- the bill itself --------------------------------------------------------------------------------
 
+
 def test_a_trade_twice_in_the_bill_is_counted_once_and_reported(wechat, payer):
     order = paid(payer, 1000, AT)
     wechat.bills[DAY] = bill(billed(order), billed(order))
     day = reconcile_day(DAY)
     difference = only_difference(day)
     assert (difference.kind, difference.outcome, difference.incident.kind, difference.wechat_amount) == (
-        Kind.DUPLICATE, Outcome.INCIDENT, Incident.Kind.BILL_DUPLICATE, 1000)
+        Kind.DUPLICATE,
+        Outcome.INCIDENT,
+        Incident.Kind.BILL_DUPLICATE,
+        1000,
+    )
     assert "第 2、3 行" in difference.detail and "内容相同" in difference.detail
     # WeChat's totals as published (both lines), ours once: the difference explains the gap.
     assert (day.wechat_paid_count, day.wechat_paid, day.our_paid) == (2, 2000, 1000)
@@ -410,7 +497,9 @@ def test_a_lost_notify_twice_in_the_bill_is_credited_once(wechat, payer):
     wechat.bills[DAY] = bill(line_of_bill, line_of_bill)
     day = reconcile_day(DAY)
     assert dict(day.differences.values_list("kind", "outcome")) == {
-        Kind.DUPLICATE: Outcome.INCIDENT, Kind.MISSED_PAYMENT: Outcome.SETTLED}
+        Kind.DUPLICATE: Outcome.INCIDENT,
+        Kind.MISSED_PAYMENT: Outcome.SETTLED,
+    }
     assert balance(payer) == 1000 and ledger_rows() == 1
 
 
@@ -500,15 +589,15 @@ def test_a_day_before_the_first_order_without_a_bill_is_balanced_and_says_so(wec
 
 def test_a_day_before_the_first_order_with_a_bill_is_compared_as_usual(wechat):
     early = DAY - timedelta(days=5)
-    wechat.bills[early] = bill(pay_row("20261118120000109999999999", 500, transaction_id(),
-                                       datetime(2026, 11, 18, 12, 0, tzinfo=BEIJING)))
+    wechat.bills[early] = bill(
+        pay_row("20261118120000109999999999", 500, transaction_id(), datetime(2026, 11, 18, 12, 0, tzinfo=BEIJING))
+    )
     day = reconcile_day(early)
     assert day.status == Status.DIFFERENCES and only_difference(day).kind == Kind.UNKNOWN_ORDER
     assert "该日早于本站第一笔订单（本站尚无订单）" in day.reason
 
 
-@pytest.mark.parametrize(("when", "message"), [(DAY + timedelta(days=1), "是今天"),
-                                               (DAY + timedelta(days=2), "在未来")])
+@pytest.mark.parametrize(("when", "message"), [(DAY + timedelta(days=1), "是今天"), (DAY + timedelta(days=2), "在未来")])
 def test_today_and_future_days_are_refused_and_nothing_is_stored(wechat, when, message):
     with pytest.raises(DateRefused, match=message):
         reconcile_day(when)
@@ -577,6 +666,7 @@ def test_the_rows_of_a_verified_bill_replace_the_previous_ones(wechat, payer):
 
 
 # -- the loop's days -----------------------------------------------------------------------------
+
 
 def test_the_loop_takes_the_days_of_the_last_week_that_are_ready_and_not_done(wechat):
     BillDay.objects.create(date=date(2026, 11, 20), status=Status.BALANCED)

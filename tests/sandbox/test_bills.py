@@ -32,9 +32,11 @@ from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
-          "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
-          "手续费,费率,订单金额,申请退款金额,费率备注")
+HEADER = (
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+    "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+    "手续费,费率,订单金额,申请退款金额,费率备注"
+)
 COLUMNS = HEADER.split(",")
 SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
 OPENID = "oSandboxUser000000000000001"
@@ -63,9 +65,16 @@ class WeChat:
         """A trade placed and paid now."""
         if self.api == "v2":
             extra = {"attach": attach} if attach else {}
-            created = self.wxpay.order.create(trade_type="JSAPI", body=body, total_fee=total, client_ip="127.0.0.1",
-                                              notify_url="http://127.0.0.1:9/notify", user_id=OPENID,
-                                              out_trade_no=out_trade_no, **extra)
+            created = self.wxpay.order.create(
+                trade_type="JSAPI",
+                body=body,
+                total_fee=total,
+                client_ip="127.0.0.1",
+                notify_url="http://127.0.0.1:9/notify",
+                user_id=OPENID,
+                out_trade_no=out_trade_no,
+                **extra,
+            )
             prepay_id = created["prepay_id"]
         else:
             code, created = self._prepay(out_trade_no, total, body, {"attach": attach} if attach else {})
@@ -75,18 +84,23 @@ class WeChat:
         return Trade.objects.get(out_trade_no=out_trade_no)
 
     def _prepay(self, out_trade_no: str, total: int, body: str, extra: dict) -> tuple[int, dict]:
-        code, text = self.v3.pay(description=body, out_trade_no=out_trade_no, amount={"total": total},
-                                 payer={"openid": OPENID}, **extra)
+        code, text = self.v3.pay(
+            description=body, out_trade_no=out_trade_no, amount={"total": total}, payer={"openid": OPENID}, **extra
+        )
         return code, json.loads(text)
 
     def refund(self, trade: Trade, amount: int, out_refund_no: str, settle: bool = True) -> Refund:
         """A refund accepted by the sandbox, and (with `settle`) settled now, as WeChat does a little later."""
         if self.api == "v2":
-            self.wxpay.refund.apply(total_fee=trade.total_fee, refund_fee=amount, out_refund_no=out_refund_no,
-                                    out_trade_no=trade.out_trade_no)
+            self.wxpay.refund.apply(
+                total_fee=trade.total_fee, refund_fee=amount, out_refund_no=out_refund_no, out_trade_no=trade.out_trade_no
+            )
         else:
-            code, text = self.v3.refund(out_refund_no=out_refund_no, out_trade_no=trade.out_trade_no,
-                                        amount={"refund": amount, "total": trade.total_fee, "currency": "CNY"})
+            code, text = self.v3.refund(
+                out_refund_no=out_refund_no,
+                out_trade_no=trade.out_trade_no,
+                amount={"refund": amount, "total": trade.total_fee, "currency": "CNY"},
+            )
             assert code == 200, text
         refund = Refund.objects.get(out_refund_no=out_refund_no)
         if settle:
@@ -137,6 +151,7 @@ def wechat(request, sandbox_url, wxpay):
 
 # -- reading a bill, independently of the merchant's parser --------------------------------------
 
+
 def read(text: str) -> tuple[list[dict[str, str]], dict[str, str]]:
     """The detail rows ({column: value}) and the summary of a bill that has no stray commas."""
     assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
@@ -167,14 +182,18 @@ def fee(text: str) -> int:
 
 def assert_adds_up(rows: list[dict], summary: dict) -> None:
     """The summary is what the rows add up to (订单总金额: the payment rows' 订单金额)."""
+
     def total(column: str, only: str | None = None) -> int:
         return sum(fen(r[column]) for r in rows if only is None or r["交易状态"] == only)
 
     assert summary == {
-        "总交易单数": str(len(rows)), "应结订单总金额": format_fen(total("应结订单金额")),
-        "退款总金额": format_fen(total("退款金额")), "充值券退款总金额": "0.00",
+        "总交易单数": str(len(rows)),
+        "应结订单总金额": format_fen(total("应结订单金额")),
+        "退款总金额": format_fen(total("退款金额")),
+        "充值券退款总金额": "0.00",
         "手续费总金额": format_fee(sum(fee(r["手续费"]) for r in rows)),
-        "订单总金额": format_fen(total("订单金额", "SUCCESS")), "申请退款总金额": format_fen(total("申请退款金额")),
+        "订单总金额": format_fen(total("订单金额", "SUCCESS")),
+        "申请退款总金额": format_fen(total("申请退款金额")),
     }
 
 
@@ -184,6 +203,7 @@ def at(moment: datetime) -> str:
 
 # -- the rows and the summary ----------------------------------------------------------------------
 
+
 def test_a_day_of_payments_and_refunds_in_wechats_format(wechat):
     a = wechat.paid("BILLA01", 1000)
     b = wechat.paid("BILLA02", 2550)
@@ -191,29 +211,72 @@ def test_a_day_of_payments_and_refunds_in_wechats_format(wechat):
     text = wechat.bill()
     rows, summary = read(text)
     assert [(row["商户订单号"], row["交易状态"]) for row in rows] == [
-        ("BILLA01", "SUCCESS"), ("BILLA02", "SUCCESS"), ("BILLA01", "REFUND")]
+        ("BILLA01", "SUCCESS"),
+        ("BILLA02", "SUCCESS"),
+        ("BILLA01", "REFUND"),
+    ]
     assert rows[0] == {
-        "交易时间": at(a.time_end), "公众账号ID": settings.WECHAT_APPID, "商户号": settings.WECHAT_MCH_ID,
-        "特约商户号": "0", "设备号": "", "微信订单号": a.transaction_id, "商户订单号": "BILLA01", "用户标识": OPENID,
-        "交易类型": "JSAPI", "交易状态": "SUCCESS", "付款银行": "CMC", "货币种类": "CNY", "应结订单金额": "10.00",
-        "代金券金额": "0.00", "微信退款单号": "0", "商户退款单号": "0", "退款金额": "0.00", "充值券退款金额": "0.00",
-        "退款类型": "", "退款状态": "", "商品名称": "余额充值", "商户数据包": "", "手续费": "0.06000", "费率": "0.60%",
-        "订单金额": "10.00", "申请退款金额": "0.00", "费率备注": "",
+        "交易时间": at(a.time_end),
+        "公众账号ID": settings.WECHAT_APPID,
+        "商户号": settings.WECHAT_MCH_ID,
+        "特约商户号": "0",
+        "设备号": "",
+        "微信订单号": a.transaction_id,
+        "商户订单号": "BILLA01",
+        "用户标识": OPENID,
+        "交易类型": "JSAPI",
+        "交易状态": "SUCCESS",
+        "付款银行": "CMC",
+        "货币种类": "CNY",
+        "应结订单金额": "10.00",
+        "代金券金额": "0.00",
+        "微信退款单号": "0",
+        "商户退款单号": "0",
+        "退款金额": "0.00",
+        "充值券退款金额": "0.00",
+        "退款类型": "",
+        "退款状态": "",
+        "商品名称": "余额充值",
+        "商户数据包": "",
+        "手续费": "0.06000",
+        "费率": "0.60%",
+        "订单金额": "10.00",
+        "申请退款金额": "0.00",
+        "费率备注": "",
     }
     assert (rows[1]["应结订单金额"], rows[1]["订单金额"], rows[1]["手续费"]) == ("25.50", "25.50", "0.15000")  # 15.3 fen
     assert rows[2] == {
-        **rows[0], "交易时间": at(r.created_at), "交易状态": "REFUND", "应结订单金额": "0.00",
-        "微信退款单号": r.refund_id, "商户退款单号": "BILLA01-R1", "退款金额": "3.00", "退款类型": "ORIGINAL",
-        "退款状态": "SUCCESS", "手续费": "-0.02000", "订单金额": "10.00", "申请退款金额": "3.00",
+        **rows[0],
+        "交易时间": at(r.created_at),
+        "交易状态": "REFUND",
+        "应结订单金额": "0.00",
+        "微信退款单号": r.refund_id,
+        "商户退款单号": "BILLA01-R1",
+        "退款金额": "3.00",
+        "退款类型": "ORIGINAL",
+        "退款状态": "SUCCESS",
+        "手续费": "-0.02000",
+        "订单金额": "10.00",
+        "申请退款金额": "3.00",
     }
-    assert summary == {"总交易单数": "3", "应结订单总金额": "35.50", "退款总金额": "3.00", "充值券退款总金额": "0.00",
-                       "手续费总金额": "0.19000", "订单总金额": "35.50", "申请退款总金额": "3.00"}
+    assert summary == {
+        "总交易单数": "3",
+        "应结订单总金额": "35.50",
+        "退款总金额": "3.00",
+        "充值券退款总金额": "0.00",
+        "手续费总金额": "0.19000",
+        "订单总金额": "35.50",
+        "申请退款总金额": "3.00",
+    }
     assert_adds_up(rows, summary)
     # The merchant's parser reads it as the same bill.
     parsed = merchant_bill.parse(text.encode(), today())
     assert (parsed.count, parsed.paid, parsed.refunded, parsed.fee) == (3, 3550, 300, 19 * MILLIFEN_PER_FEN)
     assert [(row.kind, row.out_trade_no, row.amount, row.refund_amount) for row in parsed.rows] == [
-        ("payment", "BILLA01", 1000, 0), ("payment", "BILLA02", 2550, 0), ("refund", "BILLA01", 0, 300)]
+        ("payment", "BILLA01", 1000, 0),
+        ("payment", "BILLA02", 2550, 0),
+        ("refund", "BILLA01", 0, 300),
+    ]
     assert parsed.rows[2].refund_id == r.refund_id and parsed.rows[2].out_refund_no == "BILLA01-R1"
     assert Trade.objects.get(pk=b.pk).state == Trade.SUCCESS
 
@@ -228,8 +291,15 @@ def test_success_and_refund_bills_keep_their_own_rows(wechat):
     assert_adds_up(rows, summary)
     rows, summary = read(wechat.bill(bill_type="REFUND"))
     assert [(r["商户订单号"], r["交易状态"], r["退款金额"]) for r in rows] == [("BILLB01", "REFUND", "10.00")]
-    assert summary == {"总交易单数": "1", "应结订单总金额": "0.00", "退款总金额": "10.00", "充值券退款总金额": "0.00",
-                       "手续费总金额": "-0.06000", "订单总金额": "0.00", "申请退款总金额": "10.00"}
+    assert summary == {
+        "总交易单数": "1",
+        "应结订单总金额": "0.00",
+        "退款总金额": "10.00",
+        "充值券退款总金额": "0.00",
+        "手续费总金额": "-0.06000",
+        "订单总金额": "0.00",
+        "申请退款总金额": "10.00",
+    }
 
 
 def test_paid_trades_and_every_refund_accepted_are_in_the_bill_with_the_refunds_state_then(wechat, sandbox_url):
@@ -247,8 +317,11 @@ def test_paid_trades_and_every_refund_accepted_are_in_the_bill_with_the_refunds_
     prepay(v3_client(sandbox_url), "BILLC04", 800)  # never paid
     rows, summary = read(wechat.bill())
     assert sorted((r["商户订单号"], r["交易状态"], r["退款状态"]) for r in rows) == [
-        ("BILLC01", "REFUND", "PROCESSING"), ("BILLC01", "SUCCESS", ""), ("BILLC02", "REFUND", "REFUNDCLOSE"),
-        ("BILLC02", "SUCCESS", "")]
+        ("BILLC01", "REFUND", "PROCESSING"),
+        ("BILLC01", "SUCCESS", ""),
+        ("BILLC02", "REFUND", "REFUNDCLOSE"),
+        ("BILLC02", "SUCCESS", ""),
+    ]
     assert_adds_up(rows, summary)
     assert summary["退款总金额"] == "6.00"  # requested that day, whatever became of them
 
@@ -256,8 +329,7 @@ def test_paid_trades_and_every_refund_accepted_are_in_the_bill_with_the_refunds_
 def test_a_day_without_a_bill(wechat):
     assert wechat.no_bill() == ("No Bill Exist" if wechat.api == "v2" else "NO_STATEMENT_EXIST")
     wechat.paid("BILLD01", 1000)
-    assert wechat.no_bill(today() - timedelta(days=1)) == ("No Bill Exist" if wechat.api == "v2"
-                                                           else "NO_STATEMENT_EXIST")
+    assert wechat.no_bill(today() - timedelta(days=1)) == ("No Bill Exist" if wechat.api == "v2" else "NO_STATEMENT_EXIST")
     # Payments but no refunds: the REFUND bill of the day does not exist either.
     assert wechat.no_bill(bill_type="REFUND") == ("No Bill Exist" if wechat.api == "v2" else "NO_STATEMENT_EXIST")
     with pytest.raises(WeChatError) as exc:
@@ -296,6 +368,7 @@ def test_fee_is_rounded_half_up_to_the_fen():
 
 # -- the switches -----------------------------------------------------------------------------------
 
+
 def test_bill_omit_leaves_out_the_trade_and_its_refunds(wechat):
     a = wechat.paid("BILLG01", 1000)
     b = wechat.paid("BILLG02", 2000)
@@ -318,8 +391,10 @@ def test_bill_total_fee_reports_another_amount_and_the_summary_still_adds_up(wec
     text = wechat.bill()
     rows, summary = read(text)
     assert [(r["商户订单号"], r["交易状态"], r["应结订单金额"], r["订单金额"], r["手续费"], r["退款金额"]) for r in rows] == [
-        ("BILLH01", "SUCCESS", "12.00", "12.00", "0.07000", "0.00"), ("BILLH02", "SUCCESS", "5.00", "5.00", "0.03000", "0.00"),
-        ("BILLH01", "REFUND", "0.00", "12.00", "-0.02000", "3.00")]
+        ("BILLH01", "SUCCESS", "12.00", "12.00", "0.07000", "0.00"),
+        ("BILLH02", "SUCCESS", "5.00", "5.00", "0.03000", "0.00"),
+        ("BILLH01", "REFUND", "0.00", "12.00", "-0.02000", "3.00"),
+    ]
     assert summary["应结订单总金额"] == "17.00" and summary["订单总金额"] == "17.00"
     assert_adds_up(rows, summary)
     assert merchant_bill.parse(text.encode(), today()).paid == 1700  # verifies: only the amount is wrong
@@ -337,8 +412,13 @@ def test_bill_add_unknown_trade_adds_the_same_made_up_trade_to_each_bill_with_ro
     out_trade_no, transaction_id = bills.unknown_ids(settings.WECHAT_MCH_ID, today())
     assert [r["商户订单号"] for r in rows] == [out_trade_no, "BILLI01"]
     unknown = rows[0]
-    assert (unknown["微信订单号"], unknown["交易状态"], unknown["应结订单金额"], unknown["公众账号ID"],
-            unknown["商户号"]) == (transaction_id, "SUCCESS", "8.88", settings.WECHAT_APPID, settings.WECHAT_MCH_ID)
+    assert (unknown["微信订单号"], unknown["交易状态"], unknown["应结订单金额"], unknown["公众账号ID"], unknown["商户号"]) == (
+        transaction_id,
+        "SUCCESS",
+        "8.88",
+        settings.WECHAT_APPID,
+        settings.WECHAT_MCH_ID,
+    )
     assert unknown["交易时间"] == at(a.time_end)
     assert not Trade.objects.filter(out_trade_no=out_trade_no).exists()
     assert summary["总交易单数"] == "2" and summary["应结订单总金额"] == "18.88"
@@ -402,6 +482,7 @@ def test_trade_switches_on_the_global_row_apply_to_every_trade(wechat):
 
 # -- the switches in the sandbox's page and admin -------------------------------------------------------
 
+
 def test_whole_bill_switches_belong_to_the_global_row():
     for name in Fault.GLOBAL_ONLY:
         with pytest.raises(ValidationError) as exc:
@@ -414,22 +495,47 @@ def test_whole_bill_switches_belong_to_the_global_row():
 def test_the_sandbox_page_sets_and_describes_the_bill_switches(client):
     page = client.get(reverse("sandbox:index")).content.decode()
     assert 'data-testid="bill-switches"' in page
-    for label in ("账单中略去", "账单金额（分）", "账单中重复一行", "多一笔未知交易（全局）", "汇总金额错（全局）",
-                  "账单生成中（全局）"):
+    for label in (
+        "账单中略去",
+        "账单金额（分）",
+        "账单中重复一行",
+        "多一笔未知交易（全局）",
+        "汇总金额错（全局）",
+        "账单生成中（全局）",
+    ):
         assert label in page
-    response = client.post(reverse("sandbox:index"), {"out_trade_no": "P1", "drop_notifies": "0",
-                                                      "notify_delay_seconds": "0", "bill_omit": "on",
-                                                      "bill_total_fee": "1200", "bill_duplicate_row": "on"}, follow=True)
+    response = client.post(
+        reverse("sandbox:index"),
+        {
+            "out_trade_no": "P1",
+            "drop_notifies": "0",
+            "notify_delay_seconds": "0",
+            "bill_omit": "on",
+            "bill_total_fee": "1200",
+            "bill_duplicate_row": "on",
+        },
+        follow=True,
+    )
     fault = Fault.objects.get(out_trade_no="P1")
     assert (fault.bill_omit, fault.bill_total_fee, fault.bill_duplicate_row) == (True, 1200, True)
     assert "账单中略去" in response.content.decode() and "账单金额=1200（¥12.00）" in response.content.decode()
-    refused = client.post(reverse("sandbox:index"), {"out_trade_no": "P2", "drop_notifies": "0",
-                                                     "notify_delay_seconds": "0", "bill_not_ready": "on"})
+    refused = client.post(
+        reverse("sandbox:index"),
+        {"out_trade_no": "P2", "drop_notifies": "0", "notify_delay_seconds": "0", "bill_not_ready": "on"},
+    )
     assert refused.status_code == 200 and "只能在全局开关中设置" in refused.content.decode()
     assert not Fault.objects.filter(out_trade_no="P2").exists()
-    client.post(reverse("sandbox:index"), {"out_trade_no": "", "drop_notifies": "0", "notify_delay_seconds": "0",
-                                           "bill_add_unknown_trade": "on", "bill_corrupt_summary": "on",
-                                           "bill_not_ready": "on"})
+    client.post(
+        reverse("sandbox:index"),
+        {
+            "out_trade_no": "",
+            "drop_notifies": "0",
+            "notify_delay_seconds": "0",
+            "bill_add_unknown_trade": "on",
+            "bill_corrupt_summary": "on",
+            "bill_not_ready": "on",
+        },
+    )
     page = client.get(reverse("sandbox:index")).content.decode()
     assert "账单多一笔未知交易" in page and "账单汇总金额错 0.01" in page and "账单生成中" in page
 
@@ -440,16 +546,25 @@ def test_the_sandbox_admin_shows_the_bill_switches(admin_client):
     listing = admin_client.get(reverse("admin:sandbox_fault_changelist")).content.decode()
     assert "对账单" in listing and "汇总金额错" in listing and "略去、金额 ¥12.00" in listing
     form = admin_client.get(reverse("admin:sandbox_fault_add")).content.decode()
-    for name in ("bill_omit", "bill_total_fee", "bill_duplicate_row", "bill_add_unknown_trade", "bill_corrupt_summary",
-                 "bill_not_ready"):
+    for name in (
+        "bill_omit",
+        "bill_total_fee",
+        "bill_duplicate_row",
+        "bill_add_unknown_trade",
+        "bill_corrupt_summary",
+        "bill_not_ready",
+    ):
         assert f'name="{name}"' in form
-    answer = admin_client.post(reverse("admin:sandbox_fault_add"), {
-        "out_trade_no": "Q2", "drop_notifies": "0", "notify_delay_seconds": "0", "bill_add_unknown_trade": "on"})
+    answer = admin_client.post(
+        reverse("admin:sandbox_fault_add"),
+        {"out_trade_no": "Q2", "drop_notifies": "0", "notify_delay_seconds": "0", "bill_add_unknown_trade": "on"},
+    )
     assert answer.status_code == 200 and "只能在全局开关中设置" in answer.content.decode()
     assert not Fault.objects.filter(out_trade_no="Q2").exists()
 
 
 # -- refunds as WeChat writes them: on the day requested, with the state at the bill's cut ----------
+
 
 def test_a_refund_is_in_the_bill_of_the_day_it_was_requested_with_its_state_when_the_bill_was_cut(db):
     """WeChat's bill lists a refund when it is requested (交易时间 = the request, not the
@@ -458,15 +573,34 @@ def test_a_refund_is_in_the_bill_of_the_day_it_was_requested_with_its_state_when
     day = datetime(2026, 11, 23, tzinfo=services.BEIJING).date()
     paid_at = datetime(2026, 11, 23, 10, 0, tzinfo=services.BEIJING)
     trade = Trade.objects.create(
-        mch_id=settings.WECHAT_MCH_ID, appid=settings.WECHAT_APPID, out_trade_no="BILLR01", params_digest="d",
-        body="余额充值", total_fee=1000, trade_type="JSAPI", openid=OPENID, notify_url="http://127.0.0.1:9/n",
-        prepay_id="wxBILLR01", state=Trade.REFUND, prepay_expires_at=paid_at, transaction_id="4200000000000000000000000001",
-        time_end=paid_at, refunded_fee=600)
+        mch_id=settings.WECHAT_MCH_ID,
+        appid=settings.WECHAT_APPID,
+        out_trade_no="BILLR01",
+        params_digest="d",
+        body="余额充值",
+        total_fee=1000,
+        trade_type="JSAPI",
+        openid=OPENID,
+        notify_url="http://127.0.0.1:9/n",
+        prepay_id="wxBILLR01",
+        state=Trade.REFUND,
+        prepay_expires_at=paid_at,
+        transaction_id="4200000000000000000000000001",
+        time_end=paid_at,
+        refunded_fee=600,
+    )
 
     def refund(no: str, requested: datetime, state: str, ended: datetime | None) -> None:
-        Refund.objects.create(trade=trade, out_refund_no=no, refund_id=f"5030{no}", refund_fee=100, state=state,
-                              created_at=requested, settle_at=ended,
-                              success_time=ended if state == Refund.SUCCESS else None)
+        Refund.objects.create(
+            trade=trade,
+            out_refund_no=no,
+            refund_id=f"5030{no}",
+            refund_fee=100,
+            state=state,
+            created_at=requested,
+            settle_at=ended,
+            success_time=ended if state == Refund.SUCCESS else None,
+        )
 
     late = datetime(2026, 11, 23, 23, 59, 30, tzinfo=services.BEIJING)
     refund("R-EARLY", paid_at + timedelta(hours=1), Refund.SUCCESS, paid_at + timedelta(hours=1, minutes=1))
@@ -474,15 +608,21 @@ def test_a_refund_is_in_the_bill_of_the_day_it_was_requested_with_its_state_when
     refund("R-SLOW", late, Refund.SUCCESS, datetime(2026, 11, 24, 9, 30, tzinfo=services.BEIJING))  # after the cut
     refund("R-OPEN", late, Refund.PROCESSING, None)
     refund("R-CLOSED", late, Refund.REFUNDCLOSE, late + timedelta(minutes=5))
-    refund("R-NEXT", datetime(2026, 11, 24, 0, 0, 1, tzinfo=services.BEIJING), Refund.SUCCESS,
-           datetime(2026, 11, 24, 0, 1, tzinfo=services.BEIJING))
+    refund(
+        "R-NEXT",
+        datetime(2026, 11, 24, 0, 0, 1, tzinfo=services.BEIJING),
+        Refund.SUCCESS,
+        datetime(2026, 11, 24, 0, 1, tzinfo=services.BEIJING),
+    )
     with time_machine.travel(datetime(2026, 11, 25, 12, 0, tzinfo=services.BEIJING), tick=False):
         rows, summary = read(bills.bill_text(settings.WECHAT_MCH_ID, settings.WECHAT_APPID, day))
         next_rows, _ = read(bills.bill_text(settings.WECHAT_MCH_ID, settings.WECHAT_APPID, day + timedelta(days=1)))
     refunds = {r["商户退款单号"]: (r["交易时间"], r["退款状态"]) for r in rows if r["交易状态"] == "REFUND"}
     assert refunds == {
-        "R-EARLY": ("2026-11-23 11:00:00", "SUCCESS"), "R-NIGHT": ("2026-11-23 23:59:30", "SUCCESS"),
-        "R-SLOW": ("2026-11-23 23:59:30", "PROCESSING"), "R-OPEN": ("2026-11-23 23:59:30", "PROCESSING"),
+        "R-EARLY": ("2026-11-23 11:00:00", "SUCCESS"),
+        "R-NIGHT": ("2026-11-23 23:59:30", "SUCCESS"),
+        "R-SLOW": ("2026-11-23 23:59:30", "PROCESSING"),
+        "R-OPEN": ("2026-11-23 23:59:30", "PROCESSING"),
         "R-CLOSED": ("2026-11-23 23:59:30", "REFUNDCLOSE"),
     }
     assert summary["退款总金额"] == "5.00" and summary["手续费总金额"] == "0.01000"  # 6 fen, minus 5 x 1 fen

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def pay_params(prepay_id: str, sign_type: str = "MD5", key: str | None = None, appid: str | None = None) -> dict:
-    params = {"appId": appid or settings.WECHAT_APPID, "timeStamp": str(int(time.time())), "nonceStr": protocol.nonce(),
-              "package": f"prepay_id={prepay_id}", "signType": sign_type}
+    params = {
+        "appId": appid or settings.WECHAT_APPID,
+        "timeStamp": str(int(time.time())),
+        "nonceStr": protocol.nonce(),
+        "package": f"prepay_id={prepay_id}",
+        "signType": sign_type,
+    }
     params["paySign"] = protocol.sign(params, key or settings.WECHAT_API_KEY, sign_type)
     return params
 

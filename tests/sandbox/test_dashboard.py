@@ -20,10 +20,19 @@ RESET = reverse("sandbox:reset_faults")
 
 def trade(out_trade_no: str, total_fee: int = 1990, state: str = Trade.SUCCESS, **fields) -> Trade:
     return Trade.objects.create(
-        mch_id=settings.WECHAT_MCH_ID, appid=settings.WECHAT_APPID, out_trade_no=out_trade_no, params_digest="d",
-        body="余额充值", total_fee=total_fee, trade_type="JSAPI", openid="oSandbox" + "x" * 20,
-        notify_url="http://127.0.0.1:9/n", prepay_id="wx" + out_trade_no, state=state,
-        prepay_expires_at=timezone.now() + timedelta(hours=2), **fields,
+        mch_id=settings.WECHAT_MCH_ID,
+        appid=settings.WECHAT_APPID,
+        out_trade_no=out_trade_no,
+        params_digest="d",
+        body="余额充值",
+        total_fee=total_fee,
+        trade_type="JSAPI",
+        openid="oSandbox" + "x" * 20,
+        notify_url="http://127.0.0.1:9/n",
+        prepay_id="wx" + out_trade_no,
+        state=state,
+        prepay_expires_at=timezone.now() + timedelta(hours=2),
+        **fields,
     )
 
 
@@ -31,10 +40,18 @@ def test_the_page_is_in_chinese_with_wechats_codes_beside_their_meaning(client):
     paid = trade("D1", refunded_fee=250)
     Refund.objects.create(trade=paid, out_refund_no="D1-R1", refund_id="50000001", refund_fee=250)
     trade("D2", total_fee=100000, state=Trade.NOTPAY)
-    delivery = Delivery.objects.create(kind=Delivery.PAYMENT, trade=paid, url=paid.notify_url, body="<xml/>",
-                                       state=Delivery.DELIVERED, attempts=1, next_attempt_at=timezone.now())
-    Attempt.objects.create(delivery=delivery, status_code=200, outcome="success",
-                           answer="<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>")
+    delivery = Delivery.objects.create(
+        kind=Delivery.PAYMENT,
+        trade=paid,
+        url=paid.notify_url,
+        body="<xml/>",
+        state=Delivery.DELIVERED,
+        attempts=1,
+        next_attempt_at=timezone.now(),
+    )
+    Attempt.objects.create(
+        delivery=delivery, status_code=200, outcome="success", answer="<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>"
+    )
     page = client.get(INDEX).content.decode()
     for header in ("商户订单号", "交易状态", "金额", "通知投递"):
         assert f"<th>{header}</th>" in page
@@ -85,8 +102,8 @@ def test_reset_all_faults_is_a_post_with_a_csrf_token_and_asks_first(client):
     assert Client(enforce_csrf_checks=True).post(RESET).status_code == 403
     assert Fault.objects.count() == 1
     page = client.get(INDEX).content.decode()
-    form = page[page.index(f'action="{RESET}"'):]
-    form = form[:form.index("</form>")]
+    form = page[page.index(f'action="{RESET}"') :]
+    form = form[: form.index("</form>")]
     assert "csrfmiddlewaretoken" in form and 'data-confirm="删除全部 1 条故障开关' in form
     assert "重置全部故障开关" in form and "sandbox/dashboard.js" in page
 
@@ -99,8 +116,7 @@ def test_reset_with_nothing_to_reset_says_so(client):
 
 def test_the_sandbox_admin_shows_amounts_in_yuan_and_codes_with_labels(admin_client):
     paid = trade("D7", total_fee=1990, refunded_fee=500, state=Trade.REFUND)
-    refund = Refund.objects.create(trade=paid, out_refund_no="D7-R1", refund_id="50000007", refund_fee=500,
-                                   state=Refund.SUCCESS)
+    refund = Refund.objects.create(trade=paid, out_refund_no="D7-R1", refund_id="50000007", refund_fee=500, state=Refund.SUCCESS)
     trades = admin_client.get(reverse("admin:sandbox_trade_changelist")).content.decode()
     assert "¥19.90" in trades and "¥5.00" in trades and "<code>REFUND</code> 转入退款" in trades
     assert ">1990<" not in trades

@@ -200,8 +200,16 @@ def test_the_dashboard_shows_trades_attempts_and_sets_switches(wxpay, sandbox_ur
     sandbox_delivery.deliver_due()
     page = client.get("/sandbox/").content.decode()
     assert "F12" in page and "<code>SUCCESS</code> 支付成功" in page and "已送达" in page and "商户答 SUCCESS" in page
-    response = client.post("/sandbox/", {"out_trade_no": "F13", "drop_notifies": "3", "notify_delay_seconds": "0",
-                                         "systemerror_endpoints": "", "end_state": "USERPAYING"})
+    response = client.post(
+        "/sandbox/",
+        {
+            "out_trade_no": "F13",
+            "drop_notifies": "3",
+            "notify_delay_seconds": "0",
+            "systemerror_endpoints": "",
+            "end_state": "USERPAYING",
+        },
+    )
     assert response.status_code == 302
     fault = Fault.objects.get(out_trade_no="F13")
     assert fault.drop_notifies == 3 and fault.end_state == "USERPAYING"

@@ -106,8 +106,15 @@ def test_another_appid_or_mch_id_is_refused(sandbox_url):
     assert answer == {"return_code": "FAIL", "return_msg": "mch_id参数格式错误"}
 
 
-UNIFIED = {"body": "充值", "out_trade_no": "T107", "total_fee": "100", "spbill_create_ip": "127.0.0.1",
-           "notify_url": "https://pay.example.com/payments/wechat/notify/", "trade_type": "JSAPI", "openid": "oUser"}
+UNIFIED = {
+    "body": "充值",
+    "out_trade_no": "T107",
+    "total_fee": "100",
+    "spbill_create_ip": "127.0.0.1",
+    "notify_url": "https://pay.example.com/payments/wechat/notify/",
+    "trade_type": "JSAPI",
+    "openid": "oUser",
+}
 
 
 @pytest.mark.parametrize(
@@ -199,8 +206,13 @@ def test_downloadbill_lists_the_days_paid_trades(wxpay, sandbox_url):
     created = order(wxpay, "T112", total_fee=1990)
     services.pay(created["prepay_id"], settings.WECHAT_APPID)
     today = datetime.now(services.BEIJING).strftime("%Y%m%d")
-    fields = {"appid": settings.WECHAT_APPID, "mch_id": settings.WECHAT_MCH_ID, "nonce_str": wxpay_protocol.nonce(),
-              "bill_date": today, "bill_type": "ALL"}
+    fields = {
+        "appid": settings.WECHAT_APPID,
+        "mch_id": settings.WECHAT_MCH_ID,
+        "nonce_str": wxpay_protocol.nonce(),
+        "bill_date": today,
+        "bill_type": "ALL",
+    }
     fields["sign"] = wxpay_protocol.sign(fields, settings.WECHAT_API_KEY)
     text = requests.post(sandbox_url + "pay/downloadbill", data=wxpay_protocol.to_xml(fields).encode(), timeout=10).text
     lines = text.strip().splitlines()
@@ -219,7 +231,7 @@ def test_downloadbill_lists_the_days_paid_trades(wxpay, sandbox_url):
         (b"", "post数据为空"),
         (b"hello", "XML格式错误"),
         (b"<xml><a>1</a>", "XML格式错误"),
-        ('<xml><body>充值</body></xml>'.encode("gbk"), "编码格式错误"),
+        ("<xml><body>充值</body></xml>".encode("gbk"), "编码格式错误"),
         (b'<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><appid>&x;</appid></xml>', "XML格式错误"),
         (b"<xml><appid>" + b"a" * 100_000 + b"</appid></xml>", "XML格式错误"),
         (b"<xml><appid>1</appid><appid>2</appid></xml>", "XML格式错误"),

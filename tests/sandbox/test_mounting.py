@@ -22,8 +22,9 @@ except Resolver404:
 def run(**env_vars) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_"))}
     env.update(DJANGO_SETTINGS_MODULE="wxrecharge.settings", DATABASE_URL="sqlite:///:memory:", **env_vars)
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=settings.BASE_DIR, env=env, capture_output=True,
-                            text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     return result.stdout.strip()
 
 

@@ -82,16 +82,23 @@ def test_a_wrong_secret_is_refused(wxoauth):
     ],
 )
 def test_bad_authorize_requests_show_an_error_page_and_no_code(sandbox_url, query, errcode):
-    params = {"appid": settings.WECHAT_APPID, "redirect_uri": settings.SITE_URL + "/cb/", "response_type": "code",
-              "scope": "snsapi_base", "state": "x", **query}
+    params = {
+        "appid": settings.WECHAT_APPID,
+        "redirect_uri": settings.SITE_URL + "/cb/",
+        "response_type": "code",
+        "scope": "snsapi_base",
+        "state": "x",
+        **query,
+    }
     response = requests.get(sandbox_url + "connect/oauth2/authorize", params=params, allow_redirects=False, timeout=10)
     assert response.status_code == 200 and errcode in response.text and "授权失败" in response.text
     assert not AuthCode.objects.exists()
 
 
 def mp_client(sandbox_url, secret=None):
-    client = WeChatClient(settings.WECHAT_MINIPROGRAM_APPID, secret or settings.WECHAT_MINIPROGRAM_SECRET,
-                          access_token="not-used-by-jscode2session")
+    client = WeChatClient(
+        settings.WECHAT_MINIPROGRAM_APPID, secret or settings.WECHAT_MINIPROGRAM_SECRET, access_token="not-used-by-jscode2session"
+    )
     client.wxa.API_BASE_URL = sandbox_url
     return client
 

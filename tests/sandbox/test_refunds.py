@@ -69,8 +69,9 @@ def test_a_refund_notify_arrives_with_refund_status_success_once_the_worker_sett
     merchant = receiver()
     paid(wxpay, sandbox_url, "RQ2", total_fee=500)
     delivery_worker()
-    applied = wxpay.refund.apply(total_fee=500, refund_fee=200, out_refund_no="RQ2-1", out_trade_no="RQ2",
-                                 notify_url=merchant.url)
+    applied = wxpay.refund.apply(
+        total_fee=500, refund_fee=200, out_refund_no="RQ2-1", out_trade_no="RQ2", notify_url=merchant.url
+    )
     assert wait_for(lambda: merchant.received)
     info = refund_info(merchant.received[0][1])
     assert info["refund_status"] == "SUCCESS" and info["success_time"]
@@ -151,7 +152,9 @@ def test_a_refund_is_settled_once_when_refundquery_and_the_worker_race(wxpay, sa
 
 def test_settling_a_settled_refund_does_nothing(wxpay, sandbox_url):
     paid(wxpay, sandbox_url, "RQ6")
-    wxpay.refund.apply(total_fee=1000, refund_fee=100, out_refund_no="RQ6-1", out_trade_no="RQ6", notify_url="http://127.0.0.1:9/n")
+    wxpay.refund.apply(
+        total_fee=1000, refund_fee=100, out_refund_no="RQ6-1", out_trade_no="RQ6", notify_url="http://127.0.0.1:9/n"
+    )
     refund = Refund.objects.get()
     assert services.settle_refund(refund.pk).state == Refund.SUCCESS
     assert services.settle_refund(refund.pk) is None
@@ -212,8 +215,10 @@ def test_concurrent_refunds_never_exceed_the_total_fee(wxpay, sandbox_url):
 @pytest.mark.parametrize("refund_fee", ["0", "-1", "1.5", ""])
 def test_a_refund_fee_that_is_not_a_positive_number_of_fen_is_a_param_error(wxpay, sandbox_url, refund_fee):
     paid(wxpay, sandbox_url, "RQ10")
-    answer = raw(sandbox_url + "secapi/pay/refund", {"out_trade_no": "RQ10", "out_refund_no": "RQ10-1",
-                                                     "total_fee": "1000", "refund_fee": refund_fee or None})
+    answer = raw(
+        sandbox_url + "secapi/pay/refund",
+        {"out_trade_no": "RQ10", "out_refund_no": "RQ10-1", "total_fee": "1000", "refund_fee": refund_fee or None},
+    )
     if not refund_fee:
         assert answer == {"return_code": "FAIL", "return_msg": "缺少参数refund_fee"}
     else:

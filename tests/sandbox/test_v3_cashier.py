@@ -25,8 +25,13 @@ def v3pay(sandbox_url):
 
 
 def rsa_params(prepay_id: str, key=None, appid: str | None = None) -> dict:
-    params = {"appId": appid or settings.WECHAT_APPID, "timeStamp": str(int(time.time())), "nonceStr": "n" * 32,
-              "package": f"prepay_id={prepay_id}", "signType": "RSA"}
+    params = {
+        "appId": appid or settings.WECHAT_APPID,
+        "timeStamp": str(int(time.time())),
+        "nonceStr": "n" * 32,
+        "package": f"prepay_id={prepay_id}",
+        "signType": "RSA",
+    }
     message = "".join(params[f] + "\n" for f in ("appId", "timeStamp", "nonceStr", "package")).encode()
     signature = (key or merchant_private_key()).sign(message, padding.PKCS1v15(), hashes.SHA256())
     params["paySign"] = base64.b64encode(signature).decode()
@@ -35,8 +40,13 @@ def rsa_params(prepay_id: str, key=None, appid: str | None = None) -> dict:
 
 def test_an_rsa_pay_sign_made_by_wechatpayv3_pays_the_trade(v3pay, sandbox_url):
     prepay_id = prepay(v3pay, "V3C001")[1]["prepay_id"]
-    params = {"appId": settings.WECHAT_APPID, "timeStamp": str(int(time.time())), "nonceStr": "abc123",
-              "package": f"prepay_id={prepay_id}", "signType": "RSA"}
+    params = {
+        "appId": settings.WECHAT_APPID,
+        "timeStamp": str(int(time.time())),
+        "nonceStr": "abc123",
+        "package": f"prepay_id={prepay_id}",
+        "signType": "RSA",
+    }
     params["paySign"] = v3pay.sign([params["appId"], params["timeStamp"], params["nonceStr"], params["package"]])
     assert cashier_pay(sandbox_url, params) == {"err_msg": "get_brand_wcpay_request:ok"}
     assert Trade.objects.get(out_trade_no="V3C001").state == Trade.SUCCESS

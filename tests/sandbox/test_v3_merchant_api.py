@@ -39,6 +39,7 @@ RFC3339_BEIJING = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00$")
 
 # --- helpers shared by the v3 test modules ----------------------------------------------------
 
+
 def keys():
     return conf.v3_keys()
 
@@ -67,9 +68,14 @@ def _client(sandbox_url: str, *, public_key: bool, cert_dir: Path | None = None)
     else:
         options.update(cert_dir=str(cert_dir))
     client = WeChatPay(
-        wechatpay_type=WeChatPayType.JSAPI, mchid=settings.WECHAT_MCH_ID,
-        private_key=Path(files.merchant_key).read_text(), cert_serial_no=files.merchant_serial,
-        apiv3_key=files.apiv3_key, appid=settings.WECHAT_APPID, notify_url="http://127.0.0.1:9/notify", timeout=10,
+        wechatpay_type=WeChatPayType.JSAPI,
+        mchid=settings.WECHAT_MCH_ID,
+        private_key=Path(files.merchant_key).read_text(),
+        cert_serial_no=files.merchant_serial,
+        apiv3_key=files.apiv3_key,
+        appid=settings.WECHAT_APPID,
+        notify_url="http://127.0.0.1:9/notify",
+        timeout=10,
         **options,
     )
     client._core._gate_way = sandbox_url.rstrip("/")  # its base URL is a private attribute
@@ -85,8 +91,9 @@ def certificate_dir(tmp_path: Path) -> Path:
 
 
 def prepay(client: WeChatPay, out_trade_no: str, total: int = 1000, **extra) -> tuple[int, dict]:
-    code, text = client.pay(description="余额充值", out_trade_no=out_trade_no, amount={"total": total},
-                            payer={"openid": OPENID}, **extra)
+    code, text = client.pay(
+        description="余额充值", out_trade_no=out_trade_no, amount={"total": total}, payer={"openid": OPENID}, **extra
+    )
     return code, json.loads(text)
 
 
@@ -97,8 +104,13 @@ def query(client: WeChatPay, out_trade_no: str) -> tuple[int, dict]:
 
 def pay_in_cashier(sandbox_url: str, client: WeChatPay, prepay_id: str) -> dict:
     """The user pays in the sandbox's cashier with v3 (RSA) page parameters."""
-    params = {"appId": settings.WECHAT_APPID, "timeStamp": str(int(time.time())), "nonceStr": uuid.uuid4().hex,
-              "package": f"prepay_id={prepay_id}", "signType": "RSA"}
+    params = {
+        "appId": settings.WECHAT_APPID,
+        "timeStamp": str(int(time.time())),
+        "nonceStr": uuid.uuid4().hex,
+        "package": f"prepay_id={prepay_id}",
+        "signType": "RSA",
+    }
     params["paySign"] = client.sign([params["appId"], params["timeStamp"], params["nonceStr"], params["package"]])
     return requests.post(sandbox_url + "cashier/pay", json={**params, "outcome": "pay"}, timeout=10).json()
 
@@ -119,10 +131,21 @@ def _private_key(path: str):
     return load_pem_private_key(Path(path).read_bytes(), password=None)  # 40 ms a parse: once per process
 
 
-def signed_request(sandbox_url: str, method: str, path: str, body: bytes = b"", *, private_key=None,
-                   serial: str | None = None, mchid: str | None = None, timestamp: int | None = None,
-                   signed_path: str | None = None, authorization: str | None = None, signature: str | None = None,
-                   headers: dict | None = None) -> requests.Response:
+def signed_request(
+    sandbox_url: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    private_key=None,
+    serial: str | None = None,
+    mchid: str | None = None,
+    timestamp: int | None = None,
+    signed_path: str | None = None,
+    authorization: str | None = None,
+    signature: str | None = None,
+    headers: dict | None = None,
+) -> requests.Response:
     """A v3 request signed by hand, each part of it overridable to make it wrong."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = uuid.uuid4().hex.upper()
@@ -131,11 +154,22 @@ def signed_request(sandbox_url: str, method: str, path: str, body: bytes = b"", 
         raw = (private_key or merchant_private_key()).sign(message, padding.PKCS1v15(), hashes.SHA256())
         signature = base64.b64encode(raw).decode()
     if authorization is None:
-        authorization = (f'WECHATPAY2-SHA256-RSA2048 mchid="{mchid or settings.WECHAT_MCH_ID}",nonce_str="{nonce}",'
-                         f'signature="{signature}",timestamp="{ts}",serial_no="{serial or keys().merchant_serial}"')
-    return requests.request(method, sandbox_url.rstrip("/") + path, data=body or None, timeout=10, headers={
-        "Authorization": authorization, "Accept": "application/json", "Content-Type": "application/json",
-        **(headers or {})})
+        authorization = (
+            f'WECHATPAY2-SHA256-RSA2048 mchid="{mchid or settings.WECHAT_MCH_ID}",nonce_str="{nonce}",'
+            f'signature="{signature}",timestamp="{ts}",serial_no="{serial or keys().merchant_serial}"'
+        )
+    return requests.request(
+        method,
+        sandbox_url.rstrip("/") + path,
+        data=body or None,
+        timeout=10,
+        headers={
+            "Authorization": authorization,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+    )
 
 
 def answer_key(serial: str):
@@ -154,8 +188,9 @@ def verifies(headers, body: bytes) -> bool:
         return False
     message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + body + b"\n"
     try:
-        answer_key(headers["Wechatpay-Serial"]).verify(base64.b64decode(headers["Wechatpay-Signature"]), message,
-                                                       padding.PKCS1v15(), hashes.SHA256())
+        answer_key(headers["Wechatpay-Serial"]).verify(
+            base64.b64decode(headers["Wechatpay-Signature"]), message, padding.PKCS1v15(), hashes.SHA256()
+        )
     except Exception:
         return False
     return True
@@ -173,9 +208,15 @@ def assert_wechat_answer(response: requests.Response, status: int, code: str | N
 
 
 def jsapi_body(number: str, **overrides) -> dict:
-    body = {"appid": settings.WECHAT_APPID, "mchid": settings.WECHAT_MCH_ID, "description": "余额充值",
-            "out_trade_no": number, "notify_url": "http://127.0.0.1:9/notify", "amount": {"total": 1000},
-            "payer": {"openid": OPENID}}
+    body = {
+        "appid": settings.WECHAT_APPID,
+        "mchid": settings.WECHAT_MCH_ID,
+        "description": "余额充值",
+        "out_trade_no": number,
+        "notify_url": "http://127.0.0.1:9/notify",
+        "amount": {"total": 1000},
+        "payer": {"openid": OPENID},
+    }
     for name, value in overrides.items():
         if value is None:
             body.pop(name, None)
@@ -196,6 +237,7 @@ def v3pay(sandbox_url):
 
 # --- prepay, query, close -------------------------------------------------------------------
 
+
 def test_it_places_a_jsapi_order_and_queries_it_with_signed_answers(v3pay):
     code, created = prepay(v3pay, "V3T100", attach="充值")
     assert code == 200 and created["prepay_id"].startswith("wx") and set(created) == {"prepay_id"}
@@ -214,12 +256,14 @@ def test_the_same_out_trade_no_with_the_same_parameters_gets_the_same_prepay_id(
     first = prepay(v3pay, "V3T101", time_expire=expire)[1]
     assert prepay(v3pay, "V3T101", time_expire=expire)[1]["prepay_id"] == first["prepay_id"]
     assert Trade.objects.filter(out_trade_no="V3T101").count() == 1
-    code, text = v3pay.pay(description="余额充值", out_trade_no="V3T101", amount={"total": 2000},
-                           payer={"openid": OPENID}, time_expire=expire)
+    code, text = v3pay.pay(
+        description="余额充值", out_trade_no="V3T101", amount={"total": 2000}, payer={"openid": OPENID}, time_expire=expire
+    )
     assert code == 403 and json.loads(text)["code"] == "OUT_TRADE_NO_USED"
     assert "不一致" in json.loads(text)["message"]
-    again = post_json(sandbox_url, "/v3/pay/transactions/jsapi", jsapi_body("V3T101", time_expire=expire,
-                                                                           description="另一个商品"))
+    again = post_json(
+        sandbox_url, "/v3/pay/transactions/jsapi", jsapi_body("V3T101", time_expire=expire, description="另一个商品")
+    )
     assert_wechat_answer(again, 403, "OUT_TRADE_NO_USED")
 
 
@@ -261,38 +305,45 @@ def test_close_answers_204_with_a_signed_empty_body(v3pay, sandbox_url):
 
 
 def test_unknown_orders_are_404_order_not_exist(v3pay, sandbox_url):
-    assert_wechat_answer(signed_request(sandbox_url, "GET", f"/v3/pay/transactions/out-trade-no/NOPE01?mchid="
-                                                            f"{settings.WECHAT_MCH_ID}"), 404, "ORDER_NOT_EXIST")
+    assert_wechat_answer(
+        signed_request(sandbox_url, "GET", f"/v3/pay/transactions/out-trade-no/NOPE01?mchid={settings.WECHAT_MCH_ID}"),
+        404,
+        "ORDER_NOT_EXIST",
+    )
     code, text = v3pay.close(out_trade_no="NOPE01")
     assert (code, json.loads(text)["code"]) == (404, "ORDER_NOT_EXIST")
     assert v3pay.query(transaction_id="4200000000000000000000000000")[0] == 404
 
 
-@pytest.mark.parametrize(("overrides", "code"), [
-    ({"description": "字" * 128}, "PARAM_ERROR"),
-    ({"description": None}, "PARAM_ERROR"),
-    ({"out_trade_no": "A1"}, "PARAM_ERROR"),  # 6 to 32 characters
-    ({"out_trade_no": "V3 T 106 !"}, "PARAM_ERROR"),
-    ({"time_expire": "20300101120000"}, "PARAM_ERROR"),  # v2's format is not RFC 3339
-    ({"time_expire": "2030-01-01T12:00:00"}, "PARAM_ERROR"),  # no time zone
-    ({"time_expire": "2020-01-01T12:00:00+08:00"}, "PARAM_ERROR"),  # already past
-    ({"notify_url": "https://example.com/notify?order=1"}, "PARAM_ERROR"),
-    ({"notify_url": "notify"}, "PARAM_ERROR"),
-    ({"amount": {"total": 0}}, "PARAM_ERROR"),
-    ({"amount": {"total": "1000"}}, "PARAM_ERROR"),
-    ({"amount": {"total": 10.5}}, "PARAM_ERROR"),
-    ({"amount": {"total": True}}, "PARAM_ERROR"),
-    ({"amount": {"total": 10**20}}, "PARAM_ERROR"),
-    ({"amount": {"total": 1000, "currency": "USD"}}, "PARAM_ERROR"),
-    ({"amount": None}, "PARAM_ERROR"),
-    ({"payer": {}}, "PARAM_ERROR"),
-    ({"payer": None}, "PARAM_ERROR"),
-    ({"mchid": "1230000999"}, "PARAM_ERROR"),
-    ({"appid": "wx0000000000000000"}, "APPID_MCHID_NOT_MATCH"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"description": "字" * 128}, "PARAM_ERROR"),
+        ({"description": None}, "PARAM_ERROR"),
+        ({"out_trade_no": "A1"}, "PARAM_ERROR"),  # 6 to 32 characters
+        ({"out_trade_no": "V3 T 106 !"}, "PARAM_ERROR"),
+        ({"time_expire": "20300101120000"}, "PARAM_ERROR"),  # v2's format is not RFC 3339
+        ({"time_expire": "2030-01-01T12:00:00"}, "PARAM_ERROR"),  # no time zone
+        ({"time_expire": "2020-01-01T12:00:00+08:00"}, "PARAM_ERROR"),  # already past
+        ({"notify_url": "https://example.com/notify?order=1"}, "PARAM_ERROR"),
+        ({"notify_url": "notify"}, "PARAM_ERROR"),
+        ({"amount": {"total": 0}}, "PARAM_ERROR"),
+        ({"amount": {"total": "1000"}}, "PARAM_ERROR"),
+        ({"amount": {"total": 10.5}}, "PARAM_ERROR"),
+        ({"amount": {"total": True}}, "PARAM_ERROR"),
+        ({"amount": {"total": 10**20}}, "PARAM_ERROR"),
+        ({"amount": {"total": 1000, "currency": "USD"}}, "PARAM_ERROR"),
+        ({"amount": None}, "PARAM_ERROR"),
+        ({"payer": {}}, "PARAM_ERROR"),
+        ({"payer": None}, "PARAM_ERROR"),
+        ({"mchid": "1230000999"}, "PARAM_ERROR"),
+        ({"appid": "wx0000000000000000"}, "APPID_MCHID_NOT_MATCH"),
+    ],
+)
 def test_jsapi_validates_as_wechat_does(sandbox_url, overrides, code):
-    answer = assert_wechat_answer(post_json(sandbox_url, "/v3/pay/transactions/jsapi", jsapi_body("V3T106", **overrides)),
-                                  400, code)
+    answer = assert_wechat_answer(
+        post_json(sandbox_url, "/v3/pay/transactions/jsapi", jsapi_body("V3T106", **overrides)), 400, code
+    )
     if code == "PARAM_ERROR":
         assert answer["message"].startswith("输入源“/body/") and answer["detail"]["location"] == "body"
     assert not Trade.objects.exists()
@@ -327,24 +378,29 @@ def other_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-@pytest.mark.parametrize("wrong", [
-    {"private_key": "other"},
-    {"serial": "0" * 40},
-    {"mchid": "1230000999"},
-    {"timestamp": -6 * 60},
-    {"timestamp": 6 * 60},
-    {"signed_path": "/sandbox" + QUERY},  # signed with the mount prefix: WeChat's path is after it
-    {"signed_path": "/v3/pay/transactions/out-trade-no/V3T200"},  # the query string is signed too
-    {"signature": "bm90IGEgc2lnbmF0dXJl"},
-    {"signature": "***"},
-    {"authorization": ""},
-    {"authorization": "Bearer abc"},
-    {"authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="n"'},
-    {"authorization": 'WECHATPAY2-SHA256-RSA2048 mchid=1230000109'},
-    {"authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="a",mchid="b",nonce_str="n",signature="s",timestamp="1",'
-                      'serial_no="x"'},
-    {"authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="a",nonce_str="n",signature="s",timestamp="soon",serial_no="x"'},
-])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"private_key": "other"},
+        {"serial": "0" * 40},
+        {"mchid": "1230000999"},
+        {"timestamp": -6 * 60},
+        {"timestamp": 6 * 60},
+        {"signed_path": "/sandbox" + QUERY},  # signed with the mount prefix: WeChat's path is after it
+        {"signed_path": "/v3/pay/transactions/out-trade-no/V3T200"},  # the query string is signed too
+        {"signature": "bm90IGEgc2lnbmF0dXJl"},
+        {"signature": "***"},
+        {"authorization": ""},
+        {"authorization": "Bearer abc"},
+        {"authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="n"'},
+        {"authorization": "WECHATPAY2-SHA256-RSA2048 mchid=1230000109"},
+        {
+            "authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="a",mchid="b",nonce_str="n",signature="s",timestamp="1",'
+            'serial_no="x"'
+        },
+        {"authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="a",nonce_str="n",signature="s",timestamp="soon",serial_no="x"'},
+    ],
+)
 def test_a_request_that_is_not_signed_right_is_401_sign_error_and_the_answer_is_signed(sandbox_url, wrong):
     options = dict(wrong)
     if options.get("private_key") == "other":
@@ -367,8 +423,10 @@ def test_the_items_of_authorization_may_come_in_any_order(sandbox_url):
     ts, nonce = str(int(time.time())), "N" * 32
     message = f"POST\n{path}\n{ts}\n{nonce}\n".encode() + body + b"\n"
     signature = base64.b64encode(merchant_private_key().sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
-    authorization = (f'WECHATPAY2-SHA256-RSA2048 serial_no="{keys().merchant_serial}", timestamp="{ts}",'
-                     f'signature="{signature}",nonce_str="{nonce}",mchid="{settings.WECHAT_MCH_ID}"')
+    authorization = (
+        f'WECHATPAY2-SHA256-RSA2048 serial_no="{keys().merchant_serial}", timestamp="{ts}",'
+        f'signature="{signature}",nonce_str="{nonce}",mchid="{settings.WECHAT_MCH_ID}"'
+    )
     answer = assert_wechat_answer(signed_request(sandbox_url, "POST", path, body, authorization=authorization), 200)
     assert answer["prepay_id"]
 
@@ -380,8 +438,10 @@ def test_the_signed_body_must_be_the_bytes_sent(sandbox_url):
     signed = json.dumps(body, separators=(",", ":")).encode()
     message = f"POST\n/v3/pay/transactions/jsapi\n{ts}\n{nonce}\n".encode() + signed + b"\n"
     signature = base64.b64encode(merchant_private_key().sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
-    authorization = (f'WECHATPAY2-SHA256-RSA2048 mchid="{settings.WECHAT_MCH_ID}",nonce_str="{nonce}",'
-                     f'signature="{signature}",timestamp="{ts}",serial_no="{keys().merchant_serial}"')
+    authorization = (
+        f'WECHATPAY2-SHA256-RSA2048 mchid="{settings.WECHAT_MCH_ID}",nonce_str="{nonce}",'
+        f'signature="{signature}",timestamp="{ts}",serial_no="{keys().merchant_serial}"'
+    )
     sent = json.dumps(body).encode()  # the same JSON, other spacing
     response = signed_request(sandbox_url, "POST", "/v3/pay/transactions/jsapi", sent, authorization=authorization)
     assert_wechat_answer(response, 401, "SIGN_ERROR")
@@ -405,10 +465,14 @@ def test_every_answer_carries_a_request_id_and_wechats_signature_headers(sandbox
 
 # --- refunds --------------------------------------------------------------------------------
 
-def refund(client: WeChatPay, out_trade_no: str, out_refund_no: str, amount: int, total: int = 1000,
-           **extra) -> tuple[int, dict]:
-    code, text = client.refund(out_refund_no=out_refund_no, out_trade_no=out_trade_no,
-                               amount={"refund": amount, "total": total, "currency": "CNY"}, **extra)
+
+def refund(client: WeChatPay, out_trade_no: str, out_refund_no: str, amount: int, total: int = 1000, **extra) -> tuple[int, dict]:
+    code, text = client.refund(
+        out_refund_no=out_refund_no,
+        out_trade_no=out_trade_no,
+        amount={"refund": amount, "total": total, "currency": "CNY"},
+        **extra,
+    )
     return code, json.loads(text)
 
 
@@ -433,6 +497,7 @@ def test_a_refund_is_processing_then_succeeds_and_repeats_answer_the_same_refund
 
 def test_refund_errors_use_wechats_codes(v3pay, sandbox_url):
     prepay(v3pay, "V3RFD2")
+
     def code_of(*args, **kwargs) -> tuple[int, str]:
         status, answer = refund(v3pay, *args, **kwargs)
         return status, answer.get("code", "")
@@ -450,8 +515,11 @@ def test_refund_errors_use_wechats_codes(v3pay, sandbox_url):
     paid_trade(sandbox_url, v3pay, "V3RFD4")
     assert code_of("V3RFD4", "V3RFD3-1", 600) == (400, "INVALID_REQUEST")  # a number of another order
     assert Trade.objects.get(out_trade_no="V3RFD3").refunded_fee == 600
-    missing = post_json(sandbox_url, "/v3/refund/domestic/refunds",
-                        {"out_refund_no": "X1", "amount": {"refund": 1, "total": 1000, "currency": "CNY"}})
+    missing = post_json(
+        sandbox_url,
+        "/v3/refund/domestic/refunds",
+        {"out_refund_no": "X1", "amount": {"refund": 1, "total": 1000, "currency": "CNY"}},
+    )
     assert "二选一" in assert_wechat_answer(missing, 400, "PARAM_ERROR")["message"]
     unknown = signed_request(sandbox_url, "GET", "/v3/refund/domestic/refunds/NOPE")
     assert_wechat_answer(unknown, 404, "RESOURCE_NOT_EXISTS")
@@ -460,8 +528,10 @@ def test_refund_errors_use_wechats_codes(v3pay, sandbox_url):
 def test_the_51st_refund_of_an_order_is_refused_with_rule_limit(v3pay, sandbox_url):
     paid_trade(sandbox_url, v3pay, "V3RFD5", total=100)
     trade = Trade.objects.get(out_trade_no="V3RFD5")
-    Refund.objects.bulk_create(Refund(trade=trade, out_refund_no=f"V3RFD5-{n}", refund_id=f"5030{n:024d}", refund_fee=1,
-                                      state=Refund.SUCCESS) for n in range(50))
+    Refund.objects.bulk_create(
+        Refund(trade=trade, out_refund_no=f"V3RFD5-{n}", refund_id=f"5030{n:024d}", refund_fee=1, state=Refund.SUCCESS)
+        for n in range(50)
+    )
     Trade.objects.filter(pk=trade.pk).update(refunded_fee=50, state=Trade.REFUND)
     code, answer = refund(v3pay, "V3RFD5", "V3RFD5-50", 1, total=100)
     assert (code, answer["code"]) == (403, "RULE_LIMIT")
@@ -486,12 +556,14 @@ def test_refund_outcomes_have_their_v3_names(v3pay, sandbox_url, end_state, stat
 def test_refunds_by_transaction_id(v3pay, sandbox_url):
     paid_trade(sandbox_url, v3pay, "V3RFD8")
     transaction_id = Trade.objects.get(out_trade_no="V3RFD8").transaction_id
-    code, text = v3pay.refund(out_refund_no="V3RFD8-1", transaction_id=transaction_id,
-                              amount={"refund": 10, "total": 1000, "currency": "CNY"})
+    code, text = v3pay.refund(
+        out_refund_no="V3RFD8-1", transaction_id=transaction_id, amount={"refund": 10, "total": 1000, "currency": "CNY"}
+    )
     assert code == 200 and json.loads(text)["out_trade_no"] == "V3RFD8"
 
 
 # --- keys: public key, platform certificates, migration -------------------------------------
+
 
 def test_a_public_key_merchant_gets_answers_signed_with_the_public_key_and_no_certificates(v3pay, sandbox_url):
     response = signed_request(sandbox_url, "GET", "/v3/certificates")
@@ -518,8 +590,7 @@ def test_a_certificate_merchant_downloads_the_platform_certificate(settings, san
     # Answers verify with the certificate (wechatpayv3 raises otherwise).
     assert prepay(client, "V3KEY2")[0] == 200 and query(client, "V3KEY2")[1]["trade_state"] == "NOTPAY"
     # A certificate merchant never gets a public-key signature, even when it asks for one.
-    asked = signed_request(sandbox_url, "GET", "/v3/certificates",
-                           headers={"Wechatpay-Serial": keys().files.pay_public_key_id})
+    asked = signed_request(sandbox_url, "GET", "/v3/certificates", headers={"Wechatpay-Serial": keys().files.pay_public_key_id})
     assert asked.headers["Wechatpay-Serial"] == keys().files.platform_serial
 
 
@@ -531,13 +602,18 @@ def test_in_migration_answers_follow_the_wechatpay_serial_the_request_names(sett
     assert query(by_certificate, "V3KEY3")[0] == 200
     plain = signed_request(sandbox_url, "GET", "/v3/pay/transactions/out-trade-no/V3KEY3?mchid=" + settings.WECHAT_MCH_ID)
     assert assert_wechat_answer(plain, 200) and plain.headers["Wechatpay-Serial"] == keys().files.platform_serial
-    asked = signed_request(sandbox_url, "GET", "/v3/pay/transactions/out-trade-no/V3KEY3?mchid=" + settings.WECHAT_MCH_ID,
-                           headers={"Wechatpay-Serial": keys().files.pay_public_key_id})
+    asked = signed_request(
+        sandbox_url,
+        "GET",
+        "/v3/pay/transactions/out-trade-no/V3KEY3?mchid=" + settings.WECHAT_MCH_ID,
+        headers={"Wechatpay-Serial": keys().files.pay_public_key_id},
+    )
     assert assert_wechat_answer(asked, 200) and asked.headers["Wechatpay-Serial"] == keys().files.pay_public_key_id
     assert assert_wechat_answer(signed_request(sandbox_url, "GET", "/v3/certificates"), 200)["data"]
 
 
 # --- fault switches -------------------------------------------------------------------------
+
 
 def test_systemerror_switches_make_the_v3_equivalents_answer_500(v3pay, sandbox_url):
     paid_trade(sandbox_url, v3pay, "V3FLT1")
@@ -548,9 +624,11 @@ def test_systemerror_switches_make_the_v3_equivalents_answer_500(v3pay, sandbox_
         post_json(sandbox_url, "/v3/pay/transactions/jsapi", jsapi_body("V3FLT2")),
         signed_request(sandbox_url, "GET", f"/v3/pay/transactions/out-trade-no/V3FLT1?mchid={mchid}"),
         post_json(sandbox_url, "/v3/pay/transactions/out-trade-no/V3FLT1/close", {"mchid": mchid}),
-        post_json(sandbox_url, "/v3/refund/domestic/refunds",
-                  {"out_trade_no": "V3FLT1", "out_refund_no": "V3FLT1-2", "amount": {"refund": 1, "total": 1000,
-                                                                                 "currency": "CNY"}}),
+        post_json(
+            sandbox_url,
+            "/v3/refund/domestic/refunds",
+            {"out_trade_no": "V3FLT1", "out_refund_no": "V3FLT1-2", "amount": {"refund": 1, "total": 1000, "currency": "CNY"}},
+        ),
         signed_request(sandbox_url, "GET", "/v3/refund/domestic/refunds/V3FLT1-1"),
     ):
         assert_wechat_answer(response, 500, "SYSTEM_ERROR")
@@ -579,6 +657,7 @@ def test_report_total_fee_changes_the_amount_a_query_reports(v3pay, sandbox_url)
 
 
 # --- trade bills, unknown paths, settings ------------------------------------------------------
+
 
 def test_the_trade_bill_is_listed_then_downloaded_with_a_signed_get(v3pay, sandbox_url):
     import gzip
@@ -611,7 +690,7 @@ def test_an_old_download_url_is_refused(v3pay, sandbox_url, time_machine):
     day = timezone.localtime(timezone.now(), timezone.get_fixed_timezone(480)).date().isoformat()
     url = json.loads(v3pay.trade_bill(bill_date=day)[1])["download_url"]
     time_machine.move_to(timezone.now() + timedelta(seconds=31), tick=True)
-    response = signed_request(sandbox_url, "GET", url[len(sandbox_url.rstrip("/")):])
+    response = signed_request(sandbox_url, "GET", url[len(sandbox_url.rstrip("/")) :])
     assert_wechat_answer(response, 400, "INVALID_REQUEST")
 
 

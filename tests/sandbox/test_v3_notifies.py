@@ -65,7 +65,8 @@ def decrypt(body: bytes) -> dict:
     """The resource, decrypted independently: AES-256-GCM, 12-byte ASCII nonce, AAD."""
     resource = json.loads(body)["resource"]
     plaintext = AESGCM(keys().files.apiv3_key.encode()).decrypt(
-        resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode())
+        resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode()
+    )
     return json.loads(plaintext)
 
 
@@ -113,9 +114,14 @@ def test_a_v2_trade_keeps_its_xml_notify(wxpay, sandbox_url, receiver):
     assert Delivery.objects.get().api_version == "v2"
 
 
-@pytest.mark.parametrize(("end_state", "event_type", "status"), [
-    ("", "REFUND.SUCCESS", "SUCCESS"), ("REFUNDCLOSE", "REFUND.CLOSED", "CLOSED"), ("CHANGE", "REFUND.ABNORMAL", "ABNORMAL"),
-])
+@pytest.mark.parametrize(
+    ("end_state", "event_type", "status"),
+    [
+        ("", "REFUND.SUCCESS", "SUCCESS"),
+        ("REFUNDCLOSE", "REFUND.CLOSED", "CLOSED"),
+        ("CHANGE", "REFUND.ABNORMAL", "ABNORMAL"),
+    ],
+)
 def test_v3_refund_notifies(v3pay, sandbox_url, receiver, slow_refunds, end_state, event_type, status):
     merchant = receiver()
     paid_trade(sandbox_url, v3pay, "V3N003", 500)
@@ -140,6 +146,7 @@ def test_v3_refund_notifies(v3pay, sandbox_url, receiver, slow_refunds, end_stat
 
 
 # --- retries: the HTTP status decides -------------------------------------------------------
+
 
 @pytest.mark.parametrize("answer", [(200, FAIL_JSON), (204, ""), (200, SUCCESS_XML), (202, "")])
 def test_any_2xx_ends_the_retries_whatever_the_body_says(v3pay, sandbox_url, receiver, now_retries, answer):
@@ -182,6 +189,7 @@ def test_a_retry_hours_later_has_a_fresh_timestamp(v3pay, sandbox_url, receiver,
 
 
 # --- the v3_notify_signature switch and the others ------------------------------------------
+
 
 def test_a_signature_probe_comes_first_and_is_resent_correctly_signed(v3pay, sandbox_url, receiver, now_retries):
     merchant = receiver([(401, FAIL_JSON)])  # the merchant refuses what does not verify
@@ -314,11 +322,22 @@ def test_drop_duplicate_and_delay_switches_work_for_v3(v3pay, sandbox_url, recei
 
 # --- the dashboard and the admin -------------------------------------------------------------
 
+
 def test_the_dashboard_shows_the_v3_facts_and_never_a_secret(client, settings):
     files = keys().files
     page = client.get(reverse("sandbox:index")).content.decode()
-    for fact in (files.pay_public_key_id, files.platform_serial, files.merchant_serial, str(files.directory),
-                 "public_key", "API v3 密钥", "微信支付公钥 ID", "平台证书序列号", "商户证书序列号", "密钥目录"):
+    for fact in (
+        files.pay_public_key_id,
+        files.platform_serial,
+        files.merchant_serial,
+        str(files.directory),
+        "public_key",
+        "API v3 密钥",
+        "微信支付公钥 ID",
+        "平台证书序列号",
+        "商户证书序列号",
+        "密钥目录",
+    ):
         assert fact in page, fact
     assert files.apiv3_key not in page and "PRIVATE KEY" not in page
     for path in (files.merchant_key, files.pay_private_key, files.platform_private_key):
@@ -333,8 +352,10 @@ def test_the_v3_notify_signature_switch_is_set_on_the_dashboard_and_shown_in_the
 ):
     page = client.get(reverse("sandbox:index")).content.decode()
     assert 'name="v3_notify_signature"' in page and "签名探测" in page
-    response = client.post(reverse("sandbox:index"), {"out_trade_no": "V3N021", "drop_notifies": "0",
-                                                      "notify_delay_seconds": "0", "v3_notify_signature": "stale"})
+    response = client.post(
+        reverse("sandbox:index"),
+        {"out_trade_no": "V3N021", "drop_notifies": "0", "notify_delay_seconds": "0", "v3_notify_signature": "stale"},
+    )
     assert response.status_code == 302
     assert Fault.objects.get(out_trade_no="V3N021").v3_notify_signature == "stale"
     assert "v3 通知签名：Wechatpay-Timestamp 为 6 分钟前" in client.get(reverse("sandbox:index")).content.decode()

@@ -17,6 +17,5 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
         self.stdout.write(
-            f"Demo user {'created' if created else 'exists'}: "
-            f"username {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}"
+            f"Demo user {'created' if created else 'exists'}: username {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}"
         )

@@ -12,8 +12,10 @@ from payments.reconcile import run_pass
 class Command(BaseCommand):
     """Bring every order and refund to its end; once, or every --interval seconds with --loop."""
 
-    help = ("Query pending orders, close expired ones, settle refunds still processing (payments/reconcile.py). "
-            "Once, or with --loop every --interval seconds until SIGTERM. Several may run at once.")
+    help = (
+        "Query pending orders, close expired ones, settle refunds still processing (payments/reconcile.py). "
+        "Once, or with --loop every --interval seconds until SIGTERM. Several may run at once."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="keep running until SIGTERM or Ctrl-C")

@@ -24,20 +24,24 @@ DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 class Command(BaseCommand):
     """Check a day's WeChat trade bill against our books (reconciliation/services.py)."""
 
-    help = ("Download a Beijing day's WeChat trade bill (default: yesterday), verify it and compare it with the "
-            "orders and refunds of that day: lost notifies are settled, anything else becomes an incident. "
-            "With --loop, every --interval seconds, each day of the last --days whose bill is ready and that is "
-            "not reconciled yet, until SIGTERM. Exit codes: 0 done, 1 failed, 2 refused date, 3 try again later.")
+    help = (
+        "Download a Beijing day's WeChat trade bill (default: yesterday), verify it and compare it with the "
+        "orders and refunds of that day: lost notifies are settled, anything else becomes an incident. "
+        "With --loop, every --interval seconds, each day of the last --days whose bill is ready and that is "
+        "not reconciled yet, until SIGTERM. Exit codes: 0 done, 1 failed, 2 refused date, 3 try again later."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--date", help="the Beijing day, YYYY-MM-DD (default: yesterday)")
         parser.add_argument("--loop", action="store_true", help="keep running until SIGTERM or Ctrl-C")
         parser.add_argument("--interval", type=float, default=600.0, help="seconds between passes (default 600)")
-        parser.add_argument("--days", type=int, default=LOOKBACK_DAYS,
-                            help=f"--loop: how many days back to look (default {LOOKBACK_DAYS})")
+        parser.add_argument(
+            "--days", type=int, default=LOOKBACK_DAYS, help=f"--loop: how many days back to look (default {LOOKBACK_DAYS})"
+        )
 
-    def handle(self, *args, date: str | None = None, loop: bool = False, interval: float = 600.0,
-               days: int = LOOKBACK_DAYS, **options):
+    def handle(
+        self, *args, date: str | None = None, loop: bool = False, interval: float = 600.0, days: int = LOOKBACK_DAYS, **options
+    ):
         if loop:
             if date:
                 raise CommandError("--loop reconciles the days that are due; it takes no --date", returncode=EXIT_REFUSED)

@@ -13,8 +13,7 @@ from sandbox.services import settle_due_refunds
 class Command(BaseCommand):
     """Settle the sandbox's due refunds and deliver its due notifies, once or in a loop."""
 
-    help = ("Settle the sandbox's due refunds and deliver its due notifies once, "
-            "or keep doing so with --loop (stops on SIGTERM).")
+    help = "Settle the sandbox's due refunds and deliver its due notifies once, or keep doing so with --loop (stops on SIGTERM)."
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="keep running until SIGTERM or Ctrl-C")
