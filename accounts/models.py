@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
-from wxrecharge.money import format_fen
+from common.money import format_fen
 
 
 class User(AbstractUser):

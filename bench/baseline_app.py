@@ -2,7 +2,7 @@
 
 No apps, no middleware, no ORM: the payment notify's statements written by hand on the
 project's own schema, with the same work around them (read the body, parse and verify the
-XML with the project's wxrecharge.wxpay, answer WeChat's XML). What the project spends
+XML with the project's wxproto.v2, answer WeChat's XML). What the project spends
 beyond this is the framework and our code around the same SQL.
 """
 
@@ -35,7 +35,7 @@ from django.http import HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
 
-from wxrecharge import wxpay  # noqa: E402
+from wxproto import v2 as wxpay  # noqa: E402
 
 SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 FAIL = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})

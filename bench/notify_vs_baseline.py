@@ -35,7 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wxrecharge import wxpay  # noqa: E402
+from wxproto import v2 as wxpay  # noqa: E402
 
 APPID, MCH_ID, API_KEY = "wx0123456789abcdef", "1230000109", "benchkey0123456789abcdefghijklmn"
 PG = {

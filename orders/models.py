@@ -18,9 +18,9 @@ from django.db import connection, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from wxrecharge.money import format_fen
+from common.money import format_fen
+from wxproto.beijing import BEIJING
 
-BEIJING = timezone.get_fixed_timezone(8 * 60)
 APPLIED, DUPLICATE = "applied", "duplicate"
 
 

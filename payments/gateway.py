@@ -2,7 +2,7 @@
 
 Every flow (services.py, reconcile.py, the views) talks to WeChat Pay through `gateway()`,
 which returns the implementation `WECHAT_PAY_API` names: `V2Gateway` wraps wechatpy
-(payments/wechat.py), `V3Gateway` our own v3 client (payments/wechatpay_v3.py). Both
+(payments/wechat.py), `V3Gateway` our own v3 client (wxproto/v3.py). Both
 answer with the same normalised records, so the flows are written once:
 
 - `TradeInfo`: a trade's state (WeChat's trade_state names, alike in v2 and v3), amount
@@ -36,10 +36,10 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
+from common.money import parse_fen
 from payments import wechat
-from payments import wechatpay_v3 as v3
 from payments.wechat import BEIJING, NotifyError, WeChatError
-from wxrecharge.money import parse_fen
+from wxproto import v3 as v3
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from common.money import format_fen
 from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and RefundRefused are part of this API)
     APPLIED,
     DUPLICATE,
@@ -40,7 +41,6 @@ from payments.gateway import (
     WeChatError,
 )
 from payments.models import Incident, Notification
-from wxrecharge.money import format_fen
 
 logger = logging.getLogger(__name__)
 

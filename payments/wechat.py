@@ -2,7 +2,7 @@
 
 What it adds to wechatpy 1.8.18: the configured sign type everywhere (also the JSAPI
 `paySign`, which wechatpy only signs with MD5), answers and notifies verified with a
-constant-time comparison, untrusted XML parsed by `wxrecharge.wxpay.parse_xml` (no DTDs,
+constant-time comparison, untrusted XML parsed by `wxproto.v2.parse_xml` (no DTDs,
 no entities, no repeated or nested fields), and one exception type, `WeChatError`, that
 carries WeChat's `err_code` and whether a retry may help.
 """
@@ -22,7 +22,8 @@ from wechatpy.exceptions import WeChatClientException, WeChatOAuthException, WeC
 from wechatpy.oauth import WeChatOAuth
 from wechatpy.pay import WeChatPay
 
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
+from wxproto.beijing import BEIJING
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ DEFAULT_PAY_BASE_URL = "https://api.mch.weixin.qq.com/"
 DEFAULT_OPEN_BASE_URL = "https://open.weixin.qq.com/connect/"
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com/"
 # err_codes after which the same request may succeed later (WECHATPAY.md section 2).
-BEIJING = timezone.get_fixed_timezone(8 * 60)
 RETRYABLE_CODES = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED", "NETWORK", "45011", "-1"}
 
 

@@ -25,11 +25,11 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
-from orders.models import BEIJING
+from common.money import fee_yuan, format_fen, yuan
 from reconciliation import services
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at
+from wxproto.beijing import BEIJING
 from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link
-from wxrecharge.money import fee_yuan, format_fen, yuan
 
 CHART_DAYS = 30
 # The chart is drawn in CSS pixels upwards (a fixed height, so its text stays at the page's size)

@@ -14,8 +14,8 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from orders.models import BEIJING
-from wxrecharge.money import fee_yuan, yuan
+from common.money import fee_yuan, yuan
+from wxproto.beijing import BEIJING
 
 # WeChat publishes a day's bill after 10:00 (Beijing) the next day.
 BILL_READY_TIME = time(10, 0)

@@ -2,7 +2,7 @@
 
 `reconcile_day(day)` is the whole of it (the command, the admin's button and tests call
 it): claim the day, download its bill through the payment interface (v2 or v3 alike),
-verify it (reconciliation.bill), store its rows, compare them with our books, settle what
+verify it (wxproto.bill), store its rows, compare them with our books, settle what
 a lost notify left undone and report the rest as incidents, then give the day its status.
 
 - A payment WeChat has and we lack (the order pending or closed here) is applied by
@@ -28,14 +28,15 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from orders.models import APPLIED, BEIJING, DUPLICATE, AmountMismatch, RechargeOrder, Refund
+from common.money import fee_yuan, yuan
+from orders.models import APPLIED, DUPLICATE, AmountMismatch, RechargeOrder, Refund
 from payments import gateway as payment_gateway
 from payments import services as payment_services
 from payments.gateway import NO_BILL, WeChatError
 from payments.models import Incident
-from reconciliation.bill import PAYMENT, REFUND, REFUND_CLOSED, Bill, BillInvalid, Row, parse
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
-from wxrecharge.money import fee_yuan, yuan
+from wxproto.beijing import BEIJING
+from wxproto.bill import PAYMENT, REFUND, REFUND_CLOSED, Bill, BillInvalid, Row, parse
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 One text for both API versions: v2 `pay/downloadbill` answers it as is, v3 `tradebill`
 hashes it (SHA1) and its download URL serves it (gzipped when asked). The format is
-WeChat's, and a contract with the merchant's parser (reconciliation/bill.py):
+WeChat's, and a contract with the merchant's parser (wxproto/bill.py):
 
 - UTF-8, lines joined by "\\r\\n" (and one at the end);
 - line 1, the detail header (no back-quotes): 交易时间,公众账号ID,…,费率备注 (27 columns);
@@ -55,9 +55,9 @@ from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 
+from common.money import MILLIFEN_PER_FEN, format_fee, format_fen
 from sandbox import services
 from sandbox.models import Fault, Refund, Trade
-from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
 HEADER = (

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from sandbox import conf, services, v3sign
 from sandbox.merchants import merchant
 from sandbox.models import Trade
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 PAY_FIELDS = ("appId", "timeStamp", "nonceStr", "package", "signType")
 RSA = "RSA"

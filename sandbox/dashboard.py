@@ -10,9 +10,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from common.money import format_fen
 from sandbox import conf
 from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
-from wxrecharge.money import format_fen
 
 TRADES_SHOWN = 30
 # The trade-bill switches (sandbox/bills.py), shown under their own heading.

@@ -30,7 +30,7 @@ from django.utils import timezone
 from sandbox.models import V3, Attempt, Delivery, Fault
 from sandbox.services import settle_due_refunds, v3_notify_headers
 from sandbox.v3sign import PROBE_PREFIX
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from sandbox import bills, services
 from sandbox.merchants import Merchant, merchant
 from sandbox.models import Fault, Refund, Trade
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)
 

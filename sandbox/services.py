@@ -19,11 +19,11 @@ from django.utils import timezone
 from sandbox import conf, v3sign
 from sandbox.merchants import merchant
 from sandbox.models import V2, V3, AuthCode, Delivery, Fault, Refund, Trade
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
+from wxproto.beijing import BEIJING
 
 logger = logging.getLogger(__name__)
 
-BEIJING = timezone.get_fixed_timezone(8 * 60)
 PREPAY_TTL = timedelta(hours=2)
 CODE_TTL = timedelta(minutes=5)
 # WeChat accepts a refund at once and settles it later; here after 2s times

@@ -84,7 +84,7 @@ def notify_xml(
     """A payment notify as WeChat Pay posts it, signed with our key (or `key`)."""
     from django.conf import settings
 
-    from wxrecharge import wxpay
+    from wxproto import v2 as wxpay
 
     fields = {
         "return_code": "SUCCESS",
@@ -124,7 +124,7 @@ def pay_sign_verifies(params: dict[str, str], appid: str) -> bool:
     from cryptography.hazmat.primitives.asymmetric import padding
     from django.conf import settings
 
-    from wxrecharge import wxpay
+    from wxproto import v2 as wxpay
 
     if settings.WECHAT_PAY_API == "v3":
         assert params["signType"] == "RSA"

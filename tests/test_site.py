@@ -7,7 +7,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 
 from accounts.models import User
-from wxrecharge.money import fee_yuan, format_fee, format_fen
+from common.money import fee_yuan, format_fee, format_fen
 
 
 @pytest.mark.django_db

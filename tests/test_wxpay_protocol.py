@@ -6,7 +6,7 @@ import pytest
 from wechatpy.crypto import WeChatRefundCrypto
 from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac
 
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 VECTOR_KEY = "192006250b4c09247ec02edce69f6a2d"
 VECTOR = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
@@ -20,10 +19,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from wxrecharge.money import format_fen
+from common.money import format_fen
+from wxproto.beijing import BEIJING
 
 # Operators count days as Beijing does, whatever the server's clock says.
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHART_DAYS = 30
 CHART_HEIGHT = 100
 
@@ -143,7 +142,7 @@ class Bar:
 def _by_day(queryset: QuerySet, field: str) -> dict[date, tuple[int, int]]:
     """{Beijing day: (count, fen)} in one grouped query."""
     rows = (
-        queryset.annotate(day=TruncDate(field, tzinfo=SHANGHAI))
+        queryset.annotate(day=TruncDate(field, tzinfo=BEIJING))
         .values("day")
         .annotate(count=Count("pk"), total=Sum("amount"))
         .order_by("day")
@@ -176,10 +175,10 @@ def dashboard(now: datetime | None = None) -> dict:
     from orders.models import RechargeOrder, Refund
     from payments.models import Incident
 
-    today = timezone.localdate(now or timezone.now(), SHANGHAI)
+    today = timezone.localdate(now or timezone.now(), BEIJING)
     days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
-    since = datetime.combine(days[0], time.min, tzinfo=SHANGHAI)
-    until = datetime.combine(today + timedelta(days=1), time.min, tzinfo=SHANGHAI)
+    since = datetime.combine(days[0], time.min, tzinfo=BEIJING)
+    until = datetime.combine(today + timedelta(days=1), time.min, tzinfo=BEIJING)
     paid = _totals(days, _by_day(RechargeOrder.objects.filter(paid_at__gte=since, paid_at__lt=until), "paid_at"))
     refunded = _totals(
         days,

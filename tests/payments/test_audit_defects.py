@@ -20,7 +20,7 @@ from payments.models import UNVERIFIED_BODY_BYTES, Incident, Notification
 from payments.reconcile import purge_rejected_notifies, run_pass
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, spy_on_order_queries
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 URL = "/payments/wechat/notify/"
 

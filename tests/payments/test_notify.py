@@ -13,7 +13,7 @@ from orders.models import LedgerEntry, RechargeOrder
 from payments.models import Notification
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 URL = "/payments/wechat/notify/"
 

@@ -327,7 +327,7 @@ def test_a_certificate_mode_merchant_refuses_a_public_key_callback(client, order
     v3_site.WECHAT_PAY_PUBLIC_KEY = ""
     v3_site.WECHAT_PAY_PUBLIC_KEY_ID = ""
     body = envelope(encrypt(transaction(order)))
-    with mock.patch("payments.wechatpay_v3.Client.fetch_certificates", return_value={}) as fetch:
+    with mock.patch("wxproto.v3.Client.fetch_certificates", return_value={}) as fetch:
         response = post(client, body, sign(body, wechat_key))
     assert asks_again(response) and response.status_code == 401
     assert fetch.call_count == 0  # a PUB_KEY_ID is not a certificate serial: nothing to download
@@ -341,7 +341,7 @@ def test_during_a_migration_a_callback_signed_by_a_platform_certificate_verifies
     certificate = _certificate(platform_key, 0x5157F09EFDC096DE15EBE81A47057A7232F1B8E1)
     serial = f"{certificate.serial_number:X}"
     body = envelope(encrypt(transaction(order)))
-    with mock.patch("payments.wechatpay_v3.Client.fetch_certificates", return_value={serial: certificate.public_key()}) as fetch:
+    with mock.patch("wxproto.v3.Client.fetch_certificates", return_value={serial: certificate.public_key()}) as fetch:
         response = post(client, body, sign(body, platform_key, serial=serial))
         assert response.status_code == 204
         # the next one with the same serial uses the cached certificate

@@ -19,7 +19,7 @@ from sandbox.models import Refund as SandboxRefund
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, wechat_code
 from tests.payments.conftest import settle_sandbox_refunds
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 pytestmark = pytest.mark.django_db(transaction=True)
 REFUND_NOTIFY = "/payments/wechat/refund-notify/"

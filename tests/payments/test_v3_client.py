@@ -1,4 +1,4 @@
-"""payments/wechatpay_v3.py against a faked WeChat (responses).
+"""wxproto/v3.py against a faked WeChat (responses).
 
 WeChat's side (its signatures, encrypted certificates and notifies) is built here with
 `cryptography` directly, never with the client's own helpers, so a mistake in the client
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
-from payments import wechatpay_v3 as v3
+from wxproto import v3 as v3
 
 MCHID = "1900000001"
 MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD00000001"
@@ -233,7 +233,7 @@ def test_it_sends_no_wechatpay_serial_without_a_public_key_id(wechat, merchant_k
 def test_it_logs_method_path_and_time_but_no_body_or_query(wechat, client, wechat_key, caplog):
     answer(wechat, wechat_key, "POST", "/v3/pay/transactions/jsapi", payload={"prepay_id": "wx1"})
 
-    with caplog.at_level(logging.INFO, logger="payments.wechatpay_v3"):
+    with caplog.at_level(logging.INFO, logger="wxproto.v3"):
         client.request("POST", "/v3/pay/transactions/jsapi", query={"token": "s3cret"}, body={"openid": "oSecret"})
 
     assert re.search(r"POST /v3/pay/transactions/jsapi 200 \d+ms", caplog.text)

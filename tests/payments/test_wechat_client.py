@@ -11,7 +11,7 @@ from django.utils import timezone
 from wechatpy.pay import WeChatPay
 
 from payments import wechat
-from wxrecharge import wxpay
+from wxproto import v2 as wxpay
 
 BASE = "https://wechat.test/"
 

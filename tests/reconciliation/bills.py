@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
+from common.money import MILLIFEN_PER_FEN, format_fee, format_fen
 from payments.gateway import NO_BILL, V2Gateway, V3Gateway, WeChatError
-from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 HEADER = (

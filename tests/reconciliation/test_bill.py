@@ -7,7 +7,6 @@ from datetime import datetime
 
 import pytest
 
-from reconciliation.bill import PAYMENT, REFUND, BillInvalid, parse
 from tests.reconciliation.bills import (
     BEIJING,
     COLUMNS,
@@ -20,6 +19,7 @@ from tests.reconciliation.bills import (
     summary_of,
 )
 from tests.reconciliation.conftest import DAY
+from wxproto.bill import PAYMENT, REFUND, BillInvalid, parse
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=BEIJING)
 TXN, OTN = "4200000000202611230000000001", "20261123100000101234567890"

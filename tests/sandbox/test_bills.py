@@ -4,7 +4,7 @@ our own payment interface (payments.gateway). The rows come from the sandbox's t
 refunds in WeChat's format; the summary adds up; each bill switch; no bill, not ready.
 
 The bill is a contract with the merchant's parser, so the bills made here are also read
-by reconciliation.bill.parse: those that should verify do, the broken ones are refused.
+by wxproto.bill.parse: those that should verify do, the broken ones are refused.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 from wechatpy.exceptions import WeChatPayException
 
+from common.money import MILLIFEN_PER_FEN, format_fee, format_fen
 from payments.gateway import NO_BILL, WeChatError, gateway
-from reconciliation import bill as merchant_bill
 from sandbox import bills, services
 from sandbox.models import Fault, Refund, Trade
 from tests.helpers import clear_of_midnight
 from tests.sandbox.test_v3_merchant_api import prepay, v3_client
-from wxrecharge.money import MILLIFEN_PER_FEN, format_fee, format_fen
+from wxproto import bill as merchant_bill
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

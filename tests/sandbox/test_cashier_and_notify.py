@@ -13,7 +13,7 @@ from django.utils import timezone
 from sandbox import delivery as sandbox_delivery
 from sandbox.models import Attempt, Delivery, Refund, Trade
 from tests.helpers import FAIL_XML, create_order
-from wxrecharge import wxpay as protocol
+from wxproto import v2 as protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

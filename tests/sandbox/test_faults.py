@@ -14,7 +14,7 @@ from sandbox import delivery as sandbox_delivery
 from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params
-from wxrecharge import wxpay as protocol
+from wxproto import v2 as protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

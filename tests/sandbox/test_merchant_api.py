@@ -13,7 +13,7 @@ from wechatpy.exceptions import WeChatPayException
 from sandbox import services
 from sandbox.models import Refund, Trade
 from tests.helpers import create_order
-from wxrecharge import wxpay as wxpay_protocol
+from wxproto import v2 as wxpay_protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)
 EXPIRE = (datetime.now(services.BEIJING) + timedelta(hours=1)).replace(microsecond=0)

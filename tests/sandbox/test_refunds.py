@@ -20,7 +20,7 @@ from sandbox.models import Delivery, Refund, Trade
 from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params, wait_for
 from tests.sandbox.test_merchant_api import raw
-from wxrecharge import wxpay as protocol
+from wxproto import v2 as protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

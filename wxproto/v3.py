@@ -287,7 +287,7 @@ class Client:
         self.public_key_id = public_key_id
 
     def __repr__(self) -> str:  # never show the keys
-        return f"<wechatpay_v3.Client mchid={self.mchid} base_url={self.base_url}>"
+        return f"<wxproto.v3.Client mchid={self.mchid} base_url={self.base_url}>"
 
     def _send(self, method: str, url: str, body: bytes | None, relative: bool) -> requests.Response:
         """Sign and send one request; non-2xx and transport failures become V3Error.

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from orders.models import BEIJING
-from wxrecharge.money import format_fee, format_fen
+from wxproto.amounts import format_fee, format_fen
+from wxproto.beijing import BEIJING
 
 PAYMENT, REFUND = "payment", "refund"
 # A refund line's 退款状态 is its state when the bill was cut (the line is written when the
