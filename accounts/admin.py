@@ -13,9 +13,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.models import User
+from common.admin import changelist_url
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry
-from wxrecharge.admin import changelist_url
 
 # The user page shows this many ledger rows; the rest are one link away.
 LEDGER_ROWS = 20

@@ -14,7 +14,7 @@ import secrets
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from wxrecharge import support
+from common import support
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from accounts.models import User
-from wxrecharge import support
+from common import support
 
 PASSWORD_MAX_LENGTH = 128
 

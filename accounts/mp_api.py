@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 from accounts import tokens
 from accounts.binding import bind, create_wechat_user, find_wechat_user
 from accounts.models import User
+from common import ratelimit
+from common.http import client_ip, json_error, json_ok
 from payments import wechat
-from wxrecharge import ratelimit
-from wxrecharge.http import client_ip, json_error, json_ok
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from accounts import throttle
 from accounts.binding import FAILED_KEY, SIGNED_OUT_KEY, bind_pending_openid, pending_identity
 from accounts.forms import LoginForm, RegisterForm
-from wxrecharge.http import in_wechat
+from common.http import in_wechat
 
 
 def safe_next(request, default: str = settings.LOGIN_REDIRECT_URL) -> str:

@@ -26,8 +26,8 @@ from accounts.binding import (
 )
 from accounts.models import User
 from accounts.views import safe_next, wechat_signin_url
+from common import support
 from payments import wechat
-from wxrecharge import support
 
 logger = logging.getLogger(__name__)
 

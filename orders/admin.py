@@ -22,12 +22,12 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
+from common.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
 from payments.wechat import WeChatError
-from wxrecharge.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
 
 OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
 PENDING = RechargeOrder.Status.PENDING

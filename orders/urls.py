@@ -1,7 +1,7 @@
 from django.urls import path
 
+from common import converters  # noqa: F401 (registers <trade_no:>)
 from orders import views
-from wxrecharge import converters  # noqa: F401 (registers <trade_no:>)
 
 app_name = "orders"
 

@@ -12,9 +12,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, link_to, start_page_panel
 from orders.models import RechargeOrder, Refund
+from payments.dashboard import dashboard
 from payments.models import Incident, Notification
-from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link, link_to
 
 
 @admin.register(Notification)
@@ -208,3 +209,9 @@ class IncidentAdmin(ReadOnlyAdmin):
         self.message_user(request, f"已将 {resolved} 条异常标记为已处理")
         if resolved < len(queryset):
             self.message_user(request, f"跳过 {len(queryset) - resolved} 条已处理的异常", messages.WARNING)
+
+
+@start_page_panel
+def _figures(request) -> dict:
+    """The start page's figures are about orders: only for those who may see orders."""
+    return {"dashboard": dashboard()} if request.user.has_perm("orders.view_rechargeorder") else {}

@@ -7,9 +7,9 @@ import re
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.mp_api import bearer_required
+from common.http import json_error, json_ok
 from orders.models import RechargeOrder
 from payments.views import STATUS_NAMES, order_status_answer, prepay_answer
-from wxrecharge.http import json_error, json_ok
 
 PAGE_SIZE = 20
 PAGE_NUMBER = re.compile(r"^[1-9][0-9]{0,5}$")

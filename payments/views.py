@@ -18,14 +18,14 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from common import ratelimit
+from common.http import client_ip, in_wechat, json_error, json_ok
 from common.money import format_fen
 from orders.models import RechargeOrder
 from payments import services
 from payments.gateway import WeChatError, answered, gateway
 from payments.models import Notification
 from wxproto import v2 as wxpay
-from wxrecharge import ratelimit
-from wxrecharge.http import client_ip, in_wechat, json_error, json_ok
 
 logger = logging.getLogger(__name__)
 

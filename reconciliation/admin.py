@@ -25,11 +25,11 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
+from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, start_page_panel
 from common.money import fee_yuan, format_fen, yuan
 from reconciliation import services
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at
 from wxproto.beijing import BEIJING
-from wxrecharge.admin import ReadOnlyAdmin, change_url, changelist_url, link
 
 CHART_DAYS = 30
 # The chart is drawn in CSS pixels upwards (a fixed height, so its text stays at the page's size)
@@ -178,6 +178,12 @@ def chart(now: datetime | None = None) -> dict:
 
 
 # -- the start page ----------------------------------------------------------------------------------
+
+
+@start_page_panel
+def _last_day(request) -> dict:
+    """The last reconciled day, for those who may see reconciliation."""
+    return {"reconciliation": start_page_status()} if request.user.has_perm("reconciliation.view_billday") else {}
 
 
 def start_page_status(now: datetime | None = None) -> dict:

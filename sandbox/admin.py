@@ -9,9 +9,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
+from common.admin import ReadOnlyAdmin, when
 from common.money import yuan
 from sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
-from wxrecharge.admin import ReadOnlyAdmin, when
 
 
 def code_and_label(code: str, label: str) -> str:

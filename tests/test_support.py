@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from accounts import binding
 from accounts.forms import LoginForm
+from common import support
 from orders.models import RechargeOrder
 from tests.accounts.helpers import open_in_wechat, openid
 from tests.factories import make_order, make_user
-from wxrecharge import support
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from wxrecharge.support import support
+from common.support import support
 
 
 def site(request):

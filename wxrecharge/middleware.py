@@ -9,7 +9,7 @@ from django.db import DatabaseError
 from django.http import Http404
 from django.shortcuts import render
 
-from wxrecharge.http import json_error
+from common.http import json_error
 
 logger = logging.getLogger(__name__)
 

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "wxrecharge.axes_admin.AxesConfig",  # django-axes, named 登录保护 in the admin
     "wxrecharge",
+    "common",
     "accounts",
     "orders",
     "payments",
@@ -213,7 +214,7 @@ AXES_VERBOSE = False
 # (one nginx or load balancer: 1). 0 ignores the header: without a proxy that writes it,
 # every client could name any address and escape its count.
 TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
-AXES_CLIENT_IP_CALLABLE = "wxrecharge.http.client_ip"
+AXES_CLIENT_IP_CALLABLE = "common.http.client_ip"
 
 # Mini-program bearer tokens (signed with SECRET_KEY) live this long.
 MP_TOKEN_TTL_SECONDS = env.int("MP_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)

@@ -4,8 +4,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts import mp_api as accounts_mp_api
+from common import converters  # noqa: F401 (registers <trade_no:>)
 from payments import mp_api as payments_mp_api
-from wxrecharge import converters, views  # noqa: F401 (converters registers <trade_no:>)
+from wxrecharge import views
 
 admin.site.site_header = "wxrecharge 运营后台"
 admin.site.site_title = "wxrecharge"

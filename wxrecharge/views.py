@@ -9,7 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from wxrecharge.http import json_error
+from common.http import json_error
 from wxrecharge.middleware import is_json_request
 
 logger = logging.getLogger(__name__)

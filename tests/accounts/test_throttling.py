@@ -14,9 +14,9 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from common.http import client_ip
 from tests.accounts.helpers import IN_WECHAT
 from tests.factories import PASSWORD, make_user
-from wxrecharge.http import client_ip
 
 pytestmark = pytest.mark.django_db
 URL = reverse("accounts:login")

@@ -11,10 +11,10 @@ import pytest
 import time_machine
 
 from orders.models import RechargeOrder
+from payments.dashboard import dashboard
 from payments.models import Incident
 from tests.admin import operator, payer_user
 from tests.factories import make_order
-from wxrecharge.admin import dashboard
 
 pytestmark = pytest.mark.django_db
 BEIJING = ZoneInfo("Asia/Shanghai")

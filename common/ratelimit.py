@@ -13,7 +13,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wxrecharge.models import RateLimitWindow
+from common.models import RateLimitWindow
 
 logger = logging.getLogger(__name__)
 

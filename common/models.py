@@ -13,6 +13,8 @@ class RateLimitWindow(models.Model):
     hits = models.PositiveIntegerField(default=0)
 
     class Meta:
+        # Made by the wxrecharge app's first migration; the model moved here, its table stayed.
+        db_table = "wxrecharge_ratelimitwindow"
         verbose_name = "请求频率"
         verbose_name_plural = "请求频率"
         constraints = [models.UniqueConstraint(fields=["key", "window_start"], name="ratelimit_one_row_per_window")]
