@@ -6,7 +6,7 @@ from django.urls import register_converter
 
 
 class TradeNoConverter:
-    """An out_trade_no: at most 32 letters, digits or `_-|*` (WECHATPAY.md section 2.1)."""
+    """An out_trade_no: at most 32 letters, digits or `_-|*` (docs/wechat-pay-v2.md#21-unified-order)."""
 
     regex = r"[A-Za-z0-9_\-|*]{1,32}"
 

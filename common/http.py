@@ -1,4 +1,4 @@
-"""JSON answers shared by the payment endpoints and the mini-program API (SPEC.md section 5)."""
+"""JSON answers shared by the payment endpoints and the mini-program API (docs/product.md#5-json-endpoints)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operators' pages for orders, refunds and the ledger (SPEC.md section 8).
+"""Operators' pages for orders, refunds and the ledger (docs/product.md#8-operators).
 
 Nothing here edits a record: orders and refunds change only through payments.services
 (the actions and the refund page call it, as the site and the reconciler do), and the

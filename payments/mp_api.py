@@ -1,4 +1,4 @@
-"""The mini program's payment endpoints (SPEC.md section 5): the same services as the H5 page."""
+"""The mini program's payment endpoints (docs/product.md#5-json-endpoints): the same services as the H5 page."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Payment flows across apps: place an order with WeChat, apply a result, close, sync, refund.
 
-Rules (SPEC.md section 6): the server alone sets the amount; money moves in one
+Rules (docs/product.md#6-payment-rules): the server alone sets the amount; money moves in one
 transaction under row locks; WeChat is never called inside a transaction; the database's
 unique constraints back every "exactly once".
 """
@@ -55,8 +55,8 @@ STATUS_POLL_INTERVAL = timedelta(seconds=5)
 # ... and this often right after WeChat's client said the user paid (`?paid=1`), when a
 # prompt answer matters most.
 PAID_POLL_INTERVAL = timedelta(seconds=1)
-# Unified-order errors after which WeChat asks for the same request again (WECHATPAY.md 2.1,
-# WECHATPAY_V3.md section 4); asked once more at once, then the order is refused.
+# Unified-order errors after which WeChat asks for the same request again (docs/wechat-pay-v2.md#error-codes-the-code-acts-on,
+# docs/wechat-pay-v3.md#error-codes); asked once more at once, then the order is refused.
 SAME_REQUEST_AGAIN = {"SYSTEMERROR", "SYSTEM_ERROR", "BIZERR_NEED_RETRY"}
 
 

@@ -295,7 +295,7 @@ def refund_notify(request):
     return _notify_answer(services.handle_notify(Notification.Kind.REFUND, body, request.META.get("REMOTE_ADDR")))
 
 
-# API v3 notifies (WECHATPAY_V3.md section 6): the HTTP status is the answer. 204 =
+# API v3 notifies (docs/wechat-pay-v3.md#answering-a-notify): the HTTP status is the answer. 204 =
 # received; 4xx/5xx with {"code": "FAIL"} = send it again. A signature that does not
 # verify (a probe included) answers 401, another rejection that a resend may cure 400, a
 # failure of ours 500; a verified notify that cannot be applied and that a resend cannot

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAY_BASE_URL = "https://api.mch.weixin.qq.com/"
 DEFAULT_OPEN_BASE_URL = "https://open.weixin.qq.com/connect/"
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com/"
-# err_codes after which the same request may succeed later (WECHATPAY.md section 2).
+# err_codes after which the same request may succeed later (docs/wechat-pay-v2.md#error-codes-the-code-acts-on).
 RETRYABLE_CODES = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED", "NETWORK", "45011", "-1"}
 
 

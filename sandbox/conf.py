@@ -1,7 +1,7 @@
 """The sandbox's own settings, each with its default here: the merchant code never reads them.
 
 - `SANDBOX_V3_KEY_MODE`: which keys WeChat holds for the merchant in API v3
-  (WECHATPAY_V3.md sections 1 and 3):
+  (docs/wechat-pay-v3.md#1-credentials and #serials-public-key-and-platform-certificates):
   - "public_key" (default): a merchant onboarded since late 2024. Only the 微信支付公钥:
     answers and notifies are signed with it (`Wechatpay-Serial: PUB_KEY_ID_…`) and
     `GET /v3/certificates` is refused.

@@ -1,6 +1,6 @@
 """The sandbox's API v3 keys, generated on first start and kept out of git.
 
-What WeChat Pay hands a merchant (WECHATPAY_V3.md section 1), made up here:
+What WeChat Pay hands a merchant (docs/wechat-pay-v3.md#1-credentials), made up here:
 - the merchant API key pair with a certificate serial (the merchant signs with it; the
   sandbox knows its public half, as WeChat knows the merchant's certificate);
 - the 32-character APIv3 key (notify resources and certificate downloads);

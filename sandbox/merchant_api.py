@@ -1,4 +1,4 @@
-"""WeChat Pay's merchant API (WECHATPAY.md section 2), as WeChat validates and answers it.
+"""WeChat Pay's merchant API (docs/wechat-pay-v2.md#2-merchant-api), as WeChat validates and answers it.
 
 Protocol faults (not POST, empty or bad XML, missing fields, a bad sign, an unknown
 merchant) answer `return_code=FAIL` with WeChat's `return_msg` and no sign. Business
@@ -280,7 +280,7 @@ def closeorder(params: dict, mch: Merchant, fault: Fault) -> dict:
         if trade.state in (Trade.CLOSED, Trade.REVOKED):
             raise BusinessError("ORDERCLOSED", "订单已关闭，无需继续调用")
         # WeChat asks merchants to wait 5 minutes before closing, but has no error code for
-        # it and accepts the call (WECHATPAY.md 2.3): so does the sandbox.
+        # it and accepts the call (docs/wechat-pay-v2.md#23-closing-an-order): so does the sandbox.
         trade.state = Trade.CLOSED
         trade.save(update_fields=["state"])
     return {}

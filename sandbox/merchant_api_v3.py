@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 (WECHATPAY_V3.md section 4), as WeChat authenticates, checks and answers it.
+"""WeChat Pay API v3 (docs/wechat-pay-v3.md#4-endpoints), as WeChat authenticates, checks and answers it.
 
 Mounted under the sandbox's prefix: the merchant's base URL is `{SITE_URL}/sandbox/` and
 the path after it is WeChat's (`/v3/pay/transactions/jsapi`, ...). The request is signed

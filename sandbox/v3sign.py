@@ -1,4 +1,5 @@
-"""API v3 signatures and encryption, as WeChat's side computes them (WECHATPAY_V3.md 2, 3, 6).
+"""API v3 signatures and encryption, as WeChat's side computes them (docs/wechat-pay-v3.md:
+#2-signing-a-request, #3-verifying-answers-and-notifies, #6-notifies).
 
 The sandbox's own small helpers, on `cryptography` alone: it must not merely agree with
 the merchant client (payments/), and must stay liftable as a package of its own. No

@@ -1,4 +1,4 @@
-"""The wire format shared by the merchant client and the sandbox (WECHATPAY.md 1 and 4.1)."""
+"""The wire format shared by the merchant client and the sandbox (docs/wechat-pay-v2.md#1-signing and #41-refund-notify)."""
 
 from __future__ import annotations
 

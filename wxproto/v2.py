@@ -1,7 +1,7 @@
 """The WeChat Pay v2 wire format, shared by the merchant client and the sandbox.
 
-Signing (WECHATPAY.md section 1), safe parsing of untrusted XML, building XML, and the
-refund notify's `req_info` encryption (section 4.1). No network here.
+Signing (docs/wechat-pay-v2.md#1-signing), safe parsing of untrusted XML, building XML, and the
+refund notify's `req_info` encryption (docs/wechat-pay-v2.md#41-refund-notify). No network here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A small WeChat Pay API v3 client: request signing, answer and notify verification, AES-GCM decryption.
 
-There is no official Python SDK (WECHATPAY_V3.md section 7), and the protocol is small: a
+There is no official Python SDK (docs/wechat-pay-v3.md#7-libraries), and the protocol is small: a
 SHA256withRSA signature on each request, WeChat's signature on each answer and notify
 (checked with the 微信支付公钥 or a platform certificate, picked by `Wechatpay-Serial`),
 and AES-256-GCM under the APIv3 key for notify resources and certificate downloads.
@@ -35,7 +35,7 @@ PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 PUB_KEY_PREFIX = "PUB_KEY_ID_"
 AEAD_ALGORITHM = "AEAD_AES_256_GCM"
 USER_AGENT = "wxrecharge"
-# Codes after which the same request may succeed later (WECHATPAY_V3.md section 4), plus our own transport codes.
+# Codes after which the same request may succeed later (docs/wechat-pay-v3.md#error-codes), plus our own transport codes.
 RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "NETWORK", "BAD_ANSWER", "ANSWER_SIGNATURE", "USER_PAYING"})
 
 

@@ -111,7 +111,7 @@ def _public_key_problem() -> str:
 
 
 def _wechat_pay_v3_messages() -> list:
-    """WeChat Pay API v3 credentials (WECHATPAY_V3.md section 1)."""
+    """WeChat Pay API v3 credentials (docs/wechat-pay-v3.md#1-credentials)."""
     messages = []
     problem = _private_key_problem()
     if problem:

@@ -1,6 +1,6 @@
 """Settings for wxrecharge, read from the environment (and a `.env` file when present).
 
-Every variable is listed in README.md and SPEC.md section 2. Values that must be right in
+Every variable is listed in README.md and docs/product.md#2-configuration. Values that must be right in
 production have no working default there: `wxrecharge/checks.py` refuses to start without
 them.
 """
@@ -31,7 +31,7 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 # --- WeChat -------------------------------------------------------------------------
-# The sandbox is the built-in stand-in for WeChat (SPEC.md section 7).
+# The sandbox is the built-in stand-in for WeChat (docs/product.md#7-the-sandbox).
 WECHAT_SANDBOX = env.bool("WECHAT_SANDBOX", default=DEBUG and not env.str("WECHAT_MCH_ID", default=""))
 
 # The sandbox is a guest: when it is on, it brings its own settings (SANDBOX_*, read from
@@ -59,7 +59,7 @@ WECHAT_MCH_ID = _credential("WECHAT_MCH_ID")
 WECHAT_API_KEY = _credential("WECHAT_API_KEY")
 WECHAT_SIGN_TYPE = env.str("WECHAT_SIGN_TYPE", default="MD5")
 
-# WeChat Pay API version (WECHATPAY.md for v2, WECHATPAY_V3.md for v3): every flow goes
+# WeChat Pay API version (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md): every flow goes
 # through payments.gateway, which picks the implementation from this setting.
 WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="v3" if WECHAT_SANDBOX else "")
 # v3 credentials. Without WECHAT_PAY_PUBLIC_KEY the merchant is in platform-certificate

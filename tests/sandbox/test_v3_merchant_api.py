@@ -183,7 +183,7 @@ def answer_key(serial: str):
 
 
 def verifies(headers, body: bytes) -> bool:
-    """WECHATPAY_V3.md section 3, done independently of the sandbox and of wechatpayv3."""
+    """docs/wechat-pay-v3.md#3-verifying-answers-and-notifies, done independently of the sandbox and of wechatpayv3."""
     if headers.get("Wechatpay-Signature-Type") != "WECHATPAY2-SHA256-RSA2048":
         return False
     message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + body + b"\n"

@@ -269,7 +269,7 @@ def test_a_stale_timestamp_is_six_minutes_old_and_otherwise_well_signed(v3pay, s
     age = time.time() - int(headers["Wechatpay-Timestamp"])
     assert 6 * 60 - 5 <= age <= 6 * 60 + 30
     # The signature verifies: only a merchant that checks the 5-minute window refuses it
-    # (wechatpayv3 does not: WECHATPAY_V3.md section 7).
+    # (wechatpayv3 does not: docs/wechat-pay-v3.md#7-libraries).
     assert verifies(headers, body)
 
 
