@@ -14,6 +14,7 @@ from django.utils.text import Truncator
 
 from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, link_to, start_page_panel
 from orders.models import RechargeOrder, Refund
+from payments import notifies
 from payments.dashboard import dashboard
 from payments.models import Incident, Notification
 
@@ -89,7 +90,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         for notification in queryset:
             if notification.outcome not in retry:
                 skipped += 1
-            elif notification.process():
+            elif notifies.process(notification):
                 done += 1
             else:
                 failed += 1

@@ -4,7 +4,6 @@ and incidents (what an operator must look at)."""
 from __future__ import annotations
 
 import logging
-import traceback
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
@@ -239,22 +238,3 @@ class Notification(models.Model):
         _update(self, fields)
         for name, value in fields.items():
             setattr(self, name, value)
-
-    def process(self) -> bool:
-        """Verify and apply this notify. True: answer WeChat SUCCESS; False: FAIL, so it retries.
-
-        Whatever goes wrong stays on the record, with its traceback, for the admin's
-        "process again" action.
-        """
-        from payments import services
-
-        handler = services.process_payment_notify if self.kind == self.Kind.PAYMENT else services.process_refund_notify
-        try:
-            return handler(self)
-        except Exception as exc:  # kept on the record; WeChat retries
-            logger.exception("notify %s could not be processed", self.pk)
-            try:
-                self.finish(self.Outcome.ERROR, f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
-            except Exception:  # the database itself may be what failed
-                logger.exception("could not record the failure of notify %s", self.pk)
-            return False

@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orders.models import RechargeOrder, Refund
-from payments import services
+from payments import notifies, services
 from payments.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def _stuck_notifies(result: PassResult, limit: int) -> None:
         if not Notification.objects.filter(pk=log.pk, processed_at__isnull=True).update(processed_at=timezone.now()):
             continue
         try:
-            log.process()
+            notifies.process(log)
             result.notifies_reprocessed += 1
         except Exception:
             logger.exception("reconcile_orders: notify %s failed", log.pk)

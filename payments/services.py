@@ -19,7 +19,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from common.money import format_fen
 from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and RefundRefused are part of this API)
     APPLIED,
     DUPLICATE,
@@ -36,7 +35,6 @@ from payments.gateway import (
     ORDER_NOT_EXIST,
     ORDER_PAID,
     REFUND_NOT_EXIST,
-    NotifyError,
     RefundInfo,
     WeChatError,
 )
@@ -461,119 +459,3 @@ def sync_refund(refund: Refund) -> Refund:
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     refund.refresh_from_db()
     return refund
-
-
-# -- notifies --------------------------------------------------------------------------------
-
-
-def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
-    """Record a v2 notify first, then process it. True: answer SUCCESS; False: FAIL, so that
-    WeChat sends it again. (v3's views call receive_notify, which also takes the headers.)"""
-    log = receive_notify(kind, body, remote_addr)
-    return log is not None and log.acknowledged
-
-
-def receive_notify(
-    kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
-) -> Notification | None:
-    """handle_notify, returning the processed record (`acknowledged` is the answer for
-    WeChat), or None when it could not even be recorded."""
-    try:
-        log = Notification.record(kind, body, remote_addr, api=api, headers=headers)
-    except Exception:  # nothing recorded: WeChat must send it again
-        logger.exception("a %s notify could not be recorded; asking WeChat to send it again", kind)
-        return None
-    log.acknowledged = log.process()
-    return log
-
-
-def _parse(log: Notification) -> payment_gateway.Notify | bool:
-    """The verified content of a recorded notify, the log naming its order and refund; or,
-    after recording why it was rejected, the answer for WeChat (True: received, since
-    sending it again cannot help)."""
-    try:
-        notify = payment_gateway.parse_notify(log.api, log.kind, log.body, log.headers, log.received_at)
-    except NotifyError as exc:
-        (logger.error if exc.signature_valid else logger.warning)("%s notify %s rejected: %s", log.kind, log.pk, exc)
-        log.names(exc.out_trade_no, exc.out_refund_no)  # what a verified notify for another merchant carries
-        log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
-        return _settled(log) and not exc.retry
-    if notify.refund is not None:
-        log.names(notify.refund.out_trade_no, notify.refund.out_refund_no)
-    else:
-        log.names(notify.trade.out_trade_no)
-    return notify
-
-
-def _settled(log: Notification) -> bool:
-    """A verified notify that could not be applied and that a retry cannot change (an
-    incident is open, or it names another merchant): v3 tells WeChat it was received, so it
-    stops sending; v2 keeps its FAIL answer."""
-    return log.api == "v3"
-
-
-def process_payment_notify(log: Notification) -> bool:
-    """Verify and apply a recorded payment notify (Notification.process calls this)."""
-    notify = _parse(log)
-    if isinstance(notify, bool):
-        return notify
-    trade = notify.trade
-    out_trade_no = trade.out_trade_no
-    if notify.ignore:
-        log.finish(Notification.Outcome.IGNORED, notify.ignore, signature_valid=True)
-        return True
-    if not (out_trade_no and trade.transaction_id and trade.total is not None):
-        amount_field = "amount.total" if log.api == "v3" else "total_fee"
-        log.finish(
-            Notification.Outcome.REJECTED, f"缺少或无效的 out_trade_no、transaction_id 或 {amount_field}", signature_valid=True
-        )
-        return _settled(log)
-    try:
-        payment = apply_payment(out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now(), log=log)
-    except UnknownOrder:
-        incident = Incident.report(
-            Incident.Kind.UNKNOWN_ORDER,
-            f"收到未知订单 {out_trade_no} 的支付通知（¥{format_fen(trade.total)}，{trade.transaction_id}）",
-            out_trade_no=out_trade_no,
-        )
-        log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, incident=incident)
-        return _settled(log)
-    except AmountMismatch as exc:
-        log.finish(Notification.Outcome.INCIDENT, str(exc), signature_valid=True)
-        return _settled(log)
-    logger.info("payment notify %s for %s: %s", log.pk, out_trade_no, payment.outcome)
-    return True
-
-
-def process_refund_notify(log: Notification) -> bool:
-    """Decrypt and apply a recorded refund notify (Notification.process calls this)."""
-    notify = _parse(log)
-    if isinstance(notify, bool):
-        return notify
-    info = notify.refund
-    out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.state
-    refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
-    if refund is None or refund.order.out_trade_no != out_trade_no:
-        incident = Incident.report(
-            Incident.Kind.UNKNOWN_REFUND,
-            f"收到未知退款 {out_refund_no}（订单 {out_trade_no}）的退款通知，状态 {state}",
-            out_trade_no=out_trade_no,
-        )
-        log.finish(Notification.Outcome.INCIDENT, "未知退款", signature_valid=True, incident=incident)
-        return _settled(log)
-    if state not in RefundInfo.FINAL:
-        log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", signature_valid=True)
-        return _settled(log)
-    if info.amount != refund.amount:
-        incident = Incident.report(
-            Incident.Kind.REFUND_CONFLICT,
-            f"退款 {out_refund_no} 金额 ¥{refund.amount_yuan}，微信报告 "
-            f"{'?' if info.amount is None else format_fen(info.amount)}；未处理",
-            order=refund.order,
-            refund=refund,
-        )
-        log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
-        return _settled(log)
-    outcome = settle_refund(refund, state, info.refund_id, info.settled_at, log=log)
-    logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
-    return True

@@ -22,7 +22,7 @@ from common import ratelimit
 from common.http import client_ip, in_wechat, json_error, json_ok
 from common.money import format_fen
 from orders.models import RechargeOrder
-from payments import services
+from payments import notifies, services
 from payments.gateway import WeChatError, answered, gateway
 from payments.models import Notification
 from wxproto import v2 as wxpay
@@ -284,7 +284,7 @@ def _notify_answer(ok: bool) -> HttpResponse:
 def notify(request):
     """WeChat Pay's payment notify: record, verify, apply; answer SUCCESS or FAIL (retry)."""
     body = request.read(wxpay.MAX_XML_BYTES + 1)
-    return _notify_answer(services.handle_notify(Notification.Kind.PAYMENT, body, request.META.get("REMOTE_ADDR")))
+    return _notify_answer(notifies.handle_notify(Notification.Kind.PAYMENT, body, request.META.get("REMOTE_ADDR")))
 
 
 @csrf_exempt
@@ -292,7 +292,7 @@ def notify(request):
 def refund_notify(request):
     """WeChat Pay's refund notify: record, decrypt req_info, settle the refund; SUCCESS or FAIL."""
     body = request.read(wxpay.MAX_XML_BYTES + 1)
-    return _notify_answer(services.handle_notify(Notification.Kind.REFUND, body, request.META.get("REMOTE_ADDR")))
+    return _notify_answer(notifies.handle_notify(Notification.Kind.REFUND, body, request.META.get("REMOTE_ADDR")))
 
 
 # API v3 notifies (docs/wechat-pay-v3.md#answering-a-notify): the HTTP status is the answer. 204 =
@@ -314,7 +314,7 @@ V3_SIGNATURE_HEADERS = (
 def _v3_notify(request, kind: str) -> HttpResponse:
     body = request.read(wxpay.MAX_XML_BYTES + 1)
     headers = {name: request.headers[name][:1024] for name in V3_SIGNATURE_HEADERS if name in request.headers}
-    log = services.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api="v3", headers=headers)
+    log = notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api="v3", headers=headers)
     if log is not None and log.acknowledged:
         return HttpResponse(status=204)
     if log is None or log.outcome == Notification.Outcome.ERROR:
