@@ -11,11 +11,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts import tokens
+from accounts import wechat_login as wechat
 from accounts.binding import bind, create_wechat_user, find_wechat_user
 from accounts.models import User
 from common import ratelimit
 from common.http import client_ip, json_error, json_ok
-from payments import wechat
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts import wechat_login as wechat
 from accounts.binding import (
     FAILED_KEY,
     PENDING_OPENID_KEY,
@@ -27,7 +28,6 @@ from accounts.binding import (
 from accounts.models import User
 from accounts.views import safe_next, wechat_signin_url
 from common import support
-from payments import wechat
 
 logger = logging.getLogger(__name__)
 

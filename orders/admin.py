@@ -27,7 +27,7 @@ from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
-from payments.wechat import WeChatError
+from wxproto.errors import WeChatError
 
 OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
 PENDING = RechargeOrder.Status.PENDING

@@ -36,6 +36,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
+from common import wechat as hosts
 from common.money import parse_fen
 from payments import wechat
 from payments.wechat import BEIJING, NotifyError, WeChatError
@@ -355,7 +356,7 @@ def _key_store(client_factory) -> v3.KeyStore:
         key_id,
         settings.WECHAT_MCH_ID,
         settings.WECHAT_APIV3_KEY,
-        wechat.pay_base_url(),
+        hosts.pay_base_url(),
     )
     store = _key_stores.get(config)
     if store is None:
@@ -373,13 +374,13 @@ def v3_client() -> v3.Client:
 
     def make() -> v3.Client:
         session = requests.Session()
-        wechat.mount_transport(session)
+        hosts.mount_transport(session)
         return v3.Client(
             mchid=settings.WECHAT_MCH_ID,
             serial_no=settings.WECHAT_MCH_CERT_SERIAL,
             private_key=_private_key(settings.WECHAT_MCH_PRIVATE_KEY, _mtime(settings.WECHAT_MCH_PRIVATE_KEY)),
             apiv3_key=settings.WECHAT_APIV3_KEY,
-            base_url=wechat.pay_base_url(),
+            base_url=hosts.pay_base_url(),
             keys=store,
             timeout=settings.WECHAT_HTTP_TIMEOUT,
             session=session,

@@ -1,4 +1,5 @@
-"""The only code that talks to WeChat: a thin client around wechatpy, configured from settings.
+"""API v2 of WeChat Pay: a thin client around wechatpy, configured from settings (WeChat
+login, the other use of wechatpy, is accounts/wechat_login.py; the hosts, common/wechat.py).
 
 What it adds to wechatpy 1.8.18: the configured sign type everywhere (also the JSAPI
 `paySign`, which wechatpy only signs with MD5), answers and notifies verified with a
@@ -16,82 +17,15 @@ from datetime import datetime
 import requests
 from django.conf import settings
 from django.utils import timezone
-from django.utils.module_loading import import_string
-from wechatpy import WeChatClient
-from wechatpy.exceptions import WeChatClientException, WeChatOAuthException, WeChatPayException
-from wechatpy.oauth import WeChatOAuth
+from wechatpy.exceptions import WeChatPayException
 from wechatpy.pay import WeChatPay
 
+from common.wechat import mount_transport, pay_base_url
 from wxproto import v2 as wxpay
 from wxproto.beijing import BEIJING
+from wxproto.errors import NotifyError, WeChatError
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PAY_BASE_URL = "https://api.mch.weixin.qq.com/"
-DEFAULT_OPEN_BASE_URL = "https://open.weixin.qq.com/connect/"
-DEFAULT_API_BASE_URL = "https://api.weixin.qq.com/"
-# err_codes after which the same request may succeed later (docs/wechat-pay-v2.md#error-codes-the-code-acts-on).
-RETRYABLE_CODES = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED", "NETWORK", "45011", "-1"}
-
-
-class WeChatError(Exception):
-    """A call to WeChat failed. `code` is WeChat's err_code (or errcode, or NETWORK/FAIL);
-    `kind` the same code normalised across API versions (payments.gateway sets it);
-    `status` and `request_id` the HTTP status and Request-ID of a v3 answer."""
-
-    def __init__(self, message: str, code: str = "FAIL", retryable: bool = False):
-        super().__init__(message)
-        self.code = self.kind = code
-        self.retryable = retryable or code in RETRYABLE_CODES
-        self.status: int | None = None
-        self.request_id = ""
-
-
-class NotifyError(ValueError):
-    """A notify that must not be applied; `signature_valid` says how far it got, `retry`
-    whether WeChat sending it again could help (a v3 notify is answered accordingly), and
-    the order and refund numbers, when a verified notify was refused after they were read."""
-
-    def __init__(
-        self,
-        message: str,
-        signature_valid: bool | None = None,
-        retry: bool = True,
-        out_trade_no: str = "",
-        out_refund_no: str = "",
-    ):
-        super().__init__(message)
-        self.signature_valid = signature_valid
-        self.retry = retry
-        self.out_trade_no, self.out_refund_no = out_trade_no, out_refund_no
-
-
-def mount_transport(session) -> None:
-    """Hand the HTTP session of every WeChat client to WECHAT_SESSION_HOOK, if one is set
-    (the sandbox's in-process transport: the merchant code knows only base URLs)."""
-    if settings.WECHAT_SESSION_HOOK:
-        import_string(settings.WECHAT_SESSION_HOOK)(session)
-
-
-def _base(setting: str, sandbox_path: str, default: str) -> str:
-    explicit = getattr(settings, setting)
-    if explicit:
-        return explicit if explicit.endswith("/") else explicit + "/"
-    if settings.WECHAT_SANDBOX:
-        return f"{settings.SITE_URL}/sandbox/{sandbox_path}"
-    return default
-
-
-def pay_base_url() -> str:
-    return _base("WECHAT_PAY_BASE_URL", "", DEFAULT_PAY_BASE_URL)
-
-
-def open_base_url() -> str:
-    return _base("WECHAT_OPEN_BASE_URL", "connect/", DEFAULT_OPEN_BASE_URL)
-
-
-def api_base_url() -> str:
-    return _base("WECHAT_API_BASE_URL", "", DEFAULT_API_BASE_URL)
 
 
 class _RawWeChatPay(WeChatPay):
@@ -297,60 +231,3 @@ def parse_refund_notify(body: bytes) -> dict[str, str]:
         raise NotifyError("req_info does not decrypt with our key", signature_valid=False) from exc
     _check_merchant(fields, info)
     return info
-
-
-# -- WeChat login (used by accounts) ------------------------------------------------------
-
-
-class _OAuth(WeChatOAuth):
-    """wechatpy's WeChatOAuth sets no timeout of its own."""
-
-    def _request(self, method, url_or_endpoint, **kwargs):
-        kwargs.setdefault("timeout", settings.WECHAT_HTTP_TIMEOUT)
-        return super()._request(method, url_or_endpoint, **kwargs)
-
-
-def oauth(redirect_uri: str, state: str) -> WeChatOAuth:
-    client = _OAuth(settings.WECHAT_APPID, settings.WECHAT_APP_SECRET, redirect_uri, "snsapi_base", state)
-    client.API_BASE_URL = api_base_url()
-    client.OAUTH_BASE_URL = open_base_url()
-    mount_transport(client._http)
-    return client
-
-
-def authorize_url(redirect_uri: str, state: str) -> str:
-    return oauth(redirect_uri, state).authorize_url
-
-
-def mini_program_session(js_code: str) -> dict[str, str]:
-    """code2session: {openid, session_key}. The session_key must stay on the server."""
-    client = WeChatClient(
-        settings.WECHAT_MINIPROGRAM_APPID,
-        settings.WECHAT_MINIPROGRAM_SECRET,
-        access_token="unused-by-jscode2session",
-        timeout=settings.WECHAT_HTTP_TIMEOUT,
-    )
-    client.wxa.API_BASE_URL = api_base_url()
-    mount_transport(client._http)
-    try:
-        return client.wxa.code_to_session(js_code)
-    except WeChatClientException as exc:
-        raise WeChatError(
-            f"jscode2session: {exc.errcode}", str(exc.errcode) if exc.errcode else "NETWORK", retryable=exc.errcode is None
-        ) from exc
-    except requests.RequestException as exc:
-        raise WeChatError(f"jscode2session: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
-
-
-def oauth_identity(code: str) -> tuple[str, str | None]:
-    """Exchange a 网页授权 code for (openid, unionid), server side (the secret stays here). The unionid is there only
-    when WeChat gives one (the 公众号 linked to an open-platform account), else None."""
-    try:
-        answer = oauth("", "").fetch_access_token(code)
-    except WeChatOAuthException as exc:
-        raise WeChatError(
-            f"oauth: {exc.errcode} {exc.errmsg}", str(exc.errcode) if exc.errcode else "NETWORK", retryable=exc.errcode is None
-        ) from exc
-    except requests.RequestException as exc:
-        raise WeChatError(f"oauth: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
-    return answer["openid"], answer.get("unionid") or None

@@ -142,7 +142,7 @@ def test_a_flood_of_junk_login_codes_is_refused_before_it_reaches_wechat(client,
     limit = settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS
     assert limit == 60
     refused = wechat.WeChatError("jscode2session: 40029", "40029")
-    with mock.patch("payments.wechat.mini_program_session", side_effect=refused) as jscode2session:
+    with mock.patch("accounts.wechat_login.mini_program_session", side_effect=refused) as jscode2session:
         for n in range(limit):
             assert mp_login(client, f"junk-{n}").json()["error"] == "invalid_code"
         assert jscode2session.call_count == limit
@@ -163,7 +163,7 @@ def test_a_flood_of_junk_login_codes_is_refused_before_it_reaches_wechat(client,
 def test_the_mini_program_login_limit_per_address_is_a_setting(client, db, clock, settings):
     settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS = 2
     refused = wechat.WeChatError("jscode2session: 40029", "40029")
-    with mock.patch("payments.wechat.mini_program_session", side_effect=refused) as jscode2session:
+    with mock.patch("accounts.wechat_login.mini_program_session", side_effect=refused) as jscode2session:
         assert [mp_login(client, f"junk-{n}").status_code for n in range(3)] == [400, 400, 429]
         assert jscode2session.call_count == 2
         settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS = 100  # a campus behind one address

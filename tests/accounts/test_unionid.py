@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from accounts import tokens
+from accounts import wechat_login as wechat
 from accounts.models import User
-from payments import wechat
 from tests.accounts.helpers import IN_WECHAT, mp_openid, open_in_wechat, openid, unionid
 from tests.factories import make_user
 

@@ -163,17 +163,19 @@ def test_hmac_jsapi_params_are_signed_with_hmac(settings):
 
 
 def test_base_urls_follow_the_sandbox_unless_set(settings):
+    from common import wechat as hosts
+
     settings.SITE_URL = "http://127.0.0.1:8000"
     settings.WECHAT_SANDBOX = True
     settings.WECHAT_PAY_BASE_URL = None
-    assert wechat.pay_base_url() == "http://127.0.0.1:8000/sandbox/"
-    assert wechat.open_base_url() == "http://127.0.0.1:8000/sandbox/connect/"
+    assert hosts.pay_base_url() == "http://127.0.0.1:8000/sandbox/"
+    assert hosts.open_base_url() == "http://127.0.0.1:8000/sandbox/connect/"
     settings.WECHAT_PAY_BASE_URL = "https://compatible.example/wx"
-    assert wechat.pay_base_url() == "https://compatible.example/wx/"
+    assert hosts.pay_base_url() == "https://compatible.example/wx/"
     settings.WECHAT_SANDBOX = False
     settings.WECHAT_PAY_BASE_URL = None
-    assert wechat.pay_base_url() == "https://api.mch.weixin.qq.com/"
-    assert wechat.api_base_url() == "https://api.weixin.qq.com/"
+    assert hosts.pay_base_url() == "https://api.mch.weixin.qq.com/"
+    assert hosts.api_base_url() == "https://api.weixin.qq.com/"
 
 
 @responses.activate
