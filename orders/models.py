@@ -18,6 +18,7 @@ from django.db import connection, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from accounts.models import User
 from common.money import format_fen
 from wxproto.beijing import BEIJING
 
@@ -92,6 +93,9 @@ class RechargeOrder(models.Model):
     SCENE_CODES = {Channel.JSAPI: "10", Channel.MINIPROGRAM: "20"}
     # WeChat accepts at most 50 refunds of one order.
     MAX_REFUNDS = 50
+    # A pending order is paid again (same prepay_id) or reused for the same amount only while
+    # it has this long left: enough for the user to finish in WeChat's pay sheet.
+    REUSE_MARGIN = timedelta(minutes=2)
 
     out_trade_no = models.CharField("商户订单号", max_length=32, unique=True, editable=False)
     user = models.ForeignKey(
@@ -189,6 +193,22 @@ class RechargeOrder(models.Model):
 
     def prepay_is_valid(self, now: datetime | None = None) -> bool:
         return bool(self.prepay_id and self.prepay_expires_at and self.prepay_expires_at > (now or timezone.now()))
+
+    @property
+    def status_name(self) -> str:
+        """The status's name in JSON answers: pending, paid, closed, refunded."""
+        return self.Status(self.status).name.lower()
+
+    @property
+    def is_resumable(self) -> bool:
+        """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a
+        while, and that WeChat has not reported paid."""
+        return (
+            self.status == self.Status.PENDING
+            and self.channel == self.Channel.JSAPI
+            and not self.is_confirming
+            and self.prepay_is_valid(timezone.now() + self.REUSE_MARGIN)
+        )
 
     def _locked(self) -> RechargeOrder:
         return type(self).objects.select_for_update().get(pk=self.pk)
@@ -555,7 +575,6 @@ class LedgerEntry(models.Model):
         Raises InsufficientBalance rather than go below zero (the database refuses it too).
         Joins the caller's transaction.
         """
-        from accounts.models import User
 
         # Plain SQL, as in RechargeOrder.pay: every notify comes through here.
         users, ledger = User._meta.db_table, cls._meta.db_table
@@ -604,7 +623,6 @@ class LedgerEntry(models.Model):
 
         A form's `request_no` makes a double submission one adjustment.
         """
-        from accounts.models import User
 
         reason = reason.strip()
         if amount == 0:

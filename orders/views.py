@@ -9,7 +9,6 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404, render
 
 from orders.models import RechargeOrder
-from payments.views import STATUS_NAMES, resumable
 
 PAGE_SIZE = 20
 # What the pay flow says when it lands on the order page (?result=): a reload says it again.
@@ -72,9 +71,9 @@ def detail(request, out_trade_no: str):
         "orders/detail.html",
         {
             "order": order,
-            "status": STATUS_NAMES[order.status],
+            "status": order.status_name,
             "result": result if result in RESULTS else "",
-            "resumable": resumable(order),
+            "resumable": order.is_resumable,
             "confirming": order.is_confirming,
         },
     )

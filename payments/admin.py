@@ -14,7 +14,10 @@ from django.utils.text import Truncator
 
 from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, link_to, start_page_panel
 from orders.models import RechargeOrder, Refund
-from payments import notifies
+from payments import (
+    notifies,
+    order_admin,  # noqa: F401 (registers the orders' and refunds' admin)
+)
 from payments.dashboard import dashboard
 from payments.models import Incident, Notification
 

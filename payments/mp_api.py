@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.mp_api import bearer_required
 from common.http import json_error, json_ok
 from orders.models import RechargeOrder
-from payments.views import STATUS_NAMES, order_status_answer, prepay_answer
+from payments.views import order_status_answer, prepay_answer
 
 PAGE_SIZE = 20
 PAGE_NUMBER = re.compile(r"^[1-9][0-9]{0,5}$")
@@ -42,7 +42,7 @@ def orders(request):
         {
             "out_trade_no": o.out_trade_no,
             "amount_fen": o.amount,
-            "status": STATUS_NAMES[o.status],
+            "status": o.status_name,
             "confirming": o.is_confirming,
             "channel": o.channel,
             "refunded_fen": o.refunded_amount,

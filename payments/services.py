@@ -44,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 AMOUNT = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
 PREPAY_TTL = timedelta(hours=2)
-# A pending order is offered again only while there is still time to pay it.
-REUSE_MARGIN = timedelta(minutes=2)
 ORDER_BODY = "余额充值"
 REFUND_DESCRIPTION = "余额充值退款"
 # A pending order is asked about at most this often by the pages' status polls...
@@ -188,7 +186,7 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
             user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now, paid_reported_at__isnull=True
         )
         order = (
-            payable.filter(channel=channel, amount=amount, openid=openid, expires_at__gt=now + REUSE_MARGIN)
+            payable.filter(channel=channel, amount=amount, openid=openid, expires_at__gt=now + RechargeOrder.REUSE_MARGIN)
             .filter(Q(prepay_id="") | Q(prepay_expires_at__gt=now))
             .order_by("-created_at")
             .first()

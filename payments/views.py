@@ -13,7 +13,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -29,7 +28,6 @@ from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)
 
-STATUS_NAMES = {0: "pending", 1: "paid", 2: "closed", 3: "refunded"}
 NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 
 
@@ -217,7 +215,7 @@ def order_status_answer(user, out_trade_no: str, just_paid: bool = False):
     return json_ok(
         {
             "out_trade_no": order.out_trade_no,
-            "status": STATUS_NAMES[order.status],
+            "status": order.status_name,
             "confirming": order.is_confirming,
             "amount_fen": order.amount,
             "balance_fen": user.balance,
@@ -229,17 +227,6 @@ def order_status_answer(user, out_trade_no: str, just_paid: bool = False):
 @json_login_required
 def order_status(request, out_trade_no: str):
     return order_status_answer(request.user, out_trade_no, just_paid=request.GET.get("paid") == "1")
-
-
-def resumable(order: RechargeOrder) -> bool:
-    """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a while,
-    and that WeChat has not reported paid."""
-    return (
-        order.status == RechargeOrder.Status.PENDING
-        and order.channel == RechargeOrder.Channel.JSAPI
-        and not order.is_confirming
-        and order.prepay_is_valid(timezone.now() + services.REUSE_MARGIN)
-    )
 
 
 @require_POST
@@ -266,7 +253,7 @@ def order_pay(request, out_trade_no: str):
         return json_error("order_confirming", 409)
     if order.status == RechargeOrder.Status.CLOSED:
         return json_error("order_closed", 410)
-    if not resumable(order):
+    if not order.is_resumable:
         return json_error("order_expired", 410)
     params = gateway(order.channel).pay_params(order.prepay_id)
     return json_ok({"out_trade_no": order.out_trade_no, "amount_fen": order.amount, "pay_params": params})

@@ -121,8 +121,8 @@ def test_an_adjustment_form_without_its_one_time_number_is_refused(admin_client,
 
 
 def test_saving_a_user_in_the_admin_never_writes_back_a_stale_balance(admin_client, monkeypatch):
-    from accounts.admin import UserAdmin
     from orders.models import RechargeOrder
+    from orders.user_admin import UserAdmin
     from tests.factories import make_order, make_user
 
     user = make_user("victim")

@@ -1,6 +1,8 @@
 """Operators' page for users: balance and WeChat identities read-only, the latest ledger rows,
 and a balance adjustment page (money only moves through the ledger: an adjustment is a
-ledger row with its reason and operator)."""
+ledger row with its reason and operator). The page is about a user's money, so the books
+(orders) register it; accounts, below them, knows nothing of the ledger.
+orders/admin.py imports this module, which registers it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,461 @@
+"""Operators' pages for orders and refunds (docs/product.md#8-operators): here rather than in
+orders because their actions (query WeChat, close, refund) are payment flows.
+
+Nothing here edits a record: orders and refunds change only through payments.services
+(the actions and the refund page call it, as the site and the reconciler do). The order
+page is therefore view-only, with actions and the refund page guarded by the custom
+permissions instead. payments/admin.py imports this module, which registers them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+
+from common.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
+from common.money import format_fen, parse_yuan, yuan
+from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
+from payments import services
+from payments.models import Incident, Notification
+from wxproto.errors import WeChatError
+
+OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
+PENDING = RechargeOrder.Status.PENDING
+BAD_AMOUNT = "请输入正确的金额（元，最多两位小数）"
+
+
+def can_sync(request) -> bool:
+    return request.user.has_perm("orders.sync_rechargeorder")
+
+
+def can_refund(request) -> bool:
+    return request.user.has_perm("orders.refund_rechargeorder")
+
+
+def _counts(counter: Counter) -> str:
+    return "，".join(f"{label} {n} 笔" for label, n in counter.items())
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+
+class OpenIncidentFilter(admin.SimpleListFilter):
+    title = "异常"
+    parameter_name = "incident"
+
+    def lookups(self, request, model_admin):
+        return [("open", "有未处理异常")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(has_open_incident=True)
+        return queryset
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    related_name = "refunds"
+    fields = ("out_refund_no", "amount_display", "status", "reason", "requested_by", "created_at", "settled_at", "last_error")
+    readonly_fields = fields
+    verbose_name_plural = "退款记录"
+
+    @admin.display(description="退款金额")
+    def amount_display(self, obj: Refund) -> str:
+        return yuan(obj.amount)
+
+
+class OrderLedgerInline(ReadOnlyInline):
+    model = LedgerEntry
+    fk_name = "order"
+    related_name = "ledger_entries"
+    fields = ("created_at", "kind", "amount_display", "balance_after_display", "refund", "operator", "reason")
+    readonly_fields = fields
+    verbose_name_plural = "余额流水"
+
+    @admin.display(description="变动")
+    def amount_display(self, obj: LedgerEntry) -> str:
+        return yuan(obj.amount)
+
+    @admin.display(description="变动后余额")
+    def balance_after_display(self, obj: LedgerEntry) -> str:
+        return yuan(obj.balance_after)
+
+
+class IncidentInline(ReadOnlyInline):
+    model = Incident
+    related_name = "incidents"
+    fields = ("kind", "message", "occurrences", "last_seen_at", "resolved_at", "resolved_by")
+    readonly_fields = fields
+    verbose_name_plural = "异常"
+
+
+class RefundForm(forms.Form):
+    required_css_class = "required"
+
+    amount = forms.CharField(
+        label="退款金额（元）",
+        max_length=20,
+        error_messages={"required": BAD_AMOUNT},
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    reason = forms.CharField(
+        label="退款原因",
+        max_length=200,
+        error_messages={"required": "请填写退款原因"},
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+    # Made when the page is shown: submitting the same form twice is one refund.
+    out_refund_no = forms.RegexField(
+        regex=OUT_REFUND_NO,
+        widget=forms.HiddenInput,
+        error_messages={"required": "退款申请已失效，请核对后重新提交", "invalid": "退款申请已失效，请核对后重新提交"},
+    )
+
+    def clean_amount(self) -> int:
+        fen = parse_yuan(self.cleaned_data["amount"])
+        if fen is None:
+            raise forms.ValidationError(BAD_AMOUNT)
+        return fen
+
+
+@admin.register(RechargeOrder)
+class RechargeOrderAdmin(LargeTableAdmin):
+    list_display = (
+        "out_trade_no",
+        "user",
+        "amount_display",
+        "status_display",
+        "channel",
+        "created_at",
+        "paid_at",
+        "incident_marker",
+    )
+    list_filter = ("status", "channel", ("created_at", admin.DateFieldListFilter), OpenIncidentFilter)
+    exact_search_fields = ("out_trade_no", "transaction_id", "user__username", "openid")
+    list_select_related = ("user",)
+    # Rendering a row is most of the page's cost: 50 keep the list under 100 ms.
+    list_per_page = 50
+    fields = (
+        "out_trade_no",
+        "user_link",
+        "amount_display",
+        "status_display",
+        "refundable_display",
+        "channel",
+        "openid",
+        "transaction_id",
+        "paid_at",
+        "paid_reported_at",
+        "close_reason",
+        "prepay_error",
+        "prepay_id",
+        "prepay_expires_at",
+        "expires_at",
+        "synced_at",
+        "created_at",
+        "updated_at",
+        "notifications_link",
+        "bill_differences_display",
+    )
+    readonly_fields = fields
+    inlines = [RefundInline, OrderLedgerInline, IncidentInline]
+    actions = ["sync_selected", "close_selected", "refund_selected"]
+
+    def get_queryset(self, request):
+        open_incidents = Incident.objects.filter(order=OuterRef("pk"), resolved_at__isnull=True)
+        return super().get_queryset(request).annotate(has_open_incident=Exists(open_incidents))
+
+    # Viewing only: the page has no form to save, and actions check their own permissions.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_sync_permission(self, request) -> bool:
+        return can_sync(request)
+
+    def has_refund_permission(self, request) -> bool:
+        return can_refund(request)
+
+    # -- columns and fields --------------------------------------------------------------------
+    @admin.display(description="金额", ordering="amount")
+    def amount_display(self, obj: RechargeOrder) -> str:
+        return yuan(obj.amount)
+
+    @admin.display(description="状态", ordering="status")
+    def status_display(self, obj: RechargeOrder) -> str:
+        if obj.refunded_amount:
+            return f"{obj.status_text}（已退 ¥{obj.refunded_yuan}）"
+        return obj.status_text
+
+    @admin.display(description="异常", ordering="has_open_incident", empty_value="")
+    def incident_marker(self, obj: RechargeOrder) -> str:
+        return "⚠ 异常" if getattr(obj, "has_open_incident", False) else ""
+
+    @admin.display(description="用户")
+    def user_link(self, obj: RechargeOrder) -> str:
+        return link(obj.user, f"{obj.user.username}（余额 ¥{obj.user.balance_yuan}）")
+
+    @admin.display(description="可退金额")
+    def refundable_display(self, obj: RechargeOrder) -> str:
+        return yuan(obj.refundable_amount())
+
+    @admin.display(description="通知日志")
+    def notifications_link(self, obj: RechargeOrder) -> str:
+        count = Notification.objects.filter(out_trade_no=obj.out_trade_no).count()
+        return link_to(changelist_url(Notification, out_trade_no=obj.out_trade_no), f"查看 {count} 条通知")
+
+    @admin.display(description="对账")
+    def bill_differences_display(self, obj: RechargeOrder) -> str:
+        """Each reconciliation difference naming the order, linked to its day's page."""
+        differences = obj.bill_differences.select_related("bill_day").order_by("bill_day__date", "kind")
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{} {}（{}）</a>',
+            (
+                (change_url(d.bill_day), d.bill_day.date.isoformat(), d.get_kind_display(), d.get_outcome_display())
+                for d in differences
+            ),
+        )
+
+    # -- the change page -----------------------------------------------------------------------
+    def get_fields(self, request, obj=None):
+        """对账 only where reconciliation found something about the order, for those who may see it."""
+        fields = super().get_fields(request, obj)
+        if obj is None or not request.user.has_perm("reconciliation.view_billday") or not obj.bill_differences.exists():
+            return [f for f in fields if f != "bill_differences_display"]
+        return fields
+
+    def get_inline_instances(self, request, obj=None):
+        """Only the related rows there are: an empty table with headers says nothing."""
+        inlines = super().get_inline_instances(request, obj)
+        return [i for i in inlines if obj is None or getattr(obj, i.related_name).exists()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        context = dict(extra_context or {})
+        order = self.get_object(request, object_id)
+        if order is not None and self.has_refund_permission(request) and order.refundable_amount() > 0:
+            context["refund_url"] = reverse("admin:orders_rechargeorder_refund", args=[order.pk])
+        return super().change_view(request, object_id, form_url, context)
+
+    # -- actions -------------------------------------------------------------------------------
+    @admin.action(description="向微信查询并同步", permissions=["sync"])
+    def sync_selected(self, request, queryset):
+        def outcome(order: RechargeOrder) -> str:
+            return order.status_text if order.status != PENDING else "仍待支付"
+
+        self._each_pending(
+            request,
+            queryset,
+            services.sync_order,
+            outcome,
+            ("查询失败", "向微信查询失败"),
+            "已向微信查询",
+            "非待支付订单无需同步",
+        )
+
+    @admin.action(description="关闭订单", permissions=["sync"])
+    def close_selected(self, request, queryset):
+        def outcome(order: RechargeOrder) -> str:
+            # ORDERPAID: the money was taken, so close_order synced and credited it instead.
+            return {RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}.get(
+                order.status, order.status_text
+            )
+
+        self._each_pending(
+            request, queryset, services.close_order, outcome, ("关闭失败", "关闭失败"), "关闭订单", "只有待支付的订单可以关闭"
+        )
+
+    def _each_pending(self, request, queryset, act, outcome, failed: tuple[str, str], what: str, skip_reason: str) -> None:
+        """Run `act` (a service that talks to WeChat) on each pending order; `failed` names a
+        failure in the summary and in the order's own message."""
+        outcomes, skipped = Counter(), 0
+        for order in queryset:
+            if order.status != PENDING:
+                skipped += 1
+                continue
+            try:
+                order = act(order)
+            except WeChatError as exc:
+                outcomes[failed[0]] += 1
+                self.message_user(request, f"订单 {order.out_trade_no} {failed[1]}：{exc.code}（{exc}）", messages.ERROR)
+                continue
+            outcomes[outcome(order)] += 1
+        self._report(request, what, outcomes, skipped, skip_reason)
+
+    def _report(self, request, what: str, outcomes: Counter, skipped: int, skip_reason: str) -> None:
+        if outcomes:
+            level = messages.WARNING if any("失败" in label for label in outcomes) else messages.SUCCESS
+            self.message_user(request, f"{what} {sum(outcomes.values())} 笔待支付订单：{_counts(outcomes)}", level)
+        if skipped:
+            self.message_user(request, f"跳过 {skipped} 笔订单：{skip_reason}", messages.WARNING)
+
+    @admin.action(description="退款", permissions=["refund"])
+    def refund_selected(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "退款请只选择一笔订单", messages.WARNING)
+            return None
+        return redirect("admin:orders_rechargeorder_refund", queryset.get().pk)
+
+    # -- the refund page -----------------------------------------------------------------------
+    def get_urls(self):
+        refund = path("<int:pk>/refund/", self.admin_site.admin_view(self.refund_view), name="orders_rechargeorder_refund")
+        return [refund, *super().get_urls()]  # before the catch-all "<object_id>/"
+
+    def refund_view(self, request, pk: int):
+        """Refund part or all of a paid order: the operator types yuan and a reason; the
+        service checks everything else (what is left, the balance, 50 refunds)."""
+        if not self.has_refund_permission(request):
+            raise PermissionDenied
+        order = get_object_or_404(RechargeOrder.objects.select_related("user"), pk=pk)
+        if request.method == "POST":
+            form = RefundForm(request.POST)
+            if form.is_valid():
+                try:
+                    refund = services.request_refund(
+                        order,
+                        form.cleaned_data["amount"],
+                        form.cleaned_data["reason"],
+                        request.user,
+                        form.cleaned_data["out_refund_no"],
+                    )
+                except RefundRefused as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    self._report_refund(request, refund)
+                    return redirect("admin:orders_rechargeorder_change", order.pk)
+        else:
+            default = min(order.refundable_amount(), order.user.balance)
+            form = RefundForm(initial={"amount": format_fen(default), "out_refund_no": Refund.new_out_refund_no()})
+        return TemplateResponse(request, "admin/orders/rechargeorder/refund.html", self._refund_context(request, order, form))
+
+    def _refund_context(self, request, order: RechargeOrder, form: RefundForm) -> dict:
+        refundable = order.refundable_amount()
+        # A refused form keeps its number (nothing was made with it); a bad one gets a fresh one.
+        out_refund_no = form.cleaned_data.get("out_refund_no") if form.is_bound else form.initial["out_refund_no"]
+        # Refunds still 处理中 (or 异常) hold money that is neither refunded nor refundable.
+        held = order.amount - order.refunded_amount - refundable if order.is_settled else 0
+        form.fields["amount"].help_text = f"可退 {yuan(refundable)}，用户余额 {yuan(order.user.balance)}；最多两位小数"
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"退款：订单 {order.out_trade_no}",
+            "order": order,
+            "form": form,
+            "out_refund_no": out_refund_no or Refund.new_out_refund_no(),
+            "refundable": yuan(refundable),
+            "in_progress": yuan(held) if held else None,
+            "balance": yuan(order.user.balance),
+            "balance_short": order.user.balance < refundable,
+            "refunds": order.refunds.select_related("requested_by"),
+            "max_refunds": RechargeOrder.MAX_REFUNDS,
+        }
+
+    def _report_refund(self, request, refund: Refund) -> None:
+        text = f"退款 {refund.out_refund_no}：¥{refund.amount_yuan}，状态：{refund.get_status_display()}"
+        if refund.status == Refund.Status.FAILED:
+            self.message_user(request, f"{text}。微信拒绝了退款（{refund.last_error}），金额已退回用户余额", messages.ERROR)
+        elif refund.last_error:
+            self.message_user(request, f"{text}。暂未送达微信（{refund.last_error}），稍后会用同一单号自动重试", messages.WARNING)
+        else:
+            self.message_user(request, f"已提交{text}", messages.SUCCESS)
+
+
+# -- refunds -----------------------------------------------------------------------------------
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = (
+        "out_refund_no",
+        "order_link",
+        "order_user",
+        "amount_display",
+        "status",
+        "requested_by",
+        "created",
+        "settled",
+        "error",
+    )
+    list_filter = ("status",)
+    exact_search_fields = ("out_refund_no", "order__out_trade_no", "refund_id")
+    list_select_related = ("order__user", "requested_by")
+    fields = (
+        "out_refund_no",
+        "order_link",
+        "order_user",
+        "amount_display",
+        "status",
+        "reason",
+        "requested_by",
+        "refund_id",
+        "accepted",
+        "last_error",
+        "created_at",
+        "synced_at",
+        "settled_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    actions = ["sync_selected"]
+
+    def has_refund_permission(self, request) -> bool:
+        return can_refund(request)
+
+    @admin.display(description="订单", ordering="order__out_trade_no")
+    def order_link(self, obj: Refund) -> str:
+        return link(obj.order)
+
+    @admin.display(description="用户")
+    def order_user(self, obj: Refund) -> str:
+        return link(obj.order.user, obj.order.user.username)
+
+    @admin.display(description="退款金额", ordering="amount")
+    def amount_display(self, obj: Refund) -> str:
+        return yuan(obj.amount)
+
+    @admin.display(description="错误", empty_value="")
+    def error(self, obj: Refund) -> str:
+        return Truncator(obj.last_error).chars(40)
+
+    @admin.display(description="申请时间", ordering="created_at")
+    def created(self, obj: Refund) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="完成时间", ordering="settled_at")
+    def settled(self, obj: Refund) -> str:
+        return when(obj.settled_at)
+
+    @admin.action(description="向微信查询退款结果", permissions=["refund"])
+    def sync_selected(self, request, queryset):
+        outcomes, skipped = Counter(), 0
+        for refund in queryset.select_related("order"):
+            if refund.status not in Refund.OPEN:  # 退款中, or 退款异常 (resolved at WeChat since?)
+                skipped += 1
+                continue
+            try:
+                refund = services.sync_refund(refund)
+            except WeChatError as exc:
+                outcomes["查询失败"] += 1
+                self.message_user(request, f"退款 {refund.out_refund_no} 查询失败：{exc.code}（{exc}）", messages.ERROR)
+                continue
+            outcomes[refund.get_status_display()] += 1
+        if outcomes:
+            self.message_user(request, f"已向微信查询 {sum(outcomes.values())} 笔退款：{_counts(outcomes)}")
+        if skipped:
+            self.message_user(request, f"跳过 {skipped} 笔已完成的退款（只查询退款中的）", messages.WARNING)

@@ -1,0 +1,136 @@
+"""The project's imports point one way (docs/architecture.md#layers): the protocol package
+at the bottom, the shared library above it, then accounts, orders, payments and
+reconciliation, each importing only what lies below it, and the wiring (wxrecharge) on top.
+Read from the source (every import, those inside functions too), not from what happens to
+be loaded."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Each layer, and what it may import of the project besides itself.
+LAYERS = {
+    "wxproto": set(),
+    "common": {"wxproto"},
+    "accounts": {"wxproto", "common"},
+    "orders": {"wxproto", "common", "accounts"},
+    "payments": {"wxproto", "common", "accounts", "orders"},
+    "reconciliation": {"wxproto", "common", "accounts", "orders", "payments"},
+    # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
+    # library, never the product's apps.
+    "sandbox": {"wxproto", "common"},
+    "wxrecharge": {"wxproto", "common", "accounts", "orders", "payments", "reconciliation", "sandbox"},
+}
+DJANGO_FREE = {"wxproto"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in LAYERS:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def imports(path: Path, name: str) -> set[str]:
+    """Every module a file imports, wherever the import stands (a function's body included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base]) if base else ".".join(parent)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: {m for m in imports(path, name) if m in known and m != name} for name, path in known.items()}
+
+
+def test_each_layer_imports_only_what_lies_below_it():
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        layer = name.split(".")[0]
+        for module in imports(path, name):
+            top = module.split(".")[0]
+            if top in LAYERS and top != layer and top not in LAYERS[layer]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+            if layer in DJANGO_FREE and top in {"django", "wechatpy"}:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}, but {layer} is free of Django")
+    assert wrong == []
+
+
+def test_no_app_imports_the_wiring():
+    """Apps reach shared code through `common`; only the wiring imports the apps."""
+    wrong = [
+        f"{name} imports {module}"
+        for name, targets in graph().items()
+        if not name.startswith("wxrecharge")
+        for module in targets
+        if module.startswith("wxrecharge")
+    ]
+    assert wrong == []
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles (strongly connected components of more than one module, or a module
+    importing itself), by Tarjan's algorithm."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in edges.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_there_is_no_import_circle_outside_the_sandbox():
+    circles = [circle for circle in _cycles(graph()) if not all(m.startswith("sandbox") for m in circle)]
+    assert circles == []
+
+
+@pytest.mark.parametrize("edges", [{"a": {"b"}, "b": {"c"}, "c": {"a"}}, {"a": {"b"}, "b": {"a"}, "c": set()}])
+def test_a_circle_is_found(edges):
+    assert _cycles(edges) and all(len(circle) > 1 for circle in _cycles(edges))
+
+
+def test_a_tree_has_no_circle():
+    assert _cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
