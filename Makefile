@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 # (or export it) for another address, such as a tunnel.
 PORT ?= 8000
 SITE_URL ?= http://127.0.0.1:$(PORT)
-DEV_ENV := DJANGO_DEBUG=1 SITE_URL='$(SITE_URL)'
+# The sandbox's settings (devtools/settings.py): the product's, plus the WeChat sandbox.
+DEV_ENV := DJANGO_SETTINGS_MODULE=devtools.settings DJANGO_DEBUG=1 SITE_URL='$(SITE_URL)'
 
 .PHONY: install run test screenshots lint check clean
 

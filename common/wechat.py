@@ -1,6 +1,6 @@
-"""Where the site reaches WeChat: the base URLs of its three hosts (settings, or the sandbox's
-when it stands in) and the hook that may take over the HTTP sessions of every client.
-Used by the payment interface and by WeChat login alike."""
+"""Where the site reaches WeChat: the base URLs of its three hosts (WeChat's own, unless a
+setting names another, such as the sandbox's settings do) and the hook that may take over
+the HTTP sessions of every client. Used by the payment interface and by WeChat login alike."""
 
 from __future__ import annotations
 
@@ -19,22 +19,24 @@ def mount_transport(session) -> None:
         import_string(settings.WECHAT_SESSION_HOOK)(session)
 
 
-def _base(setting: str, sandbox_path: str, default: str) -> str:
-    explicit = getattr(settings, setting)
-    if explicit:
-        return explicit if explicit.endswith("/") else explicit + "/"
-    if settings.WECHAT_SANDBOX:
-        return f"{settings.SITE_URL}/sandbox/{sandbox_path}"
-    return default
+# In a WECHAT_*_BASE_URL setting, replaced by the SITE_URL setting at each call (so that the
+# sandbox's "{SITE_URL}/sandbox/" follows a SITE_URL changed at run time, as tests do).
+SITE_URL_PLACEHOLDER = "{SITE_URL}"
+
+
+def _base(setting: str, default: str) -> str:
+    url = getattr(settings, setting) or default
+    url = url.replace(SITE_URL_PLACEHOLDER, settings.SITE_URL)
+    return url if url.endswith("/") else url + "/"
 
 
 def pay_base_url() -> str:
-    return _base("WECHAT_PAY_BASE_URL", "", DEFAULT_PAY_BASE_URL)
+    return _base("WECHAT_PAY_BASE_URL", DEFAULT_PAY_BASE_URL)
 
 
 def open_base_url() -> str:
-    return _base("WECHAT_OPEN_BASE_URL", "connect/", DEFAULT_OPEN_BASE_URL)
+    return _base("WECHAT_OPEN_BASE_URL", DEFAULT_OPEN_BASE_URL)
 
 
 def api_base_url() -> str:
-    return _base("WECHAT_API_BASE_URL", "", DEFAULT_API_BASE_URL)
+    return _base("WECHAT_API_BASE_URL", DEFAULT_API_BASE_URL)

@@ -17,10 +17,11 @@ from django.utils import timezone
 
 from common.money import format_fen
 from orders.models import AmountMismatch, Refund, UnknownOrder
-from payments import gateway as payment_gateway
 from payments import services
-from payments.gateway import NotifyError, RefundInfo
+from payments.merchant import Merchant
 from payments.models import Incident, Notification
+from payments.providers import provider_class
+from payments.providers.base import Notify, NotifyError, RefundInfo
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,15 @@ def process(log: Notification) -> bool:
         return False
 
 
-def _parse(log: Notification) -> payment_gateway.Notify | bool:
+def _parse(log: Notification) -> Notify | bool:
     """The verified content of a recorded notify, the log naming its order and refund; or,
     after recording why it was rejected, the answer for WeChat (True: received, since
     sending it again cannot help)."""
     try:
-        notify = payment_gateway.parse_notify(log.api, log.kind, log.body, log.headers, log.received_at)
+        # The notify's own provider (its URL said which): an order placed under v2 settles by its
+        # v2 notify after a switch to v3.
+        merchant = Merchant.current()
+        notify = provider_class(log.api).parse_notify(merchant, log.kind, log.body, log.headers, log.received_at)
     except NotifyError as exc:
         (logger.error if exc.signature_valid else logger.warning)("%s notify %s rejected: %s", log.kind, log.pk, exc)
         log.names(exc.out_trade_no, exc.out_refund_no)  # what a verified notify for another merchant carries

@@ -29,16 +29,19 @@ from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and Refu
     RefundRefused,
     UnknownOrder,
 )
-from payments import gateway as payment_gateway
-from payments.gateway import (
+from payments.models import Incident, Notification
+from payments.providers import provider
+from payments.providers.base import (
     ORDER_CLOSED,
     ORDER_NOT_EXIST,
     ORDER_PAID,
     REFUND_NOT_EXIST,
+    PayAction,
+    Provider,
     RefundInfo,
     WeChatError,
+    answered,
 )
-from payments.models import Incident, Notification
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +99,15 @@ def parse_amount(value: object) -> int:
 
 @dataclass
 class Prepay:
+    """A placed order and what the client must do to pay it."""
+
     order: RechargeOrder
-    pay_params: dict[str, str]
+    action: PayAction
+
+    @property
+    def pay_params(self) -> dict[str, str]:
+        """The JSAPI fields for getBrandWCPayRequest / wx.requestPayment, signed."""
+        return self.action.params
 
 
 def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
@@ -114,11 +124,11 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
     openid = user.mp_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
     if not openid:
         raise OpenidRequired
-    pay = payment_gateway.gateway(channel)
+    pay = provider(channel)
     for _ in range(2):
         order = _pending_order(user, amount, channel, openid)
         if order.prepay_is_valid():
-            return Prepay(order, pay.pay_params(order.prepay_id))
+            return Prepay(order, pay.pay_action(order.prepay_id))
         try:
             prepay_id = _place(pay, order, openid, client_ip)
         except WeChatError as exc:
@@ -128,19 +138,19 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
             if exc.kind == ORDER_CLOSED:
                 sync_order(order)  # WeChat knows better: settle it, then place a new order
                 continue
-            if not payment_gateway.answered(exc):
+            if not answered(exc):
                 raise  # WeChat may have it: kept pending, placed again (or queried) later
             if order.refuse(exc.code):
                 logger.warning("WeChat refused order %s: %s", order.out_trade_no, exc)
                 raise OrderRefused(order, exc) from exc
             continue  # placed (or ended) meanwhile by a concurrent request: look again
         if _save_prepay(order, prepay_id):
-            return Prepay(order, pay.pay_params(prepay_id))
+            return Prepay(order, pay.pay_action(prepay_id))
         # Refused by a concurrent request for the same order meanwhile: place a new one.
     raise WeChatError("prepay: the order changed under us twice", "SYSTEMERROR", retryable=True)
 
 
-def _place(pay: payment_gateway.Gateway, order: RechargeOrder, openid: str, client_ip: str) -> str:
+def _place(pay: Provider, order: RechargeOrder, openid: str, client_ip: str) -> str:
     """统一下单, asked once more at once after SYSTEMERROR, as WeChat asks (same parameters)."""
 
     def place() -> str:
@@ -280,7 +290,7 @@ def sync_order(order: RechargeOrder) -> RechargeOrder:
     if order.status != RechargeOrder.Status.PENDING:
         return order
     try:
-        trade = payment_gateway.gateway(order.channel).query(order.out_trade_no)
+        trade = provider(order.channel).query(order.out_trade_no)
     except WeChatError as exc:
         if exc.kind != ORDER_NOT_EXIST:
             raise
@@ -320,7 +330,7 @@ def close_order(order: RechargeOrder) -> RechargeOrder:
     if order.status != RechargeOrder.Status.PENDING:
         return order
     try:
-        payment_gateway.gateway(order.channel).close(order.out_trade_no)
+        provider(order.channel).close(order.out_trade_no)
     except WeChatError as exc:
         if exc.kind == ORDER_PAID:
             order.note_paid_report()
@@ -359,7 +369,7 @@ def send_refund(refund: Refund) -> Refund:
     if refund.status != Refund.Status.PROCESSING:
         return refund  # ended meanwhile (refused, or settled by another runner): nothing to send
     order = refund.order
-    pay = payment_gateway.gateway(order.channel)
+    pay = provider(order.channel)
     try:
         answer = pay.refund(
             out_trade_no=order.out_trade_no,
@@ -447,7 +457,7 @@ def sync_refund(refund: Refund) -> Refund:
     if not refund.accepted:
         return send_refund(refund)
     try:
-        answer = payment_gateway.gateway(refund.order.channel).query_refund(refund.out_refund_no)
+        answer = provider(refund.order.channel).query_refund(refund.out_refund_no)
     except WeChatError as exc:
         if exc.kind == REFUND_NOT_EXIST:
             return send_refund(refund)

@@ -10,7 +10,7 @@ import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
@@ -22,13 +22,12 @@ from common.http import client_ip, in_wechat, json_error, json_ok
 from common.money import format_fen
 from orders.models import RechargeOrder
 from payments import notifies, services
-from payments.gateway import WeChatError, answered, gateway
 from payments.models import Notification
+from payments.providers import provider, provider_class
+from payments.providers.base import WeChatError, answered
 from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)
-
-NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 
 
 def login_url(request) -> str:
@@ -255,71 +254,43 @@ def order_pay(request, out_trade_no: str):
         return json_error("order_closed", 410)
     if not order.is_resumable:
         return json_error("order_expired", 410)
-    params = gateway(order.channel).pay_params(order.prepay_id)
+    params = provider(order.channel).pay_params(order.prepay_id)
     return json_ok({"out_trade_no": order.out_trade_no, "amount_fen": order.amount, "pay_params": params})
 
 
-NOTIFY_FAIL = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})
-
-
-def _notify_answer(ok: bool) -> HttpResponse:
-    return HttpResponse(NOTIFY_SUCCESS if ok else NOTIFY_FAIL, content_type="text/xml")
+def _notify(request, api: str, kind: str) -> HttpResponse:
+    """Record, verify, apply (payments/notifies.py); the notify's provider answers WeChat in its
+    own way (v2: SUCCESS or FAIL in XML; v3: the HTTP status)."""
+    source = provider_class(api)
+    body = request.read(wxpay.MAX_XML_BYTES + 1)
+    headers = source.notify_headers(request)
+    log = notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api=api, headers=headers)
+    return source.answer(log)
 
 
 @csrf_exempt
 @require_POST
 def notify(request):
-    """WeChat Pay's payment notify: record, verify, apply; answer SUCCESS or FAIL (retry)."""
-    body = request.read(wxpay.MAX_XML_BYTES + 1)
-    return _notify_answer(notifies.handle_notify(Notification.Kind.PAYMENT, body, request.META.get("REMOTE_ADDR")))
+    """WeChat Pay's v2 payment notify: record, verify, apply; answer SUCCESS or FAIL (retry)."""
+    return _notify(request, "v2", Notification.Kind.PAYMENT)
 
 
 @csrf_exempt
 @require_POST
 def refund_notify(request):
-    """WeChat Pay's refund notify: record, decrypt req_info, settle the refund; SUCCESS or FAIL."""
-    body = request.read(wxpay.MAX_XML_BYTES + 1)
-    return _notify_answer(notifies.handle_notify(Notification.Kind.REFUND, body, request.META.get("REMOTE_ADDR")))
-
-
-# API v3 notifies (docs/wechat-pay-v3.md#answering-a-notify): the HTTP status is the answer. 204 =
-# received; 4xx/5xx with {"code": "FAIL"} = send it again. A signature that does not
-# verify (a probe included) answers 401, another rejection that a resend may cure 400, a
-# failure of ours 500; a verified notify that cannot be applied and that a resend cannot
-# change (another merchant's, an unknown order, a wrong amount: recorded, an incident
-# opened) is acknowledged, so that WeChat stops.
-V3_SIGNATURE_HEADERS = (
-    "Wechatpay-Timestamp",
-    "Wechatpay-Nonce",
-    "Wechatpay-Signature",
-    "Wechatpay-Serial",
-    "Wechatpay-Signature-Type",
-    "Request-ID",
-)
-
-
-def _v3_notify(request, kind: str) -> HttpResponse:
-    body = request.read(wxpay.MAX_XML_BYTES + 1)
-    headers = {name: request.headers[name][:1024] for name in V3_SIGNATURE_HEADERS if name in request.headers}
-    log = notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api="v3", headers=headers)
-    if log is not None and log.acknowledged:
-        return HttpResponse(status=204)
-    if log is None or log.outcome == Notification.Outcome.ERROR:
-        status = 500
-    else:
-        status = 401 if log.signature_valid is False else 400
-    return JsonResponse({"code": "FAIL", "message": "失败"}, status=status)
+    """WeChat Pay's v2 refund notify: record, decrypt req_info, settle the refund; SUCCESS or FAIL."""
+    return _notify(request, "v2", Notification.Kind.REFUND)
 
 
 @csrf_exempt
 @require_POST
 def notify_v3(request):
     """WeChat Pay's v3 payment notify: record, verify, decrypt, apply."""
-    return _v3_notify(request, Notification.Kind.PAYMENT)
+    return _notify(request, "v3", Notification.Kind.PAYMENT)
 
 
 @csrf_exempt
 @require_POST
 def refund_notify_v3(request):
     """WeChat Pay's v3 refund notify: record, verify, decrypt, settle the refund."""
-    return _v3_notify(request, Notification.Kind.REFUND)
+    return _notify(request, "v3", Notification.Kind.REFUND)

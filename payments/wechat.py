@@ -15,12 +15,12 @@ import time
 from datetime import datetime
 
 import requests
-from django.conf import settings
 from django.utils import timezone
 from wechatpy.exceptions import WeChatPayException
 from wechatpy.pay import WeChatPay
 
-from common.wechat import mount_transport, pay_base_url
+from common.wechat import mount_transport
+from payments.merchant import Merchant
 from wxproto import v2 as wxpay
 from wxproto.beijing import BEIJING
 from wxproto.errors import NotifyError, WeChatError
@@ -42,18 +42,18 @@ def beijing_time(dt: datetime) -> str:
 class Pay:
     """WeChat Pay v2 for one app (the 公众号 or the mini program) of our merchant account."""
 
-    def __init__(self, appid: str):
-        self.appid = appid
-        self.sign_type = settings.WECHAT_SIGN_TYPE
+    def __init__(self, merchant: Merchant, appid: str):
+        self.merchant, self.appid = merchant, appid
+        self.sign_type = merchant.sign_type
         self._client = _RawWeChatPay(
             self.appid,
-            settings.WECHAT_API_KEY,
-            settings.WECHAT_MCH_ID,
-            mch_cert=settings.WECHAT_MCH_CERT,
-            mch_key=settings.WECHAT_MCH_KEY,
-            timeout=settings.WECHAT_HTTP_TIMEOUT,
+            merchant.api_key,
+            merchant.mch_id,
+            mch_cert=merchant.mch_cert,
+            mch_key=merchant.mch_key,
+            timeout=merchant.http_timeout,
         )
-        self._client.API_BASE_URL = pay_base_url()
+        self._client.API_BASE_URL = merchant.pay_base_url
         mount_transport(self._client._http)
 
     # -- merchant API ----------------------------------------------------------------
@@ -77,9 +77,9 @@ class Pay:
             raise WeChatError(f"{endpoint}: unreadable answer ({exc})", "NETWORK", retryable=True) from exc
         if answer.get("return_code") != "SUCCESS":
             raise WeChatError(f"{endpoint}: {answer.get('return_msg', '')}", "FAIL")
-        if not wxpay.verify(answer, settings.WECHAT_API_KEY, self.sign_type):
+        if not wxpay.verify(answer, self.merchant.api_key, self.sign_type):
             raise WeChatError(f"{endpoint}: the answer's signature does not verify", "SIGNERROR", retryable=True)
-        if answer.get("appid") != self.appid or answer.get("mch_id") != settings.WECHAT_MCH_ID:
+        if answer.get("appid") != self.appid or answer.get("mch_id") != self.merchant.mch_id:
             raise WeChatError(f"{endpoint}: the answer is for another appid or mch_id", "FAIL")
         if answer.get("result_code") != "SUCCESS":
             code = answer.get("err_code") or "FAIL"
@@ -173,16 +173,13 @@ class Pay:
             "package": f"prepay_id={prepay_id}",
             "signType": self.sign_type,
         }
-        params["paySign"] = wxpay.sign(params, settings.WECHAT_API_KEY, self.sign_type)
+        params["paySign"] = wxpay.sign(params, self.merchant.api_key, self.sign_type)
         return params
 
 
-def _check_merchant(fields: dict[str, str], content: dict[str, str]) -> None:
+def _check_merchant(merchant: Merchant, fields: dict[str, str], content: dict[str, str]) -> None:
     """`fields` name the merchant; `content` (the decrypted req_info of a refund) the order and refund."""
-    if fields.get("mch_id") != settings.WECHAT_MCH_ID or fields.get("appid") not in (
-        settings.WECHAT_APPID,
-        settings.WECHAT_MINIPROGRAM_APPID,
-    ):
+    if fields.get("mch_id") != merchant.mch_id or fields.get("appid") not in merchant.appids:
         raise NotifyError(
             f"foreign appid/mch_id {fields.get('appid')}/{fields.get('mch_id')}",
             signature_valid=True,
@@ -191,15 +188,15 @@ def _check_merchant(fields: dict[str, str], content: dict[str, str]) -> None:
         )
 
 
-def _api_key() -> str:
+def _api_key(merchant: Merchant) -> str:
     """The v2 API key that authenticates v2 notifies. A merchant on API v3 alone may have none;
     then anyone could sign (or encrypt) with the empty key, so no v2 notify is trusted."""
-    if not settings.WECHAT_API_KEY:
+    if not merchant.api_key:
         raise NotifyError("WECHAT_API_KEY is not set: an API v2 notify cannot be verified", signature_valid=False)
-    return settings.WECHAT_API_KEY
+    return merchant.api_key
 
 
-def parse_payment_notify(body: bytes) -> dict[str, str]:
+def parse_payment_notify(merchant: Merchant, body: bytes) -> dict[str, str]:
     """Parse and verify a payment notify; NotifyError says why it must not be applied.
 
     The signature is checked with the merchant's configured sign type, whatever the
@@ -210,13 +207,13 @@ def parse_payment_notify(body: bytes) -> dict[str, str]:
         fields = wxpay.parse_xml(body)
     except wxpay.XMLError as exc:
         raise NotifyError(f"bad XML: {exc}") from exc
-    if not wxpay.verify(fields, _api_key(), settings.WECHAT_SIGN_TYPE):
+    if not wxpay.verify(fields, _api_key(merchant), merchant.sign_type):
         raise NotifyError("signature does not verify", signature_valid=False)
-    _check_merchant(fields, fields)
+    _check_merchant(merchant, fields, fields)
     return fields
 
 
-def parse_refund_notify(body: bytes) -> dict[str, str]:
+def parse_refund_notify(merchant: Merchant, body: bytes) -> dict[str, str]:
     """Parse a refund notify and decrypt its `req_info` (it carries no sign: a `req_info`
     that does not decrypt with our key is a forgery). Returns the decrypted fields."""
     try:
@@ -226,8 +223,8 @@ def parse_refund_notify(body: bytes) -> dict[str, str]:
     if fields.get("return_code") != "SUCCESS":
         raise NotifyError(f"return_code={fields.get('return_code')}", signature_valid=None)
     try:
-        info = wxpay.decrypt_req_info(fields.get("req_info", ""), _api_key())
+        info = wxpay.decrypt_req_info(fields.get("req_info", ""), _api_key(merchant))
     except wxpay.XMLError as exc:
         raise NotifyError("req_info does not decrypt with our key", signature_valid=False) from exc
-    _check_merchant(fields, info)
+    _check_merchant(merchant, fields, info)
     return info

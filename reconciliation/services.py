@@ -30,10 +30,10 @@ from django.utils import timezone
 
 from common.money import fee_yuan, yuan
 from orders.models import APPLIED, DUPLICATE, AmountMismatch, RechargeOrder, Refund
-from payments import gateway as payment_gateway
 from payments import services as payment_services
-from payments.gateway import NO_BILL, WeChatError
 from payments.models import Incident
+from payments.providers import provider
+from payments.providers.base import NO_BILL, WeChatError
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
 from wxproto.beijing import BEIJING
 from wxproto.bill import PAYMENT, REFUND, REFUND_CLOSED, Bill, BillInvalid, Row, parse
@@ -95,7 +95,7 @@ def reconcile_day(day: date) -> BillDay:
 def _reconcile(bill_day: BillDay) -> None:
     day = bill_day.date
     try:
-        pay = payment_gateway.gateway()
+        pay = provider()
         data = pay.download_bill(day)
     except WeChatError as exc:
         if exc.kind == NO_BILL:

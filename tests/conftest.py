@@ -12,7 +12,7 @@ from django.test import TransactionTestCase
 from wechatpy.oauth import WeChatOAuth
 from wechatpy.pay import WeChatPay
 
-from sandbox import worker
+from devtools.wechat_sandbox import worker
 from tests.factories import make_user
 from tests.helpers import Receiver
 

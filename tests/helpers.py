@@ -147,9 +147,10 @@ def spy_on_order_queries():
 
     from django.conf import settings
 
-    from payments.gateway import V2Gateway, V3Gateway
+    from payments.providers.wechat_v2 import WeChatV2
+    from payments.providers.wechat_v3 import WeChatV3
 
-    cls = V3Gateway if settings.WECHAT_PAY_API == "v3" else V2Gateway
+    cls = WeChatV3 if settings.WECHAT_PAY_API == "v3" else WeChatV2
     return mock.patch.object(cls, "query", autospec=True, side_effect=cls.query)
 
 

@@ -1,13 +1,13 @@
-"""Settings for the test suite: the project's settings with the sandbox on.
+"""Settings for the test suite: the sandbox's settings (devtools/settings.py: the product's
+settings with the WeChat sandbox on).
 
-Set before wxrecharge.settings reads the environment; anything already exported (such as
+Set before the settings read the environment; anything already exported (such as
 DATABASE_URL for the PostgreSQL run) wins.
 """
 
 import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
-os.environ.setdefault("WECHAT_SANDBOX", "1")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 # Tests start notify delivery themselves (tests.helpers.py), on a fast schedule.
 os.environ.setdefault("SANDBOX_NOTIFY_THREAD", "0")
@@ -16,7 +16,7 @@ os.environ.setdefault("SANDBOX_NOTIFY_TIME_SCALE", "0.01")
 # (tests/sandbox/test_transport.py covers the in-process path).
 os.environ.setdefault("SANDBOX_IN_PROCESS", "0")
 
-from wxrecharge.settings import *  # noqa: F403
+from devtools.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
 # Serve static files from the finders, as under runserver: no collectstatic in tests.

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from wxrecharge.checks import check_production_configuration, check_renamed_settings
+from wxrecharge.checks import check_production_configuration, check_renamed_settings, check_sandbox_variable
 
 PRODUCTION = {
     "DEBUG": False,
@@ -393,6 +393,29 @@ def test_the_value_of_the_old_name_is_never_quoted(settings, monkeypatch):
     assert APIV3_KEY[:16] not in error.msg + error.hint
 
 
+# --- the WECHAT_SANDBOX variable ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "sandbox", "refused"),
+    [
+        (None, False, False),
+        (None, True, False),
+        (False, False, False),
+        (True, True, False),
+        (True, False, True),
+        (False, True, True),
+    ],
+)
+def test_the_sandbox_variable_is_refused_when_it_says_the_opposite_of_the_settings_module(settings, variable, sandbox, refused):
+    settings.WECHAT_SANDBOX_VARIABLE = variable
+    settings.WECHAT_SANDBOX = sandbox
+    found = check_sandbox_variable()
+    assert [error.id for error in found] == (["wxrecharge.E012"] if refused else [])
+    if refused:
+        assert "devtools.settings" in found[0].hint and "wxrecharge.settings" in found[0].hint
+
+
 # --- the whole start, through the real settings -----------------------------------------
 
 
@@ -449,6 +472,20 @@ def test_manage_py_check_refuses_a_start_that_still_sets_the_old_proxy_count_eve
     assert result.returncode != 0
     assert re.findall(r"wxrecharge\.E\d+", result.stderr) == ["wxrecharge.E011"]
     assert "DJANGO_TRUSTED_PROXY_COUNT" in result.stderr
+
+
+def test_manage_py_check_refuses_the_sandbox_variable_under_the_production_settings_even_in_debug():
+    result = _manage_py_check(DJANGO_DEBUG="1", WECHAT_SANDBOX="1")
+    assert result.returncode != 0
+    assert re.findall(r"wxrecharge\.E\d+", result.stderr) == ["wxrecharge.E012"]
+    assert "DJANGO_SETTINGS_MODULE=devtools.settings" in result.stderr
+
+
+def test_manage_py_check_passes_the_sandbox_settings_in_debug_and_refuses_them_with_debug_off():
+    assert _manage_py_check(DJANGO_DEBUG="1", DJANGO_SETTINGS_MODULE="devtools.settings").returncode == 0
+    result = _manage_py_check(DJANGO_SETTINGS_MODULE="devtools.settings", DJANGO_SECRET_KEY="ci-" + "x7Kq" * 16)
+    assert result.returncode != 0
+    assert re.findall(r"wxrecharge\.E\d+", result.stderr) == ["wxrecharge.E002"]
 
 
 @pytest.mark.parametrize("variable", ["DJANGO_DEBUG", "WECHAT_SANDBOX"])

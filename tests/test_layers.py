@@ -1,12 +1,15 @@
 """The project's imports point one way (docs/architecture.md#layers): the protocol package
 at the bottom, the shared library above it, then accounts, orders, payments and
 reconciliation, each importing only what lies below it, and the wiring (wxrecharge) on top.
-Read from the source (every import, those inside functions too), not from what happens to
-be loaded."""
+The WeChat sandbox (devtools/) lies outside the product. Read from the source (every import,
+those inside functions too), not from what happens to be loaded."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,11 +23,14 @@ LAYERS = {
     "orders": {"wxproto", "common", "accounts"},
     "payments": {"wxproto", "common", "accounts", "orders"},
     "reconciliation": {"wxproto", "common", "accounts", "orders", "payments"},
+    "wxrecharge": {"wxproto", "common", "accounts", "orders", "payments", "reconciliation"},
     # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
-    # library, never the product's apps.
-    "sandbox": {"wxproto", "common"},
-    "wxrecharge": {"wxproto", "common", "accounts", "orders", "payments", "reconciliation", "sandbox"},
+    # library, never the product's apps, and no product code imports it.
+    "devtools": {"wxproto", "common"},
 }
+# The sandbox's settings and URLs put it on top of the product (the development wiring): they
+# may import every layer, and no layer imports them.
+DEVTOOLS_WIRING = {"devtools.settings", "devtools.urls"}
 DJANGO_FREE = {"wxproto"}
 
 
@@ -67,9 +73,10 @@ def test_each_layer_imports_only_what_lies_below_it():
     wrong = []
     for name, path in known.items():
         layer = name.split(".")[0]
+        allowed = set(LAYERS) if name in DEVTOOLS_WIRING else LAYERS[layer]
         for module in imports(path, name):
             top = module.split(".")[0]
-            if top in LAYERS and top != layer and top not in LAYERS[layer]:
+            if top in LAYERS and top != layer and top not in allowed:
                 wrong.append(f"{path.relative_to(ROOT)} imports {module}")
             if layer in DJANGO_FREE and top in {"django", "wechatpy"}:
                 wrong.append(f"{path.relative_to(ROOT)} imports {module}, but {layer} is free of Django")
@@ -77,15 +84,37 @@ def test_each_layer_imports_only_what_lies_below_it():
 
 
 def test_no_app_imports_the_wiring():
-    """Apps reach shared code through `common`; only the wiring imports the apps."""
+    """Apps reach shared code through `common`; only the wiring (and the sandbox's, on top of
+    it) imports the apps."""
     wrong = [
         f"{name} imports {module}"
         for name, targets in graph().items()
-        if not name.startswith("wxrecharge")
+        if not name.startswith("wxrecharge") and name not in DEVTOOLS_WIRING
         for module in targets
         if module.startswith("wxrecharge")
     ]
     assert wrong == []
+
+
+def test_no_layer_imports_the_sandbox_settings_or_urls():
+    wrong = [
+        f"{name} imports {module}"
+        for name, targets in graph().items()
+        if name not in DEVTOOLS_WIRING
+        for module in targets
+        if module in DEVTOOLS_WIRING
+    ]
+    assert wrong == []
+
+
+def test_the_production_settings_import_no_devtools_module():
+    """wxrecharge/settings.py never loads the sandbox, in debug or not (docs/architecture.md#where-the-sandbox-sits)."""
+    script = "import wxrecharge.settings, sys; print(sorted(m for m in sys.modules if m.startswith(('devtools', 'sandbox'))))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "DATABASE_"))}
+    env.update(DJANGO_SETTINGS_MODULE="wxrecharge.settings", DJANGO_DEBUG="1")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -123,7 +152,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_there_is_no_import_circle_outside_the_sandbox():
-    circles = [circle for circle in _cycles(graph()) if not all(m.startswith("sandbox") for m in circle)]
+    circles = [circle for circle in _cycles(graph()) if not all(m.startswith("devtools.wechat_sandbox") for m in circle)]
     assert circles == []
 
 

@@ -36,6 +36,12 @@ def test_make_run_serves_on_8000_by_default_with_the_site_url_to_match():
         assert "DJANGO_DEBUG=1 SITE_URL='http://127.0.0.1:8000'" in command(lines, name)
 
 
+def test_make_run_uses_the_sandbox_settings_for_every_command():
+    lines = dry_run()
+    for name in ("migrate", "demo_data", "reconcile_orders", "reconcile_bill", "runserver"):
+        assert "DJANGO_SETTINGS_MODULE=devtools.settings " in command(lines, name)
+
+
 def test_make_run_with_a_port_serves_there_and_the_site_url_follows():
     lines = dry_run("PORT=8001")
     assert command(lines, "runserver").endswith("manage.py runserver 127.0.0.1:8001")

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from accounts import tokens
 from accounts.models import User
+from devtools.wechat_sandbox.models import Trade
 from orders.models import RechargeOrder
 from payments import wechat
-from sandbox.models import Trade
 from tests.factories import PASSWORD, make_order, make_user
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")

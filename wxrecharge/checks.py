@@ -206,7 +206,8 @@ def check_production_configuration(app_configs=None, **kwargs):
         messages.append(
             Error(
                 "The WeChat sandbox is on while debug is off.",
-                hint="Set WECHAT_SANDBOX=0 and the real WeChat credentials in production." + LOCAL_HINT,
+                hint="The sandbox comes with DJANGO_SETTINGS_MODULE=devtools.settings (WECHAT_SANDBOX on): in "
+                "production use wxrecharge.settings and the real WeChat credentials." + LOCAL_HINT,
                 id="wxrecharge.E002",
             )
         )
@@ -302,3 +303,23 @@ def check_renamed_settings(app_configs=None, **kwargs):
                 )
             )
     return messages
+
+
+@register()
+def check_sandbox_variable(app_configs=None, **kwargs):
+    """WECHAT_SANDBOX in the environment no longer switches the sandbox (the settings module
+    does: devtools.settings brings it, wxrecharge.settings never). A variable saying the
+    opposite of the settings in use refuses the start, debug or not, rather than being ignored."""
+    asked = getattr(settings, "WECHAT_SANDBOX_VARIABLE", None)
+    if asked is None or asked == settings.WECHAT_SANDBOX:
+        return []
+    return [
+        Error(
+            f"WECHAT_SANDBOX={int(asked)} is set, but the sandbox is {'off' if asked else 'on'} under these settings: "
+            "the variable no longer switches it.",
+            hint="The sandbox is on exactly when DJANGO_SETTINGS_MODULE=devtools.settings (as under `make run` and in "
+            "the tests) and off under wxrecharge.settings (production). Remove WECHAT_SANDBOX and choose the settings "
+            "module.",
+            id="wxrecharge.E012",
+        )
+    ]

@@ -31,24 +31,19 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 # --- WeChat -------------------------------------------------------------------------
-# The sandbox is the built-in stand-in for WeChat (docs/product.md#7-the-sandbox).
-WECHAT_SANDBOX = env.bool("WECHAT_SANDBOX", default=DEBUG and not env.str("WECHAT_MCH_ID", default=""))
-
-# The sandbox is a guest: when it is on, it brings its own settings (SANDBOX_*, read from
-# the environment by sandbox/conf.py) and the credentials it hands the merchant, as
-# WeChat's platforms would (its v3 keys are generated on first start, out of git). The
-# merchant code knows only the WECHAT_* values below.
-_SANDBOX_CREDENTIALS: dict[str, str] = {}
-if WECHAT_SANDBOX:
-    from sandbox import conf as _sandbox_conf
-
-    _sandbox_settings = _sandbox_conf.project_settings(env, BASE_DIR)
-    _SANDBOX_CREDENTIALS = _sandbox_settings.pop("credentials")
-    globals().update(_sandbox_settings)
+# The WeChat sandbox (docs/product.md#7-the-sandbox) is a development tool outside the
+# product: it is on exactly when DJANGO_SETTINGS_MODULE=devtools.settings (`make run`, the
+# tests), which sets this to True and brings the sandbox's app, URLs, credentials and base
+# URLs. These settings never import it: here it is always off.
+WECHAT_SANDBOX = False
+# The variable WECHAT_SANDBOX no longer switches it. It is still read (strictly, as every
+# yes/no variable) so that one saying the opposite of the settings module in use refuses
+# the start (wxrecharge.E012) instead of being ignored.
+WECHAT_SANDBOX_VARIABLE = env.bool("WECHAT_SANDBOX", default=None)
 
 
 def _credential(name: str) -> str:
-    return env.str(name, default="") or _SANDBOX_CREDENTIALS.get(name, "")
+    return env.str(name, default="")
 
 
 WECHAT_APPID = _credential("WECHAT_APPID")
@@ -61,28 +56,29 @@ WECHAT_SIGN_TYPE = env.str("WECHAT_SIGN_TYPE", default="MD5")
 
 # WeChat Pay API version (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md): every flow goes
 # through payments.gateway, which picks the implementation from this setting.
-WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="v3" if WECHAT_SANDBOX else "")
+WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="")
 # v3 credentials. Without WECHAT_PAY_PUBLIC_KEY the merchant is in platform-certificate
 # mode: certificates are downloaded from /v3/certificates.
 WECHAT_MCH_PRIVATE_KEY = _credential("WECHAT_MCH_PRIVATE_KEY")
 WECHAT_MCH_CERT_SERIAL = _credential("WECHAT_MCH_CERT_SERIAL")
 WECHAT_APIV3_KEY = _credential("WECHAT_APIV3_KEY")
-# WECHAT_PAY_PUBLIC_KEY=none under the sandbox tries platform-certificate mode.
+# WECHAT_PAY_PUBLIC_KEY=none: no public key (under the sandbox: platform-certificate mode).
 WECHAT_PAY_PUBLIC_KEY = "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential("WECHAT_PAY_PUBLIC_KEY")
 WECHAT_PAY_PUBLIC_KEY_ID = (
     "" if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none" else _credential("WECHAT_PAY_PUBLIC_KEY_ID")
 )
 WECHAT_MCH_CERT = env.str("WECHAT_MCH_CERT", default="") or None
 WECHAT_MCH_KEY = env.str("WECHAT_MCH_KEY", default="") or None
-# Unset base URLs mean WeChat's own, or this site's /sandbox/ when the sandbox is on
-# (resolved at call time from SITE_URL, see payments/wechat.py).
+# Unset base URLs mean WeChat's own. A base URL may contain {SITE_URL}, replaced at call
+# time by the SITE_URL setting (common/wechat.py): devtools/settings.py sets them to
+# "{SITE_URL}/sandbox/" (and "{SITE_URL}/sandbox/connect/"), which follow the site's address.
 WECHAT_PAY_BASE_URL = env.str("WECHAT_PAY_BASE_URL", default="") or None
 WECHAT_OPEN_BASE_URL = env.str("WECHAT_OPEN_BASE_URL", default="") or None
 WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="") or None
 WECHAT_HTTP_TIMEOUT = env.float("WECHAT_HTTP_TIMEOUT", default=10.0)
-# A function given the requests session of every WeChat client (dotted path); the sandbox
-# sets its in-process transport here (sandbox/transport.py).
-WECHAT_SESSION_HOOK = _SANDBOX_CREDENTIALS.get("WECHAT_SESSION_HOOK", "")
+# A function given the requests session of every WeChat client (dotted path); the sandbox's
+# settings set its in-process transport here (devtools/wechat_sandbox/transport.py).
+WECHAT_SESSION_HOOK = ""
 
 RECHARGE_MIN_FEN = env.int("RECHARGE_MIN_FEN", default=1)
 RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
@@ -119,8 +115,6 @@ INSTALLED_APPS = [
     "payments",
     "reconciliation",
 ]
-if WECHAT_SANDBOX:
-    INSTALLED_APPS.append("sandbox")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -274,9 +268,6 @@ LOGGING = {
     # records go to the one console handler too (not also to Django's default one).
     "loggers": {"wechatpy": {"level": "WARNING"}, "django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
-if WECHAT_SANDBOX:
-    LOGGING["filters"] = {"sandbox_answers": {"()": "sandbox.logs.QuietSandboxAnswers"}}
-    LOGGING["handlers"]["console"]["filters"] = ["sandbox_answers"]
 
 # --- pages and errors
 # A missing or stale CSRF token: JSON for the pages' fetch calls, a WeUI page for forms.

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -23,6 +22,3 @@ urlpatterns = [
     path("api/mp/orders/<trade_no:out_trade_no>", payments_mp_api.order, name="mp_order"),
     path("admin/", admin.site.urls),
 ]
-
-if settings.WECHAT_SANDBOX:
-    urlpatterns.append(path("sandbox/", include("sandbox.urls")))

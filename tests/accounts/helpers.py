@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from sandbox.oauth import unionid_for
-from sandbox.services import openid_for
+from devtools.wechat_sandbox.oauth import unionid_for
+from devtools.wechat_sandbox.services import openid_for
 
 WECHAT_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -46,8 +46,8 @@ def placed_at_sandbox(payer: User, amount: str = "10.00") -> RechargeOrder:
 
 def pay_at_sandbox(order: RechargeOrder) -> None:
     """The user pays in the sandbox's cashier; no notify is delivered (no worker runs)."""
-    from sandbox import services as sandbox_services
-    from sandbox.models import Trade
+    from devtools.wechat_sandbox import services as sandbox_services
+    from devtools.wechat_sandbox.models import Trade
 
     trade = Trade.objects.get(out_trade_no=order.out_trade_no)
     sandbox_services.pay(trade.prepay_id, trade.appid)

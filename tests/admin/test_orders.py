@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import RechargeOrder, Refund
 from payments.models import Incident, Notification
-from sandbox.models import Fault, Trade
 from tests.admin import (
     change_url,
     messages_of,

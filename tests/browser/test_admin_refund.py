@@ -40,9 +40,9 @@ def wait_until(check, timeout: float = 10) -> bool:
 
 def why_not_settled() -> str:
     """What each side knows, for a refund that did not settle in time."""
+    from devtools.wechat_sandbox.models import Delivery
+    from devtools.wechat_sandbox.models import Refund as SandboxRefund
     from payments.models import Notification
-    from sandbox.models import Delivery
-    from sandbox.models import Refund as SandboxRefund
 
     return "; ".join(
         [

@@ -12,9 +12,9 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Trade
 from orders.models import RechargeOrder
-from sandbox import services as sandbox_services
-from sandbox.models import Trade
 from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import PASSWORD, make_order, make_user
 

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import RechargeOrder
-from sandbox.models import Fault, Trade
 from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import make_order, make_user
 

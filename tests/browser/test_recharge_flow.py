@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
+from devtools.wechat_sandbox.models import Delivery
 from orders.models import LedgerEntry, RechargeOrder
 from payments.models import Notification
-from sandbox.models import Delivery
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

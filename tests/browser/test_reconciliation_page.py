@@ -2,7 +2,7 @@
 its chart and status, the day's page with one difference of each kind and their links, the
 order behind one of them, and the differences exported as CSV.
 
-The day is made through the sandbox over HTTP with its bill switches (sandbox/bills.py), one
+The day is made through the sandbox over HTTP with its bill switches (devtools/wechat_sandbox/bills.py), one
 of each kind, and reconciled at 11:00 the next day (the clock moved with time_machine); the
 browser then reads it at that time too, so that the day is "yesterday" for the chart.
 """
@@ -19,12 +19,12 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from playwright.sync_api import expect
 
+from devtools.wechat_sandbox import bills
+from devtools.wechat_sandbox.models import Fault
 from orders.models import BEIJING, RechargeOrder
 from payments import services as payment_services
 from reconciliation.models import BillDay, Difference
 from reconciliation.services import reconcile_day
-from sandbox import bills
-from sandbox.models import Fault
 from tests.admin import paid_at_sandbox, pay_at_sandbox, placed_at_sandbox
 from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user

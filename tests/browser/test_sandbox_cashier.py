@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from sandbox import delivery as sandbox_delivery
-from sandbox.models import Fault, Trade
+from devtools.wechat_sandbox import delivery as sandbox_delivery
+from devtools.wechat_sandbox.models import Fault, Trade
 from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import make_user
 from tests.helpers import create_order

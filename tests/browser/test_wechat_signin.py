@@ -13,8 +13,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User
+from devtools.wechat_sandbox.services import openid_for
 from orders.models import RechargeOrder
-from sandbox.services import openid_for
 from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Trade
 from orders.models import RechargeOrder
 from payments import services
-from sandbox import services as sandbox_services
-from sandbox.models import Trade
 from tests.factories import make_user
 
 
@@ -45,7 +45,7 @@ def settle_sandbox_refunds() -> int:
     """Make the sandbox's processing refunds due now and settle them (as WeChat would, a little later)."""
     from django.utils import timezone
 
-    from sandbox.models import Refund as SandboxRefund
+    from devtools.wechat_sandbox.models import Refund as SandboxRefund
 
     SandboxRefund.objects.filter(state=SandboxRefund.PROCESSING).update(settle_at=timezone.now())
     return sandbox_services.settle_due_refunds()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.wechat_sandbox import delivery
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Delivery, Fault, Trade
 from orders.models import LedgerEntry, RechargeOrder, Refund
 from payments import services
 from payments.models import Notification
-from sandbox import delivery
-from sandbox import services as sandbox_services
-from sandbox.models import Delivery, Fault, Trade
 from tests.factories import make_user
 from tests.payments.conftest import settle_sandbox_refunds
 

@@ -109,7 +109,8 @@ def test_a_v3_bill_is_unzipped_and_refused_unless_its_sha1_matches(order, wechat
     import hashlib
     from datetime import date
 
-    from payments.gateway import WeChatError, gateway
+    from payments.providers import provider
+    from payments.providers.base import WeChatError
 
     data = gzip.compress(BILL)
     digest = hashlib.sha1(BILL).hexdigest()  # WeChat's choice
@@ -121,13 +122,13 @@ def test_a_v3_bill_is_unzipped_and_refused_unless_its_sha1_matches(order, wechat
         data = data[: len(data) // 2]
     serve_bill(wechat_key, data, digest)
     if fault is None:
-        assert gateway().download_bill(date(2026, 11, 23)) == BILL
+        assert provider().download_bill(date(2026, 11, 23)) == BILL
         sent = responses.calls[0].request
         assert "bill_date=2026-11-23" in sent.url and sent.headers["Authorization"].startswith("WECHATPAY2-SHA256-RSA2048")
         assert responses.calls[1].request.headers["Authorization"].startswith("WECHATPAY2-SHA256-RSA2048")
         return
     with pytest.raises(WeChatError) as error:
-        gateway().download_bill(date(2026, 11, 23))
+        provider().download_bill(date(2026, 11, 23))
     assert error.value.code == "BAD_BILL" and error.value.retryable
 
 
@@ -136,11 +137,12 @@ def test_a_v3_bill_is_unzipped_and_refused_unless_its_sha1_matches(order, wechat
 def test_no_v3_bill_yet_is_told_apart_from_a_failure(order, wechat_key, code):  # noqa: F811
     from datetime import date
 
-    from payments.gateway import NO_BILL, WeChatError, gateway
+    from payments.providers import provider
+    from payments.providers.base import NO_BILL, WeChatError
 
     responses.get(BASE + "v3/bill/tradebill", **signed_answer(wechat_key, {"code": code, "message": "账单"}, status=400))
     with pytest.raises(WeChatError) as error:
-        gateway().download_bill(date(2026, 11, 23))
+        provider().download_bill(date(2026, 11, 23))
     assert error.value.kind == NO_BILL and error.value.code == code
 
 

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Trade
 from orders.models import RechargeOrder
-from sandbox import services as sandbox_services
-from sandbox.models import Trade
 from tests.factories import make_order, make_user
 from tests.helpers import pay_sign_verifies
 

@@ -9,10 +9,10 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import LedgerEntry, RechargeOrder
 from payments.services import STATUS_POLL_INTERVAL
-from sandbox import services as sandbox_services
-from sandbox.models import Fault, Trade
 from tests.factories import make_order, make_user
 from tests.helpers import pay_sign_verifies, spy_on_order_queries, wechat_code
 
@@ -120,12 +120,13 @@ def test_prepay_needs_post_and_csrf(payer, sandbox_url):
 
 
 def test_wechat_down_is_502_and_the_retry_reuses_the_order(payer_client, settings, live_server):
+    sandbox_base = settings.WECHAT_PAY_BASE_URL
     settings.WECHAT_PAY_BASE_URL = "http://127.0.0.1:9/"  # nothing listens there
     response = prepay(payer_client, "10.00")
     assert response.status_code == 502 and response.json()["error"] == "wechat_unavailable"
     order = RechargeOrder.objects.get()
     assert order.status == RechargeOrder.Status.PENDING and not order.prepay_id
-    settings.WECHAT_PAY_BASE_URL = None
+    settings.WECHAT_PAY_BASE_URL = sandbox_base
     again = prepay(payer_client, "10.00").json()
     assert again["out_trade_no"] == order.out_trade_no and RechargeOrder.objects.count() == 1
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Trade
 from orders.models import LedgerEntry, RechargeOrder
 from payments import notifies, services
 from payments.models import Notification
-from sandbox import services as sandbox_services
-from sandbox.models import Trade
 from tests.factories import make_user
 from tests.helpers import notify_xml, race, spy_on_order_queries
 

@@ -13,12 +13,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import LedgerEntry, RechargeOrder, Refund
 from payments import services
 from payments.models import Notification
 from payments.reconcile import PENDING_GRACE, run_pass
-from sandbox import services as sandbox_services
-from sandbox.models import Fault, Trade
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, subprocess_env
 

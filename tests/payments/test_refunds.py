@@ -10,12 +10,12 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
+from devtools.wechat_sandbox.models import Fault, Trade
+from devtools.wechat_sandbox.models import Refund as SandboxRefund
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
 from payments.reconcile import run_pass
-from sandbox.models import Fault, Trade
-from sandbox.models import Refund as SandboxRefund
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, wechat_code
 from tests.payments.conftest import settle_sandbox_refunds

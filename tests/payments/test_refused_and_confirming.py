@@ -16,13 +16,15 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from devtools.wechat_sandbox import delivery
+from devtools.wechat_sandbox import services as sandbox_services
+from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import LedgerEntry, RechargeOrder
 from payments import services
-from payments.gateway import V2Gateway, V3Gateway, WeChatError, answered
 from payments.models import Incident
-from sandbox import delivery
-from sandbox import services as sandbox_services
-from sandbox.models import Fault, Trade
+from payments.providers.base import WeChatError, answered
+from payments.providers.wechat_v2 import WeChatV2
+from payments.providers.wechat_v3 import WeChatV3
 from tests.factories import make_order
 from tests.helpers import wechat_code
 
@@ -45,7 +47,7 @@ def status(client, order: RechargeOrder, **query) -> dict:
 
 
 def gateway_class():
-    return V3Gateway if settings.WECHAT_PAY_API == "v3" else V2Gateway
+    return WeChatV3 if settings.WECHAT_PAY_API == "v3" else WeChatV2
 
 
 # -- refused by WeChat --------------------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ def test_a_query_with_another_amount_leaves_the_order_being_confirmed(payer_clie
 def test_a_query_that_says_paid_without_a_transaction_is_remembered(payer_client, payer):
     order = make_order(payer, prepay_id="wx-1", prepay_expires_at=timezone.now() + timezone.timedelta(minutes=20))
     cls = gateway_class()
-    from payments.gateway import TradeInfo
+    from payments.providers.base import TradeInfo
 
     odd = TradeInfo(out_trade_no=order.out_trade_no, state="SUCCESS", total=None)
     with mock.patch.object(cls, "query", autospec=True, return_value=odd):

@@ -40,7 +40,7 @@ def test_gunicorn_with_one_sync_worker_places_orders_through_its_own_sandbox(tmp
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "SANDBOX_", "DATABASE_"))}
     env.update(
         DJANGO_DEBUG="1",
-        DJANGO_SETTINGS_MODULE="wxrecharge.settings",
+        DJANGO_SETTINGS_MODULE="devtools.settings",
         SITE_URL=site,
         DATABASE_URL=f"sqlite:///{tmp_path}/site.sqlite3",
         SANDBOX_NOTIFY_THREAD="0",

@@ -11,6 +11,7 @@ from django.utils import timezone
 from wechatpy.pay import WeChatPay
 
 from payments import wechat
+from payments.merchant import Merchant
 from wxproto import v2 as wxpay
 
 BASE = "https://wechat.test/"
@@ -25,7 +26,7 @@ def v2(settings):
 @pytest.fixture
 def pay(settings):
     settings.WECHAT_PAY_BASE_URL = BASE
-    return wechat.Pay(settings.WECHAT_APPID)
+    return wechat.Pay(Merchant.current(), settings.WECHAT_APPID)
 
 
 def answer(settings, sign_type="MD5", key=None, **fields):
@@ -63,7 +64,7 @@ def test_it_signs_requests_and_checks_answers_with_the_configured_sign_type(sett
     settings.WECHAT_SIGN_TYPE = sign_type
     settings.WECHAT_PAY_BASE_URL = BASE
     responses.post(BASE + "pay/unifiedorder", body=answer(settings, sign_type, prepay_id="wx123", trade_type="JSAPI"))
-    result = place(wechat.Pay(settings.WECHAT_APPID))
+    result = place(wechat.Pay(Merchant.current(), settings.WECHAT_APPID))
     assert result["prepay_id"] == "wx123"
     sent = wxpay.parse_xml(responses.calls[0].request.body)
     assert sent["sign_type"] == sign_type and sent["total_fee"] == "1990" and sent["trade_type"] == "JSAPI"
@@ -139,12 +140,12 @@ def test_unsafe_or_broken_answers_are_refused(pay, body):
 def test_the_client_sends_the_configured_timeout(pay, settings):
     settings.WECHAT_HTTP_TIMEOUT = 3.5
     responses.post(BASE + "pay/orderquery", body=answer(settings, trade_state="NOTPAY"))
-    wechat.Pay(settings.WECHAT_APPID).query_order("O1")
+    wechat.Pay(Merchant.current(), settings.WECHAT_APPID).query_order("O1")
     assert responses.calls[0].request.req_kwargs["timeout"] == 3.5
 
 
 def test_md5_jsapi_params_match_wechatpys(settings):
-    params = wechat.Pay(settings.WECHAT_APPID).jsapi_params("wx999")
+    params = wechat.Pay(Merchant.current(), settings.WECHAT_APPID).jsapi_params("wx999")
     assert set(params) == {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"}
     assert params["package"] == "prepay_id=wx999" and params["signType"] == "MD5"
 
@@ -156,7 +157,7 @@ def test_md5_jsapi_params_match_wechatpys(settings):
 
 def test_hmac_jsapi_params_are_signed_with_hmac(settings):
     settings.WECHAT_SIGN_TYPE = "HMAC-SHA256"
-    params = wechat.Pay(settings.WECHAT_APPID).jsapi_params("wx999")
+    params = wechat.Pay(Merchant.current(), settings.WECHAT_APPID).jsapi_params("wx999")
     fields = {k: v for k, v in params.items() if k != "paySign"}
     assert params["signType"] == "HMAC-SHA256"
     assert params["paySign"] == wxpay.sign(fields, settings.WECHAT_API_KEY, "HMAC-SHA256")
@@ -165,17 +166,22 @@ def test_hmac_jsapi_params_are_signed_with_hmac(settings):
 def test_base_urls_follow_the_sandbox_unless_set(settings):
     from common import wechat as hosts
 
+    # The sandbox's settings (devtools/settings.py) name {SITE_URL}, replaced at each call.
+    assert settings.WECHAT_PAY_BASE_URL == settings.WECHAT_API_BASE_URL == "{SITE_URL}/sandbox/"
+    assert settings.WECHAT_OPEN_BASE_URL == "{SITE_URL}/sandbox/connect/"
     settings.SITE_URL = "http://127.0.0.1:8000"
-    settings.WECHAT_SANDBOX = True
-    settings.WECHAT_PAY_BASE_URL = None
     assert hosts.pay_base_url() == "http://127.0.0.1:8000/sandbox/"
     assert hosts.open_base_url() == "http://127.0.0.1:8000/sandbox/connect/"
+    settings.SITE_URL = "http://127.0.0.1:8001"  # a live server's address, set at run time
+    assert hosts.pay_base_url() == "http://127.0.0.1:8001/sandbox/"
+    assert hosts.api_base_url() == "http://127.0.0.1:8001/sandbox/"
     settings.WECHAT_PAY_BASE_URL = "https://compatible.example/wx"
     assert hosts.pay_base_url() == "https://compatible.example/wx/"
-    settings.WECHAT_SANDBOX = False
-    settings.WECHAT_PAY_BASE_URL = None
+    # Unset (the production settings' default): WeChat's own hosts.
+    settings.WECHAT_PAY_BASE_URL = settings.WECHAT_API_BASE_URL = settings.WECHAT_OPEN_BASE_URL = None
     assert hosts.pay_base_url() == "https://api.mch.weixin.qq.com/"
     assert hosts.api_base_url() == "https://api.weixin.qq.com/"
+    assert hosts.open_base_url() == "https://open.weixin.qq.com/connect/"
 
 
 @responses.activate

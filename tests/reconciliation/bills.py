@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from common.money import MILLIFEN_PER_FEN, format_fee, format_fen
-from payments.gateway import NO_BILL, V2Gateway, V3Gateway, WeChatError
+from payments.providers.base import NO_BILL, WeChatError
+from payments.providers.wechat_v2 import WeChatV2
+from payments.providers.wechat_v3 import WeChatV3
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 HEADER = (
@@ -171,7 +173,7 @@ class FakeWeChat:
 def fake_wechat():
     fake = FakeWeChat()
     with (
-        mock.patch.object(V2Gateway, "download_bill", autospec=True, side_effect=fake.download_bill),
-        mock.patch.object(V3Gateway, "download_bill", autospec=True, side_effect=fake.download_bill),
+        mock.patch.object(WeChatV2, "download_bill", autospec=True, side_effect=fake.download_bill),
+        mock.patch.object(WeChatV3, "download_bill", autospec=True, side_effect=fake.download_bill),
     ):
         yield fake

@@ -99,7 +99,7 @@ def test_the_days_page_shows_totals_side_by_side_and_the_differences_with_links(
 
 
 def test_a_days_page_says_why_it_is_not_reconciled(admin_client, wechat, payer):
-    from payments.gateway import WeChatError
+    from payments.providers.base import WeChatError
 
     wechat.bills[DAY] = WeChatError("pay/downloadbill: ConnectionError", "NETWORK", retryable=True)
     failed = reconcile_day(DAY)

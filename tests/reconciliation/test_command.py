@@ -86,7 +86,7 @@ class TestOnce:
         assert code == 3 and out.startswith("2026-11-23: 未就绪 — 微信说该日没有账单") and "未完成对账" in err
 
     def test_a_network_failure_exits_1(self, wechat):
-        from payments.gateway import WeChatError
+        from payments.providers.base import WeChatError
 
         wechat.bills[DAY] = WeChatError("pay/downloadbill: ConnectTimeout", "NETWORK", retryable=True)
         out, _, code = run("--date", "2026-11-23")

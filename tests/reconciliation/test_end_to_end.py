@@ -1,7 +1,7 @@
 """Reconciliation end to end, under both API versions: orders placed through the site, paid
 and refunded at the sandbox over real HTTP, the sandbox's own trade bill downloaded by the
 payment interface (v2 downloadbill, v3 tradebill + signed download + SHA1) and checked by
-reconciliation.services.reconcile_day. The bill switches of the sandbox (sandbox/bills.py)
+reconciliation.services.reconcile_day. The bill switches of the sandbox (devtools/wechat_sandbox/bills.py)
 make each kind of difference, and the bad days: a bill that does not verify, one not ready,
 a download that fails halfway.
 
@@ -20,14 +20,14 @@ import time_machine
 from django.conf import settings
 
 from accounts.models import User
+from devtools.wechat_sandbox import bills
+from devtools.wechat_sandbox.models import Fault
+from devtools.wechat_sandbox.models import Refund as SandboxRefund
 from orders.models import BEIJING, LedgerEntry, RechargeOrder, Refund
 from payments import services as payment_services
 from payments.models import Incident
 from reconciliation.models import BillDay, BillRow, Difference
 from reconciliation.services import reconcile_day, summary
-from sandbox import bills
-from sandbox.models import Fault
-from sandbox.models import Refund as SandboxRefund
 from tests.admin import paid_at_sandbox, pay_at_sandbox, placed_at_sandbox
 from tests.helpers import clear_of_midnight
 from tests.payments.conftest import settle_sandbox_refunds

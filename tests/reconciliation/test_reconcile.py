@@ -13,8 +13,8 @@ from django.db.models import Sum
 from accounts.models import User
 from orders.models import LedgerEntry, RechargeOrder, Refund
 from payments import services
-from payments.gateway import WeChatError
 from payments.models import Incident
+from payments.providers.base import WeChatError
 from reconciliation.models import BillDay, BillRow, Difference
 from reconciliation.services import DateRefused, DayBusy, due_days, reconcile_day, summary
 from tests.reconciliation.bills import BEIJING, bill, line, no_bill, pay_row, refund_row, summary_of

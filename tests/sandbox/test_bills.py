@@ -1,6 +1,6 @@
 """The sandbox's trade bills over real HTTP, under both API versions: v2 `pay/downloadbill`
 (wechatpy) and v3 `tradebill` then its download (wechatpayv3, SHA1 checked), and through
-our own payment interface (payments.gateway). The rows come from the sandbox's trades and
+our own payment interface (payments.providers). The rows come from the sandbox's trades and
 refunds in WeChat's format; the summary adds up; each bill switch; no bill, not ready.
 
 The bill is a contract with the merchant's parser, so the bills made here are also read
@@ -23,9 +23,10 @@ from django.utils import timezone
 from wechatpy.exceptions import WeChatPayException
 
 from common.money import MILLIFEN_PER_FEN, format_fee, format_fen
-from payments.gateway import NO_BILL, WeChatError, gateway
-from sandbox import bills, services
-from sandbox.models import Fault, Refund, Trade
+from devtools.wechat_sandbox import bills, services
+from devtools.wechat_sandbox.models import Fault, Refund, Trade
+from payments.providers import provider
+from payments.providers.base import NO_BILL, WeChatError
 from tests.helpers import clear_of_midnight
 from tests.sandbox.test_v3_merchant_api import prepay, v3_client
 from wxproto import bill as merchant_bill
@@ -333,15 +334,15 @@ def test_a_day_without_a_bill(wechat):
     # Payments but no refunds: the REFUND bill of the day does not exist either.
     assert wechat.no_bill(bill_type="REFUND") == ("No Bill Exist" if wechat.api == "v2" else "NO_STATEMENT_EXIST")
     with pytest.raises(WeChatError) as exc:
-        gateway(api=wechat.api).download_bill(today() - timedelta(days=1))
+        provider(api=wechat.api).download_bill(today() - timedelta(days=1))
     assert exc.value.kind == NO_BILL
 
 
 def test_our_payment_interface_downloads_the_same_bill_under_both_versions(wechat):
-    """payments.gateway: v2 as text, v3 downloaded, unzipped and its SHA1 checked."""
+    """payments.providers: v2 as text, v3 downloaded, unzipped and its SHA1 checked."""
     a = wechat.paid("BILLE01", 1234)
     wechat.refund(a, 234, "BILLE01-R1")
-    v2, v3 = gateway(api="v2").download_bill(today()), gateway(api="v3").download_bill(today())
+    v2, v3 = provider(api="v2").download_bill(today()), provider(api="v3").download_bill(today())
     assert v2 == v3 == wechat.bill().encode("utf-8")
     rows, summary = read(v3.decode())
     assert summary["手续费总金额"] == "0.06000"  # 7.404 fen -> 7, minus 1.404 -> 1
@@ -464,7 +465,7 @@ def test_bill_not_ready_answers_wechats_bill_creating(wechat):
         code, answer = wechat.v3.trade_bill(bill_date=today().isoformat())
         assert json.loads(answer) == {"code": "STATEMENT_CREATING", "message": "账单生成中"}
     with pytest.raises(WeChatError) as exc:  # what the merchant makes of it: no bill yet
-        gateway(api=wechat.api).download_bill(today())
+        provider(api=wechat.api).download_bill(today())
     assert exc.value.kind == NO_BILL and "creating" in str(exc.value).lower() + exc.value.code.lower()
     Fault.objects.filter(out_trade_no="").update(bill_not_ready=False)
     assert read(wechat.bill())[1]["总交易单数"] == "1"

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from sandbox import delivery as sandbox_delivery
-from sandbox.models import Attempt, Delivery, Refund, Trade
+from devtools.wechat_sandbox import delivery as sandbox_delivery
+from devtools.wechat_sandbox.models import Attempt, Delivery, Refund, Trade
 from tests.helpers import FAIL_XML, create_order
 from wxproto import v2 as protocol
 

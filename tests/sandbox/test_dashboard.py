@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 
 pytestmark = pytest.mark.django_db
 INDEX = reverse("sandbox:index")

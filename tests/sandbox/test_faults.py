@@ -10,8 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 from wechatpy.exceptions import InvalidSignatureException, WeChatPayException
 
-from sandbox import delivery as sandbox_delivery
-from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox import delivery as sandbox_delivery
+from devtools.wechat_sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params
 from wxproto import v2 as protocol

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 from wechatpy.exceptions import WeChatPayException
 
-from sandbox import services
-from sandbox.models import Refund, Trade
+from devtools.wechat_sandbox import services
+from devtools.wechat_sandbox.models import Refund, Trade
 from tests.helpers import create_order
 from wxproto import v2 as wxpay_protocol
 

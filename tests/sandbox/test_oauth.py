@@ -12,7 +12,7 @@ from django.utils import timezone
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException, WeChatOAuthException
 
-from sandbox.models import AuthCode
+from devtools.wechat_sandbox.models import AuthCode
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

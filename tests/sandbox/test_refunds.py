@@ -14,9 +14,9 @@ from django.db import connection, connections
 from django.utils import timezone
 from wechatpy.exceptions import WeChatPayException
 
-from sandbox import delivery as sandbox_delivery
-from sandbox import services
-from sandbox.models import Delivery, Refund, Trade
+from devtools.wechat_sandbox import delivery as sandbox_delivery
+from devtools.wechat_sandbox import services
+from devtools.wechat_sandbox.models import Delivery, Refund, Trade
 from tests.helpers import create_order
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params, wait_for
 from tests.sandbox.test_merchant_api import raw

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 
-from sandbox.models import Delivery, Trade
+from devtools.wechat_sandbox.models import Delivery, Trade
 from tests.sandbox.test_cashier_and_notify import cashier_pay, pay_params
 from tests.sandbox.test_v3_merchant_api import merchant_private_key, prepay, v3_client
 

@@ -28,8 +28,8 @@ from django.conf import settings
 from django.utils import timezone
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from sandbox import conf
-from sandbox.models import Fault, Refund, Trade
+from devtools.wechat_sandbox import conf
+from devtools.wechat_sandbox.models import Fault, Refund, Trade
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -700,7 +700,7 @@ def test_a_v3_path_the_sandbox_does_not_serve_is_a_signed_json_404(sandbox_url):
 
 
 def test_an_unknown_key_mode_fails_the_system_check(settings):
-    from sandbox.checks import check_v3_key_mode
+    from devtools.wechat_sandbox.checks import check_v3_key_mode
 
     assert check_v3_key_mode() == []
     settings.SANDBOX_V3_KEY_MODE = "both"

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from sandbox import delivery as sandbox_delivery
-from sandbox.models import Attempt, Delivery, Fault, Refund
+from devtools.wechat_sandbox import delivery as sandbox_delivery
+from devtools.wechat_sandbox.models import Attempt, Delivery, Fault, Refund
 from tests.helpers import SUCCESS_XML
 from tests.sandbox.test_v3_merchant_api import (
     OPENID,

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from sandbox import cashier, dashboard, merchant_api, merchant_api_v3, oauth
+from devtools.wechat_sandbox import cashier, dashboard, merchant_api, merchant_api_v3, oauth
 
 app_name = "sandbox"
 

@@ -1,11 +1,11 @@
-"""System checks of the sandbox's own settings (sandbox/conf.py)."""
+"""System checks of the sandbox's own settings (devtools/wechat_sandbox/conf.py)."""
 
 from __future__ import annotations
 
 from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 
-from sandbox import conf
+from devtools.wechat_sandbox import conf
 
 
 def check_v3_key_mode(app_configs=None, **kwargs) -> list[Error]:

@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sandbox import services
-from sandbox.merchants import app_secret
-from sandbox.models import AuthCode
+from devtools.wechat_sandbox import services
+from devtools.wechat_sandbox.merchants import app_secret
+from devtools.wechat_sandbox.models import AuthCode
 
 BROWSER_COOKIE = "sandbox_wx_user"
 

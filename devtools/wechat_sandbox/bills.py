@@ -56,8 +56,8 @@ from datetime import date, datetime, time, timedelta
 from django.utils import timezone
 
 from common.money import MILLIFEN_PER_FEN, format_fee, format_fen
-from sandbox import services
-from sandbox.models import Fault, Refund, Trade
+from devtools.wechat_sandbox import services
+from devtools.wechat_sandbox.models import Fault, Refund, Trade
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
 HEADER = (

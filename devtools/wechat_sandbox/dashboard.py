@@ -11,11 +11,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from common.money import format_fen
-from sandbox import conf
-from sandbox.models import Attempt, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox import conf
+from devtools.wechat_sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 
 TRADES_SHOWN = 30
-# The trade-bill switches (sandbox/bills.py), shown under their own heading.
+# The trade-bill switches (devtools/wechat_sandbox/bills.py), shown under their own heading.
 BILL_FIELDS = [
     "bill_omit",
     "bill_total_fee",

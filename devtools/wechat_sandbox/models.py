@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from sandbox.v3sign import PROBE_PREFIX
+from devtools.wechat_sandbox.v3sign import PROBE_PREFIX
 
 V2, V3 = "v2", "v3"
 API_VERSIONS = [(V2, "API v2（XML）"), (V3, "API v3（JSON）")]
@@ -223,7 +223,7 @@ class Fault(models.Model):
     """Fault switches: a row with an empty out_trade_no is global; a row for an
     out_trade_no (settable before the trade exists) wins over the global row.
 
-    The bill_* switches change the trade bills (sandbox/bills.py): bill_omit,
+    The bill_* switches change the trade bills (devtools/wechat_sandbox/bills.py): bill_omit,
     bill_total_fee and bill_duplicate_row apply to a trade like the others;
     bill_add_unknown_trade, bill_corrupt_summary and bill_not_ready concern whole bills
     and are read from the global row only (GLOBAL_ONLY; clean() refuses them elsewhere).
@@ -264,7 +264,7 @@ class Fault(models.Model):
     )
     end_state = models.CharField("交易/退款结果", max_length=16, choices=END_STATES, blank=True)
     v3_notify_signature = models.CharField("v3 通知签名", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True, default="")
-    # Trade bills (sandbox/bills.py says what each does). These three apply to a trade:
+    # Trade bills (devtools/wechat_sandbox/bills.py says what each does). These three apply to a trade:
     bill_omit = models.BooleanField("账单中略去这笔交易", default=False, help_text="对账单里没有这笔支付及其退款")
     bill_total_fee = models.PositiveBigIntegerField(
         "账单中报告的金额（分）",

@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sandbox import conf, v3sign
-from sandbox.merchants import merchant
-from sandbox.models import V2, V3, AuthCode, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox import conf, v3sign
+from devtools.wechat_sandbox.merchants import merchant
+from devtools.wechat_sandbox.models import V2, V3, AuthCode, Delivery, Fault, Refund, Trade
 from wxproto import v2 as wxpay
 from wxproto.beijing import BEIJING
 
@@ -157,7 +157,7 @@ def queue_notify(
 ) -> Delivery | None:
     """Queue a notify for the delivery worker (sent after the transaction commits).
 
-    A v3 notify's headers are signed at each attempt (sandbox/delivery.py), so that its
+    A v3 notify's headers are signed at each attempt (devtools/wechat_sandbox/delivery.py), so that its
     Wechatpay-Timestamp is fresh however late a retry goes out; its body never changes.
     """
     if not url:
@@ -172,7 +172,7 @@ def queue_notify(
         next_attempt_at=timezone.now() + timedelta(seconds=fault.notify_delay_seconds),
         api_version=api_version,
     )
-    from sandbox import worker
+    from devtools.wechat_sandbox import worker
 
     transaction.on_commit(worker.wake)
     return delivery

@@ -8,9 +8,9 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sandbox import conf, services, v3sign
-from sandbox.merchants import merchant
-from sandbox.models import Trade
+from devtools.wechat_sandbox import conf, services, v3sign
+from devtools.wechat_sandbox.merchants import merchant
+from devtools.wechat_sandbox.models import Trade
 from wxproto import v2 as wxpay
 
 PAY_FIELDS = ("appId", "timeStamp", "nonceStr", "package", "signType")

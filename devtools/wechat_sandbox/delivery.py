@@ -27,9 +27,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sandbox.models import V3, Attempt, Delivery, Fault
-from sandbox.services import settle_due_refunds, v3_notify_headers
-from sandbox.v3sign import PROBE_PREFIX
+from devtools.wechat_sandbox.models import V3, Attempt, Delivery, Fault
+from devtools.wechat_sandbox.services import settle_due_refunds, v3_notify_headers
+from devtools.wechat_sandbox.v3sign import PROBE_PREFIX
 from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)

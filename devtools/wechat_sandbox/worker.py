@@ -31,7 +31,7 @@ def idle_seconds() -> float:
 
 
 def run(stop: threading.Event) -> None:
-    from sandbox.delivery import deliver_due
+    from devtools.wechat_sandbox.delivery import deliver_due
 
     while not stop.is_set():
         _wake.clear()

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from common.admin import ReadOnlyAdmin, when
 from common.money import yuan
-from sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
 
 
 def code_and_label(code: str, label: str) -> str:

@@ -22,9 +22,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from sandbox import bills, services
-from sandbox.merchants import Merchant, merchant
-from sandbox.models import Fault, Refund, Trade
+from devtools.wechat_sandbox import bills, services
+from devtools.wechat_sandbox.merchants import Merchant, merchant
+from devtools.wechat_sandbox.models import Fault, Refund, Trade
 from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def refundquery(params: dict, mch: Merchant, fault: Fault) -> dict:
 
 @csrf_exempt
 def downloadbill(request):
-    """The day's bill as WeChat's back-quoted CSV (sandbox/bills.py), or XML with
+    """The day's bill as WeChat's back-quoted CSV (devtools/wechat_sandbox/bills.py), or XML with
     return_code=FAIL: "No Bill Exist" for a day without trades, "Bill Creating" while the
     bill_not_ready switch is on."""
     try:
@@ -414,7 +414,7 @@ def downloadbill(request):
 
 
 def _bill(mch: Merchant, day: datetime, bill_type: str) -> str:
-    """The day's bill text (sandbox/bills.py); ReturnFail as WeChat answers when there is none."""
+    """The day's bill text (devtools/wechat_sandbox/bills.py); ReturnFail as WeChat answers when there is none."""
     try:
         return bills.bill_text(mch.mch_id, _bill_appid(mch), day.date(), bill_type)
     except bills.NotReady as exc:

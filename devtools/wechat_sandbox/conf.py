@@ -10,8 +10,8 @@
   - "migration": both. Answers are signed with the public key when the request names
     its PUB_KEY_ID in `Wechatpay-Serial`, else with the certificate; notifies come with
     the public key (the `v3_notify_signature` switch sends a certificate-signed one).
-- `SANDBOX_KEYS_DIR` (set by the project's settings when the sandbox is on): where the
-  generated keys live (sandbox/keys.py).
+- `SANDBOX_KEYS_DIR` (set by the sandbox's settings, devtools/settings.py): where the
+  generated keys live (devtools/wechat_sandbox/keys.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from sandbox import keys as sandbox_keys
-from sandbox import v3sign
+from devtools.wechat_sandbox import keys as sandbox_keys
+from devtools.wechat_sandbox import v3sign
 
 PUBLIC_KEY, CERTIFICATE, MIGRATION = "public_key", "certificate", "migration"
 KEY_MODES = {
@@ -73,7 +73,7 @@ SANDBOX_CREDENTIALS = {
 
 
 def project_settings(env, base_dir: Path) -> dict:
-    """What the project's settings take from the sandbox when it is on (wxrecharge/settings.py):
+    """What the sandbox's settings (devtools/settings.py) take from it over the product's:
     the sandbox's own settings, read from the environment, and under "credentials" the
     values it hands the merchant, used where the merchant's own are not set."""
     keys_dir = env.str("SANDBOX_KEYS_DIR", default=str(Path(base_dir) / ".sandbox-keys"))
@@ -83,7 +83,7 @@ def project_settings(env, base_dir: Path) -> dict:
         "SANDBOX_V3_KEY_MODE": env.str("SANDBOX_V3_KEY_MODE", default=DEFAULTS["SANDBOX_V3_KEY_MODE"]),
         # Notify retries follow WeChat's schedule times this factor (0.01: 15s -> 0.15s).
         "SANDBOX_NOTIFY_TIME_SCALE": env.float("SANDBOX_NOTIFY_TIME_SCALE", default=1.0),
-        # Answer the site's own calls to /sandbox/ in process (sandbox/transport.py), so a
+        # Answer the site's own calls to /sandbox/ in process (devtools/wechat_sandbox/transport.py), so a
         # server with one sync worker never waits for itself.
         "SANDBOX_IN_PROCESS": env.bool("SANDBOX_IN_PROCESS", default=True),
         # Deliver notifies from a thread of the web process (no second process needed).
@@ -95,6 +95,6 @@ def project_settings(env, base_dir: Path) -> dict:
             "WECHAT_APIV3_KEY": keys.apiv3_key,
             "WECHAT_PAY_PUBLIC_KEY": str(keys.pay_public_key),
             "WECHAT_PAY_PUBLIC_KEY_ID": keys.pay_public_key_id,
-            "WECHAT_SESSION_HOOK": "sandbox.transport.mount",
+            "WECHAT_SESSION_HOOK": "devtools.wechat_sandbox.transport.mount",
         },
     }

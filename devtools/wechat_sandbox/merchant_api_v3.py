@@ -10,7 +10,7 @@ signature=…,timestamp=…,serial_no=…`, verified with the merchant's public 
 or malformed header, an unknown mchid, another serial_no, a timestamp more than 5 minutes
 off or a signature that does not verify answer `401 SIGN_ERROR`. Every answer, errors and
 204s included, carries `Request-ID` and WeChat's signature headers (key chosen by
-SANDBOX_V3_KEY_MODE, sandbox/conf.py). With the corrupt_signature switch on for the trade
+SANDBOX_V3_KEY_MODE, devtools/wechat_sandbox/conf.py). With the corrupt_signature switch on for the trade
 a request concerns, the answer's signature is one character off; the systemerror_endpoints
 names of v2 (unifiedorder, orderquery, closeorder, refund, refundquery) make the v3
 equivalents answer `500 SYSTEM_ERROR`.
@@ -35,7 +35,7 @@ Codes chosen where WeChat's documents are silent or vague:
 - A method the path does not take: `405 METHOD_NOT_ALLOWED`; a /v3/ path the sandbox does
   not serve: `404 NOT_FOUND`; both signed like the rest.
 - `GET /v3/bill/tradebill` (beyond the six endpoints asked for, since the merchant's
-  reconciliation uses it): the text of sandbox/bills.py, as v2's downloadbill has it. A
+  reconciliation uses it): the text of devtools/wechat_sandbox/bills.py, as v2's downloadbill has it. A
   day without trades is `400 NO_STATEMENT_EXIST`; the bill is ready at once (WeChat's is
   ready after 10:00 the next day, answering `400 STATEMENT_CREATING` before: the sandbox
   answers that only while the bill_not_ready switch is on). Its `download_url` is good
@@ -63,9 +63,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from sandbox import bills, conf, merchant_api, services, v3sign
-from sandbox.merchants import Merchant, merchant
-from sandbox.models import V3, Fault, Refund, Trade
+from devtools.wechat_sandbox import bills, conf, merchant_api, services, v3sign
+from devtools.wechat_sandbox.merchants import Merchant, merchant
+from devtools.wechat_sandbox.models import V3, Fault, Refund, Trade
 
 logger = logging.getLogger(__name__)
 
@@ -595,7 +595,7 @@ def tradebill(call: Call) -> tuple[int, dict]:
 
 
 def _bill_text(mch: Merchant, day: datetime, bill_type: str) -> bytes:
-    """The day's bill (sandbox/bills.py, the same text as v2's), or WeChat's 400 when there is none."""
+    """The day's bill (devtools/wechat_sandbox/bills.py, the same text as v2's), or WeChat's 400 when there is none."""
     try:
         return bills.bill_text(mch.mch_id, merchant_api._bill_appid(mch), day.date(), bill_type).encode("utf-8")
     except bills.NotReady as exc:

@@ -5,9 +5,9 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from sandbox import worker
-from sandbox.delivery import deliver_due
-from sandbox.services import settle_due_refunds
+from devtools.wechat_sandbox import worker
+from devtools.wechat_sandbox.delivery import deliver_due
+from devtools.wechat_sandbox.services import settle_due_refunds
 
 
 class Command(BaseCommand):

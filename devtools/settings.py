@@ -1,0 +1,80 @@
+"""Settings for development and the tests: the product's settings plus the WeChat sandbox.
+
+The sandbox (devtools/wechat_sandbox/, docs/product.md#7-the-sandbox) stands in for WeChat
+and lives outside the product: it is on exactly when DJANGO_SETTINGS_MODULE is this module
+(`make run` sets it; tests/settings.py builds on it). The production settings,
+wxrecharge/settings.py, never import it. Over them the sandbox brings:
+
+- its app (label `sandbox`: tables, migrations and admin URLs keep that name), its URLs
+  under /sandbox/ (devtools/urls.py) and a logging filter for its protocol answers;
+- its own settings (SANDBOX_*, read from the environment by devtools/wechat_sandbox/conf.py);
+- the credentials it hands the merchant, as WeChat's platforms would (its v3 keys are
+  generated on first start, out of git), each used where the WECHAT_* variable is unset;
+- WeChat Pay API v3 unless WECHAT_PAY_API says otherwise;
+- the base URLs of WeChat's three hosts: "{SITE_URL}/sandbox/" (and ".../sandbox/connect/"
+  for 网页授权). common/wechat.py replaces {SITE_URL} with the SITE_URL setting at call time,
+  so they follow the site's address (`make run PORT=…`, a test's live server). A
+  WECHAT_*_BASE_URL variable still wins;
+- WECHAT_SESSION_HOOK: its in-process transport (devtools/wechat_sandbox/transport.py).
+
+The merchant code knows only the WECHAT_* settings. With debug off the sandbox refuses to
+start (wxrecharge.E002).
+"""
+
+from devtools.wechat_sandbox import conf as _sandbox_conf
+from wxrecharge.settings import *  # noqa: F403
+from wxrecharge.settings import (
+    BASE_DIR,
+    INSTALLED_APPS,
+    LOGGING,
+    WECHAT_API_BASE_URL,
+    WECHAT_OPEN_BASE_URL,
+    WECHAT_PAY_BASE_URL,
+    env,
+)
+
+WECHAT_SANDBOX = True
+
+_sandbox_settings = _sandbox_conf.project_settings(env, BASE_DIR)
+_SANDBOX_CREDENTIALS = _sandbox_settings.pop("credentials")
+globals().update(_sandbox_settings)  # SANDBOX_KEYS_DIR, SANDBOX_V3_KEY_MODE, ...
+
+
+def _credential(name: str) -> str:
+    """The merchant's own value when its variable is set, else the one the sandbox hands out."""
+    return env.str(name, default="") or _SANDBOX_CREDENTIALS.get(name, "")
+
+
+WECHAT_APPID = _credential("WECHAT_APPID")
+WECHAT_APP_SECRET = _credential("WECHAT_APP_SECRET")
+WECHAT_MINIPROGRAM_APPID = _credential("WECHAT_MINIPROGRAM_APPID")
+WECHAT_MINIPROGRAM_SECRET = _credential("WECHAT_MINIPROGRAM_SECRET")
+WECHAT_MCH_ID = _credential("WECHAT_MCH_ID")
+WECHAT_API_KEY = _credential("WECHAT_API_KEY")
+WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="v3")
+WECHAT_MCH_PRIVATE_KEY = _credential("WECHAT_MCH_PRIVATE_KEY")
+WECHAT_MCH_CERT_SERIAL = _credential("WECHAT_MCH_CERT_SERIAL")
+WECHAT_APIV3_KEY = _credential("WECHAT_APIV3_KEY")
+# WECHAT_PAY_PUBLIC_KEY=none tries the sandbox in platform-certificate mode (no public key).
+_no_public_key = env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none"
+WECHAT_PAY_PUBLIC_KEY = "" if _no_public_key else _credential("WECHAT_PAY_PUBLIC_KEY")
+WECHAT_PAY_PUBLIC_KEY_ID = "" if _no_public_key else _credential("WECHAT_PAY_PUBLIC_KEY_ID")
+WECHAT_SESSION_HOOK = _SANDBOX_CREDENTIALS["WECHAT_SESSION_HOOK"]
+
+# {SITE_URL} is replaced at call time (common/wechat.py), not here: tests move SITE_URL.
+WECHAT_PAY_BASE_URL = WECHAT_PAY_BASE_URL or "{SITE_URL}/sandbox/"
+WECHAT_OPEN_BASE_URL = WECHAT_OPEN_BASE_URL or "{SITE_URL}/sandbox/connect/"
+WECHAT_API_BASE_URL = WECHAT_API_BASE_URL or "{SITE_URL}/sandbox/"
+
+INSTALLED_APPS = [*INSTALLED_APPS, "devtools.wechat_sandbox"]
+ROOT_URLCONF = "devtools.urls"
+
+# The sandbox's 4xx answers are WeChat's protocol, not the site's errors (devtools/wechat_sandbox/logs.py).
+LOGGING = {
+    **LOGGING,
+    "filters": {"sandbox_answers": {"()": "devtools.wechat_sandbox.logs.QuietSandboxAnswers"}},
+    "handlers": {
+        **LOGGING["handlers"],
+        "console": {**LOGGING["handlers"]["console"], "filters": ["sandbox_answers"]},
+    },
+}

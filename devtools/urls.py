@@ -1,0 +1,12 @@
+"""The site's URLs with the WeChat sandbox under /sandbox/ (ROOT_URLCONF of devtools/settings.py).
+
+The product's URLs (wxrecharge/urls.py) know nothing of the sandbox."""
+
+from django.urls import include, path
+
+from wxrecharge.urls import urlpatterns as site_urlpatterns
+
+urlpatterns = [
+    *site_urlpatterns,
+    path("sandbox/", include("devtools.wechat_sandbox.urls")),
+]

@@ -1,0 +1,51 @@
+"""The payment providers and their registry (docs/architecture.md#the-payment-seam).
+
+A provider is one module here with one class (payments/providers/base.py says what it must
+do) and one line in PROVIDERS. `provider()` gives the flows the one WECHAT_PAY_API names,
+for an app (the 公众号, or the mini program), built once per merchant configuration and
+thread and then reused (its HTTP session, keys and downloaded certificates with it).
+Notifies name their provider in their URL (`provider_class`), so an order placed with one
+still settles by its notify after a switch to another.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.utils.module_loading import import_string
+
+from payments.merchant import Merchant
+from payments.providers.base import Provider, WeChatError
+
+# name -> the provider's class (dotted path). WECHAT_PAY_API "v2" and "v3" name the first two.
+PROVIDERS = {
+    "wechat_v2": "payments.providers.wechat_v2.WeChatV2",
+    "wechat_v3": "payments.providers.wechat_v3.WeChatV3",
+}
+_local = threading.local()
+
+
+def provider_class(api: str) -> type[Provider]:
+    """The provider class for an API version (v2, v3) or a registry name."""
+    name = api if api in PROVIDERS else f"wechat_{api}"
+    if name not in PROVIDERS:
+        raise WeChatError(f"WECHAT_PAY_API is {api!r}, not one of {', '.join(PROVIDERS)}", "CONFIG")
+    return import_string(PROVIDERS[name])
+
+
+def provider(channel: str = "jsapi", api: str | None = None) -> Provider:
+    """The provider for one app (channel "jsapi": the 公众号; "miniprogram"), the one
+    WECHAT_PAY_API names unless `api` says otherwise."""
+    merchant = Merchant.current()
+    cls = provider_class(api or merchant.api)
+    appid = merchant.appid_for(channel)
+    key = (cls, appid, merchant)
+    cache = getattr(_local, "providers", None)
+    if cache is None:
+        cache = _local.providers = {}
+    found = cache.get(key)
+    if found is None:
+        if len(cache) > 8:  # settings changed many times (tests): keep the cache small
+            cache.clear()
+        found = cache[key] = cls(merchant, appid)
+    return found

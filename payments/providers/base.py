@@ -1,0 +1,198 @@
+"""What a payment provider is, in our own terms: the records every provider answers with and
+the methods the flows call (docs/architecture.md#the-payment-seam).
+
+- `TradeInfo`: a trade's state (WeChat's trade_state names, alike in v2 and v3), amount
+  in fen, transaction id, paid time, appid and mchid;
+- `RefundInfo`: a refund's state in the books' terms (PROCESSING, SUCCESS, REFUNDCLOSE,
+  CHANGE: v3's CLOSED and ABNORMAL are mapped to the last two), amount and refund id;
+- `Notify`: a verified notify's kind and content;
+- `PayAction`: what the client must do to pay a placed order;
+- `WeChatError`: the provider's own code, a normalised `kind` the flows test, whether a
+  retry may help, and (v3) the HTTP status and Request-ID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from payments.merchant import Merchant
+from payments.models import Notification
+from wxproto.beijing import BEIJING
+from wxproto.errors import NotifyError, WeChatError  # noqa: F401 (part of a provider's API)
+
+# Normalised error kinds (WeChatError.kind) that the flows act on.
+ORDER_NOT_EXIST = "ORDER_NOT_EXIST"
+ORDER_PAID = "ORDER_PAID"
+ORDER_CLOSED = "ORDER_CLOSED"
+REFUND_NOT_EXIST = "REFUND_NOT_EXIST"
+NO_BILL = "NO_BILL"  # no trade bill for the day, or not yet (v2 "No Bill Exist", v3 NO_STATEMENT_EXIST)
+# Refund states in the books' terms.
+REFUND_STATES_V3 = {"SUCCESS": "SUCCESS", "CLOSED": "REFUNDCLOSE", "ABNORMAL": "CHANGE", "PROCESSING": "PROCESSING"}
+
+
+@dataclass(frozen=True)
+class TradeInfo:
+    out_trade_no: str
+    state: str  # SUCCESS, REFUND, NOTPAY, CLOSED, REVOKED, USERPAYING, PAYERROR
+    total: int | None  # fen; None when WeChat's figure is missing or not a plain number
+    transaction_id: str = ""
+    paid_at: datetime | None = None
+    appid: str = ""
+    mchid: str = ""
+
+    @property
+    def is_paid(self) -> bool:
+        return self.state in ("SUCCESS", "REFUND")
+
+
+@dataclass(frozen=True)
+class RefundInfo:
+    FINAL = ("SUCCESS", "REFUNDCLOSE", "CHANGE")  # the states that end a refund
+
+    out_refund_no: str
+    state: str  # PROCESSING, or one of FINAL
+    refund_id: str = ""
+    out_trade_no: str = ""
+    amount: int | None = None
+    settled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Notify:
+    kind: str  # "payment" or "refund"
+    trade: TradeInfo | None = None
+    refund: RefundInfo | None = None
+    ignore: str = ""  # a verified notify that reports no payment (v2 result_code=FAIL): why
+
+
+@dataclass(frozen=True)
+class PayAction:
+    """What the client must do to pay an order a provider placed. JSAPI: call
+    getBrandWCPayRequest (or wx.requestPayment) with `params`; a QR code and a redirect will
+    follow for paying outside WeChat."""
+
+    JSAPI = "jsapi"
+
+    kind: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def answered(exc: WeChatError) -> bool:
+    """WeChat answered the request with a refusal (an error code, a protocol fault, or an
+    answer whose signature does not verify), rather than the call failing on the way (no
+    answer, an unreadable one, an HTTP error without WeChat's code, a success without its
+    content): only after such a failure may WeChat have done what was asked."""
+    return not (exc.code in ("NETWORK", "BAD_ANSWER") or exc.code.startswith("HTTP_"))
+
+
+def _beijing_text(value: str | None, fmt: str) -> datetime | None:
+    try:
+        return datetime.strptime(value or "", fmt).replace(tzinfo=BEIJING)  # Beijing time
+    except ValueError:
+        return None
+
+
+def _rfc3339(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _fen(value: object) -> int | None:
+    """A JSON amount: a non-negative int (not a bool, not a float, not text)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _text(value: object, limit: int = 64) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+class Provider:
+    """What the flows need from a payment provider. Methods raise WeChatError.
+
+    One object per merchant configuration and app, kept by the registry
+    (payments.providers.provider), so its HTTP session and keys are made once."""
+
+    name = ""  # the registry's name for it
+    api = ""  # the API version its notify URLs carry (v2, v3)
+
+    def __init__(self, merchant: Merchant, appid: str):
+        self.merchant, self.appid = merchant, appid
+
+    def prepay(
+        self,
+        *,
+        out_trade_no: str,
+        total: int,
+        openid: str,
+        description: str,
+        notify_url: str,
+        client_ip: str,
+        time_start: datetime,
+        time_expire: datetime,
+    ) -> str:
+        """Place (or place again, same arguments: same answer) a JSAPI order; its prepay_id."""
+        raise NotImplementedError
+
+    def pay_params(self, prepay_id: str) -> dict[str, str]:
+        """The fields for getBrandWCPayRequest / wx.requestPayment, with paySign."""
+        raise NotImplementedError
+
+    def pay_action(self, prepay_id: str) -> PayAction:
+        """What the client must do to pay a placed order: today, a JSAPI call with its signed fields."""
+        return PayAction(kind=PayAction.JSAPI, params=self.pay_params(prepay_id))
+
+    def query(self, out_trade_no: str) -> TradeInfo:
+        raise NotImplementedError
+
+    def close(self, out_trade_no: str) -> None:
+        raise NotImplementedError
+
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str, notify_url: str
+    ) -> RefundInfo:
+        raise NotImplementedError
+
+    def query_refund(self, out_refund_no: str) -> RefundInfo:
+        raise NotImplementedError
+
+    def download_bill(self, day: date) -> bytes:
+        """The trade bill (ALL) of a Beijing day as WeChat's text (v3: downloaded, its SHA1
+        checked, unzipped). WeChatError with kind NO_BILL when there is none, or not yet."""
+        raise NotImplementedError
+
+    def notify_url(self, kind: str) -> str:
+        """Where WeChat posts this provider's notifies of `kind` (payment, refund)."""
+        return self.merchant.site_url + reverse(self.NOTIFY_URL_NAMES[kind])
+
+    NOTIFY_URL_NAMES: dict[str, str] = {}
+
+    # -- notifies: read one, and answer it ----------------------------------------------------
+    @classmethod
+    def notify_headers(cls, request: HttpRequest) -> dict[str, str]:
+        """The headers of a notify that verifying it needs (kept on its record)."""
+        return {}
+
+    @classmethod
+    def parse_notify(
+        cls, merchant: Merchant, kind: str, body: bytes, headers: Mapping[str, str], received_at: datetime | None = None
+    ) -> Notify:
+        """A recorded notify's verified content; NotifyError says why it must not be applied."""
+        raise NotImplementedError
+
+    @classmethod
+    def answer(cls, log: Notification | None) -> HttpResponse:
+        """What WeChat is told about a notify: received (stop sending it), or send it again.
+        `log` is the processed record, None when it could not even be recorded."""
+        raise NotImplementedError

@@ -1,0 +1,157 @@
+"""WeChat Pay API v2 as a provider: JSAPI orders, queries, refunds, bills and notifies, on
+wechatpy's public API (payments/wechat.py; docs/wechat-pay-v2.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.http import HttpResponse
+
+from common.money import parse_fen
+from payments import wechat
+from payments.merchant import Merchant
+from payments.providers.base import (
+    NO_BILL,
+    ORDER_CLOSED,
+    ORDER_NOT_EXIST,
+    ORDER_PAID,
+    REFUND_NOT_EXIST,
+    Notify,
+    Provider,
+    RefundInfo,
+    TradeInfo,
+    WeChatError,
+    _beijing_text,
+)
+from wxproto import v2 as wxpay
+
+NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
+NOTIFY_FAIL = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})
+
+
+V2_KINDS = {
+    "ORDERNOTEXIST": ORDER_NOT_EXIST,
+    "ORDERPAID": ORDER_PAID,
+    "ORDERCLOSED": ORDER_CLOSED,
+    "REFUNDNOTEXIST": REFUND_NOT_EXIST,
+    "NO_BILL": NO_BILL,
+}
+
+
+class WeChatV2(Provider):
+    """WeChat Pay API v2 (JSAPI), through wechatpy (payments/wechat.py)."""
+
+    name, api = "wechat_v2", "v2"
+    NOTIFY_URL_NAMES = {"payment": "payments:notify", "refund": "payments:refund_notify"}
+
+    def __init__(self, merchant: Merchant, appid: str):
+        super().__init__(merchant, appid)
+        self.pay = wechat.Pay(merchant, appid)
+
+    def _call(self, method, *args, **kwargs) -> dict[str, str]:
+        try:
+            return method(*args, **kwargs)
+        except WeChatError as exc:
+            exc.kind = V2_KINDS.get(exc.code, exc.code)
+            raise
+
+    def prepay(self, *, out_trade_no, total, openid, description, notify_url, client_ip, time_start, time_expire):
+        answer = self._call(
+            self.pay.unified_order,
+            out_trade_no=out_trade_no,
+            total_fee=total,
+            openid=openid,
+            body=description,
+            notify_url=notify_url,
+            client_ip=client_ip,
+            time_start=time_start,
+            time_expire=time_expire,
+        )
+        return answer["prepay_id"]
+
+    def pay_params(self, prepay_id):
+        return self.pay.jsapi_params(prepay_id)
+
+    def query(self, out_trade_no):
+        return self.trade(self._call(self.pay.query_order, out_trade_no))
+
+    @staticmethod
+    def trade(fields: Mapping[str, str]) -> TradeInfo:
+        return TradeInfo(
+            out_trade_no=fields.get("out_trade_no", "")[:64],
+            state=fields.get("trade_state", "SUCCESS"),
+            total=parse_fen(fields.get("total_fee")),
+            transaction_id=fields.get("transaction_id", "")[:64],
+            paid_at=_beijing_text(fields.get("time_end"), "%Y%m%d%H%M%S"),
+            appid=fields.get("appid", ""),
+            mchid=fields.get("mch_id", ""),
+        )
+
+    def close(self, out_trade_no):
+        self._call(self.pay.close_order, out_trade_no)
+
+    def refund(self, *, out_trade_no, out_refund_no, total, amount, reason, notify_url):
+        answer = self._call(
+            self.pay.refund,
+            out_trade_no=out_trade_no,
+            out_refund_no=out_refund_no,
+            total_fee=total,
+            refund_fee=amount,
+            description=reason,
+            notify_url=notify_url,
+        )
+        return RefundInfo(
+            out_refund_no=out_refund_no,
+            state="PROCESSING",
+            refund_id=answer.get("refund_id", ""),
+            out_trade_no=out_trade_no,
+            amount=parse_fen(answer.get("refund_fee")),
+        )
+
+    def query_refund(self, out_refund_no):
+        answer = self._call(self.pay.query_refund, out_refund_no)
+        count = parse_fen(answer.get("refund_count")) or 0
+        for n in range(min(count, 50)):
+            if answer.get(f"out_refund_no_{n}") == out_refund_no:
+                return RefundInfo(
+                    out_refund_no=out_refund_no,
+                    state=answer.get(f"refund_status_{n}", ""),
+                    refund_id=answer.get(f"refund_id_{n}", ""),
+                    out_trade_no=answer.get("out_trade_no", ""),
+                    amount=parse_fen(answer.get(f"refund_fee_{n}")),
+                    settled_at=_beijing_text(answer.get(f"refund_success_time_{n}"), "%Y-%m-%d %H:%M:%S"),
+                )
+        error = WeChatError(f"refundquery: {out_refund_no} not in the answer", "REFUNDNOTEXIST")
+        error.kind = REFUND_NOT_EXIST
+        raise error
+
+    def download_bill(self, day):
+        return self._call(self.pay.download_bill, day.strftime("%Y%m%d"))
+
+    @classmethod
+    def parse_notify(cls, merchant, kind, body, headers, received_at=None):
+        """Verify a v2 notify (XML, MD5/HMAC sign; the refund's AES req_info); NotifyError if it must not be applied."""
+        if kind == "payment":
+            fields = wechat.parse_payment_notify(merchant, body)
+            if fields.get("return_code") != "SUCCESS" or fields.get("result_code") != "SUCCESS":
+                return Notify(kind, trade=cls.trade(fields), ignore=f"result_code={fields.get('result_code')}")
+            return Notify(kind, trade=cls.trade(fields))
+        info = wechat.parse_refund_notify(merchant, body)
+        return Notify(
+            kind,
+            refund=RefundInfo(
+                out_refund_no=info.get("out_refund_no", "")[:64],
+                state=info.get("refund_status", ""),
+                refund_id=info.get("refund_id", "")[:64],
+                out_trade_no=info.get("out_trade_no", "")[:64],
+                amount=parse_fen(info.get("refund_fee")),
+                settled_at=_beijing_text(info.get("success_time"), "%Y-%m-%d %H:%M:%S"),
+            ),
+        )
+
+    @classmethod
+    def answer(cls, log):
+        """v2 notifies are answered in XML: SUCCESS (received), or FAIL so that WeChat resends."""
+        ok = log is not None and log.acknowledged
+        body = NOTIFY_SUCCESS if ok else NOTIFY_FAIL
+        return HttpResponse(body, content_type="text/xml; charset=utf-8")
