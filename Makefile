@@ -28,11 +28,11 @@ install: $(VENV)/.installed node_modules/.installed
 run: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py demo_data
-	@# reconcile_orders runs beside the web server (an abandoned order closes by itself) and
+	@# sweep_orders runs beside the web server (an abandoned order closes by itself) and
 	@# stops with it; so does reconcile_bill (each day's bill checked once it is ready).
-	$(DEV_ENV) $(PY) manage.py reconcile_orders --loop --interval 20 & reconciler=$$!; \
+	$(DEV_ENV) $(PY) manage.py sweep_orders --loop --interval 20 & sweeper=$$!; \
 	$(DEV_ENV) $(PY) manage.py reconcile_bill --loop & bill_reconciler=$$!; \
-	trap 'kill $$reconciler $$bill_reconciler 2>/dev/null' EXIT INT TERM; \
+	trap 'kill $$sweeper $$bill_reconciler 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Three pytest-xdist workers on two cores, each taking the next test as it frees up (much of

@@ -4,7 +4,7 @@ Every change of state is a method of the model it changes, run inside
 `transaction.atomic()` on rows it locks itself (`select_for_update()`), checking its own
 guard; callers never set a status. Lock order, everywhere: order, then refund, then user.
 The database backs every "exactly once" (unique constraints), so several app servers and
-several `reconcile_orders` runners can work at the same time.
+several `sweep_orders` runners can work at the same time.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ write the outcome on the record; the views answer WeChat from what this says
 (docs/architecture.md#how-a-notify-flows).
 
 A notify that was recorded is never lost: one whose processing failed keeps its error and
-traceback, WeChat sends it again, reconcile_orders processes notifies a crash left 已接收,
+traceback, WeChat sends it again, sweep_orders processes notifies a crash left 已接收,
 and the admin's 重新处理 runs `process` again (nothing is applied twice).
 """
 

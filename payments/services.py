@@ -349,7 +349,7 @@ def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None
     """An operator refunds `amount` fen of a paid order: debit now (one transaction), then ask WeChat.
 
     Raises RefundRefused (nothing done). A WeChat failure that may pass keeps the refund
-    处理中 for `reconcile_orders` to send again with the same out_refund_no.
+    处理中 for `sweep_orders` to send again with the same out_refund_no.
     """
     refund = order.start_refund(amount, reason, operator, out_refund_no)
     logger.info(

@@ -440,7 +440,7 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
             **common,
         )
     # Not finished at WeChat when the bill was cut (or closed at both): nothing differs.
-    # reconcile_orders asks WeChat about refunds still open here (refundquery).
+    # sweep_orders asks WeChat about refunds still open here (refundquery).
     requested_at = refund.accepted_at or refund.created_at
     if not start <= requested_at < end:
         return Finding(Kind.OTHER_DAY, "info", f"{told}，本站退款受理时间 {_beijing(requested_at)}（另一天）", **common)

@@ -32,13 +32,13 @@ def command(lines: list[str], name: str) -> str:
 def test_make_run_serves_on_8000_by_default_with_the_site_url_to_match():
     lines = dry_run()
     assert command(lines, "runserver").endswith("manage.py runserver 127.0.0.1:8000")
-    for name in ("runserver", "reconcile_orders", "migrate"):
+    for name in ("runserver", "sweep_orders", "migrate"):
         assert "DJANGO_DEBUG=1 SITE_URL='http://127.0.0.1:8000'" in command(lines, name)
 
 
 def test_make_run_uses_the_sandbox_settings_for_every_command():
     lines = dry_run()
-    for name in ("migrate", "demo_data", "reconcile_orders", "reconcile_bill", "runserver"):
+    for name in ("migrate", "demo_data", "sweep_orders", "reconcile_bill", "runserver"):
         assert "DJANGO_SETTINGS_MODULE=devtools.settings " in command(lines, name)
 
 
@@ -46,14 +46,14 @@ def test_make_run_with_a_port_serves_there_and_the_site_url_follows():
     lines = dry_run("PORT=8001")
     assert command(lines, "runserver").endswith("manage.py runserver 127.0.0.1:8001")
     # The reconciler asks the sandbox (SITE_URL/sandbox/) about orders: it must name the same port.
-    for name in ("runserver", "reconcile_orders"):
+    for name in ("runserver", "sweep_orders"):
         assert "SITE_URL='http://127.0.0.1:8001'" in command(lines, name)
         assert "8000" not in command(lines, name)
 
 
-def test_make_run_keeps_the_reconciler_running_beside_the_server():
-    reconciler = command(dry_run("PORT=8001"), "reconcile_orders")
-    assert "reconcile_orders --loop" in reconciler and reconciler.rstrip("; \\").endswith("reconciler=$!")
+def test_make_run_keeps_the_order_sweeper_running_beside_the_server():
+    sweeper = command(dry_run("PORT=8001"), "sweep_orders")
+    assert "sweep_orders --loop" in sweeper and sweeper.rstrip("; \\").endswith("sweeper=$!")
 
 
 def test_an_explicit_site_url_wins_over_the_port():

@@ -17,7 +17,7 @@ from django.utils import timezone
 from orders.models import LedgerEntry, RechargeOrder
 from payments import services
 from payments.models import UNVERIFIED_BODY_BYTES, Incident, Notification
-from payments.reconcile import purge_rejected_notifies, run_pass
+from payments.sweeper import purge_rejected_notifies, run_pass
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, spy_on_order_queries
 from wxproto import v2 as wxpay

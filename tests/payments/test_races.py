@@ -133,7 +133,7 @@ def test_two_reconcilers_on_the_same_pending_orders_handle_each_once(client, san
 
     from django.utils import timezone
 
-    from payments.reconcile import run_pass
+    from payments.sweeper import run_pass
 
     user = make_user("many", openid="oMany")
     client.force_login(user)

@@ -1,4 +1,4 @@
-"""reconcile_orders: every pending order reaches an end, every refund an outcome (sandbox over HTTP)."""
+"""sweep_orders: every pending order reaches an end, every refund an outcome (sandbox over HTTP)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import LedgerEntry, RechargeOrder, Refund
 from payments import services
 from payments.models import Notification
-from payments.reconcile import PENDING_GRACE, run_pass
+from payments.sweeper import PENDING_GRACE, run_pass
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, subprocess_env
 
@@ -157,11 +157,12 @@ def test_refunds_still_processing_are_settled_by_refundquery(paid_order):
     assert refund.status == Refund.Status.SUCCESS
 
 
-def test_the_command_ends_each_pass_with_a_count(place, capsys):
+@pytest.mark.parametrize("name", ["sweep_orders", "reconcile_orders"])  # its former name still works
+def test_the_command_ends_each_pass_with_a_count(place, capsys, name):
     place(expired=True)
     paid = place("20.00")
     pay_at_wechat(paid)
-    call_command("reconcile_orders")
+    call_command(name)
     out = capsys.readouterr().out
     assert "synced 1, closed 1, refunds settled 0, failed 0" in out
 
@@ -169,7 +170,7 @@ def test_the_command_ends_each_pass_with_a_count(place, capsys):
 def test_an_abandoned_order_closes_by_itself_under_the_loop_which_stops_on_sigterm(place):
     order = place(expired=True)
     loop = subprocess.Popen(  # as `make run` starts it beside the web server
-        [sys.executable, "manage.py", "reconcile_orders", "--loop", "--interval", "0.2"],
+        [sys.executable, "manage.py", "sweep_orders", "--loop", "--interval", "0.2"],
         cwd=settings.BASE_DIR,
         env=subprocess_env(settings.SITE_URL),
         stdout=subprocess.PIPE,

@@ -15,7 +15,7 @@ from devtools.wechat_sandbox.models import Refund as SandboxRefund
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
 from payments.models import Incident, Notification
-from payments.reconcile import run_pass
+from payments.sweeper import run_pass
 from tests.factories import make_order, make_user
 from tests.helpers import notify_xml, wechat_code
 from tests.payments.conftest import settle_sandbox_refunds

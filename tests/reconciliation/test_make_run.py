@@ -21,4 +21,4 @@ def test_make_run_starts_the_bill_reconciler_beside_the_server_and_stops_it_with
     assert "SITE_URL='http://127.0.0.1:8001'" in start and "reconcile_bill --loop" in start
     assert start.rstrip("; \\").endswith("bill_reconciler=$!")
     (trap,) = [line for line in lines if line.startswith("trap ")]
-    assert "$bill_reconciler" in trap and "$reconciler" in trap
+    assert "$bill_reconciler" in trap and "$sweeper" in trap

@@ -2,13 +2,11 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
-import threading
 from datetime import date, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
 
+from common.loop import repeat
 from reconciliation.models import BillDay, beijing_today
 from reconciliation.services import LOOKBACK_DAYS, DateRefused, DayBusy, due_days, reconcile_day, summary
 
@@ -83,15 +81,11 @@ class Command(BaseCommand):
         return 0
 
     def _loop(self, interval: float, days: int) -> None:
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        while True:
-            close_old_connections()
+        def one_pass(stop) -> None:
             due = due_days(lookback=days)
             done = 0
             for day in due:
-                if stop.is_set():
+                if stop.is_set():  # a day is never cut in half: SIGTERM is seen between days
                     break
                 try:
                     done += self._run(day) == 0
@@ -100,7 +94,5 @@ class Command(BaseCommand):
                     self.stderr.write(f"{day.isoformat()}: 出错 — 见日志")
             self.stdout.write(f"reconciled {done} of {len(due)} due days")
             self.stdout.flush()
-            # A day is never cut in half: SIGTERM is seen between days and between passes.
-            if stop.wait(interval):
-                break
-        close_old_connections()
+
+        repeat(one_pass, loop=True, interval=interval)

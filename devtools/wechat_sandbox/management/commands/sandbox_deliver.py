@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import signal
-import threading
-
 from django.core.management.base import BaseCommand
 
+from common.loop import stop_on_signals
 from devtools.wechat_sandbox import worker
 from devtools.wechat_sandbox.delivery import deliver_due
 from devtools.wechat_sandbox.services import settle_due_refunds
@@ -23,9 +21,7 @@ class Command(BaseCommand):
             settled = settle_due_refunds(limit=1000)
             self.stdout.write(f"settled {settled} refunds, attempted {deliver_due(limit=1000)} notifies")
             return
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: (stop.set(), worker.wake()))
+        stop = stop_on_signals(on_signal=worker.wake)
         self.stdout.write("delivering sandbox notifies; SIGTERM to stop")
         worker.run(stop)
         self.stdout.write("stopped")

@@ -1,4 +1,4 @@
-"""`reconcile_orders`: every order reaches an end, every refund an outcome.
+"""`sweep_orders`: every order reaches an end, every refund an outcome.
 
 One pass: pending orders older than a minute are asked about (orderquery) and settled as
 a notify would be; orders past their time_expire are closed at WeChat (closeorder) and
@@ -66,7 +66,7 @@ def run_pass(limit: int = BATCH) -> PassResult:
     _refunds(result, limit)
     _stuck_notifies(result, limit)
     result.purged = purge_rejected_notifies()
-    logger.info("reconcile_orders: %s", result)
+    logger.info("sweep_orders: %s", result)
     return result
 
 
@@ -91,7 +91,7 @@ def _orders(result: PassResult, limit: int) -> None:
                 services.sync_order(order)
                 result.synced += 1
         except Exception:  # one failing order must not stop the others
-            logger.exception("reconcile_orders: order %s failed", order.out_trade_no)
+            logger.exception("sweep_orders: order %s failed", order.out_trade_no)
             result.failed += 1
 
 
@@ -113,7 +113,7 @@ def _refunds(result: PassResult, limit: int) -> None:
             if services.sync_refund(refund).status != before:
                 result.refunds_settled += 1
         except Exception:  # one failing refund must not stop the others
-            logger.exception("reconcile_orders: refund %s failed", refund.out_refund_no)
+            logger.exception("sweep_orders: refund %s failed", refund.out_refund_no)
             result.failed += 1
 
 
@@ -129,7 +129,7 @@ def _stuck_notifies(result: PassResult, limit: int) -> None:
             notifies.process(log)
             result.notifies_reprocessed += 1
         except Exception:
-            logger.exception("reconcile_orders: notify %s failed", log.pk)
+            logger.exception("sweep_orders: notify %s failed", log.pk)
             result.failed += 1
 
 
