@@ -194,6 +194,20 @@ class RechargeOrder(models.Model):
     def prepay_is_valid(self, now: datetime | None = None) -> bool:
         return bool(self.prepay_id and self.prepay_expires_at and self.prepay_expires_at > (now or timezone.now()))
 
+    def to_dict(self) -> dict:
+        """The one JSON shape of an order (the JSON API: status polls, the mini program's list).
+        `confirming`: WeChat took the money and it is not credited yet (支付已收到，正在确认)."""
+        return {
+            "out_trade_no": self.out_trade_no,
+            "amount_fen": self.amount,
+            "status": self.status_name,
+            "confirming": self.is_confirming,
+            "channel": self.channel,
+            "refunded_fen": self.refunded_amount,
+            "created_at": self.created_at.isoformat(),
+            "paid_at": self.paid_at.isoformat() if self.paid_at else None,
+        }
+
     @property
     def status_name(self) -> str:
         """The status's name in JSON answers: pending, paid, closed, refunded."""

@@ -40,7 +40,6 @@ from payments.providers.base import (
     Provider,
     RefundInfo,
     WeChatError,
-    answered,
 )
 
 logger = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
             if exc.kind == ORDER_CLOSED:
                 sync_order(order)  # WeChat knows better: settle it, then place a new order
                 continue
-            if not answered(exc):
+            if not exc.answered:
                 raise  # WeChat may have it: kept pending, placed again (or queried) later
             if order.refuse(exc.code):
                 logger.warning("WeChat refused order %s: %s", order.out_trade_no, exc)

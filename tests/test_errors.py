@@ -118,7 +118,7 @@ def test_a_wrong_method_on_a_json_endpoint_is_a_json_405(logged_in_client):
 def test_a_404_raised_inside_a_json_view_is_json_not_a_logged_500(logged_in_client, caplog):
     from django.http import Http404
 
-    with mock.patch("payments.views.order_status_answer", side_effect=Http404):
+    with mock.patch("payments.api.order_status_answer", side_effect=Http404):
         response = logged_in_client.get("/payments/orders/X1/status/")
     assert_json_error(response, 404, "not_found")
     assert "failed" not in caplog.text

@@ -19,6 +19,14 @@ class WeChatError(Exception):
         self.status: int | None = None
         self.request_id = ""
 
+    @property
+    def answered(self) -> bool:
+        """WeChat answered the request with a refusal (an error code, a protocol fault, or an
+        answer whose signature does not verify), rather than the call failing on the way (no
+        answer, an unreadable one, an HTTP error without WeChat's code, a success without its
+        content): only after such a failure may WeChat have done what was asked."""
+        return not (self.code in ("NETWORK", "BAD_ANSWER") or self.code.startswith("HTTP_"))
+
 
 class NotifyError(ValueError):
     """A notify that must not be applied; `signature_valid` says how far it got, `retry`

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from accounts import mp_api as accounts_mp_api
+from accounts import api as accounts_api
 from common import converters  # noqa: F401 (registers <trade_no:>)
-from payments import mp_api as payments_mp_api
+from payments import api as payments_api
 from wxrecharge import views
 
 admin.site.site_header = "wxrecharge 运营后台"
@@ -16,9 +16,9 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("payments.urls")),
     path("", include("orders.urls")),
-    path("api/mp/login", accounts_mp_api.login, name="mp_login"),
-    path("api/mp/prepay", payments_mp_api.prepay, name="mp_prepay"),
-    path("api/mp/orders", payments_mp_api.orders, name="mp_orders"),
-    path("api/mp/orders/<trade_no:out_trade_no>", payments_mp_api.order, name="mp_order"),
+    path("api/mp/login", accounts_api.login, name="mp_login"),
+    path("api/mp/prepay", payments_api.mp_prepay, name="mp_prepay"),
+    path("api/mp/orders", payments_api.mp_orders, name="mp_orders"),
+    path("api/mp/orders/<trade_no:out_trade_no>", payments_api.mp_order, name="mp_order"),
     path("admin/", admin.site.urls),
 ]

@@ -82,14 +82,6 @@ class PayAction:
     params: dict[str, str] = field(default_factory=dict)
 
 
-def answered(exc: WeChatError) -> bool:
-    """WeChat answered the request with a refusal (an error code, a protocol fault, or an
-    answer whose signature does not verify), rather than the call failing on the way (no
-    answer, an unreadable one, an HTTP error without WeChat's code, a success without its
-    content): only after such a failure may WeChat have done what was asked."""
-    return not (exc.code in ("NETWORK", "BAD_ANSWER") or exc.code.startswith("HTTP_"))
-
-
 def _beijing_text(value: str | None, fmt: str) -> datetime | None:
     try:
         return datetime.strptime(value or "", fmt).replace(tzinfo=BEIJING)  # Beijing time

@@ -59,12 +59,17 @@ def test_a_mini_program_logs_in_prepays_pays_and_sees_its_history(client, sandbo
     assert paid == {"err_msg": "get_brand_wcpay_request:ok"}
 
     status = client.get(f"/api/mp/orders/{prepaid['out_trade_no']}", **auth).json()
+    order = RechargeOrder.objects.get(out_trade_no=prepaid["out_trade_no"])
     assert status == {
         "out_trade_no": prepaid["out_trade_no"],
         "status": "paid",
         "confirming": False,
         "amount_fen": 666,
         "balance_fen": 666,
+        "channel": "miniprogram",
+        "refunded_fen": 0,
+        "created_at": order.created_at.isoformat(),
+        "paid_at": order.paid_at.isoformat(),
     }
     history = client.get("/api/mp/orders?page=1", **auth).json()
     assert history["balance_fen"] == 666 and history["next_page"] is None

@@ -162,12 +162,18 @@ def test_status_asks_wechat_and_applies_a_payment_whose_notify_has_not_come(paye
     assert status(payer_client, body["out_trade_no"]).json()["status"] == "pending"
     with time_machine.travel(timezone.now() + STATUS_POLL_INTERVAL, tick=True):
         answer = status(payer_client, body["out_trade_no"]).json()
+    order = RechargeOrder.objects.get(out_trade_no=body["out_trade_no"])
     assert answer == {
         "out_trade_no": body["out_trade_no"],
         "status": "paid",
         "confirming": False,
         "amount_fen": 1000,
         "balance_fen": 1000,
+        # The order's one JSON shape (RechargeOrder.to_dict), as in the mini program's list.
+        "channel": "jsapi",
+        "refunded_fen": 0,
+        "created_at": order.created_at.isoformat(),
+        "paid_at": order.paid_at.isoformat(),
     }
     payer.refresh_from_db()
     assert payer.balance == 1000 and LedgerEntry.objects.count() == 1

@@ -22,7 +22,7 @@ from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import LedgerEntry, RechargeOrder
 from payments import services
 from payments.models import Incident
-from payments.providers.base import WeChatError, answered
+from payments.providers.base import WeChatError
 from payments.providers.wechat_v2 import WeChatV2
 from payments.providers.wechat_v3 import WeChatV3
 from tests.factories import make_order
@@ -138,7 +138,7 @@ def test_a_call_that_failed_on_the_way_keeps_the_order_and_the_retry_places_the_
     ],
 )
 def test_an_answer_from_wechat_is_told_from_a_failure_on_the_way(code, refusal):
-    assert answered(WeChatError("x", code)) is refusal
+    assert WeChatError("x", code).answered is refusal
 
 
 def test_a_concurrent_request_that_placed_the_order_keeps_it_from_being_refused(payer):

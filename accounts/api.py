@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 
 from django.conf import settings
@@ -15,6 +14,7 @@ from accounts import wechat_login as wechat
 from accounts.binding import bind, create_wechat_user, find_wechat_user
 from accounts.models import User
 from common import ratelimit
+from common.api import json_object, wechat_error
 from common.http import client_ip, json_error, json_ok
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,8 @@ def _user_for_openid(openid: str, session_key: str, unionid: str | None = None) 
 @csrf_exempt
 @require_POST
 def login(request):
-    try:
-        data = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    code = data.get("code") if isinstance(data, dict) else None
+    data = json_object(request)
+    code = data.get("code") if data is not None else None
     if not isinstance(code, str) or not 1 <= len(code) <= 128:
         return json_error("invalid_request", 400, "缺少 wx.login() 返回的 code")
     # Each login is a call to WeChat (jscode2session): a flood of junk codes must not become
@@ -73,9 +70,7 @@ def login(request):
         logger.info("mini-program login refused: %s", exc.code)
         if exc.code in ("40029", "40163"):
             return json_error("invalid_code", 400, "登录凭证无效或已使用，请重新调用 wx.login()")
-        if exc.retryable:
-            return json_error("wechat_unavailable", 502, detail=exc.code)
-        return json_error("wechat_error", 502, detail=exc.code)
+        return wechat_error(exc)
     openid, session_key = session.get("openid"), session.get("session_key", "")
     if not openid:
         return json_error("wechat_error", 502, detail="NO_OPENID")
