@@ -158,7 +158,8 @@ class Notification(models.Model):
         ERROR = "error", "处理失败"
 
     kind = models.CharField("类型", max_length=8, choices=Kind.choices)
-    api = models.CharField("接口版本", max_length=2, choices=[("v2", "API v2"), ("v3", "API v3")], default="v2")
+    # The provider whose notify URL it came to: its `api` (v2, v3) or registry name.
+    api = models.CharField("接口版本", max_length=32, default="v2")
     # v3: the Wechatpay-* headers the signature is checked with (and Request-ID), as received.
     headers = models.JSONField("签名头", default=dict, blank=True)
     # The bytes as received, whatever they are (a NUL byte or UTF-16 fits in bytea, not in text).

@@ -18,9 +18,8 @@ from django.utils import timezone
 from common.money import format_fen
 from orders.models import AmountMismatch, Refund, UnknownOrder
 from payments import services
-from payments.merchant import Merchant
 from payments.models import Incident, Notification
-from payments.providers import provider_class
+from payments.providers import provider, provider_class
 from payments.providers.base import Notify, NotifyError, RefundInfo
 
 logger = logging.getLogger(__name__)
@@ -72,8 +71,7 @@ def _parse(log: Notification) -> Notify | bool:
     try:
         # The notify's own provider (its URL said which): an order placed under v2 settles by its
         # v2 notify after a switch to v3.
-        merchant = Merchant.current()
-        notify = provider_class(log.api).parse_notify(merchant, log.kind, log.body, log.headers, log.received_at)
+        notify = provider(api=log.api).parse_notify(log.kind, log.body, log.headers, log.received_at)
     except NotifyError as exc:
         (logger.error if exc.signature_valid else logger.warning)("%s notify %s rejected: %s", log.kind, log.pk, exc)
         log.names(exc.out_trade_no, exc.out_refund_no)  # what a verified notify for another merchant carries
@@ -89,8 +87,8 @@ def _parse(log: Notification) -> Notify | bool:
 def _settled(log: Notification) -> bool:
     """A verified notify that could not be applied and that a retry cannot change (an
     incident is open, or it names another merchant): v3 tells WeChat it was received, so it
-    stops sending; v2 keeps its FAIL answer."""
-    return log.api == "v3"
+    stops sending, if its provider answers so (Provider.ACKNOWLEDGES_REFUSED)."""
+    return provider_class(log.api).ACKNOWLEDGES_REFUSED
 
 
 def process_payment_notify(log: Notification) -> bool:

@@ -118,6 +118,10 @@ class Provider:
 
     name = ""  # the registry's name for it
     api = ""  # the API version its notify URLs carry (v2, v3)
+    # A verified notify that cannot be applied, and that a resend cannot change (an unknown
+    # order, another merchant's): True when the provider is told it was received, so that it
+    # stops sending (v3); False when it keeps being answered FAIL (v2).
+    ACKNOWLEDGES_REFUSED = False
 
     def __init__(self, merchant: Merchant, appid: str):
         self.merchant, self.appid = merchant, appid
@@ -176,10 +180,7 @@ class Provider:
         """The headers of a notify that verifying it needs (kept on its record)."""
         return {}
 
-    @classmethod
-    def parse_notify(
-        cls, merchant: Merchant, kind: str, body: bytes, headers: Mapping[str, str], received_at: datetime | None = None
-    ) -> Notify:
+    def parse_notify(self, kind: str, body: bytes, headers: Mapping[str, str], received_at: datetime | None = None) -> Notify:
         """A recorded notify's verified content; NotifyError says why it must not be applied."""
         raise NotImplementedError
 

@@ -76,10 +76,12 @@ class WeChatV2(Provider):
         return self.trade(self._call(self.pay.query_order, out_trade_no))
 
     @staticmethod
-    def trade(fields: Mapping[str, str]) -> TradeInfo:
+    def trade(fields: Mapping[str, str], state: str = "") -> TradeInfo:
+        """A trade from an answer's fields; `state` when they have no trade_state (a query answer
+        without one is no payment)."""
         return TradeInfo(
             out_trade_no=fields.get("out_trade_no", "")[:64],
-            state=fields.get("trade_state", "SUCCESS"),
+            state=fields.get("trade_state", state),
             total=parse_fen(fields.get("total_fee")),
             transaction_id=fields.get("transaction_id", "")[:64],
             paid_at=_beijing_text(fields.get("time_end"), "%Y%m%d%H%M%S"),
@@ -128,15 +130,16 @@ class WeChatV2(Provider):
     def download_bill(self, day):
         return self._call(self.pay.download_bill, day.strftime("%Y%m%d"))
 
-    @classmethod
-    def parse_notify(cls, merchant, kind, body, headers, received_at=None):
+    def parse_notify(self, kind, body, headers, received_at=None):
         """Verify a v2 notify (XML, MD5/HMAC sign; the refund's AES req_info); NotifyError if it must not be applied."""
         if kind == "payment":
-            fields = wechat.parse_payment_notify(merchant, body)
+            fields = wechat.parse_payment_notify(self.merchant, body)
+            # A payment notify has no trade_state: it reports a payment (result_code says whether).
+            trade = self.trade(fields, state="SUCCESS")
             if fields.get("return_code") != "SUCCESS" or fields.get("result_code") != "SUCCESS":
-                return Notify(kind, trade=cls.trade(fields), ignore=f"result_code={fields.get('result_code')}")
-            return Notify(kind, trade=cls.trade(fields))
-        info = wechat.parse_refund_notify(merchant, body)
+                return Notify(kind, trade=trade, ignore=f"result_code={fields.get('result_code')}")
+            return Notify(kind, trade=trade)
+        info = wechat.parse_refund_notify(self.merchant, body)
         return Notify(
             kind,
             refund=RefundInfo(

@@ -116,6 +116,7 @@ class WeChatV3(Provider):
     """WeChat Pay API v3 (JSAPI), through our own client (wxproto/v3.py)."""
 
     name, api = "wechat_v3", "v3"
+    ACKNOWLEDGES_REFUSED = True  # a 204 stops WeChat; 4xx/5xx make it send again
     NOTIFY_URL_NAMES = {"payment": "payments:notify_v3", "refund": "payments:refund_notify_v3"}
 
     def __init__(self, merchant: Merchant, appid: str):
@@ -248,7 +249,9 @@ class WeChatV3(Provider):
         try:
             data = self.client.download(url)
         except v3.V3Error as exc:
-            raise WeChatError(f"tradebill download: {exc}", exc.code, retryable=exc.retryable) from exc
+            error = WeChatError(f"tradebill download: {exc}", exc.code, retryable=exc.retryable)
+            error.kind = V3_KINDS.get(exc.code, exc.code)
+            raise error from exc
         try:
             text = gzip.decompress(data)
         except (OSError, EOFError) as exc:
@@ -258,15 +261,14 @@ class WeChatV3(Provider):
             raise WeChatError("tradebill download: the SHA1 does not match", "BAD_BILL", retryable=True)
         return text
 
-    @classmethod
-    def parse_notify(cls, merchant, kind, body, headers, received_at=None):
+    def parse_notify(self, kind, body, headers, received_at=None):
         """Verify, then decrypt a v3 notify. NotifyError says why not, and whether WeChat should send it again.
 
         The 5-minute window is measured from when the notify was received, so that an
         operator's 重新处理 of a stored notify later checks the same thing."""
         now = received_at.timestamp() if received_at else None
         try:
-            envelope, resource = v3_client(merchant).parse_notify(headers, body, now=now)
+            envelope, resource = self.client.parse_notify(headers, body, now=now)
         except v3.SignatureError as exc:
             reason = "签名探测（WECHATPAY/SIGNTEST/），按规定验签失败" if exc.probe else f"签名无效：{exc}"
             raise NotifyError(reason, signature_valid=False) from exc
@@ -276,17 +278,17 @@ class WeChatV3(Provider):
         except ValueError as exc:
             raise NotifyError(f"通知格式错误：{exc}", signature_valid=True, retry=False) from exc
         numbers = {"out_trade_no": _text(resource.get("out_trade_no")), "out_refund_no": _text(resource.get("out_refund_no"))}
-        if merchant.mch_id != resource.get("mchid"):
+        if self.merchant.mch_id != resource.get("mchid"):
             raise NotifyError(f"foreign mchid {_text(resource.get('mchid'))}", signature_valid=True, retry=False, **numbers)
         event = envelope.get("event_type")
         if kind == "payment":
-            trade = cls.trade(resource)
-            if trade.appid not in merchant.appids:
+            trade = self.trade(resource)
+            if trade.appid not in self.merchant.appids:
                 raise NotifyError(f"foreign appid {trade.appid}", signature_valid=True, retry=False, **numbers)
             if event != "TRANSACTION.SUCCESS" or trade.state != "SUCCESS":
                 return Notify(kind, trade=trade, ignore=f"event_type={event} trade_state={trade.state}")
             return Notify(kind, trade=trade)
-        return Notify(kind, refund=cls.refund_info(resource))
+        return Notify(kind, refund=self.refund_info(resource))
 
     # API v3 notifies (docs/wechat-pay-v3.md#answering-a-notify): the HTTP status is the answer.
     # 204 = received; 4xx/5xx with {"code": "FAIL"} = send it again. A signature that does not

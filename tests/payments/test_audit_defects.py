@@ -183,7 +183,7 @@ ORDERQUERY_BASE = "https://wechat.test/"
 @responses.activate
 @pytest.mark.parametrize(("total_fee", "credited"), [("1990", True), ("１９９０", False), ("١٩٩٠", False), ("²", False)])
 def test_an_orderquery_answer_whose_total_fee_is_not_plain_digits_does_not_credit(order, settings, total_fee, credited):
-    settings.WECHAT_PAY_API = "v2"  # v2's XML answer; v3's JSON amounts: tests/payments/test_gateway_v3.py
+    settings.WECHAT_PAY_API = "v2"  # v2's XML answer; v3's JSON amounts: tests/providers/test_wechat_v3_provider.py
     settings.WECHAT_PAY_BASE_URL = ORDERQUERY_BASE
     answer = {
         "return_code": "SUCCESS",
