@@ -90,7 +90,7 @@ class RechargeOrder(models.Model):
         # WeChat answered the unified order with a refusal: it never had this order to pay.
         REFUSED = "refused", "微信拒绝下单"
 
-    SCENE_CODES = {Channel.JSAPI: "10", Channel.MINIPROGRAM: "20"}
+    SCENE_CODES: dict[str, str] = {Channel.JSAPI: "10", Channel.MINIPROGRAM: "20"}
     # WeChat accepts at most 50 refunds of one order.
     MAX_REFUNDS = 50
     # A pending order is paid again (same prepay_id) or reused for the same amount only while

@@ -66,9 +66,9 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("balance_display", "openid", "mp_openid", "unionid", "last_login", "date_joined")
     # The balance right under the name: it is what operators come to this page for.
     fieldsets = (
-        DjangoUserAdmin.fieldsets[0],
+        DjangoUserAdmin.fieldsets[0],  # type: ignore[index]  # Django's UserAdmin has them
         ("微信与余额", {"fields": ("balance_display", "openid", "mp_openid", "unionid")}),
-        *DjangoUserAdmin.fieldsets[1:],
+        *DjangoUserAdmin.fieldsets[1:],  # type: ignore[index]
     )
 
     @admin.display(description="余额", ordering="balance")

@@ -4,6 +4,7 @@ and incidents (what an operator must look at)."""
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
@@ -37,7 +38,7 @@ def _insert_returning_id(instance: models.Model, names: tuple[str, ...]) -> int:
 def _update(instance: models.Model, values: dict) -> None:
     """UPDATE some fields of one row by id (what `.filter(pk=).update()` sends, without building a query)."""
     model = type(instance)
-    fields = [model._meta.get_field(name) for name in values]
+    fields = [cast(models.Field, model._meta.get_field(name)) for name in values]
     assignments = ", ".join(f"{f.column} = %s" for f in fields)
     params = [
         f.get_db_prep_save(f.to_python(v) if f.is_relation is False else getattr(v, "pk", v), connection)

@@ -20,7 +20,7 @@ from orders.models import AmountMismatch, Refund, UnknownOrder
 from payments import services
 from payments.models import Incident, Notification
 from payments.providers import provider, provider_class
-from payments.providers.base import Notify, NotifyError, RefundInfo
+from payments.providers.base import Notify, NotifyError, Received, RefundInfo
 
 logger = logging.getLogger(__name__)
 
@@ -28,22 +28,20 @@ logger = logging.getLogger(__name__)
 def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
     """Record a v2 notify first, then process it. True: answer SUCCESS; False: FAIL, so that
     WeChat sends it again. (v3's views call receive_notify, which also takes the headers.)"""
-    log = receive_notify(kind, body, remote_addr)
-    return log is not None and log.acknowledged
+    return receive_notify(kind, body, remote_addr).acknowledged
 
 
 def receive_notify(
     kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
-) -> Notification | None:
-    """handle_notify, returning the processed record (`acknowledged` is the answer for
-    WeChat), or None when it could not even be recorded."""
+) -> Received:
+    """Record a notify, then process it: the record (None when it could not even be
+    recorded, so WeChat must send it again) and whether WeChat may stop sending it."""
     try:
         log = Notification.record(kind, body, remote_addr, api=api, headers=headers)
     except Exception:  # nothing recorded: WeChat must send it again
         logger.exception("a %s notify could not be recorded; asking WeChat to send it again", kind)
-        return None
-    log.acknowledged = process(log)
-    return log
+        return Received(None, acknowledged=False)
+    return Received(log, acknowledged=process(log))
 
 
 def process(log: Notification) -> bool:
@@ -79,7 +77,7 @@ def _parse(log: Notification) -> Notify | bool:
         return _settled(log) and not exc.retry
     if notify.refund is not None:
         log.names(notify.refund.out_trade_no, notify.refund.out_refund_no)
-    else:
+    elif notify.trade is not None:
         log.names(notify.trade.out_trade_no)
     return notify
 
@@ -97,6 +95,7 @@ def process_payment_notify(log: Notification) -> bool:
     if isinstance(notify, bool):
         return notify
     trade = notify.trade
+    assert trade is not None  # a payment notify carries its trade
     out_trade_no = trade.out_trade_no
     if notify.ignore:
         log.finish(Notification.Outcome.IGNORED, notify.ignore, signature_valid=True)
@@ -132,6 +131,7 @@ def process_refund_notify(log: Notification) -> bool:
     if isinstance(notify, bool):
         return notify
     info = notify.refund
+    assert info is not None  # a refund notify carries its refund
     out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.state
     refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
     if refund is None or refund.order.out_trade_no != out_trade_no:

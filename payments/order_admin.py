@@ -273,9 +273,8 @@ class RechargeOrderAdmin(LargeTableAdmin):
     def close_selected(self, request, queryset):
         def outcome(order: RechargeOrder) -> str:
             # ORDERPAID: the money was taken, so close_order synced and credited it instead.
-            return {RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}.get(
-                order.status, order.status_text
-            )
+            done = {RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}
+            return done.get(RechargeOrder.Status(order.status), order.status_text)
 
         self._each_pending(
             request, queryset, services.close_order, outcome, ("关闭失败", "关闭失败"), "关闭订单", "只有待支付的订单可以关闭"
@@ -284,7 +283,8 @@ class RechargeOrderAdmin(LargeTableAdmin):
     def _each_pending(self, request, queryset, act, outcome, failed: tuple[str, str], what: str, skip_reason: str) -> None:
         """Run `act` (a service that talks to WeChat) on each pending order; `failed` names a
         failure in the summary and in the order's own message."""
-        outcomes, skipped = Counter(), 0
+        outcomes: Counter[str] = Counter()
+        skipped = 0
         for order in queryset:
             if order.status != PENDING:
                 skipped += 1

@@ -259,7 +259,7 @@ def apply_payment(
         order = RechargeOrder.objects.filter(out_trade_no=out_trade_no, transaction_id__isnull=False).first()
         if order is None:
             raise
-        other = order.transaction_id if order.transaction_id != transaction_id else ""
+        other = order.transaction_id if order.transaction_id and order.transaction_id != transaction_id else ""
         payment = Payment(DUPLICATE, order.pk, other_transaction_id=other)
         if log is not None:
             log.finish(DUPLICATE, signature_valid=True, out_trade_no=out_trade_no)

@@ -101,8 +101,7 @@ def _notify(request, api: str, kind: str) -> HttpResponse:
     source = provider_class(api)
     body = request.read(wxpay.MAX_XML_BYTES + 1)
     headers = source.notify_headers(request)
-    log = notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api=api, headers=headers)
-    return source.answer(log)
+    return source.answer(notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api=api, headers=headers))
 
 
 @csrf_exempt

@@ -20,6 +20,7 @@ nothing of such a bill is stored or applied.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -297,7 +298,7 @@ def parse(data: bytes, day: date | None = None) -> Bill:
 
 
 def _check_summary(bill: Bill) -> None:
-    sums = {
+    sums: dict[str, tuple[int, int, Callable[[int], str]]] = {
         COUNT_TOTAL: (bill.count, len(bill.rows), str),
         AMOUNT_TOTAL: (bill.paid, sum(r.amount for r in bill.rows), format_fen),
         REFUND_TOTAL: (bill.refunded, sum(r.refund_amount for r in bill.rows), format_fen),

@@ -90,7 +90,7 @@ def load_public_key(pem: bytes | str) -> RSAPublicKey:
         if b"-----BEGIN CERTIFICATE-----" in data:
             key = x509.load_pem_x509_certificate(data).public_key()
         else:
-            key = serialization.load_pem_public_key(data)
+            key = serialization.load_pem_public_key(data)  # type: ignore[assignment]  # RSA is checked below
     except ValueError as exc:
         raise ValueError(f"not a PEM public key or X.509 certificate: {exc}") from exc
     if not isinstance(key, RSAPublicKey):
@@ -310,7 +310,7 @@ class Client:
         started = time.monotonic()
         status: int | str = "-"
         try:
-            env = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+            env = self.session.merge_environment_settings(prepared.url or "", {}, None, None, None)
             response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False, **env)
             status = response.status_code
         except requests.RequestException as exc:

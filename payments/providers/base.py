@@ -71,6 +71,15 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Received:
+    """What became of a notify (payments.notifies.receive_notify): its record, None when it
+    could not even be recorded, and whether WeChat may stop sending it."""
+
+    log: Notification | None
+    acknowledged: bool
+
+
+@dataclass(frozen=True)
 class PayAction:
     """What the client must do to pay an order a provider placed. JSAPI: call
     getBrandWCPayRequest (or wx.requestPayment) with `params`; a QR code and a redirect will
@@ -185,7 +194,6 @@ class Provider:
         raise NotImplementedError
 
     @classmethod
-    def answer(cls, log: Notification | None) -> HttpResponse:
-        """What WeChat is told about a notify: received (stop sending it), or send it again.
-        `log` is the processed record, None when it could not even be recorded."""
+    def answer(cls, received: Received) -> HttpResponse:
+        """What WeChat is told about a notify: received (stop sending it), or send it again."""
         raise NotImplementedError

@@ -153,8 +153,7 @@ class WeChatV2(Provider):
         )
 
     @classmethod
-    def answer(cls, log):
+    def answer(cls, received):
         """v2 notifies are answered in XML: SUCCESS (received), or FAIL so that WeChat resends."""
-        ok = log is not None and log.acknowledged
-        body = NOTIFY_SUCCESS if ok else NOTIFY_FAIL
+        body = NOTIFY_SUCCESS if received.acknowledged else NOTIFY_FAIL
         return HttpResponse(body, content_type="text/xml; charset=utf-8")

@@ -185,7 +185,8 @@ class WeChatV3(Provider):
 
     @staticmethod
     def trade(fields: Mapping) -> TradeInfo:
-        amount = fields.get("amount") if isinstance(fields.get("amount"), dict) else {}
+        amount = fields.get("amount")
+        amount = amount if isinstance(amount, dict) else {}
         return TradeInfo(
             out_trade_no=_text(fields.get("out_trade_no")),
             state=_text(fields.get("trade_state"), 32),
@@ -222,7 +223,8 @@ class WeChatV3(Provider):
 
     @staticmethod
     def refund_info(fields: Mapping) -> RefundInfo:
-        amount = fields.get("amount") if isinstance(fields.get("amount"), dict) else {}
+        amount = fields.get("amount")
+        amount = amount if isinstance(amount, dict) else {}
         state = fields.get("status", fields.get("refund_status"))
         return RefundInfo(
             out_refund_no=_text(fields.get("out_refund_no")),
@@ -310,9 +312,10 @@ class WeChatV3(Provider):
         return {name: request.headers[name][:1024] for name in cls.SIGNATURE_HEADERS if name in request.headers}
 
     @classmethod
-    def answer(cls, log):
-        if log is not None and log.acknowledged:
+    def answer(cls, received):
+        if received.acknowledged:
             return HttpResponse(status=204)
+        log = received.log
         if log is None or log.outcome == Notification.Outcome.ERROR:
             status = 500
         else:
