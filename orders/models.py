@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -22,7 +23,17 @@ from accounts.models import User
 from common.money import format_fen
 from wxproto.beijing import BEIJING
 
-APPLIED, DUPLICATE = "applied", "duplicate"
+
+class Outcome(StrEnum):
+    """What a locked verb did: applied the change, found it applied already, or found the
+    record ended another way (a conflict, for an incident; nothing changed)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+APPLIED, DUPLICATE, CONFLICT = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.CONFLICT
 
 
 class UnknownOrder(Exception):
@@ -30,7 +41,10 @@ class UnknownOrder(Exception):
 
 
 class AmountMismatch(Exception):
-    pass
+    """WeChat took another amount than the order's: nothing applied. `incident` is the one the
+    flow opened for it (payments.services.apply_payment)."""
+
+    incident: object = None  # payments.models.Incident (orders knows nothing of incidents)
 
 
 class InsufficientBalance(Exception):
@@ -64,7 +78,7 @@ def _stamp(now: datetime | None = None) -> str:
 class Payment:
     """What `RechargeOrder.pay` did: APPLIED or DUPLICATE, and whether it came after a local close."""
 
-    outcome: str
+    outcome: Outcome
     order_id: int
     after_close: bool = False
     other_transaction_id: str = ""
@@ -468,14 +482,14 @@ class Refund(models.Model):
         )
         return claimed == 1
 
-    def settle(self, wechat_state: str, refund_id: str = "", settled_at: datetime | None = None) -> str:
-        """Apply how WeChat ended this refund, once: APPLIED, DUPLICATE, or "conflict".
+    def settle(self, wechat_state: str, refund_id: str = "", settled_at: datetime | None = None) -> Outcome:
+        """Apply how WeChat ended this refund, once: APPLIED, DUPLICATE, or CONFLICT.
 
         SUCCESS: the order's refunded amount grows (status 已退款). REFUNDCLOSE or a
         refusal (FAILED): the balance is given back with a ledger row. CHANGE: the money
         left WeChat but did not reach the user; it stays debited (退款异常) for an operator
         to handle in the merchant platform, and a later SUCCESS (notify, query or bill)
-        settles it as a success. A refund already ended another way is a "conflict" for an
+        settles it as a success. A refund already ended another way is a CONFLICT for an
         incident; nothing changes.
         """
         new_status = self.WECHAT_STATES[wechat_state]
@@ -484,7 +498,7 @@ class Refund(models.Model):
             refund = type(self).objects.select_for_update().get(pk=self.pk)
             resolved = refund.status == self.Status.ABNORMAL and new_status == self.Status.SUCCESS
             if refund.status != self.Status.PROCESSING and not resolved:
-                return DUPLICATE if refund.status == new_status else "conflict"
+                return DUPLICATE if refund.status == new_status else CONFLICT
             refund.status = new_status
             refund.settled_at = settled_at or timezone.now()
             refund.refund_id = refund.refund_id or refund_id or None

@@ -155,6 +155,6 @@ def process_refund_notify(log: Notification) -> bool:
         )
         log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
         return _settled(log)
-    outcome = services.settle_refund(refund, state, info.refund_id, info.settled_at, log=log)
+    outcome = services.settle_refund(refund, state, info.refund_id, info.settled_at, log=log).outcome
     logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
     return True

@@ -21,8 +21,10 @@ from django.utils import timezone
 from accounts.models import User
 from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and RefundRefused are part of this API)
     APPLIED,
+    CONFLICT,
     DUPLICATE,
     AmountMismatch,
+    Outcome,
     Payment,
     RechargeOrder,
     Refund,
@@ -94,6 +96,17 @@ def parse_amount(value: object) -> int:
     if not settings.RECHARGE_MIN_FEN <= fen <= settings.RECHARGE_MAX_FEN:
         raise InvalidAmount(value)
     return fen
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a flow that applies WeChat's word did: its outcome, the incident it opened or
+    counted (None when none), and for a payment what RechargeOrder.pay said. Callers record
+    from it (a notify's outcome, a reconciliation difference) without asking again."""
+
+    outcome: Outcome
+    incident: Incident | None = None
+    payment: Payment | None = None
 
 
 @dataclass
@@ -236,7 +249,7 @@ def _link(log: Notification | None, incident: Incident) -> None:
 
 def apply_payment(
     out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime, log: Notification | None = None
-) -> Payment:
+) -> Done:
     """Credit a verified payment once (RechargeOrder.pay) and, in the same transaction, the
     notify's outcome: whenever the money moved, its log row says so.
 
@@ -252,7 +265,9 @@ def apply_payment(
         order = RechargeOrder.objects.filter(out_trade_no=out_trade_no).first()
         if order is not None:
             order.note_paid_report()  # the user paid: the pages say it is being confirmed
-        _link(log, Incident.report(Incident.Kind.AMOUNT_MISMATCH, f"{exc}；未入账", order=order))
+        mismatch = Incident.report(Incident.Kind.AMOUNT_MISMATCH, f"{exc}；未入账", order=order)
+        _link(log, mismatch)
+        exc.incident = mismatch
         raise
     except IntegrityError:
         # Lost a race that the row lock could not prevent (SQLite): the winner credited it.
@@ -263,25 +278,22 @@ def apply_payment(
         payment = Payment(DUPLICATE, order.pk, other_transaction_id=other)
         if log is not None:
             log.finish(DUPLICATE, signature_valid=True, out_trade_no=out_trade_no)
+    incident: Incident | None = None
     if payment.after_close:
-        _link(
-            log,
-            Incident.report(
-                Incident.Kind.PAID_AFTER_CLOSE,
-                f"订单已关闭或过期后，微信支付仍收款 ¥{payment.order.amount_yuan}（{transaction_id}），已入账",
-                order=payment.order,
-            ),
+        incident = Incident.report(
+            Incident.Kind.PAID_AFTER_CLOSE,
+            f"订单已关闭或过期后，微信支付仍收款 ¥{payment.order.amount_yuan}（{transaction_id}），已入账",
+            order=payment.order,
         )
-    if payment.other_transaction_id:
-        _link(
-            log,
-            Incident.report(
-                Incident.Kind.OTHER_TRANSACTION,
-                f"订单已由 {payment.other_transaction_id} 支付，微信又报告 {transaction_id}，未再次入账",
-                order=payment.order,
-            ),
+    elif payment.other_transaction_id:
+        incident = Incident.report(
+            Incident.Kind.OTHER_TRANSACTION,
+            f"订单已由 {payment.other_transaction_id} 支付，微信又报告 {transaction_id}，未再次入账",
+            order=payment.order,
         )
-    return payment
+    if incident is not None:
+        _link(log, incident)
+    return Done(payment.outcome, incident, payment)
 
 
 def sync_order(order: RechargeOrder) -> RechargeOrder:
@@ -394,58 +406,52 @@ def send_refund(refund: Refund) -> Refund:
 
 def settle_refund(
     refund: Refund, state: str, refund_id: str = "", settled_at: datetime | None = None, log: Notification | None = None
-) -> str:
-    """Apply WeChat's outcome of a refund once (Refund.settle), with the notify's outcome in the same transaction."""
+) -> Done:
+    """Apply WeChat's outcome of a refund once (Refund.settle), with the notify's outcome in the
+    same transaction; the incident a conflict or a 退款异常 opened comes back with the outcome."""
     with transaction.atomic():
         outcome = refund.settle(state, refund_id, settled_at)
         if log is not None:
             log.finish(
-                Notification.Outcome.INCIDENT if outcome == "conflict" else outcome,
+                Notification.Outcome.INCIDENT if outcome == CONFLICT else outcome,
                 signature_valid=True,
                 out_trade_no=refund.order.out_trade_no,
                 out_refund_no=refund.out_refund_no,
             )
-    if outcome == "conflict":
+    incident: Incident | None = None
+    if outcome == CONFLICT:
         refund.refresh_from_db()
-        _link(
-            log,
-            Incident.report(
-                Incident.Kind.REFUND_CONFLICT,
-                f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 {state}",
-                order=refund.order,
-                refund=refund,
-            ),
+        incident = Incident.report(
+            Incident.Kind.REFUND_CONFLICT,
+            f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 {state}",
+            order=refund.order,
+            refund=refund,
         )
     elif outcome == APPLIED and state == "CHANGE":
-        _link(
-            log,
-            Incident.report(
-                Incident.Kind.REFUND_ABNORMAL,
-                f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，"
-                "请在商户平台线下处理；用户余额已扣除",
-                order=refund.order,
-                refund=refund,
-            ),
+        incident = Incident.report(
+            Incident.Kind.REFUND_ABNORMAL,
+            f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，请在商户平台线下处理；用户余额已扣除",
+            order=refund.order,
+            refund=refund,
         )
     elif outcome == APPLIED and state == "SUCCESS":
         # A 退款异常 the merchant resolved at WeChat: its incident is done with. One an operator
         # had already marked handled may have been handled otherwise (the balance given back by
         # hand): the user may now have the money twice.
         abnormal = Incident.objects.filter(kind=Incident.Kind.REFUND_ABNORMAL, refund=refund)
-        for incident in abnormal.filter(resolved_at__isnull=True):
-            incident.resolve(None, "微信后来报告退款成功（已在商户平台处理）")
+        for resolved in abnormal.filter(resolved_at__isnull=True):
+            resolved.resolve(None, "微信后来报告退款成功（已在商户平台处理）")
         if abnormal.filter(resolved_by__isnull=False).exists():
-            _link(
-                log,
-                Incident.report(
-                    Incident.Kind.REFUND_CONFLICT,
-                    f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常已由运营人员处理，微信后来"
-                    "报告退款成功：如当时已手动退回余额，用户可能收到两次退款，请核实",
-                    order=refund.order,
-                    refund=refund,
-                ),
+            incident = Incident.report(
+                Incident.Kind.REFUND_CONFLICT,
+                f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常已由运营人员处理，微信后来"
+                "报告退款成功：如当时已手动退回余额，用户可能收到两次退款，请核实",
+                order=refund.order,
+                refund=refund,
             )
-    return outcome
+    if incident is not None:
+        _link(log, incident)
+    return Done(outcome, incident)
 
 
 def sync_refund(refund: Refund) -> Refund:

@@ -493,32 +493,24 @@ def _act(bill_day: BillDay, f: Finding) -> bool:
     return True
 
 
-def _open_incident(kind: str, out_trade_no: str) -> Incident | None:
-    return (
-        Incident.objects.filter(kind=kind, out_trade_no=out_trade_no, resolved_at__isnull=True).order_by("-last_seen_at").first()
-    )
-
-
 def _pay(bill_day: BillDay, f: Finding) -> bool:
     """A payment WeChat took that is pending or closed here: applied as its notify would be,
     in one transaction with its record."""
     row = f.row
     with transaction.atomic():
         try:
-            payment = payment_services.apply_payment(row.out_trade_no, row.transaction_id, row.amount, row.happened_at)
-        except AmountMismatch:
+            done = payment_services.apply_payment(row.out_trade_no, row.transaction_id, row.amount, row.happened_at)
+        except AmountMismatch as exc:
             # Nothing applied; apply_payment opened the incident a notify would have.
             f.kind = Kind.AMOUNT
-            _record(bill_day, f, Outcome.INCIDENT, _open_incident(Incident.Kind.AMOUNT_MISMATCH, row.out_trade_no))
+            _record(bill_day, f, Outcome.INCIDENT, exc.incident)
             return True
-        if payment.outcome == APPLIED:
-            incident = None
-            if payment.after_close:
-                incident = _open_incident(Incident.Kind.PAID_AFTER_CLOSE, row.out_trade_no)
-            f.order = payment.order
-            _record(bill_day, f, Outcome.SETTLED, incident)
+        payment = done.payment
+        if done.outcome == APPLIED:
+            f.order = payment.order  # money taken after a close: credited, with its incident
+            _record(bill_day, f, Outcome.SETTLED, done.incident)
             return True
-    if payment.outcome == DUPLICATE and payment.other_transaction_id:
+    if done.outcome == DUPLICATE and payment.other_transaction_id:
         f.kind, f.detail = (
             Kind.TRANSACTION,
             (
@@ -526,7 +518,7 @@ def _pay(bill_day: BillDay, f: Finding) -> bool:
                 f"微信订单号 {payment.other_transaction_id} 支付；未做任何改动"
             ),
         )
-        _record(bill_day, f, Outcome.INCIDENT, _open_incident(Incident.Kind.OTHER_TRANSACTION, row.out_trade_no))
+        _record(bill_day, f, Outcome.INCIDENT, done.incident)
         return True
     return False  # credited meanwhile (its notify arrived): no difference after all
 
@@ -536,21 +528,16 @@ def _settle_refund(bill_day: BillDay, f: Finding) -> bool:
     would be. The bill has no success time: the refund is settled as of now."""
     row = f.row
     with transaction.atomic():
-        outcome = payment_services.settle_refund(f.refund, "SUCCESS", row.refund_id)
-        if outcome == APPLIED:
+        done = payment_services.settle_refund(f.refund, "SUCCESS", row.refund_id)
+        if done.outcome == APPLIED:
             _record(bill_day, f, Outcome.SETTLED, None)
             return True
-    if outcome == DUPLICATE:
+    if done.outcome == DUPLICATE:
         return False  # settled meanwhile (its notify arrived)
     # Ended another way meanwhile: settle_refund opened a REFUND_CONFLICT incident.
     f.refund.refresh_from_db()
     f.kind, f.detail = Kind.REFUND_STATE, f"微信退款成功，本站为「{f.refund.get_status_display()}」；未做任何改动"
-    incident = (
-        Incident.objects.filter(kind=Incident.Kind.REFUND_CONFLICT, refund=f.refund, resolved_at__isnull=True)
-        .order_by("-last_seen_at")
-        .first()
-    )
-    _record(bill_day, f, Outcome.INCIDENT, incident)
+    _record(bill_day, f, Outcome.INCIDENT, done.incident)
     return True
 
 

@@ -150,7 +150,7 @@ def test_an_abnormal_refund_an_operator_handled_then_reported_successful_is_a_co
     operator = make_user("caiwu", is_staff=True)
     Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL).resolve(operator, "已手动退回余额")
     refund.refresh_from_db()
-    assert services.settle_refund(refund, "SUCCESS") == "applied"
+    assert services.settle_refund(refund, "SUCCESS").outcome == "applied"
     conflict = Incident.objects.get(kind=Incident.Kind.REFUND_CONFLICT)
     assert conflict.refund == refund and "两次" in conflict.message
 
