@@ -1,7 +1,7 @@
 """WeChat's trade bill (对账单, bill_type ALL) as text: read it, and refuse it unless it verifies.
 
 The format is the same under API v2 (pay/downloadbill) and v3 (tradebill, once
-downloaded, its SHA1 checked and unzipped by payments.gateway):
+downloaded, its SHA1 checked and unzipped by the provider, payments/providers/):
 
     交易时间,公众账号ID,商户号,...,费率备注                  the detail header (no back-quotes)
     `2026-11-23 10:00:00,`wx…,`1900000109,...,`            one line per payment or refund

@@ -9,7 +9,7 @@ RETRYABLE_CODES = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED", "NET
 
 class WeChatError(Exception):
     """A call to WeChat failed. `code` is WeChat's err_code (or errcode, or NETWORK/FAIL);
-    `kind` the same code normalised across API versions (payments.gateway sets it);
+    `kind` the same code normalised across API versions (the provider sets it);
     `status` and `request_id` the HTTP status and Request-ID of a v3 answer."""
 
     def __init__(self, message: str, code: str = "FAIL", retryable: bool = False):

@@ -55,7 +55,7 @@ WECHAT_API_KEY = _credential("WECHAT_API_KEY")
 WECHAT_SIGN_TYPE = env.str("WECHAT_SIGN_TYPE", default="MD5")
 
 # WeChat Pay API version (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md): every flow goes
-# through payments.gateway, which picks the implementation from this setting.
+# through the provider this names (payments/providers/: v2 wechat_v2, v3 wechat_v3).
 WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="")
 # v3 credentials. Without WECHAT_PAY_PUBLIC_KEY the merchant is in platform-certificate
 # mode: certificates are downloaded from /v3/certificates.

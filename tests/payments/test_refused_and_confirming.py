@@ -46,7 +46,7 @@ def status(client, order: RechargeOrder, **query) -> dict:
     return client.get(f"/payments/orders/{order.out_trade_no}/status/", query).json()
 
 
-def gateway_class():
+def provider_class_in_use():
     return WeChatV3 if settings.WECHAT_PAY_API == "v3" else WeChatV2
 
 
@@ -99,7 +99,7 @@ def test_a_refused_order_does_not_count_toward_the_open_order_limit(payer_client
 
 
 def test_systemerror_is_asked_again_once_with_the_same_order_before_it_is_refused(payer_client):
-    cls = gateway_class()
+    cls = provider_class_in_use()
     refused = WeChatError("jsapi: SYSTEMERROR", wechat_code("SYSTEMERROR", "SYSTEM_ERROR"))
     with mock.patch.object(cls, "prepay", autospec=True, side_effect=[refused, cls.prepay]) as placed:
         response = prepay(payer_client, "10.00")
@@ -110,7 +110,7 @@ def test_systemerror_is_asked_again_once_with_the_same_order_before_it_is_refuse
 
 
 def test_a_call_that_failed_on_the_way_keeps_the_order_and_the_retry_places_the_same_one(payer_client):
-    cls = gateway_class()
+    cls = provider_class_in_use()
     lost = WeChatError("jsapi: ReadTimeout", "NETWORK", retryable=True)
     with mock.patch.object(cls, "prepay", autospec=True, side_effect=lost):
         response = prepay(payer_client, "10.00")
@@ -193,7 +193,7 @@ def test_a_query_with_another_amount_leaves_the_order_being_confirmed(payer_clie
 
 def test_a_query_that_says_paid_without_a_transaction_is_remembered(payer_client, payer):
     order = make_order(payer, prepay_id="wx-1", prepay_expires_at=timezone.now() + timezone.timedelta(minutes=20))
-    cls = gateway_class()
+    cls = provider_class_in_use()
     from payments.providers.base import TradeInfo
 
     odd = TradeInfo(out_trade_no=order.out_trade_no, state="SUCCESS", total=None)

@@ -161,7 +161,7 @@ class FakeWeChat:
         self.bills: dict[date, bytes | Exception] = {}
         self.calls: list[date] = []
 
-    def download_bill(self, gateway, day: date) -> bytes:
+    def download_bill(self, provider, day: date) -> bytes:
         self.calls.append(day)
         answer = self.bills.get(day, no_bill())
         if isinstance(answer, Exception):
