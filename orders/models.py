@@ -397,8 +397,6 @@ class Refund(models.Model):
         FAILED = 3, "退款失败"
         ABNORMAL = 4, "退款异常"
 
-    # WeChat's refund_status (and our refusal) -> our status.
-    WECHAT_STATES = {"SUCCESS": Status.SUCCESS, "REFUNDCLOSE": Status.CLOSED, "CHANGE": Status.ABNORMAL, "FAILED": Status.FAILED}
     # Not ended: 退款异常 (CHANGE) is resolved by the merchant in WeChat's merchant platform,
     # after which WeChat reports SUCCESS.
     OPEN = (Status.PROCESSING, Status.ABNORMAL)
@@ -482,17 +480,20 @@ class Refund(models.Model):
         )
         return claimed == 1
 
-    def settle(self, wechat_state: str, refund_id: str = "", settled_at: datetime | None = None) -> Outcome:
-        """Apply how WeChat ended this refund, once: APPLIED, DUPLICATE, or CONFLICT.
+    def settle(self, status: int, refund_id: str = "", settled_at: datetime | None = None) -> Outcome:
+        """Apply how the refund ended (a Refund.Status, as the provider reports it), once:
+        APPLIED, DUPLICATE, or CONFLICT.
 
-        SUCCESS: the order's refunded amount grows (status 已退款). REFUNDCLOSE or a
-        refusal (FAILED): the balance is given back with a ledger row. CHANGE: the money
-        left WeChat but did not reach the user; it stays debited (退款异常) for an operator
-        to handle in the merchant platform, and a later SUCCESS (notify, query or bill)
-        settles it as a success. A refund already ended another way is a CONFLICT for an
-        incident; nothing changes.
+        SUCCESS: the order's refunded amount grows (status 已退款). CLOSED (退款关闭) or
+        FAILED (WeChat refused the request): the balance is given back with a ledger row.
+        ABNORMAL (CHANGE): the money left WeChat but did not reach the user; it stays
+        debited (退款异常) for an operator to handle in the merchant platform, and a later
+        SUCCESS (notify, query or bill) settles it as a success. A refund already ended
+        another way is a CONFLICT for an incident; nothing changes.
         """
-        new_status = self.WECHAT_STATES[wechat_state]
+        new_status = self.Status(status)
+        if new_status == self.Status.PROCESSING:
+            raise ValueError("a refund still processing has not ended")
         with transaction.atomic():
             order = RechargeOrder.objects.select_for_update().get(pk=self.order_id)
             refund = type(self).objects.select_for_update().get(pk=self.pk)

@@ -20,7 +20,7 @@ from orders.models import AmountMismatch, Refund, UnknownOrder
 from payments import services
 from payments.models import Incident, Notification
 from payments.providers import provider, provider_class
-from payments.providers.base import Notify, NotifyError, Received, RefundInfo
+from payments.providers.base import Notify, NotifyError, Received
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def process_refund_notify(log: Notification) -> bool:
         return notify
     info = notify.refund
     assert info is not None  # a refund notify carries its refund
-    out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.state
+    out_trade_no, out_refund_no, state = info.out_trade_no, info.out_refund_no, info.wechat_state
     refund = Refund.objects.select_related("order").filter(out_refund_no=out_refund_no).first()
     if refund is None or refund.order.out_trade_no != out_trade_no:
         incident = Incident.report(
@@ -142,7 +142,7 @@ def process_refund_notify(log: Notification) -> bool:
         )
         log.finish(Notification.Outcome.INCIDENT, "未知退款", signature_valid=True, incident=incident)
         return _settled(log)
-    if state not in RefundInfo.FINAL:
+    if info.state is None or not info.is_final:
         log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", signature_valid=True)
         return _settled(log)
     if info.amount != refund.amount:
@@ -155,6 +155,6 @@ def process_refund_notify(log: Notification) -> bool:
         )
         log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
         return _settled(log)
-    outcome = services.settle_refund(refund, state, info.refund_id, info.settled_at, log=log).outcome
+    outcome = services.settle_refund(refund, info.state, info.refund_id, info.settled_at, log=log).outcome
     logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
     return True

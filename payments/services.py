@@ -40,7 +40,7 @@ from payments.providers.base import (
     REFUND_NOT_EXIST,
     PayAction,
     Provider,
-    RefundInfo,
+    TradeState,
     WeChatError,
 )
 
@@ -318,7 +318,7 @@ def sync_order(order: RechargeOrder) -> RechargeOrder:
             apply_payment(order.out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now())
         except AmountMismatch:
             pass  # an incident is open; nothing applied
-    elif state in ("CLOSED", "REVOKED", "PAYERROR"):
+    elif state in TradeState.ended_unpaid():
         order.close()
     order.refresh_from_db()
     return order
@@ -396,21 +396,21 @@ def send_refund(refund: Refund) -> Refund:
             logger.warning("refund %s not sent yet (%s); will retry with the same number", refund.out_refund_no, exc.code)
             return refund
         logger.error("refund %s refused by WeChat: %s", refund.out_refund_no, exc)
-        settle_refund(refund, "FAILED")
+        settle_refund(refund, Refund.Status.FAILED)
         return refund
     refund.accept(answer.refund_id)
-    if answer.state in RefundInfo.FINAL:  # v3 may answer with the outcome at once
+    if answer.state is not None and answer.is_final:  # v3 may answer with the outcome at once
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     return refund
 
 
 def settle_refund(
-    refund: Refund, state: str, refund_id: str = "", settled_at: datetime | None = None, log: Notification | None = None
+    refund: Refund, status: int, refund_id: str = "", settled_at: datetime | None = None, log: Notification | None = None
 ) -> Done:
     """Apply WeChat's outcome of a refund once (Refund.settle), with the notify's outcome in the
     same transaction; the incident a conflict or a 退款异常 opened comes back with the outcome."""
     with transaction.atomic():
-        outcome = refund.settle(state, refund_id, settled_at)
+        outcome = refund.settle(status, refund_id, settled_at)
         if log is not None:
             log.finish(
                 Notification.Outcome.INCIDENT if outcome == CONFLICT else outcome,
@@ -423,18 +423,18 @@ def settle_refund(
         refund.refresh_from_db()
         incident = Incident.report(
             Incident.Kind.REFUND_CONFLICT,
-            f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 {state}",
+            f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告「{Refund.Status(status).label}」",
             order=refund.order,
             refund=refund,
         )
-    elif outcome == APPLIED and state == "CHANGE":
+    elif outcome == APPLIED and status == Refund.Status.ABNORMAL:
         incident = Incident.report(
             Incident.Kind.REFUND_ABNORMAL,
             f"退款 {refund.out_refund_no}（¥{refund.amount_yuan}）异常：退到用户银行卡失败，请在商户平台线下处理；用户余额已扣除",
             order=refund.order,
             refund=refund,
         )
-    elif outcome == APPLIED and state == "SUCCESS":
+    elif outcome == APPLIED and status == Refund.Status.SUCCESS:
         # A 退款异常 the merchant resolved at WeChat: its incident is done with. One an operator
         # had already marked handled may have been handled otherwise (the balance given back by
         # hand): the user may now have the money twice.
@@ -467,8 +467,12 @@ def sync_refund(refund: Refund) -> Refund:
         if exc.kind == REFUND_NOT_EXIST:
             return send_refund(refund)
         raise
-    if answer.state in RefundInfo.FINAL and (refund.status == Refund.Status.PROCESSING or answer.state != "CHANGE"):
-        # A 退款异常 settles as SUCCESS once resolved at WeChat; REFUNDCLOSE for it is a conflict.
+    if (
+        answer.state is not None
+        and answer.is_final
+        and (refund.status == Refund.Status.PROCESSING or answer.state != Refund.Status.ABNORMAL)
+    ):
+        # A 退款异常 settles as SUCCESS once resolved at WeChat; closed for it is a conflict.
         settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
     refund.refresh_from_db()
     return refund

@@ -528,7 +528,7 @@ def _settle_refund(bill_day: BillDay, f: Finding) -> bool:
     would be. The bill has no success time: the refund is settled as of now."""
     row = f.row
     with transaction.atomic():
-        done = payment_services.settle_refund(f.refund, "SUCCESS", row.refund_id)
+        done = payment_services.settle_refund(f.refund, Refund.Status.SUCCESS, row.refund_id)
         if done.outcome == APPLIED:
             _record(bill_day, f, Outcome.SETTLED, None)
             return True

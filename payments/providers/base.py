@@ -3,8 +3,8 @@ the methods the flows call (docs/architecture.md#the-payment-seam).
 
 - `TradeInfo`: a trade's state (WeChat's trade_state names, alike in v2 and v3), amount
   in fen, transaction id, paid time, appid and mchid;
-- `RefundInfo`: a refund's state in the books' terms (PROCESSING, SUCCESS, REFUNDCLOSE,
-  CHANGE: v3's CLOSED and ABNORMAL are mapped to the last two), amount and refund id;
+- `RefundInfo`: a refund's state in the books' terms (Refund.Status: each provider maps
+  its own words once), amount and refund id;
 - `Notify`: a verified notify's kind and content;
 - `PayAction`: what the client must do to pay a placed order;
 - `WeChatError`: the provider's own code, a normalised `kind` the flows test, whether a
@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
+from orders.models import Refund
 from payments.merchant import Merchant
 from payments.models import Notification
 from wxproto.beijing import BEIJING
@@ -31,14 +33,34 @@ ORDER_PAID = "ORDER_PAID"
 ORDER_CLOSED = "ORDER_CLOSED"
 REFUND_NOT_EXIST = "REFUND_NOT_EXIST"
 NO_BILL = "NO_BILL"  # no trade bill for the day, or not yet (v2 "No Bill Exist", v3 NO_STATEMENT_EXIST)
-# Refund states in the books' terms.
-REFUND_STATES_V3 = {"SUCCESS": "SUCCESS", "CLOSED": "REFUNDCLOSE", "ABNORMAL": "CHANGE", "PROCESSING": "PROCESSING"}
+
+
+class TradeState(StrEnum):
+    """A trade's state at WeChat (trade_state: the same words in v2 and v3)."""
+
+    SUCCESS = "SUCCESS"  # paid
+    REFUND = "REFUND"  # paid, then (partly) refunded
+    NOTPAY = "NOTPAY"
+    USERPAYING = "USERPAYING"
+    ACCEPT = "ACCEPT"  # received, waiting to be charged
+    CLOSED = "CLOSED"
+    REVOKED = "REVOKED"
+    PAYERROR = "PAYERROR"
+
+    @classmethod
+    def paid(cls) -> tuple[TradeState, ...]:
+        return cls.SUCCESS, cls.REFUND
+
+    @classmethod
+    def ended_unpaid(cls) -> tuple[TradeState, ...]:
+        """Never to be paid: the order closes here too."""
+        return cls.CLOSED, cls.REVOKED, cls.PAYERROR
 
 
 @dataclass(frozen=True)
 class TradeInfo:
     out_trade_no: str
-    state: str  # SUCCESS, REFUND, NOTPAY, CLOSED, REVOKED, USERPAYING, PAYERROR
+    state: str  # a TradeState (or a word WeChat has added since, kept as it came)
     total: int | None  # fen; None when WeChat's figure is missing or not a plain number
     transaction_id: str = ""
     paid_at: datetime | None = None
@@ -47,19 +69,27 @@ class TradeInfo:
 
     @property
     def is_paid(self) -> bool:
-        return self.state in ("SUCCESS", "REFUND")
+        return self.state in TradeState.paid()
 
 
 @dataclass(frozen=True)
 class RefundInfo:
-    FINAL = ("SUCCESS", "REFUNDCLOSE", "CHANGE")  # the states that end a refund
+    """A refund as the provider reports it, its state in the books' terms (each provider maps
+    its own words once); `wechat_state` is the provider's own word, for messages."""
+
+    FINAL = (Refund.Status.SUCCESS, Refund.Status.CLOSED, Refund.Status.ABNORMAL)  # what WeChat may end a refund as
 
     out_refund_no: str
-    state: str  # PROCESSING, or one of FINAL
+    state: Refund.Status | None  # None: a word the provider does not document
+    wechat_state: str = ""
     refund_id: str = ""
     out_trade_no: str = ""
     amount: int | None = None
     settled_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL
 
 
 @dataclass(frozen=True)

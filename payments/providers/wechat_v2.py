@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from django.http import HttpResponse
 
 from common.money import parse_fen
+from orders.models import Refund
 from payments import wechat
 from payments.merchant import Merchant
 from payments.providers.base import (
@@ -25,6 +26,13 @@ from payments.providers.base import (
 )
 from wxproto import v2 as wxpay
 
+# API v2's refund_status words, in the books' terms (docs/wechat-pay-v2.md).
+REFUND_STATES = {
+    "PROCESSING": Refund.Status.PROCESSING,
+    "SUCCESS": Refund.Status.SUCCESS,
+    "REFUNDCLOSE": Refund.Status.CLOSED,
+    "CHANGE": Refund.Status.ABNORMAL,
+}
 NOTIFY_SUCCESS = wxpay.to_xml({"return_code": "SUCCESS", "return_msg": "OK"})
 NOTIFY_FAIL = wxpay.to_xml({"return_code": "FAIL", "return_msg": "FAIL"})
 
@@ -104,7 +112,8 @@ class WeChatV2(Provider):
         )
         return RefundInfo(
             out_refund_no=out_refund_no,
-            state="PROCESSING",
+            state=Refund.Status.PROCESSING,
+            wechat_state="PROCESSING",
             refund_id=answer.get("refund_id", ""),
             out_trade_no=out_trade_no,
             amount=parse_fen(answer.get("refund_fee")),
@@ -117,7 +126,8 @@ class WeChatV2(Provider):
             if answer.get(f"out_refund_no_{n}") == out_refund_no:
                 return RefundInfo(
                     out_refund_no=out_refund_no,
-                    state=answer.get(f"refund_status_{n}", ""),
+                    state=REFUND_STATES.get(answer.get(f"refund_status_{n}", "")),
+                    wechat_state=answer.get(f"refund_status_{n}", "")[:32],
                     refund_id=answer.get(f"refund_id_{n}", ""),
                     out_trade_no=answer.get("out_trade_no", ""),
                     amount=parse_fen(answer.get(f"refund_fee_{n}")),
@@ -144,7 +154,8 @@ class WeChatV2(Provider):
             kind,
             refund=RefundInfo(
                 out_refund_no=info.get("out_refund_no", "")[:64],
-                state=info.get("refund_status", ""),
+                state=REFUND_STATES.get(info.get("refund_status", "")),
+                wechat_state=info.get("refund_status", "")[:32],
                 refund_id=info.get("refund_id", "")[:64],
                 out_trade_no=info.get("out_trade_no", "")[:64],
                 amount=parse_fen(info.get("refund_fee")),

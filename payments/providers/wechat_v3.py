@@ -18,6 +18,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
 from common import wechat as hosts
+from orders.models import Refund
 from payments.merchant import Merchant
 from payments.models import Notification
 from payments.providers.base import (
@@ -27,7 +28,6 @@ from payments.providers.base import (
     ORDER_NOT_EXIST,
     ORDER_PAID,
     REFUND_NOT_EXIST,
-    REFUND_STATES_V3,
     Notify,
     NotifyError,
     Provider,
@@ -39,6 +39,14 @@ from payments.providers.base import (
     _text,
 )
 from wxproto import v3 as v3
+
+# API v3's refund status words, in the books' terms (docs/wechat-pay-v3.md).
+REFUND_STATES = {
+    "PROCESSING": Refund.Status.PROCESSING,
+    "SUCCESS": Refund.Status.SUCCESS,
+    "CLOSED": Refund.Status.CLOSED,
+    "ABNORMAL": Refund.Status.ABNORMAL,
+}
 
 V3_KINDS = {
     "ORDER_NOT_EXIST": ORDER_NOT_EXIST,
@@ -228,7 +236,8 @@ class WeChatV3(Provider):
         state = fields.get("status", fields.get("refund_status"))
         return RefundInfo(
             out_refund_no=_text(fields.get("out_refund_no")),
-            state=REFUND_STATES_V3.get(state, _text(state, 32)),
+            state=REFUND_STATES.get(state) if isinstance(state, str) else None,
+            wechat_state=_text(state, 32),
             refund_id=_text(fields.get("refund_id")),
             out_trade_no=_text(fields.get("out_trade_no")),
             amount=_fen(amount.get("refund")),

@@ -35,7 +35,7 @@ class TestListAndPage:
     def test_the_list_shows_yuan_status_text_and_an_incident_marker(self, admin_client, payer):
         paid = settled_order(payer, 1990)
         Refund.objects.create(order=paid, out_refund_no="RF" + "1" * 26, amount=500, reason="r")
-        Refund.objects.get().settle("SUCCESS")
+        Refund.objects.get().settle(Refund.Status.SUCCESS)
         pending = make_order(payer, amount=1000)
         Incident.report(Incident.Kind.PAID_AFTER_CLOSE, "测试异常", order=pending)
         html = admin_client.get(ORDERS).content.decode()

@@ -79,7 +79,7 @@ class TestRefundsAndLedger:
         assert "sync_selected" in refunder.get(REFUNDS).content.decode()
 
     def test_the_refund_query_action_skips_settled_refunds(self, admin_client, payer):
-        refund = refund_of(settled_order(payer), state="SUCCESS")
+        refund = refund_of(settled_order(payer), state=Refund.Status.SUCCESS)
         said = messages_of(run_action(admin_client, REFUNDS, "sync_selected", [refund.pk]))
         assert said == ["跳过 1 笔已完成的退款（只查询退款中的）"]
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from orders.models import RechargeOrder
+from orders.models import RechargeOrder, Refund
 from payments.dashboard import dashboard
 from payments.models import Incident
 from tests.admin import operator, payer_user
@@ -28,7 +28,7 @@ def paid(user, amount: int, at: datetime) -> RechargeOrder:
 
 
 def refunded(order: RechargeOrder, amount: int, at: datetime) -> None:
-    order.start_refund(amount, "测试退款").settle("SUCCESS", settled_at=at)
+    order.start_refund(amount, "测试退款").settle(Refund.Status.SUCCESS, settled_at=at)
 
 
 @pytest.fixture

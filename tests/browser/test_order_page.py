@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from devtools.wechat_sandbox import services as sandbox_services
 from devtools.wechat_sandbox.models import Trade
-from orders.models import RechargeOrder
+from orders.models import RechargeOrder, Refund
 from tests.browser.conftest import shoot, sign_in_with_cookie
 from tests.factories import PASSWORD, make_order, make_user
 
@@ -291,7 +291,7 @@ def _refunded_order(user) -> RechargeOrder:
     order = make_order(user, amount=5000)
     RechargeOrder.pay(order.out_trade_no, "4200000000000000000000000000002", 5000, timezone.now())
     order.refresh_from_db()
-    order.start_refund(2000, "用户申请退款").settle("SUCCESS")
+    order.start_refund(2000, "用户申请退款").settle(Refund.Status.SUCCESS)
     order.start_refund(500, "用户申请退款")  # still 退款中
     return order
 

@@ -150,7 +150,7 @@ def test_an_abnormal_refund_an_operator_handled_then_reported_successful_is_a_co
     operator = make_user("caiwu", is_staff=True)
     Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL).resolve(operator, "已手动退回余额")
     refund.refresh_from_db()
-    assert services.settle_refund(refund, "SUCCESS").outcome == "applied"
+    assert services.settle_refund(refund, Refund.Status.SUCCESS).outcome == "applied"
     conflict = Incident.objects.get(kind=Incident.Kind.REFUND_CONFLICT)
     assert conflict.refund == refund and "两次" in conflict.message
 
@@ -378,7 +378,7 @@ def test_a_refund_that_ended_meanwhile_is_never_sent_again(paid_locally):
 
     refund = paid_locally.start_refund(500, "用户申请")
     stale = Refund.objects.get(pk=refund.pk)  # a runner read it while it was still 处理中
-    services.settle_refund(refund, "FAILED")  # WeChat refused it: the balance came back
+    services.settle_refund(refund, Refund.Status.FAILED)  # WeChat refused it: the balance came back
     with mock.patch.object(wechat.Pay, "refund") as sent:
         services.send_refund(stale)
         stale.accept("50300000000000000001")

@@ -144,10 +144,15 @@ def test_a_refund_is_accepted_then_settles(pay):
     paid(pay, no)
     accepted = refund(pay, no, no + "R1", 500)
     assert isinstance(accepted, RefundInfo) and accepted.refund_id
-    assert accepted.state == "PROCESSING" or accepted.state in RefundInfo.FINAL
-    assert settle_sandbox_refunds() == (1 if accepted.state == "PROCESSING" else 0)
+    assert accepted.state == Refund.Status.PROCESSING or accepted.is_final
+    assert settle_sandbox_refunds() == (1 if accepted.state == Refund.Status.PROCESSING else 0)
     settled = pay.query_refund(no + "R1")
-    assert (settled.state, settled.amount, settled.out_trade_no) == ("SUCCESS", 500, no)
+    assert (settled.state, settled.wechat_state, settled.amount, settled.out_trade_no) == (
+        Refund.Status.SUCCESS,
+        "SUCCESS",
+        500,
+        no,
+    )
     assert (settled.out_refund_no, settled.refund_id) == (no + "R1", accepted.refund_id)
 
 

@@ -43,7 +43,7 @@ def refund(
     order: RechargeOrder,
     amount: int,
     settled_at: datetime | None = None,
-    state: str = "SUCCESS",
+    state: int = Refund.Status.SUCCESS,
     requested_at: datetime | None = None,
 ) -> Refund:
     """A refund requested and accepted by WeChat at `requested_at` (by default a minute before

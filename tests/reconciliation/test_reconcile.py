@@ -349,7 +349,7 @@ def test_a_refund_of_another_amount_is_an_incident_and_stays_processing(wechat, 
 
 def test_a_refund_closed_here_but_successful_at_wechat_is_an_incident(wechat, payer):
     order = paid(payer, 1000, AT)
-    item = refund(order, 400, settled_at=AT, state="REFUNDCLOSE")
+    item = refund(order, 400, settled_at=AT, state=Refund.Status.CLOSED)
     wechat.bills[DAY] = bill(billed(order), billed_refund(item, at=AT + timedelta(hours=1)))
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
@@ -395,14 +395,14 @@ def test_a_refund_processing_in_the_bill_stays_no_difference_after_it_succeeds_h
     in_flight = [t for t in day.totals() if t["label"] == "其中出账时未完成"]
     assert in_flight[0]["wechat"] == "1 笔 ¥4.00" and "不是差异" in in_flight[0]["note"]
     assert "退款 ¥4.00 (出账时未完成 1 笔 ¥4.00)" in summary(day)
-    item.settle("SUCCESS", settled_at=NOW)  # its notify, the next morning
+    item.settle(Refund.Status.SUCCESS, settled_at=NOW)  # its notify, the next morning
     before = snapshot()
     day = reconcile_day(DAY)
     assert day.status == Status.BALANCED and day.differences.count() == 0 and not Incident.objects.exists()
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("ours", ["REFUNDCLOSE", "CHANGE"])
+@pytest.mark.parametrize("ours", [Refund.Status.CLOSED, Refund.Status.ABNORMAL])
 def test_a_refund_processing_in_the_bill_that_ended_otherwise_here_is_no_difference(wechat, payer, ours):
     order = paid(payer, 1000, AT)
     item = refund(order, 400, settled_at=AT + timedelta(hours=3), state=ours)
@@ -416,7 +416,7 @@ def test_a_refund_abnormal_here_that_the_bill_shows_successful_is_settled_as_a_s
     WeChat then reports SUCCESS. The bill's SUCCESS settles it, and closes its incident."""
     order = paid(payer, 1000, AT)
     item = refund(order, 400)
-    services.settle_refund(item, "CHANGE")
+    services.settle_refund(item, Refund.Status.ABNORMAL)
     abnormal = Incident.objects.get(kind=Incident.Kind.REFUND_ABNORMAL, refund=item)
     wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="SUCCESS"))
     difference = only_difference(reconcile_day(DAY))
@@ -435,7 +435,7 @@ def test_a_refund_wechat_refused_here_but_in_the_bill_is_an_incident(wechat, pay
     request may have reached WeChat after all. The user may have the money twice."""
     order = paid(payer, 1000, AT)
     item = order.start_refund(400, "测试退款")
-    item.settle("FAILED", settled_at=AT + timedelta(hours=1))
+    item.settle(Refund.Status.FAILED, settled_at=AT + timedelta(hours=1))
     assert balance(payer) == 1000
     wechat.bills[DAY] = bill(
         billed(order),
@@ -456,7 +456,7 @@ def test_a_refund_wechat_refused_here_but_in_the_bill_is_an_incident(wechat, pay
 
 def test_a_refund_abnormal_in_the_bill_but_closed_here_is_an_incident(wechat, payer):
     order = paid(payer, 1000, AT)
-    item = refund(order, 400, settled_at=AT + timedelta(hours=3), state="REFUNDCLOSE")
+    item = refund(order, 400, settled_at=AT + timedelta(hours=3), state=Refund.Status.CLOSED)
     wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="CHANGE"))
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
