@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
@@ -31,6 +30,7 @@ from django.utils import timezone
 from common.money import fee_yuan, yuan
 from orders.models import APPLIED, DUPLICATE, AmountMismatch, RechargeOrder, Refund
 from payments import services as payment_services
+from payments.merchant import Merchant
 from payments.models import Incident
 from payments.providers import provider
 from payments.providers.base import NO_BILL, WeChatError
@@ -213,7 +213,7 @@ def _by(queryset, field: str, values: Iterable[str]) -> dict:
 
 
 def _appid(order: RechargeOrder) -> str:
-    return settings.WECHAT_MINIPROGRAM_APPID if order.channel == RechargeOrder.Channel.MINIPROGRAM else settings.WECHAT_APPID
+    return Merchant.current().appid_for(order.channel)
 
 
 def _beijing(moment: datetime | None) -> str:
@@ -222,8 +222,9 @@ def _beijing(moment: datetime | None) -> str:
 
 def _foreign(row: Row, appid: str) -> str:
     """Why a line is not for our merchant and app, or ""."""
-    if row.mch_id != settings.WECHAT_MCH_ID or row.appid != appid:
-        return f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {settings.WECHAT_MCH_ID}、{appid}"
+    mch_id = Merchant.current().mch_id
+    if row.mch_id != mch_id or row.appid != appid:
+        return f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {mch_id}、{appid}"
     return ""
 
 
