@@ -40,25 +40,15 @@ _SANDBOX_CREDENTIALS = _sandbox_settings.pop("credentials")
 globals().update(_sandbox_settings)  # SANDBOX_KEYS_DIR, SANDBOX_V3_KEY_MODE, ...
 
 
-def _credential(name: str) -> str:
-    """The merchant's own value when its variable is set, else the one the sandbox hands out."""
-    return env.str(name, default="") or _SANDBOX_CREDENTIALS.get(name, "")
-
-
-WECHAT_APPID = _credential("WECHAT_APPID")
-WECHAT_APP_SECRET = _credential("WECHAT_APP_SECRET")
-WECHAT_MINIPROGRAM_APPID = _credential("WECHAT_MINIPROGRAM_APPID")
-WECHAT_MINIPROGRAM_SECRET = _credential("WECHAT_MINIPROGRAM_SECRET")
-WECHAT_MCH_ID = _credential("WECHAT_MCH_ID")
-WECHAT_API_KEY = _credential("WECHAT_API_KEY")
+# Each credential: the merchant's own value when its variable is set, else the one the
+# sandbox hands out (WECHAT_APPID, WECHAT_MCH_ID, WECHAT_API_KEY, the v3 keys …).
+globals().update(
+    {name: env.str(name, default="") or value for name, value in _SANDBOX_CREDENTIALS.items() if name.startswith("WECHAT_")}
+)
 WECHAT_PAY_API = env.str("WECHAT_PAY_API", default="v3")
-WECHAT_MCH_PRIVATE_KEY = _credential("WECHAT_MCH_PRIVATE_KEY")
-WECHAT_MCH_CERT_SERIAL = _credential("WECHAT_MCH_CERT_SERIAL")
-WECHAT_APIV3_KEY = _credential("WECHAT_APIV3_KEY")
 # WECHAT_PAY_PUBLIC_KEY=none tries the sandbox in platform-certificate mode (no public key).
-_no_public_key = env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none"
-WECHAT_PAY_PUBLIC_KEY = "" if _no_public_key else _credential("WECHAT_PAY_PUBLIC_KEY")
-WECHAT_PAY_PUBLIC_KEY_ID = "" if _no_public_key else _credential("WECHAT_PAY_PUBLIC_KEY_ID")
+if env.str("WECHAT_PAY_PUBLIC_KEY", default="") == "none":
+    WECHAT_PAY_PUBLIC_KEY = WECHAT_PAY_PUBLIC_KEY_ID = ""
 WECHAT_SESSION_HOOK = _SANDBOX_CREDENTIALS["WECHAT_SESSION_HOOK"]
 
 # {SITE_URL} is replaced at call time (common/wechat.py), not here: tests move SITE_URL.
