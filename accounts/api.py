@@ -40,16 +40,16 @@ def bearer_required(view):
 def _user_for_openid(openid: str, session_key: str, unionid: str | None = None) -> User:
     """The account of this mini-program user: by openid, else by the unionid they share with
     the 公众号 (which then gets this openid too), else a new one."""
-    user = find_wechat_user("mp_openid", openid, unionid)
+    user = find_wechat_user("miniprogram_openid", openid, unionid)
     if user is None:
-        user = create_wechat_user("mp_openid", openid, unionid, username=f"wx_{openid}"[:150])
-    elif bind(user, "mp_openid", openid, unionid):
+        user = create_wechat_user("miniprogram_openid", openid, unionid, username=f"wx_{openid}"[:150])
+    elif bind(user, "miniprogram_openid", openid, unionid):
         # The unionid's account has another mini-program openid: WeChat never does that, so
         # this openid keeps an account of its own rather than taking that one over.
         logger.warning("unionid of user %s came with another mini-program openid", user.pk)
-        user = create_wechat_user("mp_openid", openid, None, username=f"wx_{openid}"[:150])
-    if user.mp_session_key != session_key:
-        User.objects.filter(pk=user.pk).update(mp_session_key=session_key)
+        user = create_wechat_user("miniprogram_openid", openid, None, username=f"wx_{openid}"[:150])
+    if user.miniprogram_session_key != session_key:
+        User.objects.filter(pk=user.pk).update(miniprogram_session_key=session_key)
     return user
 
 
@@ -62,7 +62,7 @@ def login(request):
         return json_error("invalid_request", 400, "缺少 wx.login() 返回的 code")
     # Each login is a call to WeChat (jscode2session): a flood of junk codes must not become
     # one. Per address, and a carrier NAT may hold many people: hence a setting.
-    if not ratelimit.allow(f"mp_login:ip:{client_ip(request)}", settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS, 60):
+    if not ratelimit.allow(f"miniprogram_login:ip:{client_ip(request)}", settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS, 60):
         return json_error("too_many_requests", 429)
     try:
         session = wechat.mini_program_session(code)

@@ -1,7 +1,7 @@
 """WeChat identities and accounts: the rules every sign-in path shares (网页授权, the
 sign-in and register pages, 微信快捷登录, the mini program).
 
-An account holds at most one openid per app (`openid` for the 公众号, `mp_openid` for the
+An account holds at most one openid per app (`openid` for the 公众号, `miniprogram_openid` for the
 mini program) and, where WeChat gives one, the person's `unionid`, which is the same in
 both apps. Each is unique; none is ever replaced silently.
 """
@@ -29,7 +29,7 @@ SIGNED_OUT_KEY = "wechat_signed_out"
 
 BOUND_ELSEWHERE = "这个微信已经绑定了其他账户。请用那个账户登录，或换一个微信。"
 ALREADY_BOUND = "你的账户已经绑定了另一个微信，不能更换。"
-APPS = ("openid", "mp_openid")
+APPS = ("openid", "miniprogram_openid")
 
 
 def already_bound() -> str:
@@ -38,7 +38,7 @@ def already_bound() -> str:
 
 
 def find_wechat_user(field: str, openid: str, unionid: str | None = None) -> User | None:
-    """The account of a WeChat user of one app (`field`: "openid" or "mp_openid"), or None.
+    """The account of a WeChat user of one app (`field`: "openid" or "miniprogram_openid"), or None.
 
     The account that holds this app's openid first: it is this exact identity, and moving
     it to another account would strand that one's balance (accounts bound before unionids

@@ -14,13 +14,15 @@ class User(AbstractUser):
     """
 
     openid = models.CharField("公众号 openid", max_length=64, unique=True, null=True, blank=True, editable=False)
-    mp_openid = models.CharField("小程序 openid", max_length=64, unique=True, null=True, blank=True, editable=False)
+    miniprogram_openid = models.CharField(
+        "小程序 openid", max_length=64, unique=True, null=True, blank=True, editable=False, db_column="mp_openid"
+    )
     # The same for one person in the 公众号 and the mini program when both are linked to one
     # open-platform account: it is how a login through either reaches the same account.
     unionid = models.CharField("unionid", max_length=64, unique=True, null=True, blank=True, editable=False)
     balance = models.BigIntegerField("余额（分）", default=0, editable=False)
     # code2session's session_key: kept on the server only (never answered, logged or shown).
-    mp_session_key = models.CharField(max_length=64, blank=True, editable=False)
+    miniprogram_session_key = models.CharField(max_length=64, blank=True, editable=False, db_column="mp_session_key")
 
     class Meta:
         verbose_name = "用户"

@@ -12,7 +12,7 @@ SALT = "wxrecharge.mp-token"
 
 def issue(user: User) -> str:
     # The mini-program openid is part of the token: it stops working if the binding changes.
-    return signing.dumps({"u": user.pk, "o": user.mp_openid}, salt=SALT, compress=True)
+    return signing.dumps({"u": user.pk, "o": user.miniprogram_openid}, salt=SALT, compress=True)
 
 
 def user_for(token: str) -> User | None:
@@ -26,6 +26,6 @@ def user_for(token: str) -> User | None:
     if not isinstance(data, dict):
         return None
     user = User.objects.filter(pk=data.get("u"), is_active=True).first()
-    if user is None or not user.mp_openid or user.mp_openid != data.get("o"):
+    if user is None or not user.miniprogram_openid or user.miniprogram_openid != data.get("o"):
         return None
     return user

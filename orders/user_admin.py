@@ -61,13 +61,13 @@ class AdjustForm(forms.Form):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    list_display = ("username", "balance_display", "openid", "mp_openid", "is_staff", "date_joined")
-    search_fields = ("username", "openid", "mp_openid", "unionid")
-    readonly_fields = ("balance_display", "openid", "mp_openid", "unionid", "last_login", "date_joined")
+    list_display = ("username", "balance_display", "openid", "miniprogram_openid", "is_staff", "date_joined")
+    search_fields = ("username", "openid", "miniprogram_openid", "unionid")
+    readonly_fields = ("balance_display", "openid", "miniprogram_openid", "unionid", "last_login", "date_joined")
     # The balance right under the name: it is what operators come to this page for.
     fieldsets = (
         DjangoUserAdmin.fieldsets[0],  # type: ignore[index]  # Django's UserAdmin has them
-        ("微信与余额", {"fields": ("balance_display", "openid", "mp_openid", "unionid")}),
+        ("微信与余额", {"fields": ("balance_display", "openid", "miniprogram_openid", "unionid")}),
         *DjangoUserAdmin.fieldsets[1:],  # type: ignore[index]
     )
 

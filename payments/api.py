@@ -179,21 +179,21 @@ def order_pay(request, out_trade_no: str):
 
 @require_POST
 @bearer_required
-def mp_prepay(request):
+def miniprogram_prepay(request):
     # wx.requestPayment takes no appId: the mini program's appid is signed in, not sent.
     return prepay_answer(request, RechargeOrder.Channel.MINIPROGRAM, include_app_id=False)
 
 
 @require_GET
 @bearer_required
-def mp_order(request, out_trade_no: str):
+def miniprogram_order(request, out_trade_no: str):
     # ?paid=1 after wx.requestPayment succeeded: WeChat may be asked every second.
     return order_status_answer(request.user, out_trade_no, just_paid=request.GET.get("paid") == "1")
 
 
 @require_GET
 @bearer_required
-def mp_orders(request):
+def miniprogram_orders(request):
     number = request.GET.get("page", "1")
     if not PAGE_NUMBER.match(number):
         return json_error("invalid_request", 400, "page 必须是正整数")

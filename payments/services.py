@@ -133,7 +133,7 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
     out_trade_no. PaymentBeingConfirmed: WeChat says the order was paid already, and it
     could not be credited now.
     """
-    openid = user.mp_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
+    openid = user.miniprogram_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
     if not openid:
         raise OpenidRequired
     pay = provider(channel)

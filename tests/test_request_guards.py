@@ -34,8 +34,8 @@ def assert_json_error(response, status: int, error: str):
 
 
 @pytest.fixture
-def mp_user(db):
-    return make_user("mini", mp_openid="oMini000000000000000000000001")
+def miniprogram_user(db):
+    return make_user("mini", miniprogram_openid="oMini000000000000000000000001")
 
 
 # -- 6. a NUL in a URL or form field never reaches the database ----------------------------------------------
@@ -46,11 +46,11 @@ def test_a_nul_in_a_status_url_is_a_400_json_error(logged_in_client):
     assert_json_error(logged_in_client.get("/payments/orders/abcd/status/?t=%00"), 400, "invalid_request")
 
 
-def test_a_nul_in_a_mini_program_order_url_is_a_4xx_json_error(client, mp_user):
-    response = client.get("/api/mp/orders/ab%00cd", **bearer(mp_user))
+def test_a_nul_in_a_mini_program_order_url_is_a_4xx_json_error(client, miniprogram_user):
+    response = client.get("/api/mp/orders/ab%00cd", **bearer(miniprogram_user))
     assert 400 <= response.status_code < 500 and response["Content-Type"].startswith("application/json")
     assert response.json()["error"]
-    response = client.get("/api/mp/orders?page=%00", **bearer(mp_user))
+    response = client.get("/api/mp/orders?page=%00", **bearer(miniprogram_user))
     assert 400 <= response.status_code < 500 and response.json()["error"]
 
 
@@ -81,9 +81,9 @@ def test_the_same_forms_without_a_nul_still_work(client, db):
 
 
 @pytest.mark.parametrize("bad", ["..%2Fx", "../x", "A" * 33, "ab%20cd", "%E8%AE%A2%E5%8D%95"])
-def test_a_malformed_order_number_is_not_found(logged_in_client, mp_user, bad):
+def test_a_malformed_order_number_is_not_found(logged_in_client, miniprogram_user, bad):
     assert logged_in_client.get(f"/payments/orders/{bad}/status/").status_code == 404
-    assert logged_in_client.get(f"/api/mp/orders/{bad}", **bearer(mp_user)).status_code == 404
+    assert logged_in_client.get(f"/api/mp/orders/{bad}", **bearer(miniprogram_user)).status_code == 404
 
 
 def test_a_well_formed_order_number_of_32_characters_that_is_not_ours_is_a_json_404(logged_in_client):
@@ -103,9 +103,9 @@ def test_a_database_error_during_prepay_is_a_503_json_answer(logged_in_client):
     assert "database" not in body["message"]
 
 
-def test_a_database_error_during_a_mini_program_prepay_is_a_503_json_answer(client, mp_user):
+def test_a_database_error_during_a_mini_program_prepay_is_a_503_json_answer(client, miniprogram_user):
     with mock.patch("payments.services.prepay", side_effect=OperationalError("the database is down")):
-        response = client.post("/api/mp/prepay", {"amount": "10.00"}, content_type="application/json", **bearer(mp_user))
+        response = client.post("/api/mp/prepay", {"amount": "10.00"}, content_type="application/json", **bearer(miniprogram_user))
     assert_json_error(response, 503, "server_busy")
 
 
@@ -134,7 +134,7 @@ def clock():
         yield traveller
 
 
-def mp_login(client, code: str, ip: str = "10.1.2.3"):
+def miniprogram_login(client, code: str, ip: str = "10.1.2.3"):
     return client.post("/api/mp/login", {"code": code}, content_type="application/json", REMOTE_ADDR=ip)
 
 
@@ -144,18 +144,18 @@ def test_a_flood_of_junk_login_codes_is_refused_before_it_reaches_wechat(client,
     refused = wechat.WeChatError("jscode2session: 40029", "40029")
     with mock.patch("accounts.wechat_login.mini_program_session", side_effect=refused) as jscode2session:
         for n in range(limit):
-            assert mp_login(client, f"junk-{n}").json()["error"] == "invalid_code"
+            assert miniprogram_login(client, f"junk-{n}").json()["error"] == "invalid_code"
         assert jscode2session.call_count == limit
 
-        response = mp_login(client, "junk-more")
+        response = miniprogram_login(client, "junk-more")
         assert response.status_code == 429 and response.json()["error"] == "too_many_requests"
         assert jscode2session.call_count == limit
 
-        assert mp_login(client, "junk-elsewhere", ip="10.9.9.9").json()["error"] == "invalid_code"
+        assert miniprogram_login(client, "junk-elsewhere", ip="10.9.9.9").json()["error"] == "invalid_code"
         assert jscode2session.call_count == limit + 1
 
         clock.shift(60)
-        assert mp_login(client, "junk-next-minute").json()["error"] == "invalid_code"
+        assert miniprogram_login(client, "junk-next-minute").json()["error"] == "invalid_code"
         assert jscode2session.call_count == limit + 2
     assert not User.objects.exists()
 
@@ -164,10 +164,10 @@ def test_the_mini_program_login_limit_per_address_is_a_setting(client, db, clock
     settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS = 2
     refused = wechat.WeChatError("jscode2session: 40029", "40029")
     with mock.patch("accounts.wechat_login.mini_program_session", side_effect=refused) as jscode2session:
-        assert [mp_login(client, f"junk-{n}").status_code for n in range(3)] == [400, 400, 429]
+        assert [miniprogram_login(client, f"junk-{n}").status_code for n in range(3)] == [400, 400, 429]
         assert jscode2session.call_count == 2
         settings.MP_LOGINS_PER_MINUTE_PER_ADDRESS = 100  # a campus behind one address
-        assert mp_login(client, "junk-after-raise").status_code == 400
+        assert miniprogram_login(client, "junk-after-raise").status_code == 400
         assert jscode2session.call_count == 3
 
 

@@ -16,9 +16,9 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("payments.urls")),
     path("", include("orders.urls")),
-    path("api/mp/login", accounts_api.login, name="mp_login"),
-    path("api/mp/prepay", payments_api.mp_prepay, name="mp_prepay"),
-    path("api/mp/orders", payments_api.mp_orders, name="mp_orders"),
-    path("api/mp/orders/<trade_no:out_trade_no>", payments_api.mp_order, name="mp_order"),
+    path("api/mp/login", accounts_api.login, name="miniprogram_login"),
+    path("api/mp/prepay", payments_api.miniprogram_prepay, name="miniprogram_prepay"),
+    path("api/mp/orders", payments_api.miniprogram_orders, name="miniprogram_orders"),
+    path("api/mp/orders/<trade_no:out_trade_no>", payments_api.miniprogram_order, name="miniprogram_order"),
     path("admin/", admin.site.urls),
 ]

@@ -31,7 +31,7 @@ def openid(browser: str = "alice") -> str:
     return openid_for(settings.WECHAT_APPID, browser)
 
 
-def mp_openid(person: str = "alice") -> str:
+def miniprogram_openid(person: str = "alice") -> str:
     return openid_for(settings.WECHAT_MINIPROGRAM_APPID, person)
 
 

@@ -41,8 +41,8 @@ def test_a_mini_program_logs_in_prepays_pays_and_sees_its_history(client, sandbo
     caplog.set_level(logging.DEBUG)
     answer = login(client, wx_login(sandbox_url))
     assert answer.status_code == 200 and set(answer.json()) == {"token", "expires_in"}
-    user = User.objects.get(mp_openid="oMini000000000000000000000001")
-    assert user.mp_session_key and user.mp_session_key not in answer.content.decode()
+    user = User.objects.get(miniprogram_openid="oMini000000000000000000000001")
+    assert user.miniprogram_session_key and user.miniprogram_session_key not in answer.content.decode()
     auth = bearer(answer.json()["token"])
 
     prepaid = client.post("/api/mp/prepay", {"amount": "6.66"}, content_type="application/json", **auth).json()
@@ -51,7 +51,7 @@ def test_a_mini_program_logs_in_prepays_pays_and_sees_its_history(client, sandbo
     # wx.requestPayment signs the mini program's appid in, without sending it.
     assert pay_sign_verifies(params, settings.WECHAT_MINIPROGRAM_APPID)
     order = RechargeOrder.objects.get(out_trade_no=prepaid["out_trade_no"])
-    assert order.channel == "miniprogram" and order.openid == user.mp_openid
+    assert order.channel == "miniprogram" and order.openid == user.miniprogram_openid
 
     paid = requests.post(
         sandbox_url + "cashier/pay", json={**params, "appId": settings.WECHAT_MINIPROGRAM_APPID}, timeout=10
@@ -77,13 +77,13 @@ def test_a_mini_program_logs_in_prepays_pays_and_sees_its_history(client, sandbo
         (prepaid["out_trade_no"], "paid", 666)
     ]
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert user.mp_session_key not in logged
+    assert user.miniprogram_session_key not in logged
 
 
 def test_the_same_openid_logs_in_as_the_same_user(client, sandbox_url):
     login(client, wx_login(sandbox_url))
     login(client, wx_login(sandbox_url))
-    assert User.objects.filter(mp_openid="oMini000000000000000000000001").count() == 1
+    assert User.objects.filter(miniprogram_openid="oMini000000000000000000000001").count() == 1
 
 
 @pytest.mark.parametrize("body", [{}, {"code": ""}, {"code": 5}, {"code": "x" * 500}, []])
@@ -151,7 +151,7 @@ def test_orders_are_paged_by_twenty_and_only_ones_own(client, token):
     user = User.objects.get()
     for n in range(23):
         make_order(user, amount=100 + n, channel="miniprogram")
-    make_order(User.objects.create(username="other", mp_openid="oOther"), amount=999)
+    make_order(User.objects.create(username="other", miniprogram_openid="oOther"), amount=999)
     first = client.get("/api/mp/orders", **bearer(token)).json()
     assert len(first["results"]) == 20 and first["next_page"] == 2
     second = client.get("/api/mp/orders?page=2", **bearer(token)).json()

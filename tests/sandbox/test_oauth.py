@@ -95,7 +95,7 @@ def test_bad_authorize_requests_show_an_error_page_and_no_code(sandbox_url, quer
     assert not AuthCode.objects.exists()
 
 
-def mp_client(sandbox_url, secret=None):
+def miniprogram_client(sandbox_url, secret=None):
     client = WeChatClient(
         settings.WECHAT_MINIPROGRAM_APPID, secret or settings.WECHAT_MINIPROGRAM_SECRET, access_token="not-used-by-jscode2session"
     )
@@ -105,7 +105,7 @@ def mp_client(sandbox_url, secret=None):
 
 def test_jscode2session_answers_the_openid_of_a_minted_code_once(sandbox_url):
     minted = requests.post(sandbox_url + "mp/login-code", json={"openid": "oMiniUser0001"}, timeout=10).json()
-    client = mp_client(sandbox_url)
+    client = miniprogram_client(sandbox_url)
     session = client.wxa.code_to_session(minted["code"])
     assert session["openid"] == "oMiniUser0001" and session["session_key"]
     with pytest.raises(WeChatClientException) as exc:
@@ -115,18 +115,18 @@ def test_jscode2session_answers_the_openid_of_a_minted_code_once(sandbox_url):
 
 def test_jscode2session_refuses_a_bad_code_or_secret(sandbox_url):
     with pytest.raises(WeChatClientException) as exc:
-        mp_client(sandbox_url).wxa.code_to_session("nope")
+        miniprogram_client(sandbox_url).wxa.code_to_session("nope")
     assert exc.value.errcode == 40029
     minted = requests.post(sandbox_url + "mp/login-code", json={}, timeout=10).json()
     with pytest.raises(WeChatClientException) as exc:
-        mp_client(sandbox_url, secret="wrong").wxa.code_to_session(minted["code"])
+        miniprogram_client(sandbox_url, secret="wrong").wxa.code_to_session(minted["code"])
     assert exc.value.errcode == 40125
 
 
 def test_an_oauth_code_is_not_a_login_code(wxoauth, sandbox_url):
     code, _ = code_from(requests.get(wxoauth.authorize_url, allow_redirects=False, timeout=10))
     with pytest.raises(WeChatClientException) as exc:
-        mp_client(sandbox_url).wxa.code_to_session(code)
+        miniprogram_client(sandbox_url).wxa.code_to_session(code)
     assert exc.value.errcode == 40029
 
 
