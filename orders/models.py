@@ -179,7 +179,7 @@ class RechargeOrder(models.Model):
         return format_fen(self.refunded_amount)
 
     @property
-    def is_settled(self) -> bool:
+    def is_credited(self) -> bool:
         """Paid at some point (so credited): paid, or refunded afterwards."""
         return self.transaction_id is not None
 
@@ -191,7 +191,7 @@ class RechargeOrder(models.Model):
     @property
     def is_confirming(self) -> bool:
         """WeChat reported it paid but it is not credited (yet): never to be offered for payment again."""
-        return self.paid_reported_at is not None and not self.is_settled
+        return self.paid_reported_at is not None and not self.is_credited
 
     @property
     def status_text(self) -> str:
@@ -311,7 +311,7 @@ class RechargeOrder(models.Model):
         False if it was already known, or the order is credited."""
         with transaction.atomic():
             order = self._locked()
-            if order.paid_reported_at is not None or order.is_settled:
+            if order.paid_reported_at is not None or order.is_credited:
                 return False
             order.paid_reported_at = timezone.now()
             order.save(update_fields=["paid_reported_at", "updated_at"])
@@ -339,7 +339,7 @@ class RechargeOrder(models.Model):
 
     def refundable_amount(self) -> int:
         """What is left to refund: the amount less every refund that has not failed."""
-        if not self.is_settled:
+        if not self.is_credited:
             return 0
         return self.amount - self.refund_totals()[1]
 

@@ -162,7 +162,7 @@ def order_pay(request, out_trade_no: str):
         order = services.sync_order(order)
     except WeChatError as exc:
         logger.warning("orderquery %s before paying again failed: %s", order.out_trade_no, exc)
-    if order.is_settled:
+    if order.is_credited:
         return json_error("order_paid", 409)
     if order.is_confirming:
         return json_error("order_confirming", 409)

@@ -74,7 +74,7 @@ def _parse(log: Notification) -> Notify | bool:
         (logger.error if exc.signature_valid else logger.warning)("%s notify %s rejected: %s", log.kind, log.pk, exc)
         log.names(exc.out_trade_no, exc.out_refund_no)  # what a verified notify for another merchant carries
         log.finish(Notification.Outcome.REJECTED, str(exc), signature_valid=exc.signature_valid)
-        return _settled(log) and not exc.retry
+        return _acknowledge_refused(log) and not exc.retry
     if notify.refund is not None:
         log.names(notify.refund.out_trade_no, notify.refund.out_refund_no)
     elif notify.trade is not None:
@@ -82,7 +82,7 @@ def _parse(log: Notification) -> Notify | bool:
     return notify
 
 
-def _settled(log: Notification) -> bool:
+def _acknowledge_refused(log: Notification) -> bool:
     """A verified notify that could not be applied and that a retry cannot change (an
     incident is open, or it names another merchant): v3 tells WeChat it was received, so it
     stops sending, if its provider answers so (Provider.ACKNOWLEDGES_REFUSED)."""
@@ -105,7 +105,7 @@ def process_payment_notify(log: Notification) -> bool:
         log.finish(
             Notification.Outcome.REJECTED, f"缺少或无效的 out_trade_no、transaction_id 或 {amount_field}", signature_valid=True
         )
-        return _settled(log)
+        return _acknowledge_refused(log)
     try:
         payment = services.apply_payment(
             out_trade_no, trade.transaction_id, trade.total, trade.paid_at or timezone.now(), log=log
@@ -117,10 +117,10 @@ def process_payment_notify(log: Notification) -> bool:
             out_trade_no=out_trade_no,
         )
         log.finish(Notification.Outcome.INCIDENT, "未知订单", signature_valid=True, incident=incident)
-        return _settled(log)
+        return _acknowledge_refused(log)
     except AmountMismatch as exc:
         log.finish(Notification.Outcome.INCIDENT, str(exc), signature_valid=True)
-        return _settled(log)
+        return _acknowledge_refused(log)
     logger.info("payment notify %s for %s: %s", log.pk, out_trade_no, payment.outcome)
     return True
 
@@ -141,10 +141,10 @@ def process_refund_notify(log: Notification) -> bool:
             out_trade_no=out_trade_no,
         )
         log.finish(Notification.Outcome.INCIDENT, "未知退款", signature_valid=True, incident=incident)
-        return _settled(log)
+        return _acknowledge_refused(log)
     if info.state is None or not info.is_final:
         log.finish(Notification.Outcome.REJECTED, f"refund_status={state}", signature_valid=True)
-        return _settled(log)
+        return _acknowledge_refused(log)
     if info.amount != refund.amount:
         incident = Incident.report(
             Incident.Kind.REFUND_CONFLICT,
@@ -154,7 +154,7 @@ def process_refund_notify(log: Notification) -> bool:
             refund=refund,
         )
         log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
-        return _settled(log)
+        return _acknowledge_refused(log)
     outcome = services.settle_refund(refund, info.state, info.refund_id, info.settled_at, log=log).outcome
     logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
     return True

@@ -349,7 +349,7 @@ class RechargeOrderAdmin(LargeTableAdmin):
         # A refused form keeps its number (nothing was made with it); a bad one gets a fresh one.
         out_refund_no = form.cleaned_data.get("out_refund_no") if form.is_bound else form.initial["out_refund_no"]
         # Refunds still 处理中 (or 异常) hold money that is neither refunded nor refundable.
-        held = order.amount - order.refunded_amount - refundable if order.is_settled else 0
+        held = order.amount - order.refunded_amount - refundable if order.is_credited else 0
         form.fields["amount"].help_text = f"可退 {yuan(refundable)}，用户余额 {yuan(order.user.balance)}；最多两位小数"
         return {
             **self.admin_site.each_context(request),

@@ -194,7 +194,7 @@ def _paid_already(order: RechargeOrder) -> None:
         order = sync_order(order)
     except WeChatError as exc:
         logger.warning("order %s is paid at WeChat; its query failed: %s", order.out_trade_no, exc)
-    if not order.is_settled:
+    if not order.is_credited:
         raise PaymentBeingConfirmed(order)
 
 
