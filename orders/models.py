@@ -605,16 +605,16 @@ class LedgerEntry(models.Model):
         Joins the caller's transaction.
         """
 
-        # Plain SQL, as in RechargeOrder.pay: every notify comes through here.
-        users, ledger = User._meta.db_table, cls._meta.db_table
+        # Plain SQL, as in RechargeOrder.pay: every notify comes through here. The users table
+        # is accounts' own: the balance moves through User.move_balance.
+        ledger = cls._meta.db_table
         order_id = order.pk if order is not None else order_id
         created_at = timezone.now()
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            cursor.execute(f"SELECT balance FROM {users} WHERE id = %s{_for_update()}", [user_id])  # noqa: S608
-            balance = cursor.fetchone()[0] + amount
-            if balance < 0:
-                raise InsufficientBalance(balance - amount)
-            cursor.execute(f"UPDATE {users} SET balance = %s WHERE id = %s", [balance, user_id])  # noqa: S608
+            try:
+                balance = User.move_balance(user_id, amount)
+            except ValueError as exc:
+                raise InsufficientBalance(exc.args[0]) from None
             cursor.execute(
                 f"INSERT INTO {ledger} (user_id, amount, kind, order_id, refund_id, operator_id, balance_after,"  # noqa: S608
                 " reason, request_no, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
