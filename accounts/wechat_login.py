@@ -1,6 +1,7 @@
 """WeChat login, server side: the 公众号's 网页授权 (snsapi_base: the openid, and the unionid
-when WeChat gives one) and the mini program's jscode2session, through wechatpy's public API
-(docs/wechat-pay-v2.md, "Login"). The app secrets stay on the server; the session_key too.
+when WeChat gives one) and the mini program's jscode2session, through wechatpy's WeChatOAuth
+and WeChatClient (their HTTP session handed to common.wechat.mount_transport;
+docs/wechat-pay-v2.md, "Login"). The app secrets stay on the server; the session_key too.
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ DEFAULT_OPEN_BASE_URL = "https://open.weixin.qq.com/connect/"
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com/"
 
 
-def mount_transport(session) -> None:
-    """Hand the HTTP session of every WeChat client to WECHAT_SESSION_HOOK, if one is set
-    (the sandbox's in-process transport: the merchant code knows only base URLs)."""
-    if settings.WECHAT_SESSION_HOOK:
-        import_string(settings.WECHAT_SESSION_HOOK)(session)
+def mount_transport(session, hook: str | None = None) -> None:
+    """Hand the HTTP session of a WeChat client to `hook` (a dotted path; by default the
+    WECHAT_SESSION_HOOK setting), if there is one: the sandbox's in-process transport (the
+    merchant code knows only base URLs)."""
+    hook = settings.WECHAT_SESSION_HOOK if hook is None else hook
+    if hook:
+        import_string(hook)(session)
 
 
 # In a WECHAT_*_BASE_URL setting, replaced by the SITE_URL setting at each call (so that the

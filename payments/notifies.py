@@ -155,6 +155,7 @@ def process_refund_notify(log: Notification) -> bool:
         )
         log.finish(Notification.Outcome.INCIDENT, "退款金额不符", signature_valid=True, incident=incident)
         return _acknowledge_refused(log)
-    outcome = services.settle_refund(refund, info.state, info.refund_id, info.settled_at, log=log).outcome
+    done = services.settle_refund(refund, info.state, info.refund_id, info.settled_at, log=log, wechat_state=state)
+    outcome = done.outcome
     logger.info("refund notify %s for %s: %s %s", log.pk, out_refund_no, state, outcome)
     return True

@@ -400,12 +400,17 @@ def send_refund(refund: Refund) -> Refund:
         return refund
     refund.accept(answer.refund_id)
     if answer.state is not None and answer.is_final:  # v3 may answer with the outcome at once
-        settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
+        settle_refund(refund, answer.state, answer.refund_id, answer.settled_at, wechat_state=answer.wechat_state)
     return refund
 
 
 def settle_refund(
-    refund: Refund, status: int, refund_id: str = "", settled_at: datetime | None = None, log: Notification | None = None
+    refund: Refund,
+    status: int,
+    refund_id: str = "",
+    settled_at: datetime | None = None,
+    log: Notification | None = None,
+    wechat_state: str = "",
 ) -> Done:
     """Apply WeChat's outcome of a refund once (Refund.settle), with the notify's outcome in the
     same transaction; the incident a conflict or a 退款异常 opened comes back with the outcome."""
@@ -423,7 +428,8 @@ def settle_refund(
         refund.refresh_from_db()
         incident = Incident.report(
             Incident.Kind.REFUND_CONFLICT,
-            f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告「{Refund.Status(status).label}」",
+            f"退款 {refund.out_refund_no} 本地为「{refund.get_status_display()}」，微信报告 "
+            f"{wechat_state or Refund.Status(status).label}",
             order=refund.order,
             refund=refund,
         )
@@ -473,6 +479,6 @@ def sync_refund(refund: Refund) -> Refund:
         and (refund.status == Refund.Status.PROCESSING or answer.state != Refund.Status.ABNORMAL)
     ):
         # A 退款异常 settles as SUCCESS once resolved at WeChat; closed for it is a conflict.
-        settle_refund(refund, answer.state, answer.refund_id, answer.settled_at)
+        settle_refund(refund, answer.state, answer.refund_id, answer.settled_at, wechat_state=answer.wechat_state)
     refund.refresh_from_db()
     return refund

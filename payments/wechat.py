@@ -54,7 +54,7 @@ class Pay:
             timeout=merchant.http_timeout,
         )
         self._client.API_BASE_URL = merchant.pay_base_url
-        mount_transport(self._client._http)
+        mount_transport(self._client._http, merchant.session_hook)
 
     # -- merchant API ----------------------------------------------------------------
     def _call(self, endpoint: str, data: dict) -> dict[str, str]:

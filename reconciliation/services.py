@@ -36,7 +36,7 @@ from payments.providers import provider
 from payments.providers.base import NO_BILL, WeChatError
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
 from wxproto.beijing import BEIJING
-from wxproto.bill import PAYMENT, REFUND, REFUND_CLOSED, Bill, BillInvalid, Row, parse
+from wxproto.bill import PAYMENT, REFUND, REFUND_ABNORMAL, REFUND_CLOSED, Bill, BillInvalid, Row, parse
 
 logger = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
             return Finding(Kind.REFUND_STATE, "incident", f"{told}，{ours}；用户可能被退款两次，请核实；未做任何改动", **common)
     elif row.refund_status in REFUND_CLOSED and refund.status in (Refund.Status.SUCCESS, Refund.Status.ABNORMAL):
         return Finding(Kind.REFUND_STATE, "incident", f"{told}，出账时退款已关闭，{ours}；请核实；未做任何改动", **common)
-    elif row.refund_status == "CHANGE" and refund.status == Refund.Status.CLOSED:
+    elif row.refund_status in REFUND_ABNORMAL and refund.status == Refund.Status.CLOSED:
         # The money had left the merchant when the bill was cut; here it was given back to the balance.
         return Finding(
             Kind.REFUND_STATE,
@@ -529,7 +529,7 @@ def _settle_refund(bill_day: BillDay, f: Finding) -> bool:
     would be. The bill has no success time: the refund is settled as of now."""
     row = f.row
     with transaction.atomic():
-        done = payment_services.settle_refund(f.refund, Refund.Status.SUCCESS, row.refund_id)
+        done = payment_services.settle_refund(f.refund, Refund.Status.SUCCESS, row.refund_id, wechat_state="SUCCESS")
         if done.outcome == APPLIED:
             _record(bill_day, f, Outcome.SETTLED, None)
             return True

@@ -32,6 +32,8 @@ PAYMENT, REFUND = "payment", "refund"
 # refund is requested, and never updated): only these say how the refund ended. REFUNDCLOSE
 # is the bills' word; the other closed spellings of WeChat's APIs are taken alike.
 REFUND_CLOSED = ("REFUNDCLOSE", "CLOSED", "FAIL", "FAILED")
+# 退款异常 (the user's card refused the money), v2's word and v3's: not final either.
+REFUND_ABNORMAL = ("CHANGE", "ABNORMAL")
 REFUND_FINAL = ("SUCCESS", *REFUND_CLOSED)
 
 # The detail columns we read (the header may have more, in any order).

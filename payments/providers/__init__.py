@@ -10,6 +10,7 @@ still settles by its notify after a switch to another.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from django.utils.module_loading import import_string
@@ -23,6 +24,13 @@ PROVIDERS = {
     "wechat_v3": "payments.providers.wechat_v3.WeChatV3",
 }
 _local = threading.local()
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return 0.0
 
 
 def provider_class(api: str) -> type[Provider]:
@@ -39,7 +47,8 @@ def provider(channel: str = "jsapi", api: str | None = None) -> Provider:
     merchant = Merchant.current()
     cls = provider_class(api or merchant.api)
     appid = merchant.appid_for(channel)
-    key = (cls, appid, merchant)
+    # A key file replaced at the same path (a renewed certificate) makes a new provider too.
+    key = (cls, appid, merchant, _mtime(merchant.mch_private_key), _mtime(merchant.pay_public_key))
     cache = getattr(_local, "providers", None)
     if cache is None:
         cache = _local.providers = {}

@@ -1,5 +1,6 @@
-"""WeChat Pay API v2 as a provider: JSAPI orders, queries, refunds, bills and notifies, on
-wechatpy's public API (payments/wechat.py; docs/wechat-pay-v2.md)."""
+"""WeChat Pay API v2 as a provider: JSAPI orders, queries, refunds, bills and notifies,
+through wechatpy (payments/wechat.py: its transport and request signing, with answers
+checked by us; docs/wechat-pay-v2.md)."""
 
 from __future__ import annotations
 
@@ -167,4 +168,4 @@ class WeChatV2(Provider):
     def answer(cls, received):
         """v2 notifies are answered in XML: SUCCESS (received), or FAIL so that WeChat resends."""
         body = NOTIFY_SUCCESS if received.acknowledged else NOTIFY_FAIL
-        return HttpResponse(body, content_type="text/xml; charset=utf-8")
+        return HttpResponse(body, content_type="text/xml")

@@ -82,7 +82,8 @@ _key_stores: dict[tuple, v3.KeyStore] = {}
 
 def _key_store(merchant: Merchant, client_factory) -> v3.KeyStore:
     path, key_id = merchant.pay_public_key, merchant.pay_public_key_id
-    config = (path, _mtime(path) if path else 0.0, key_id, merchant.mch_id, merchant.apiv3_key, merchant.pay_base_url)
+    # Everything the certificate download (client_factory) signs and sends with.
+    config = (path, _mtime(path) if path else 0.0, key_id, merchant)
     store = _key_stores.get(config)
     if store is None:
         public_key = _public_key(path, config[1]) if path else None
@@ -99,7 +100,7 @@ def v3_client(merchant: Merchant) -> v3.Client:
 
     def make() -> v3.Client:
         session = requests.Session()
-        hosts.mount_transport(session)
+        hosts.mount_transport(session, merchant.session_hook)
         return v3.Client(
             mchid=merchant.mch_id,
             serial_no=merchant.mch_cert_serial,

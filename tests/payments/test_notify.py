@@ -30,7 +30,7 @@ def order(payer):
 
 def send(client, body: bytes):
     response = client.post(URL, data=body, content_type="text/xml")
-    assert response.status_code == 200
+    assert response.status_code == 200 and response["Content-Type"] == "text/xml"  # as WeChat's own answers
     return wxpay.parse_xml(response.content)["return_code"]
 
 

@@ -454,10 +454,11 @@ def test_a_refund_wechat_refused_here_but_in_the_bill_is_an_incident(wechat, pay
     assert "两次" in difference.detail and balance(payer) == 1000
 
 
-def test_a_refund_abnormal_in_the_bill_but_closed_here_is_an_incident(wechat, payer):
+@pytest.mark.parametrize("word", ["CHANGE", "ABNORMAL"])  # v2's word for 退款异常, and v3's
+def test_a_refund_abnormal_in_the_bill_but_closed_here_is_an_incident(wechat, payer, word):
     order = paid(payer, 1000, AT)
     item = refund(order, 400, settled_at=AT + timedelta(hours=3), state=Refund.Status.CLOSED)
-    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status="CHANGE"))
+    wechat.bills[DAY] = bill(billed(order), billed_refund(item, status=word))
     difference = only_difference(reconcile_day(DAY))
     assert (difference.kind, difference.incident.kind) == (Kind.REFUND_STATE, Incident.Kind.BILL_REFUND_STATE)
 
