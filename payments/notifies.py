@@ -25,12 +25,6 @@ from payments.providers.base import Notify, NotifyError, Received
 logger = logging.getLogger(__name__)
 
 
-def handle_notify(kind: str, body: bytes, remote_addr: str | None) -> bool:
-    """Record a v2 notify first, then process it. True: answer SUCCESS; False: FAIL, so that
-    WeChat sends it again. (v3's views call receive_notify, which also takes the headers.)"""
-    return receive_notify(kind, body, remote_addr).acknowledged
-
-
 def receive_notify(
     kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
 ) -> Received:

@@ -23,7 +23,7 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from common.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
+from common.admin import ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import services
@@ -130,7 +130,7 @@ class RefundForm(forms.Form):
 
 
 @admin.register(RechargeOrder)
-class RechargeOrderAdmin(LargeTableAdmin):
+class RechargeOrderAdmin(ReadOnlyAdmin):
     list_display = (
         "out_trade_no",
         "user",
@@ -176,16 +176,8 @@ class RechargeOrderAdmin(LargeTableAdmin):
         open_incidents = Incident.objects.filter(order=OuterRef("pk"), resolved_at__isnull=True)
         return super().get_queryset(request).annotate(has_open_incident=Exists(open_incidents))
 
-    # Viewing only: the page has no form to save, and actions check their own permissions.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
+    # Viewing only (ReadOnlyAdmin): the page has no form to save, and actions check their own
+    # permissions.
     def has_sync_permission(self, request) -> bool:
         return can_sync(request)
 

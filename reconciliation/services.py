@@ -212,19 +212,15 @@ def _by(queryset, field: str, values: Iterable[str]) -> dict:
     return found
 
 
-def _appid(order: RechargeOrder) -> str:
-    return Merchant.current().appid_for(order.channel)
-
-
 def _beijing(moment: datetime | None) -> str:
     return timezone.localtime(moment, BEIJING).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-def _foreign(row: Row, appid: str) -> str:
-    """Why a line is not for our merchant and app, or ""."""
-    mch_id = Merchant.current().mch_id
-    if row.mch_id != mch_id or row.appid != appid:
-        return f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {mch_id}、{appid}"
+def _foreign(row: Row, merchant: Merchant, order: RechargeOrder) -> str:
+    """Why a line is not for our merchant and the order's app, or ""."""
+    appid = merchant.appid_for(order.channel)
+    if row.mch_id != merchant.mch_id or row.appid != appid:
+        return f"账单中商户号 {row.mch_id}、appid {row.appid}，本站应为 {merchant.mch_id}、{appid}"
     return ""
 
 
@@ -250,7 +246,8 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
     refunds = _by(Refund.objects.select_related("order"), "out_refund_no", (r.out_refund_no for r in refund_rows))
 
     findings = [_duplicate(same, orders, refunds) for same in bill.duplicates.values()]
-    findings += [f for row in payments if (f := _payment(row, orders.get(row.out_trade_no), start, end))]
+    merchant = Merchant.current()
+    findings += [f for row in payments if (f := _payment(row, orders.get(row.out_trade_no), start, end, merchant))]
     billed = {r.out_trade_no for r in payments}
     ours = RechargeOrder.objects.filter(paid_at__gte=start, paid_at__lt=end, transaction_id__isnull=False)
     for order in ours.order_by("paid_at", "pk").iterator(chunk_size=CHUNK):
@@ -284,7 +281,7 @@ def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
                 )
             )
 
-    findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end))]
+    findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end, merchant))]
     in_bill = {r.out_refund_no for r in refund_rows}
     ours_refunds = billed_refunds(start, end).select_related("order")
     for refund in ours_refunds.order_by("requested_at", "pk").iterator(chunk_size=CHUNK):
@@ -344,7 +341,7 @@ def _duplicate(same: list[Row], orders: dict, refunds: dict) -> Finding:
     )
 
 
-def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: datetime) -> Finding | None:
+def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: datetime, merchant: Merchant) -> Finding | None:
     common = {
         "out_trade_no": row.out_trade_no,
         "transaction_id": row.transaction_id,
@@ -356,7 +353,7 @@ def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: dateti
     paid = f"微信收款 {yuan(row.amount)}（微信订单号 {row.transaction_id}，{_beijing(row.happened_at)}）"
     if order is None:
         return Finding(Kind.UNKNOWN_ORDER, "incident", f"{paid}，本站没有订单 {row.out_trade_no}；未做任何改动", **common)
-    foreign = _foreign(row, _appid(order))
+    foreign = _foreign(row, merchant, order)
     if foreign:
         return Finding(Kind.MERCHANT, "incident", f"{paid}；{foreign}；未做任何改动", **common)
     if order.transaction_id is None:  # pending or closed here: the notify was lost
@@ -384,7 +381,7 @@ def _payment(row: Row, order: RechargeOrder | None, start: datetime, end: dateti
     return None
 
 
-def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end: datetime) -> Finding | None:
+def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end: datetime, merchant: Merchant) -> Finding | None:
     """A refund line against our refund. The line was written when WeChat accepted the refund,
     with its status when the bill was cut, never updated: PROCESSING (or CHANGE) only says it
     was not finished then, whatever it is now; SUCCESS and REFUNDCLOSE say how it ended."""
@@ -409,7 +406,7 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
             f"{told}，本站没有订单 {row.out_trade_no} 的退款 {row.out_refund_no}；未做任何改动",
             **common,
         )
-    foreign = _foreign(row, _appid(refund.order))
+    foreign = _foreign(row, merchant, refund.order)
     if foreign:
         return Finding(Kind.MERCHANT, "incident", f"{told}；{foreign}；未做任何改动", **common)
     if row.refund_amount != refund.amount:

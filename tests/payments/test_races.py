@@ -45,7 +45,7 @@ def assert_credited_once(order):
 def test_twenty_identical_notifies_in_parallel_credit_once(paid_at_wechat):
     order, trade = paid_at_wechat
     body = notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id)
-    results = race([lambda: notifies.handle_notify("payment", body, "127.0.0.1")] * 20)
+    results = race([lambda: notifies.receive_notify("payment", body, "127.0.0.1").acknowledged] * 20)
     assert results == [True] * 20
     assert_credited_once(order)
     outcomes = sorted(Notification.objects.values_list("outcome", flat=True))
@@ -60,7 +60,7 @@ def test_a_notify_racing_a_status_query_credits_once(paid_at_wechat):
         return services.sync_order(RechargeOrder.objects.get(pk=order.pk)).status
 
     for _ in range(3):  # several rounds make both orders of arrival likely
-        results = race([lambda: notifies.handle_notify("payment", body, "127.0.0.1"), query, query])
+        results = race([lambda: notifies.receive_notify("payment", body, "127.0.0.1").acknowledged, query, query])
         assert not [r for r in results if isinstance(r, Exception)], results
     assert_credited_once(order)
 
@@ -71,9 +71,9 @@ def test_a_late_notify_after_the_status_query_changes_nothing(paid_at_wechat):
     assert_credited_once(order)
     ledger_before = list(LedgerEntry.objects.values_list("pk", "amount", "balance_after"))
     assert (
-        notifies.handle_notify(
+        notifies.receive_notify(
             "payment", notify_xml(order.out_trade_no, order.amount, transaction_id=trade.transaction_id), "127.0.0.1"
-        )
+        ).acknowledged
         is True
     )
     assert Notification.objects.get().outcome == "duplicate"
