@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 from common.money import format_fen
 
@@ -42,7 +42,7 @@ class User(AbstractUser):
         than the two statements (bench/notify_vs_baseline.py)."""
         table = cls._meta.db_table
         lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        with connection.cursor() as cursor:
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             cursor.execute(f"SELECT balance FROM {table} WHERE id = %s{lock}", [user_id])  # noqa: S608 (no input)
             before = cursor.fetchone()[0]
             if before + amount < 0:
