@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
-from django.db import connection, models, transaction
+from django.db import models, transaction
 
 from common.money import format_fen
+from common.statements import Statement
 
 
 class User(AbstractUser):
@@ -38,16 +39,12 @@ class User(AbstractUser):
         moves together with its ledger row. Raises ValueError, with the balance there was,
         rather than go below zero (the database refuses it too).
 
-        Plain SQL: every notify comes through here, and the ORM's query building costs more
-        than the two statements (bench/notify_vs_baseline.py)."""
-        table = cls._meta.db_table
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            cursor.execute(f"SELECT balance FROM {table} WHERE id = %s{lock}", [user_id])  # noqa: S608 (no input)
-            before = cursor.fetchone()[0]
+        Every notify comes through here: compiled statements (common/statements.py)."""
+        with transaction.atomic(savepoint=False):
+            (before,) = _LOCK_BALANCE.one(id=user_id)
             if before + amount < 0:
                 raise ValueError(before)
-            cursor.execute(f"UPDATE {table} SET balance = %s WHERE id = %s", [before + amount, user_id])  # noqa: S608
+            _SET_BALANCE.run(pk=user_id, balance=before + amount)
         return before + amount
 
     def save(self, *args, **kwargs):
@@ -61,3 +58,7 @@ class User(AbstractUser):
     @property
     def balance_yuan(self) -> str:
         return format_fen(self.balance)
+
+
+_LOCK_BALANCE = Statement.select(User, lambda p: User.objects.select_for_update().filter(pk=p("id")).values_list("balance"))
+_SET_BALANCE = Statement.update_by_pk(User, ["balance"])

@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, router, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from common.money import format_fen
+from common.statements import Statement
 from wxproto.beijing import BEIJING
 
 
@@ -55,15 +56,6 @@ class InsufficientBalance(Exception):
 
 class RefundRefused(Exception):
     """A refund that must not start; the message is for the operator (Chinese)."""
-
-
-def _for_update() -> str:
-    """Row locks where the database has them (SQLite serialises writers with BEGIN IMMEDIATE)."""
-    return " FOR UPDATE" if connection.features.has_select_for_update else ""
-
-
-def _db_time(moment: datetime | None = None):
-    return connection.ops.adapt_datetimefield_value(moment or timezone.now())
 
 
 def _random_digits(n: int) -> str:
@@ -243,38 +235,35 @@ class RechargeOrder(models.Model):
 
     # -- transitions -------------------------------------------------------------------
     @classmethod
-    def pay(cls, out_trade_no: str, transaction_id: str, total_fee: int, paid_at: datetime) -> Payment:
+    def numbered(cls, out_trade_no: str) -> RechargeOrder:
+        """A handle on the order with this number, for its verbs, read from nothing: `pay`
+        finds the row by its number (unique) and locks it; a notify builds nothing more."""
+        return cls.from_db(router.db_for_write(cls), ["out_trade_no"], [out_trade_no])
+
+    def pay(self, transaction_id: str, total_fee: int, paid_at: datetime) -> Payment:
         """WeChat took `total_fee` for this order: mark it paid and credit the user, once.
 
         Pending or closed (WeChat took the money anyway: credited, and `after_close` says
         so for an incident) -> paid. A settled order is a DUPLICATE and changes nothing.
         Raises UnknownOrder, or AmountMismatch with nothing applied. Joins the caller's
         transaction when there is one (no savepoint: a failure fails the whole of it).
+        The row is found by `out_trade_no`, so a `numbered` handle is enough.
         """
-        # The hottest path of the site (every notify) is plain SQL: the ORM's query building
-        # cost more CPU than the statements themselves (bench/notify_vs_baseline.py).
-        table = cls._meta.db_table
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, user_id, amount, status, transaction_id FROM {table}"  # noqa: S608 (no input)
-                f" WHERE out_trade_no = %s{_for_update()}",
-                [out_trade_no],
-            )
-            row = cursor.fetchone()
+        # Every notify comes through here: compiled statements (common/statements.py).
+        with transaction.atomic(savepoint=False):
+            row = _LOCK_FOR_PAYMENT.one(out_trade_no=self.out_trade_no)
             if row is None:
-                raise UnknownOrder(out_trade_no)
-            pk, user_id, amount, status, paid_as = row
+                raise UnknownOrder(self.out_trade_no)
+            self.pk, user_id, amount, status, paid_as = row
             if paid_as is not None:
-                return Payment(DUPLICATE, pk, other_transaction_id=paid_as if paid_as != transaction_id else "")
+                return Payment(DUPLICATE, self.pk, other_transaction_id=paid_as if paid_as != transaction_id else "")
             if total_fee != amount:
                 raise AmountMismatch(f"微信支付报告金额 {format_fen(total_fee)} 元，订单金额 {format_fen(amount)} 元")
-            cursor.execute(
-                f"UPDATE {table} SET status = %s, transaction_id = %s, paid_at = %s, updated_at = %s"  # noqa: S608
-                " WHERE id = %s",
-                [cls.Status.PAID, transaction_id, _db_time(paid_at), _db_time(), pk],
-            )
-            LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=pk)
-        return Payment(APPLIED, pk, after_close=status == cls.Status.CLOSED)
+            now = timezone.now()
+            _MARK_PAID.run(pk=self.pk, status=self.Status.PAID, transaction_id=transaction_id, paid_at=paid_at, updated_at=now)
+            LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=self.pk)
+        self.status, self.transaction_id, self.paid_at, self.updated_at = self.Status.PAID, transaction_id, paid_at, now
+        return Payment(APPLIED, self.pk, after_close=status == self.Status.CLOSED)
 
     def close(self) -> bool:
         """Pending -> closed (WeChat says it can no longer be paid). False if it was not pending."""
@@ -605,33 +594,27 @@ class LedgerEntry(models.Model):
         Joins the caller's transaction.
         """
 
-        # Plain SQL, as in RechargeOrder.pay: every notify comes through here. The users table
-        # is accounts' own: the balance moves through User.move_balance.
-        ledger = cls._meta.db_table
+        # Every notify comes through here: compiled statements (common/statements.py). The
+        # users table is accounts' own: the balance moves through User.move_balance.
         order_id = order.pk if order is not None else order_id
         created_at = timezone.now()
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        with transaction.atomic(savepoint=False):
             try:
                 balance = User.move_balance(user_id, amount)
             except ValueError as exc:
                 raise InsufficientBalance(exc.args[0]) from None
-            cursor.execute(
-                f"INSERT INTO {ledger} (user_id, amount, kind, order_id, refund_id, operator_id, balance_after,"  # noqa: S608
-                " reason, request_no, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                [
-                    user_id,
-                    amount,
-                    kind,
-                    order_id,
-                    refund.pk if refund else None,
-                    operator.pk if operator else None,
-                    balance,
-                    reason,
-                    request_no or None,
-                    _db_time(created_at),
-                ],
+            pk = _INSERT_LEDGER_ENTRY.run(
+                user=user_id,
+                amount=amount,
+                kind=kind,
+                order=order_id,
+                refund=refund.pk if refund else None,
+                operator=operator.pk if operator else None,
+                balance_after=balance,
+                reason=reason,
+                request_no=request_no or None,
+                created_at=created_at,
             )
-            pk = cursor.fetchone()[0]
         return cls(
             pk=pk,
             user_id=user_id,
@@ -669,3 +652,19 @@ class LedgerEntry(models.Model):
                 )
             except InsufficientBalance as exc:
                 raise ValueError(f"余额 ¥{format_fen(exc.balance)} 不足以扣减 ¥{format_fen(-amount)}") from exc
+
+
+# The notify path's statements (RechargeOrder.pay, LedgerEntry.post).
+_LOCK_FOR_PAYMENT = Statement.select(
+    RechargeOrder,
+    lambda p: (
+        RechargeOrder.objects.select_for_update()
+        .filter(out_trade_no=p("out_trade_no"))
+        .values_list("id", "user_id", "amount", "status", "transaction_id")
+    ),
+)
+_MARK_PAID = Statement.update_by_pk(RechargeOrder, ["status", "transaction_id", "paid_at", "updated_at"])
+_INSERT_LEDGER_ENTRY = Statement.insert(
+    LedgerEntry,
+    ["user", "amount", "kind", "order", "refund", "operator", "balance_after", "reason", "request_no", "created_at"],
+)

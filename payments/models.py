@@ -4,51 +4,17 @@ and incidents (what an operator must look at)."""
 from __future__ import annotations
 
 import logging
-from typing import cast
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+from common.statements import Statement
 
 logger = logging.getLogger(__name__)
 
 # A notify whose signature did not verify keeps only this much of its body: anyone can post one.
 UNVERIFIED_BODY_BYTES = 1024
-
-
-def _columns(model, names) -> tuple[list[str], list]:
-    fields = [model._meta.get_field(name) for name in names]
-    return [f.column for f in fields], fields
-
-
-def _insert_returning_id(instance: models.Model, names: tuple[str, ...]) -> int:
-    """INSERT the named fields of an unsaved instance; its new id (the notify path's plain SQL)."""
-    columns, fields = _columns(type(instance), names)
-    values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
-    table = type(instance)._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})"  # noqa: S608
-            " RETURNING id",
-            values,
-        )
-        return cursor.fetchone()[0]
-
-
-def _update(instance: models.Model, values: dict) -> None:
-    """UPDATE some fields of one row by id (what `.filter(pk=).update()` sends, without building a query)."""
-    model = type(instance)
-    fields = [cast(models.Field, model._meta.get_field(name)) for name in values]
-    assignments = ", ".join(f"{f.column} = %s" for f in fields)
-    params = [
-        f.get_db_prep_save(f.to_python(v) if f.is_relation is False else getattr(v, "pk", v), connection)
-        for f, v in zip(fields, values.values(), strict=True)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {model._meta.db_table} SET {assignments} WHERE id = %s",  # noqa: S608 (names from the model)
-            [*params, instance.pk],
-        )
 
 
 class Incident(models.Model):
@@ -201,25 +167,9 @@ class Notification(models.Model):
         cls, kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
     ) -> Notification:
         """Keep a notify before anything else is done with it (may raise DatabaseError)."""
-        # One INSERT with no ORM around it: every notify, valid or not, comes through here.
+        # One compiled INSERT (common/statements.py): every notify, valid or not, comes here.
         log = cls(kind=kind, raw_body=body, remote_addr=remote_addr, api=api, headers=headers or {})
-        log.pk = _insert_returning_id(
-            log,
-            (
-                "kind",
-                "api",
-                "headers",
-                "raw_body",
-                "remote_addr",
-                "received_at",
-                "signature_valid",
-                "out_trade_no",
-                "out_refund_no",
-                "outcome",
-                "detail",
-                "traceback",
-            ),
-        )
+        log.pk = _RECORD.run(**{name: getattr(log, name) for name in _RECORDED})
         return log
 
     def names(self, out_trade_no: str, out_refund_no: str = "") -> None:
@@ -237,6 +187,28 @@ class Notification(models.Model):
         fields.update(outcome=outcome, detail=detail[:2000], processed_at=timezone.now())
         if outcome == self.Outcome.REJECTED and fields.get("signature_valid", self.signature_valid) is not True:
             fields["raw_body"] = self.body[:UNVERIFIED_BODY_BYTES]
-        _update(self, fields)
+        statement = _FINISH.get(key := tuple(fields))
+        if statement is None:
+            statement = _FINISH[key] = Statement.update_by_pk(type(self), key)
+        statement.run(pk=self.pk, **fields)
         for name, value in fields.items():
             setattr(self, name, value)
+
+
+_RECORDED = (
+    "kind",
+    "api",
+    "headers",
+    "raw_body",
+    "remote_addr",
+    "received_at",
+    "signature_valid",
+    "out_trade_no",
+    "out_refund_no",
+    "outcome",
+    "detail",
+    "traceback",
+)
+_RECORD = Statement.insert(Notification, _RECORDED)
+# Notification.finish's UPDATEs, one per set of fields written (a handful of shapes in all).
+_FINISH: dict[tuple[str, ...], Statement] = {}

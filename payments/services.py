@@ -256,26 +256,25 @@ def apply_payment(
     Raises UnknownOrder, or AmountMismatch (nothing applied, an incident opened). Money
     taken for an order closed here is credited and opens an incident.
     """
+    order = RechargeOrder.numbered(out_trade_no)
     try:
         with transaction.atomic():
-            payment = RechargeOrder.pay(out_trade_no, transaction_id, total_fee, paid_at)
+            payment = order.pay(transaction_id, total_fee, paid_at)
             if log is not None:
                 log.finish(payment.outcome, signature_valid=True, out_trade_no=out_trade_no)
     except AmountMismatch as exc:
-        order = RechargeOrder.objects.filter(out_trade_no=out_trade_no).first()
-        if order is not None:
-            order.note_paid_report()  # the user paid: the pages say it is being confirmed
+        order.note_paid_report()  # the user paid: the pages say it is being confirmed
         mismatch = Incident.report(Incident.Kind.AMOUNT_MISMATCH, f"{exc}；未入账", order=order)
         _link(log, mismatch)
         exc.incident = mismatch
         raise
     except IntegrityError:
         # Lost a race that the row lock could not prevent (SQLite): the winner credited it.
-        order = RechargeOrder.objects.filter(out_trade_no=out_trade_no, transaction_id__isnull=False).first()
-        if order is None:
+        winner = RechargeOrder.objects.filter(out_trade_no=out_trade_no, transaction_id__isnull=False).first()
+        if winner is None:
             raise
-        other = order.transaction_id if order.transaction_id and order.transaction_id != transaction_id else ""
-        payment = Payment(DUPLICATE, order.pk, other_transaction_id=other)
+        other = winner.transaction_id if winner.transaction_id and winner.transaction_id != transaction_id else ""
+        payment = Payment(DUPLICATE, winner.pk, other_transaction_id=other)
         if log is not None:
             log.finish(DUPLICATE, signature_valid=True, out_trade_no=out_trade_no)
     incident: Incident | None = None

@@ -31,7 +31,7 @@ def operator(username: str, *perms: str) -> tuple[User, Client]:
 def settled_order(user: User, amount: int = 1000) -> RechargeOrder:
     """An order paid and credited here, without WeChat (enough for checks that stop before it)."""
     order = make_order(user, amount=amount)
-    RechargeOrder.pay(order.out_trade_no, f"4200000000{next(_transaction_ids):022d}", amount, timezone.now())
+    order.pay(f"4200000000{next(_transaction_ids):022d}", amount, timezone.now())
     order.refresh_from_db()
     return order
 

@@ -24,7 +24,7 @@ NOW = datetime(2026, 11, 24, 1, 0, tzinfo=BEIJING)
 
 def paid(user, amount: int, at: datetime) -> RechargeOrder:
     order = make_order(user, amount=amount, created_at=at - timedelta(minutes=1))
-    return RechargeOrder.pay(order.out_trade_no, f"42{order.out_trade_no}", amount, at).order
+    return order.pay(f"42{order.out_trade_no}", amount, at).order
 
 
 def refunded(order: RechargeOrder, amount: int, at: datetime) -> None:

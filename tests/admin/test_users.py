@@ -121,7 +121,6 @@ def test_an_adjustment_form_without_its_one_time_number_is_refused(admin_client,
 
 
 def test_saving_a_user_in_the_admin_never_writes_back_a_stale_balance(admin_client, monkeypatch):
-    from orders.models import RechargeOrder
     from orders.user_admin import UserAdmin
     from tests.factories import make_order, make_user
 
@@ -130,7 +129,7 @@ def test_saving_a_user_in_the_admin_never_writes_back_a_stale_balance(admin_clie
 
     def a_notify_commits_meanwhile(self, request, obj, form, change):
         order = make_order(user, amount=500)
-        RechargeOrder.pay(order.out_trade_no, "4200000000000000000000000001", 500, order.created_at)
+        order.pay("4200000000000000000000000001", 500, order.created_at)
         return save_model(self, request, obj, form, change)
 
     monkeypatch.setattr(UserAdmin, "save_model", a_notify_commits_meanwhile)

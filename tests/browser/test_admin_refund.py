@@ -140,7 +140,7 @@ def test_the_start_page_chart_reads_in_both_themes(browser, live_server, scheme)
             expires_at=timezone.now(),
             out_trade_no=RechargeOrder.new_out_trade_no("jsapi"),
         )
-        RechargeOrder.pay(order.out_trade_no, f"42{order.out_trade_no}", amount, timezone.now() - timedelta(days=days_ago))
+        order.pay(f"42{order.out_trade_no}", amount, timezone.now() - timedelta(days=days_ago))
     User.objects.create_superuser("boss", password=PASSWORD)
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", color_scheme=scheme)
     page = context.new_page()

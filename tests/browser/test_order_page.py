@@ -245,7 +245,7 @@ def test_a_stale_csrf_token_is_explained_on_the_page(phone, live_server):
 def test_done_closes_the_page_inside_wechat_and_goes_to_recharge_elsewhere(phone, desktop, live_server):
     user = make_user("lin", openid="oLin0000000000000000000000001")
     order = make_order(user, amount=1000)
-    RechargeOrder.pay(order.out_trade_no, "4200000000000000000000000000001", 1000, timezone.now())
+    order.pay("4200000000000000000000000000001", 1000, timezone.now())
     # WeChat's own bridge (no sandbox cashier): 完成 asks it to close the window.
     phone.add_init_script(
         "window.WeixinJSBridge = {invoke: function () {}, call: function (name) { window.closedWith = name; }};"
@@ -289,7 +289,7 @@ def test_the_admin_and_the_sandbox_run_under_the_policy(desktop, live_server):
 
 def _refunded_order(user) -> RechargeOrder:
     order = make_order(user, amount=5000)
-    RechargeOrder.pay(order.out_trade_no, "4200000000000000000000000000002", 5000, timezone.now())
+    order.pay("4200000000000000000000000000002", 5000, timezone.now())
     order.refresh_from_db()
     order.start_refund(2000, "用户申请退款").settle(Refund.Status.SUCCESS)
     order.start_refund(500, "用户申请退款")  # still 退款中
@@ -303,7 +303,7 @@ def test_screenshots_of_every_page(request, device, live_server):
     user = make_user("xiaoming")
     refunded = _refunded_order(user)
     paid = make_order(user, amount=3000)
-    RechargeOrder.pay(paid.out_trade_no, "4200000000000000000000000000003", 3000, timezone.now())
+    paid.pay("4200000000000000000000000000003", 3000, timezone.now())
     sign_in(page, live_server, "xiaoming")
     page.get_by_role("radio", name="¥50", exact=True).check()
     expect(page.get_by_role("radio", name="¥50", exact=True)).to_be_checked()

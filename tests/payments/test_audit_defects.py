@@ -101,7 +101,7 @@ def test_a_notify_with_a_nul_byte_or_in_utf16_is_recorded_and_answered_fail(clie
 
 def test_a_database_error_while_recording_a_notify_answers_fail_and_the_retry_credits(client, order):
     body = notify_xml(order.out_trade_no, 1990)
-    with mock.patch("payments.models._insert_returning_id", side_effect=OperationalError("server closed")):
+    with mock.patch("payments.models._RECORD.run", side_effect=OperationalError("server closed")):
         assert post_notify(client, body) == "FAIL"
     assert not Notification.objects.exists()
     assert_not_credited(order)

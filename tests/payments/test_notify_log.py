@@ -45,7 +45,7 @@ def order(db, api):
 
 @pytest.fixture
 def refund(order):
-    RechargeOrder.pay(order.out_trade_no, "4200000000202611240000000001", order.amount, timezone.now())
+    order.pay("4200000000202611240000000001", order.amount, timezone.now())
     order.refresh_from_db()
     return order.start_refund(500, "测试退款")  # debited here; WeChat is not asked in this test
 

@@ -150,7 +150,7 @@ def test_no_v3_bill_yet_is_told_apart_from_a_failure(order, wechat_key, code):  
 def test_a_refused_refund_keeps_wechats_code_and_request_id_for_the_operator(order, wechat_key):  # noqa: F811
     from orders.models import Refund
 
-    RechargeOrder.pay(order.out_trade_no, "4200000000202611240000000088", order.amount, order.created_at)
+    order.pay("4200000000202611240000000088", order.amount, order.created_at)
     answer = signed_answer(wechat_key, {"code": "INVALID_REQUEST", "message": "申请退款金额超过订单可退金额"}, status=400)
     answer["headers"]["Request-Id"] = "08B6A2C5F90610E8D1181840E0A9"
     responses.post(BASE + "v3/refund/domestic/refunds", **answer)

@@ -34,7 +34,7 @@ def pending(user: User, amount: int, at: datetime, **fields) -> RechargeOrder:
 def paid(user: User, amount: int, at: datetime, **fields) -> RechargeOrder:
     """An order paid at `at` and credited here (as its notify did)."""
     order = pending(user, amount, at, **fields)
-    RechargeOrder.pay(order.out_trade_no, transaction_id(), amount, at)
+    order.pay(transaction_id(), amount, at)
     order.refresh_from_db()
     return order
 
