@@ -17,8 +17,7 @@ from django.views.decorators.http import require_POST
 from common.http import in_wechat
 from common.money import format_fen
 from payments import notifies, services
-from payments.models import Notification
-from payments.providers import provider_class
+from payments.providers import notify_routes, provider_class
 from wxproto import v2 as wxpay
 
 logger = logging.getLogger(__name__)
@@ -95,38 +94,23 @@ def recharge(request):
     )
 
 
-def _notify(request, api: str, kind: str) -> HttpResponse:
-    """Record, verify, apply (payments/notifies.py); the notify's provider answers WeChat in its
-    own way (v2: SUCCESS or FAIL in XML; v3: the HTTP status)."""
+def notify_view(api: str, kind: str):
+    """The view for one provider's notifies of one kind (payment, refund): record, verify,
+    apply (payments/notifies.py); the provider answers WeChat in its own way (v2: SUCCESS or
+    FAIL in XML; v3: the HTTP status). payments/urls.py makes one per provider route."""
     source = provider_class(api)
-    body = request.read(wxpay.MAX_XML_BYTES + 1)
-    headers = source.notify_headers(request)
-    return source.answer(notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api=api, headers=headers))
+
+    @csrf_exempt
+    @require_POST
+    def notify(request) -> HttpResponse:
+        body = request.read(wxpay.MAX_XML_BYTES + 1)
+        headers = source.notify_headers(request)
+        received = notifies.receive_notify(kind, body, request.META.get("REMOTE_ADDR"), api=api, headers=headers)
+        return source.answer(received)
+
+    notify.__name__ = notify.__qualname__ = f"{kind}_notify_{api}"
+    return notify
 
 
-@csrf_exempt
-@require_POST
-def notify(request):
-    """WeChat Pay's v2 payment notify: record, verify, apply; answer SUCCESS or FAIL (retry)."""
-    return _notify(request, "v2", Notification.Kind.PAYMENT)
-
-
-@csrf_exempt
-@require_POST
-def refund_notify(request):
-    """WeChat Pay's v2 refund notify: record, decrypt req_info, settle the refund; SUCCESS or FAIL."""
-    return _notify(request, "v2", Notification.Kind.REFUND)
-
-
-@csrf_exempt
-@require_POST
-def notify_v3(request):
-    """WeChat Pay's v3 payment notify: record, verify, decrypt, apply."""
-    return _notify(request, "v3", Notification.Kind.PAYMENT)
-
-
-@csrf_exempt
-@require_POST
-def refund_notify_v3(request):
-    """WeChat Pay's v3 refund notify: record, verify, decrypt, settle the refund."""
-    return _notify(request, "v3", Notification.Kind.REFUND)
+# URL path (as in payments/urls.py) -> its notify view.
+NOTIFY_VIEWS = {route: notify_view(api, kind) for route, _, api, kind in notify_routes()}

@@ -119,6 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "wxrecharge.csp.ContentSecurityPolicyMiddleware",
+    # WeChat Pay's notifies skip the rest (payments/middleware.py).
+    "payments.middleware.NotifyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "wxrecharge.middleware.RejectNulMiddleware",
     "wxrecharge.middleware.JsonErrorsMiddleware",

@@ -58,3 +58,12 @@ def provider(channel: str = "jsapi", api: str | None = None) -> Provider:
             cache.clear()
         found = cache[key] = cls(merchant, appid)
     return found
+
+
+def notify_routes() -> list[tuple[str, str, str, str]]:
+    """Every registered provider's notify endpoints: (path, URL name, api, kind)."""
+    routes = []
+    for name in PROVIDERS:
+        cls = provider_class(name)
+        routes += [(path, url_name, cls.api, kind) for kind, (path, url_name) in cls.NOTIFY_ROUTES.items()]
+    return routes

@@ -161,6 +161,9 @@ class Provider:
     # order, another merchant's): True when the provider is told it was received, so that it
     # stops sending (v3); False when it keeps being answered FAIL (v2).
     ACKNOWLEDGES_REFUSED = False
+    # Where its notifies come: kind (payment, refund) -> (URL path, URL name in "payments:").
+    # payments/urls.py routes them, payments/middleware.py takes them the short way.
+    NOTIFY_ROUTES: dict[str, tuple[str, str]] = {}
 
     def __init__(self, merchant: Merchant, appid: str):
         self.merchant, self.appid = merchant, appid
@@ -209,7 +212,7 @@ class Provider:
 
     def notify_url(self, kind: str) -> str:
         """Where WeChat posts this provider's notifies of `kind` (payment, refund)."""
-        return self.merchant.site_url + reverse(self.NOTIFY_URL_NAMES[kind])
+        return self.merchant.site_url + reverse("payments:" + self.NOTIFY_ROUTES[kind][1])
 
     NOTIFY_URL_NAMES: dict[str, str] = {}
 

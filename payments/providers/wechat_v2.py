@@ -51,7 +51,10 @@ class WeChatV2(Provider):
     """WeChat Pay API v2 (JSAPI), through wechatpy (payments/wechat.py)."""
 
     name, api = "wechat_v2", "v2"
-    NOTIFY_URL_NAMES = {"payment": "payments:notify", "refund": "payments:refund_notify"}
+    NOTIFY_ROUTES = {
+        "payment": ("payments/wechat/notify/", "notify"),
+        "refund": ("payments/wechat/refund-notify/", "refund_notify"),
+    }
 
     def __init__(self, merchant: Merchant, appid: str):
         super().__init__(merchant, appid)

@@ -126,7 +126,10 @@ class WeChatV3(Provider):
 
     name, api = "wechat_v3", "v3"
     ACKNOWLEDGES_REFUSED = True  # a 204 stops WeChat; 4xx/5xx make it send again
-    NOTIFY_URL_NAMES = {"payment": "payments:notify_v3", "refund": "payments:refund_notify_v3"}
+    NOTIFY_ROUTES = {
+        "payment": ("payments/wechat/v3/notify/", "notify_v3"),
+        "refund": ("payments/wechat/v3/refund-notify/", "refund_notify_v3"),
+    }
 
     def __init__(self, merchant: Merchant, appid: str):
         super().__init__(merchant, appid)
