@@ -312,7 +312,7 @@ def main() -> None:
     p, b = rows["project"], rows["baseline"]
     print(
         f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
-        "  (project / baseline; goals: throughput >= 0.6, p99 <= 2)"
+        "  (project / baseline; goals: throughput >= 0.8, p99 <= 2)"
     )
     if invalid:
         # A side that answered anything but SUCCESS or whose books are wrong did other work
