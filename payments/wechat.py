@@ -1,11 +1,16 @@
-"""API v2 of WeChat Pay: a thin client around wechatpy, configured from settings (WeChat
-login, the other use of wechatpy, is accounts/wechat_login.py; the hosts, common/wechat.py).
+"""API v2 of WeChat Pay: a thin client on wechatpy's public signing and XML functions and a
+requests session of our own, configured from the Merchant (WeChat login is
+accounts/wechat_login.py; the hosts, common/wechat.py).
 
-What it adds to wechatpy 1.8.18: the configured sign type everywhere (also the JSAPI
-`paySign`, which wechatpy only signs with MD5), answers and notifies verified with a
-constant-time comparison, untrusted XML parsed by `wxproto.v2.parse_xml` (no DTDs,
-no entities, no repeated or nested fields), and one exception type, `WeChatError`, that
-carries WeChat's `err_code` and whether a retry may help.
+wechatpy (1.8.18) signs each request (`calculate_signature`, or `calculate_signature_hmac`
+for HMAC-SHA256) and writes its XML (`dict_to_xml`). The session is ours, so that its
+timeout, the merchant certificate for refunds and the sandbox's in-process transport
+(common.wechat.mount_transport) are set on it without touching wechatpy's insides. What
+we add: the configured sign type everywhere (also the JSAPI `paySign`, which wechatpy only
+signs with MD5), answers and notifies verified with a constant-time comparison, untrusted
+XML parsed by `wxproto.v2.parse_xml` (no DTDs, no entities, no repeated or nested fields),
+and one exception type, `WeChatError`, that carries WeChat's `err_code` and whether a
+retry may help.
 """
 
 from __future__ import annotations
@@ -16,8 +21,7 @@ from datetime import datetime
 
 import requests
 from django.utils import timezone
-from wechatpy.exceptions import WeChatPayException
-from wechatpy.pay import WeChatPay
+from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac, dict_to_xml
 
 from common.wechat import mount_transport
 from payments.merchant import Merchant
@@ -26,13 +30,6 @@ from wxproto.beijing import BEIJING
 from wxproto.errors import NotifyError, WeChatError
 
 logger = logging.getLogger(__name__)
-
-
-class _RawWeChatPay(WeChatPay):
-    """wechatpy's transport and request signing; answers come back raw for us to check."""
-
-    def _handle_result(self, res):
-        return res
 
 
 def beijing_time(dt: datetime) -> str:
@@ -45,24 +42,32 @@ class Pay:
     def __init__(self, merchant: Merchant, appid: str):
         self.merchant, self.appid = merchant, appid
         self.sign_type = merchant.sign_type
-        self._client = _RawWeChatPay(
-            self.appid,
-            merchant.api_key,
-            merchant.mch_id,
-            mch_cert=merchant.mch_cert,
-            mch_key=merchant.mch_key,
-            timeout=merchant.http_timeout,
+        self.session = requests.Session()
+        mount_transport(self.session, merchant.session_hook)
+
+    def _post(self, endpoint: str, data: dict[str, str]) -> requests.Response:
+        """Sign `data` (with our mch_id and a nonce) and post it as WeChat's XML; WeChat's raw answer."""
+        data = {"appid": self.appid, "mch_id": self.merchant.mch_id, "nonce_str": wxpay.nonce(), **data}
+        signer = calculate_signature_hmac if data.get("sign_type") == "HMAC-SHA256" else calculate_signature
+        body = dict_to_xml(data, signer(data, self.merchant.api_key)).encode("utf-8")
+        cert = (self.merchant.mch_cert, self.merchant.mch_key) if self.merchant.mch_cert and self.merchant.mch_key else None
+        response = self.session.post(
+            self.merchant.pay_base_url + endpoint,
+            data=body,
+            headers={"Content-Type": "text/xml; charset=utf-8"},
+            cert=cert,
+            timeout=self.merchant.http_timeout,
         )
-        self._client.API_BASE_URL = merchant.pay_base_url
-        mount_transport(self._client._http, merchant.session_hook)
+        response.raise_for_status()
+        return response
 
     # -- merchant API ----------------------------------------------------------------
     def _call(self, endpoint: str, data: dict) -> dict[str, str]:
-        data = {"appid": self.appid, "sign_type": self.sign_type, **data}
+        data = {"sign_type": self.sign_type, **data}
         started = time.monotonic()
         try:
-            response = self._client.post(endpoint, data=data)
-        except WeChatPayException as exc:  # HTTP status errors, raised by wechatpy's transport
+            response = self._post(endpoint, data)
+        except requests.HTTPError as exc:
             raise WeChatError(f"{endpoint}: HTTP error from WeChat", "NETWORK", retryable=True) from exc
         except requests.RequestException as exc:
             raise WeChatError(f"{endpoint}: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
@@ -146,10 +151,10 @@ class Pay:
         """下载对账单 (ALL) of a day (yyyyMMdd): the bill's text, or WeChatError (`NO_BILL` when
         there is none, or not yet: "No Bill Exist", "Bill Creating")."""
         endpoint = "pay/downloadbill"
-        data = {"appid": self.appid, "sign_type": self.sign_type, "bill_date": bill_date, "bill_type": "ALL"}
+        data = {"sign_type": self.sign_type, "bill_date": bill_date, "bill_type": "ALL"}
         try:
-            response = self._client.post(endpoint, data=data)
-        except (WeChatPayException, requests.RequestException) as exc:
+            response = self._post(endpoint, data)
+        except requests.RequestException as exc:
             raise WeChatError(f"{endpoint}: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
         content = response.content
         if content.lstrip().startswith(b"<xml"):

@@ -163,3 +163,27 @@ def test_a_circle_is_found(edges):
 
 def test_a_tree_has_no_circle():
     assert _cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_wechatpy_is_used_through_its_public_api_only():
+    """No product module subclasses a wechatpy class, imports a private name of it, or reaches
+    into wechatpy's private attributes (`._http`, `._request`, `._handle_result`)."""
+    offences = []
+    for name, path in modules().items():
+        if name.startswith("devtools"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        wechatpy_names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wechatpy"):
+                for alias in node.names:
+                    wechatpy_names.add(alias.asname or alias.name)
+                    if alias.name.startswith("_"):
+                        offences.append(f"{name} imports wechatpy's private {alias.name}")
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    if isinstance(base, ast.Name) and base.id in wechatpy_names:
+                        offences.append(f"{name}.{node.name} subclasses wechatpy's {base.id}")
+            if wechatpy_names and isinstance(node, ast.Attribute) and node.attr in {"_http", "_request", "_handle_result"}:
+                offences.append(f"{name} line {node.lineno} reaches .{node.attr}")
+    assert not offences
