@@ -518,6 +518,9 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "退款"
         REFUND_RETURN = "refund_return", "退款退回"
         ADJUSTMENT = "adjustment", "调整"
+        # The wallet's (wallet/models.py: a Charge and its Reversals point at their rows).
+        SPEND = "spend", "消费"
+        SPEND_REVERSAL = "spend_reversal", "消费撤销"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", verbose_name="用户"

@@ -115,7 +115,8 @@ DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequenc
 
 
 def money_invariant_violations() -> list[str]:
-    """Each balance equals the sum of its ledger rows; refunds never exceed what was paid."""
+    """Each balance equals the sum of its ledger rows; refunds never exceed what was paid;
+    a charge's reversals never exceed it, and each charge is its own ledger row."""
     from django.db import connection
 
     problems = []
@@ -128,7 +129,7 @@ def money_invariant_violations() -> list[str]:
 
 @functools.cache
 def _invariant_queries() -> list[tuple[str, str, tuple]]:
-    """The three checks as SQL, compiled by the ORM once per process: run after each of about
+    """The checks as SQL, compiled by the ORM once per process: run after each of about
     a thousand tests, building them anew cost several seconds of the suite."""
     from django.db.models import F, Q, Sum
     from django.db.models.functions import Coalesce
@@ -156,6 +157,23 @@ def _invariant_queries() -> list[tuple[str, str, tuple]]:
             RechargeOrder.objects.annotate(committed=committed)
             .filter(committed__gt=F("amount"))
             .values_list("out_trade_no", "committed", "amount"),
+        ),
+    ]
+    from wallet.models import Charge
+
+    reversed_sum = Coalesce(Sum("reversals__amount"), 0)
+    checks += [
+        (
+            "charge {}: reversed {}, reversals {}, amount {}",
+            Charge.objects.annotate(done=reversed_sum)
+            .filter(Q(reversed_amount__gt=F("amount")) | ~Q(reversed_amount=F("done")))
+            .values_list("number", "reversed_amount", "done", "amount"),
+        ),
+        (
+            "charge {}: amount {}, its ledger row {} ({})",
+            Charge.objects.exclude(entry__amount=-F("amount"), entry__kind="spend", entry__user=F("user")).values_list(
+                "number", "amount", "entry__amount", "entry__kind"
+            ),
         ),
     ]
     return [(message, *queryset.query.sql_with_params()) for message, queryset in checks]

@@ -23,7 +23,9 @@ LAYERS = {
     "orders": {"wxproto", "common", "accounts"},
     "payments": {"wxproto", "common", "accounts", "orders"},
     "reconciliation": {"wxproto", "common", "accounts", "orders", "payments"},
-    "wxrecharge": {"wxproto", "common", "accounts", "orders", "payments", "reconciliation"},
+    # The wallet spends what orders hold; it needs nothing of payments or reconciliation.
+    "wallet": {"wxproto", "common", "accounts", "orders"},
+    "wxrecharge": {"wxproto", "common", "accounts", "orders", "payments", "reconciliation", "wallet"},
     # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
     # library, never the product's apps, and no product code imports it.
     "devtools": {"wxproto", "common"},

@@ -6,15 +6,17 @@ import logging
 
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.db import DatabaseError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
-from common.http import json_error
+from common.http import MESSAGES, json_error
 
 logger = logging.getLogger(__name__)
 
 # Paths whose clients read JSON (the pages' fetch calls and the mini-program API).
 JSON_PREFIXES = ("/api/", "/payments/jsapi/", "/payments/orders/")
+# The merchant API's errors have its own shape (wallet/api.py).
+MERCHANT_API_PREFIX = "/api/v1/"
 # WeChat's notifies are recorded whatever their bytes (payments/views.py).
 RAW_BODY_PREFIXES = ("/payments/wechat/",)
 
@@ -84,13 +86,14 @@ class JsonErrorsMiddleware:
             and is_json_request(request)
             and not response.get("Content-Type", "").startswith("application/json")
         ):
-            return self._as_json(response)
+            return self._as_json(response, request)
         return response
 
     @staticmethod
-    def _as_json(response):
+    def _as_json(response, request):
         status = response.status_code
-        answer = json_error(STATUS_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request"), status)
+        code = STATUS_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request")
+        answer = _error(request, code, status)
         if response.has_header("Allow"):
             answer["Allow"] = response["Allow"]
         return answer
@@ -101,5 +104,15 @@ class JsonErrorsMiddleware:
             return None
         logger.exception("%s %s failed", request.method, request.path)
         if isinstance(exception, DatabaseError):
-            return json_error("server_busy", 503)
-        return json_error("server_error", 500)
+            return _error(request, "server_busy", 503)
+        return _error(request, "server_error", 500)
+
+
+def _error(request, code: str, status: int):
+    """The JSON error of the endpoint's API: the merchant API's `{"error": {"code", "message"}}`
+    (docs/merchant-api.md), or the pages' and mini program's `{"error", "message"}`."""
+    if request.path.startswith(MERCHANT_API_PREFIX):
+        return JsonResponse(
+            {"error": {"code": code, "message": MESSAGES[code]}}, status=status, json_dumps_params={"ensure_ascii": False}
+        )
+    return json_error(code, status)

@@ -89,6 +89,8 @@ RECHARGE_MAX_OPEN_ORDERS = env.int("RECHARGE_MAX_OPEN_ORDERS", default=5)
 # Orders placed (or paid again with 继续支付: each asks WeChat) per minute, per user and per
 # client address; a campus or an office behind one address may need a higher second figure.
 RECHARGE_ORDERS_PER_MINUTE_PER_USER = env.int("RECHARGE_ORDERS_PER_MINUTE_PER_USER", default=10)
+# The merchant API (/api/v1/, docs/merchant-api.md): calls per minute per API client.
+MERCHANT_API_REQUESTS_PER_MINUTE = env.int("MERCHANT_API_REQUESTS_PER_MINUTE", default=600)
 RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS = env.int("RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS", default=60)
 # How users reach the merchant's support (客服), shown wherever a page sends them there;
 # none set: the pages say nothing of support rather than point nowhere.
@@ -114,6 +116,7 @@ INSTALLED_APPS = [
     "orders",
     "payments",
     "reconciliation",
+    "wallet",
 ]
 
 MIDDLEWARE = [

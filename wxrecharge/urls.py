@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("payments.urls")),
     path("", include("orders.urls")),
+    path("", include("wallet.urls")),
     path("api/mp/login", accounts_api.login, name="miniprogram_login"),
     path("api/mp/prepay", payments_api.miniprogram_prepay, name="miniprogram_prepay"),
     path("api/mp/orders", payments_api.miniprogram_orders, name="miniprogram_orders"),
