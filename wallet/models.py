@@ -214,6 +214,7 @@ class Charge(models.Model):
         verbose_name = "消费"
         verbose_name_plural = "消费"
         ordering = ["-created_at", "-pk"]
+        permissions = [("reverse_charge", "可以撤销消费（退回会员余额）")]
         indexes = [
             models.Index(fields=["user", "-id"], name="charge_user_id_idx"),
             models.Index(fields=["client", "-id"], name="charge_client_id_idx"),
