@@ -8,7 +8,9 @@ beyond this is the framework and our code around the same SQL.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -77,6 +79,13 @@ def notify(request):
                 "INSERT INTO orders_ledgerentry (user_id, amount, kind, order_id, balance_after, reason,"
                 " created_at) VALUES (%s, %s, 'recharge', %s, %s, '', now())",
                 [user_id, amount, order_id, balance],
+            )
+            cursor.execute(
+                "INSERT INTO outbox_event (event_id, type, data, created_at) VALUES (%s, 'recharge.succeeded', %s, now())",
+                [
+                    "evt_" + secrets.token_hex(12),
+                    json.dumps({"order": out_trade_no, "member_id": user_id, "amount": amount, "balance": balance}),
+                ],
             )
             outcome = "applied"
         cursor.execute(

@@ -57,6 +57,9 @@ WECHAT_OPEN_BASE_URL = WECHAT_OPEN_BASE_URL or "{SITE_URL}/sandbox/connect/"
 WECHAT_API_BASE_URL = WECHAT_API_BASE_URL or "{SITE_URL}/sandbox/"
 
 INSTALLED_APPS = [*INSTALLED_APPS, "devtools.wechat_sandbox"]
+
+# The sandbox's webhook receiver is this same machine, over http (docs/webhooks.md).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=True)
 ROOT_URLCONF = "devtools.urls"
 
 # The sandbox's 4xx answers are WeChat's protocol, not the site's errors (devtools/wechat_sandbox/logs.py).

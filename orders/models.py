@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from common.money import format_fen
 from common.statements import Statement
+from outbox.models import emit
 from wxproto.beijing import BEIJING
 
 
@@ -56,6 +57,11 @@ class InsufficientBalance(Exception):
 
 class RefundRefused(Exception):
     """A refund that must not start; the message is for the operator (Chinese)."""
+
+
+def _iso(moment: datetime) -> str:
+    """A time in the events' form: Beijing, ISO 8601, to the second."""
+    return timezone.localtime(moment, BEIJING).isoformat(timespec="seconds")
 
 
 def _random_digits(n: int) -> str:
@@ -261,7 +267,17 @@ class RechargeOrder(models.Model):
                 raise AmountMismatch(f"微信支付报告金额 {format_fen(total_fee)} 元，订单金额 {format_fen(amount)} 元")
             now = timezone.now()
             _MARK_PAID.run(pk=self.pk, status=self.Status.PAID, transaction_id=transaction_id, paid_at=paid_at, updated_at=now)
-            LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=self.pk)
+            entry = LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=self.pk)
+            emit(
+                "recharge.succeeded",
+                {
+                    "order": self.out_trade_no,
+                    "member_id": user_id,
+                    "amount": amount,
+                    "balance": entry.balance_after,
+                    "paid_at": _iso(paid_at),
+                },
+            )
         self.status, self.transaction_id, self.paid_at, self.updated_at = self.Status.PAID, transaction_id, paid_at, now
         return Payment(APPLIED, self.pk, after_close=status == self.Status.CLOSED)
 
@@ -493,12 +509,14 @@ class Refund(models.Model):
             refund.settled_at = settled_at or timezone.now()
             refund.refund_id = refund.refund_id or refund_id or None
             refund.save(update_fields=["status", "settled_at", "refund_id", "updated_at"])
+            announced = {"refund": refund.out_refund_no, "order": order.out_trade_no, "member_id": order.user_id}
             if new_status == self.Status.SUCCESS:
                 order.refunded_amount += refund.amount
                 order.status = RechargeOrder.Status.REFUNDED
                 order.save(update_fields=["refunded_amount", "status", "updated_at"])
+                emit("refund.succeeded", {**announced, "amount": refund.amount})
             elif new_status in (self.Status.CLOSED, self.Status.FAILED):
-                LedgerEntry.post(
+                entry = LedgerEntry.post(
                     order.user_id,
                     refund.amount,
                     LedgerEntry.Kind.REFUND_RETURN,
@@ -506,6 +524,7 @@ class Refund(models.Model):
                     refund=refund,
                     reason=f"{refund.get_status_display()}，退回余额",
                 )
+                emit("refund.failed", {**announced, "amount": refund.amount, "balance": entry.balance_after})
         self.status, self.settled_at, self.refund_id = refund.status, refund.settled_at, refund.refund_id
         return APPLIED
 
@@ -650,11 +669,16 @@ class LedgerEntry(models.Model):
             if request_no and cls.objects.filter(request_no=request_no).exists():
                 raise ValueError("该调整已提交，请勿重复提交")
             try:
-                return cls.post(
+                entry = cls.post(
                     user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200], request_no=request_no
                 )
             except InsufficientBalance as exc:
                 raise ValueError(f"余额 ¥{format_fen(exc.balance)} 不足以扣减 ¥{format_fen(-amount)}") from exc
+            emit(
+                "balance.adjusted",
+                {"member_id": user_id, "amount": amount, "balance": entry.balance_after, "reason": entry.reason},
+            )
+            return entry
 
 
 # The notify path's statements (RechargeOrder.pay, LedgerEntry.post).

@@ -19,13 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "wxproto": set(),
     "common": {"wxproto"},
+    # The transactional outbox: the books write events into it; it knows no app.
+    "outbox": {"wxproto", "common"},
     "accounts": {"wxproto", "common"},
-    "orders": {"wxproto", "common", "accounts"},
-    "payments": {"wxproto", "common", "accounts", "orders"},
-    "reconciliation": {"wxproto", "common", "accounts", "orders", "payments"},
+    "orders": {"wxproto", "common", "outbox", "accounts"},
+    "payments": {"wxproto", "common", "outbox", "accounts", "orders"},
+    "reconciliation": {"wxproto", "common", "outbox", "accounts", "orders", "payments"},
     # The wallet spends what orders hold; it needs nothing of payments or reconciliation.
-    "wallet": {"wxproto", "common", "accounts", "orders"},
-    "wxrecharge": {"wxproto", "common", "accounts", "orders", "payments", "reconciliation", "wallet"},
+    "wallet": {"wxproto", "common", "outbox", "accounts", "orders"},
+    "wxrecharge": {"wxproto", "common", "outbox", "accounts", "orders", "payments", "reconciliation", "wallet"},
     # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
     # library, never the product's apps, and no product code imports it.
     "devtools": {"wxproto", "common"},

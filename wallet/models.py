@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from common.money import format_fen
 from orders.models import InsufficientBalance, LedgerEntry
+from outbox.models import emit
 from wxproto.beijing import BEIJING
 
 
@@ -285,7 +286,7 @@ class Charge(models.Model):
                     f"余额不足：余额 ¥{format_fen(exc.balance)}，本次消费 ¥{format_fen(amount)}",
                     balance=exc.balance,
                 ) from None
-            return cls.objects.create(
+            charge = cls.objects.create(
                 number="CH" + _stamp() + _digits(10),
                 user_id=user_id,
                 amount=amount,
@@ -296,6 +297,18 @@ class Charge(models.Model):
                 entry=entry,
                 created_at=entry.created_at,
             )
+            emit(
+                "charge.succeeded",
+                {
+                    "charge": charge.number,
+                    "member_id": user_id,
+                    "amount": amount,
+                    "store": charge.store,
+                    "description": charge.description,
+                    "balance": entry.balance_after,
+                },
+            )
+        return charge
 
     def reverse(
         self, amount: int, reason: str, *, client: ApiClient | None = None, operator=None, request_no: str | None = None
@@ -330,6 +343,18 @@ class Charge(models.Model):
                 request_no=request_no or None,
                 entry=entry,
                 created_at=entry.created_at,
+            )
+            emit(
+                "charge.reversed",
+                {
+                    "charge": charge.number,
+                    "reversal": reversal.number,
+                    "member_id": charge.user_id,
+                    "amount": amount,
+                    "amount_reversed": charge.reversed_amount,
+                    "reason": reversal.reason,
+                    "balance": entry.balance_after,
+                },
             )
         self.reversed_amount = charge.reversed_amount
         return reversal

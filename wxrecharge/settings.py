@@ -91,6 +91,11 @@ RECHARGE_MAX_OPEN_ORDERS = env.int("RECHARGE_MAX_OPEN_ORDERS", default=5)
 RECHARGE_ORDERS_PER_MINUTE_PER_USER = env.int("RECHARGE_ORDERS_PER_MINUTE_PER_USER", default=10)
 # The merchant API (/api/v1/, docs/merchant-api.md): calls per minute per API client.
 MERCHANT_API_REQUESTS_PER_MINUTE = env.int("MERCHANT_API_REQUESTS_PER_MINUTE", default=600)
+# Webhooks to the merchant (docs/webhooks.md): each POST's connect and read timeout, and
+# whether an endpoint may be plain http or a private, loopback or link-local address (only
+# for development: the sandbox's receiver is on this same machine).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
 RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS = env.int("RECHARGE_ORDERS_PER_MINUTE_PER_ADDRESS", default=60)
 # How users reach the merchant's support (客服), shown wherever a page sends them there;
 # none set: the pages say nothing of support rather than point nowhere.
@@ -112,6 +117,7 @@ INSTALLED_APPS = [
     "wxrecharge.axes_admin.AxesConfig",  # django-axes, named 登录保护 in the admin
     "wxrecharge",
     "common",
+    "outbox",
     "accounts",
     "orders",
     "payments",

@@ -7,6 +7,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('orders', '0007_rechargeorder_refused_and_paid_report'),
+        # From here on the books write events into the outbox (outbox/models.py).
+        ('outbox', '0001_initial'),
     ]
 
     operations = [
