@@ -312,3 +312,38 @@ class Fault(models.Model):
 
     def errors_on(self, endpoint: str) -> bool:
         return endpoint in {e.strip() for e in self.systemerror_endpoints.split(",") if e.strip()}
+
+
+class MerchantSecret(models.Model):
+    """What the sandbox, playing the merchant's own systems, was given once: its counter's API
+    key and its webhook receiver's signing secret (kept here: this is a development stand-in)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    value = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "商户侧密钥（沙箱）"
+        verbose_name_plural = "商户侧密钥（沙箱）"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookReceipt(models.Model):
+    """A webhook the site sent to the sandbox's receiver, and whether its signature verified."""
+
+    received_at = models.DateTimeField("收到时间", default=timezone.now)
+    webhook_id = models.CharField("webhook-id", max_length=80, blank=True)
+    event_type = models.CharField("事件", max_length=40, blank=True)
+    body = models.TextField("内容")
+    signature_valid = models.BooleanField("签名有效", default=False)
+    problem = models.CharField("问题", max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = "收到的 Webhook（沙箱）"
+        verbose_name_plural = "收到的 Webhook（沙箱）"
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.webhook_id}"

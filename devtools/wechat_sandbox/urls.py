@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from devtools.wechat_sandbox import cashier, dashboard, merchant_api, merchant_api_v3, oauth
+from devtools.wechat_sandbox import cashier, counter, dashboard, merchant_api, merchant_api_v3, oauth
 
 app_name = "sandbox"
 
@@ -31,6 +31,10 @@ urlpatterns = [
     path("sns/oauth2/access_token", oauth.access_token, name="access_token"),
     path("sns/jscode2session", oauth.jscode2session, name="jscode2session"),
     path("mp/login-code", oauth.login_code, name="login_code"),
+    # The merchant's side of spending: a counter on /api/v1/, and a webhook receiver
+    path("pos/", counter.counter, name="counter"),
+    path("webhooks/", counter.webhooks, name="webhooks"),
+    path("webhooks/receive", counter.webhook_receive, name="webhook_receive"),
     # The cashier that stands in for WeixinJSBridge
     path("cashier/prepay", cashier.prepay, name="cashier_prepay"),
     path("cashier/pay", cashier.pay, name="cashier_pay"),
