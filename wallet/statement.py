@@ -1,0 +1,221 @@
+"""The member's statement (余额明细): every change of their balance, newest first, a page at a
+time by keyset (like orders.views.history), each row's detail, and the same list for the
+mini program. Read-only: the rows are `orders.models.LedgerEntry`, a spend's and a reversal's
+`wallet.models.Charge` and `Reversal` point at theirs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Prefetch, Q
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from accounts.api import bearer_required
+from common.http import json_ok
+from common.money import yuan
+from orders.models import LedgerEntry
+from wallet.models import Charge, Reversal
+
+PAGE_SIZE = 20
+Kind = LedgerEntry.Kind
+# What each kind of row is, in the member's words (LedgerEntry.Kind's labels are the operators').
+KIND_TEXT: dict[str, str] = {
+    Kind.RECHARGE: "充值",
+    Kind.REFUND: "充值退款",
+    Kind.REFUND_RETURN: "退款退回",
+    Kind.ADJUSTMENT: "余额调整",
+    Kind.SPEND: "消费",
+    Kind.SPEND_REVERSAL: "消费撤销",
+}
+ORDER_KINDS: set[str] = {Kind.RECHARGE, Kind.REFUND, Kind.REFUND_RETURN}
+
+
+# -- the rows ------------------------------------------------------------------------------
+
+
+def _rows(user):
+    """The user's rows, newest first, with what each line shows (no query a row)."""
+    return (
+        LedgerEntry.objects.filter(user=user).order_by("-created_at", "-pk").select_related("order", "charge", "reversal__charge")
+    )
+
+
+def _charge_of(entry: LedgerEntry) -> Charge | None:
+    """The charge a spend row is, or that a reversal row gives back (None for other rows)."""
+    try:
+        if entry.kind == Kind.SPEND:
+            return entry.charge
+        if entry.kind == Kind.SPEND_REVERSAL:
+            return entry.reversal.charge
+    except ObjectDoesNotExist:
+        pass
+    return None
+
+
+def _reversal_of(entry: LedgerEntry) -> Reversal | None:
+    if entry.kind != Kind.SPEND_REVERSAL:
+        return None
+    try:
+        return entry.reversal
+    except ObjectDoesNotExist:
+        return None
+
+
+def _title(entry: LedgerEntry) -> str:
+    """The row in words: 充值, 充值退款, 退款退回, 消费 · 一号店, 消费撤销, 余额调整 · <reason>."""
+    words = KIND_TEXT.get(entry.kind, entry.get_kind_display())
+    if entry.kind == Kind.SPEND:
+        charge = _charge_of(entry)
+        what = (charge.store or charge.description) if charge else entry.reason
+        return f"{words} · {what}" if what else words
+    if entry.kind == Kind.ADJUSTMENT and entry.reason:
+        return f"{words} · {entry.reason}"
+    return words
+
+
+def signed_yuan(fen: int) -> str:
+    """+¥30.00 for money in, -¥12.50 for money out."""
+    return yuan(fen) if fen < 0 else f"+{yuan(fen)}"
+
+
+def _line(entry: LedgerEntry) -> dict:
+    """What a page shows of a row."""
+    return {
+        "entry": entry,
+        "title": _title(entry),
+        "amount": signed_yuan(entry.amount),
+        "credit": entry.amount > 0,
+        "balance_after": yuan(entry.balance_after),
+    }
+
+
+# -- the keyset ----------------------------------------------------------------------------
+
+
+def _cursor(entry: LedgerEntry) -> str:
+    return f"{entry.created_at.astimezone(UTC).isoformat()}|{entry.pk}"
+
+
+def _parse_cursor(value: str) -> tuple[datetime, int] | None:
+    """`before=<created_at iso>|<pk>` of the last row shown; None (the first page) for anything else."""
+    stamp, _, pk = value.rpartition("|")
+    if not pk.isascii() or not pk.isdigit() or len(pk) > 18:
+        return None
+    try:
+        created_at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if created_at.tzinfo is None:
+        return None
+    return created_at, int(pk)
+
+
+def _page(user, before: str) -> tuple[list[LedgerEntry], str, bool]:
+    """One page of rows `before` the cursor: (rows, the next page's cursor or "", first page?).
+    Index (user, -created_at, -id); no COUNT(*) of the whole ledger."""
+    rows = _rows(user)
+    cursor = _parse_cursor(before)
+    if cursor:
+        created_at, pk = cursor
+        # The first condition bounds the index range scan (see orders.views.history).
+        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk), created_at__lte=created_at)
+    found = list(rows[: PAGE_SIZE + 1])
+    more = len(found) > PAGE_SIZE
+    found = found[:PAGE_SIZE]
+    return found, _cursor(found[-1]) if more else "", cursor is None
+
+
+# -- the pages -----------------------------------------------------------------------------
+
+
+@login_required
+def statement(request):
+    """余额明细: the balance, then its rows newest first, 20 at a time (更多 / 回到最新)."""
+    rows, next_cursor, is_first_page = _page(request.user, request.GET.get("before", ""))
+    # The balance as of now, read after the rows: a row that landed meanwhile is in it.
+    request.user.refresh_from_db(fields=["balance"])
+    return render(
+        request,
+        "wallet/statement.html",
+        {"lines": [_line(e) for e in rows], "next_cursor": next_cursor, "is_first_page": is_first_page},
+    )
+
+
+@login_required
+def entry_detail(request, entry_id: int):
+    """One row: what it was, how much, the balance after it, when; its order, its charge (with
+    the charge's reversals) or the charge it reverses. Owner only (404 otherwise)."""
+    entries = LedgerEntry.objects.select_related("order", "refund", "charge", "reversal__charge").prefetch_related(
+        Prefetch("charge__reversals", queryset=Reversal.objects.order_by("created_at", "pk"))
+    )
+    entry = get_object_or_404(entries, user=request.user, pk=entry_id)
+    charge = _charge_of(entry)
+    return render(
+        request,
+        "wallet/entry.html",
+        {
+            **_line(entry),
+            "kind_text": KIND_TEXT.get(entry.kind, entry.get_kind_display()),
+            "order": entry.order if entry.kind in ORDER_KINDS else None,
+            "refund": entry.refund if entry.kind in (Kind.REFUND, Kind.REFUND_RETURN) else None,
+            "charge": charge,
+            "reversal": _reversal_of(entry),
+            # A spend lists its reversals; a reversal's row points at the spend it gives back.
+            "reversals": list(charge.reversals.all()) if charge is not None and entry.kind == Kind.SPEND else [],
+        },
+    )
+
+
+# -- the mini program ----------------------------------------------------------------------
+
+
+def _charge_dict(charge: Charge) -> dict:
+    return {
+        "number": charge.number,
+        "store": charge.store,
+        "description": charge.description,
+        "amount_fen": charge.amount,
+        "reversed_fen": charge.reversed_amount,
+        "status": str(charge.status),
+        "status_text": charge.get_status_display(),
+    }
+
+
+def entry_dict(entry: LedgerEntry) -> dict:
+    """The JSON shape of a row (GET /api/mp/statement)."""
+    row = {
+        "id": entry.pk,
+        "kind": entry.kind,
+        "kind_text": KIND_TEXT.get(entry.kind, entry.get_kind_display()),
+        "amount_fen": entry.amount,
+        "balance_after_fen": entry.balance_after,
+        "title": _title(entry),
+        "created_at": entry.created_at.isoformat(),
+    }
+    if entry.kind in ORDER_KINDS and entry.order is not None:
+        row["out_trade_no"] = entry.order.out_trade_no
+    charge = _charge_of(entry)
+    if charge is not None:
+        row["charge"] = _charge_dict(charge)
+    reversal = _reversal_of(entry)
+    if reversal is not None:
+        row["reversal"] = {"number": reversal.number, "reason": reversal.reason}
+    return row
+
+
+@require_GET
+@bearer_required
+def miniprogram_statement(request):
+    """`{balance_fen, results, next_before}`: the page's rows, `?before=<next_before>` for the next."""
+    rows, next_cursor, _ = _page(request.user, request.GET.get("before", ""))
+    request.user.refresh_from_db(fields=["balance"])
+    return json_ok(
+        {
+            "balance_fen": request.user.balance,
+            "results": [entry_dict(e) for e in rows],
+            "next_before": next_cursor or None,
+        }
+    )
