@@ -13,6 +13,7 @@ import base64
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -110,6 +111,8 @@ class WebhookEndpoint(models.Model):
         unknown = set(events) - set(EVENT_TYPES)
         if unknown or not events:
             raise ValueError(f"未知的事件：{', '.join(sorted(unknown))}" if unknown else "请至少订阅一种事件")
+        if not url.startswith("https://") and not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+            raise ValueError("Webhook 地址必须是 https 地址")
         endpoint = cls(url=url, events=sorted(set(events)), description=description[:100], secret=cls.new_secret())
         endpoint.full_clean()
         endpoint.save()

@@ -23,6 +23,7 @@ PRODUCTION = {
     "WECHAT_API_KEY": "k" * 32,
     "WECHAT_SIGN_TYPE": "MD5",
     "SITE_URL": "https://pay.example.com",
+    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False,
     # Any readable files: the check only asks that refunds have a certificate and key to send.
     "WECHAT_MCH_CERT": __file__,
     "WECHAT_MCH_KEY": __file__,
@@ -515,3 +516,9 @@ def test_yes_no_settings_take_the_usual_words(monkeypatch, text, value):
 
     monkeypatch.setenv("WXR_TEST_SWITCH", text)
     assert Env().bool("WXR_TEST_SWITCH", default=None) is value
+
+
+def test_webhooks_to_private_addresses_in_production_are_warned_of(settings):
+    for name, value in {**PRODUCTION, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True}.items():
+        setattr(settings, name, value)
+    assert [m.id for m in check_production_configuration()] == ["wxrecharge.W005"]

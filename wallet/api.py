@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 
 from django.conf import settings
@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import User
 from common import ratelimit
+from common.http import client_ip
 from wallet.models import ApiClient, ApiRequest, Charge, ChargeError, IdempotencyKey, Reversal
 from wxproto.beijing import BEIJING
 
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_KEY_LENGTH = 255
 PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
+# A client's 最近调用 is written at most this often (not one more UPDATE per call).
+LAST_USED_EVERY = timedelta(minutes=1)
 
 MESSAGES = {
     "unauthorized": "缺少或无效的 API 密钥（Authorization: Bearer sk_…）",
@@ -47,10 +50,12 @@ MESSAGES = {
     "member_not_found": "会员不存在或已停用",
     "idempotency_key_reused": "该 Idempotency-Key 已用于另一个请求体",
     "idempotency_key_in_use": "使用该 Idempotency-Key 的请求仍在处理中，请稍后重试",
-    "invalid_idempotency_key": f"Idempotency-Key 须为 1 至 {MAX_KEY_LENGTH} 个可见 ASCII 字符",
+    "invalid_idempotency_key": f"Idempotency-Key 须为 1 至 {MAX_KEY_LENGTH} 个可打印 ASCII 字符（含空格）",
     "server_busy": "系统繁忙，请稍后再试",
     "server_error": "系统出错了，请稍后再试",
 }
+# Answers an Idempotency-Key does not keep: a retry with the same key is asked again.
+NOT_KEPT = {401, 403, 409, 429}
 ERROR_STATUS = {
     "invalid_amount": 422,
     "insufficient_balance": 402,
@@ -197,14 +202,19 @@ def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) 
             except ChargeError as exc:
                 status = ERROR_STATUS.get(exc.code, 422)
                 body = {"error": {"code": exc.code, "message": exc.message, **exc.details}}
-            if claim is not None:
+            if claim is not None and status not in NOT_KEPT:
                 # The answer is kept with the money it moved: both or neither.
                 IdempotencyKey.objects.filter(pk=claim.pk).update(finished_at=timezone.now(), status_code=status, answer=body)
+            elif claim is not None:
+                # Who may do what, and how often, is asked again on the next try.
+                IdempotencyKey.objects.filter(pk=claim.pk).delete()
     except Exception:
         if claim is not None:
             IdempotencyKey.objects.filter(pk=claim.pk, finished_at__isnull=True).delete()  # a retry may run it
         raise
-    ApiClient.objects.filter(pk=client.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if client.last_used_at is None or client.last_used_at < now - LAST_USED_EVERY:
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
     return _answer(status, body)
 
 
@@ -218,7 +228,7 @@ def _record(request: HttpRequest, client: ApiClient | None, key: str | None, res
             error_code=getattr(response, "error_code", "")[:40],
             idempotency_key=(key or "")[:255],
             replayed=response.has_header("Idempotent-Replayed"),
-            remote_addr=request.META.get("REMOTE_ADDR"),
+            remote_addr=client_ip(request),
         )
     except DatabaseError:
         logger.exception("could not record an API request")
@@ -242,7 +252,8 @@ def reversal_dict(reversal: Reversal) -> dict:
     }
 
 
-def charge_dict(charge: Charge) -> dict:
+def charge_dict(charge: Charge, reversals: list[Reversal] | None = None) -> dict:
+    """A charge as the API shows it; `reversals` when the caller has them (a new charge has none)."""
     return {
         "id": charge.number,
         "object": "charge",
@@ -253,7 +264,7 @@ def charge_dict(charge: Charge) -> dict:
         "store": charge.store,
         "member_id": charge.user_id,
         "created_at": _time(charge.created_at),
-        "reversals": [reversal_dict(r) for r in charge.reversals.order_by("pk")],
+        "reversals": [reversal_dict(r) for r in (charge.reversals.order_by("pk") if reversals is None else reversals)],
     }
 
 
@@ -303,7 +314,7 @@ def create_charge(request, client: ApiClient, data: dict):
         store=client.store or store,
         client=client,
     )
-    return 201, {"charge": charge_dict(charge), "balance": charge.entry.balance_after}
+    return 201, {"charge": charge_dict(charge, reversals=[]), "balance": charge.entry.balance_after}
 
 
 @endpoint("POST", "charges:write")
@@ -331,9 +342,14 @@ def charge_list(request, client: ApiClient, data: dict):
     q = request.GET
     charges = Charge.objects.filter(client=client).order_by("-pk")
     if q.get("member_id"):
-        charges = charges.filter(user_id=_member_id(q["member_id"]))
+        if not q["member_id"].isdigit() or len(q["member_id"]) > 18:
+            raise ApiError("invalid_request", 400, "member_id 须为会员编号（数字）")
+        charges = charges.filter(user_id=int(q["member_id"]))
     if q.get("created_after"):
-        after = parse_datetime(q["created_after"])
+        try:
+            after = parse_datetime(q["created_after"])
+        except ValueError:  # well-formed but impossible (February 30th)
+            after = None
         if after is None:
             raise ApiError("invalid_request", 400, "created_after 须为 ISO 8601 时间，如 2026-12-01T00:00:00+08:00")
         charges = charges.filter(created_at__gt=after if after.tzinfo else after.replace(tzinfo=BEIJING))

@@ -277,6 +277,8 @@ class Charge(models.Model):
                 code = MemberCode.claim(member_code)
                 user_id = code.user_id
             if user_id is None or not User.objects.filter(pk=user_id, is_active=True).exists():
+                if code is not None:  # a code says nothing of its member: one answer for every bad code
+                    raise ChargeError("member_code_invalid", "会员码无效或已过期，请让顾客刷新会员码")
                 raise ChargeError("member_not_found", "会员不存在或已停用")
             try:
                 entry = LedgerEntry.post(user_id, -amount, LedgerEntry.Kind.SPEND, reason=description[:200])
@@ -396,8 +398,9 @@ class IdempotencyKey(models.Model):
     finished with that request's answer in the same transaction as the money it moved."""
 
     KEEP_FOR = timedelta(hours=24)
-    # A claim this old belongs to a request that died before it finished: it may be taken over.
-    STALE_AFTER = timedelta(minutes=2)
+    # A claim this old belongs to a request that died before it finished: it may be taken over
+    # (no request runs this long: gunicorn's timeout ends it first).
+    STALE_AFTER = timedelta(minutes=10)
 
     client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, Q
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.api import bearer_required
@@ -18,6 +19,7 @@ from common.http import json_ok
 from common.money import yuan
 from orders.models import LedgerEntry
 from wallet.models import Charge, Reversal
+from wxproto.beijing import BEIJING
 
 PAGE_SIZE = 20
 Kind = LedgerEntry.Kind
@@ -193,7 +195,7 @@ def entry_dict(entry: LedgerEntry) -> dict:
         "amount_fen": entry.amount,
         "balance_after_fen": entry.balance_after,
         "title": _title(entry),
-        "created_at": entry.created_at.isoformat(),
+        "created_at": timezone.localtime(entry.created_at, BEIJING).isoformat(timespec="seconds"),
     }
     if entry.kind in ORDER_KINDS and entry.order is not None:
         row["out_trade_no"] = entry.order.out_trade_no

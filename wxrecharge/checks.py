@@ -272,6 +272,15 @@ def check_production_configuration(app_configs=None, **kwargs):
                 id="wxrecharge.E004",
             )
         )
+    if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        messages.append(
+            Warning(
+                "WEBHOOK_ALLOW_PRIVATE_ADDRESSES is on while debug is off.",
+                hint="It lets webhooks go to plain http and to private, loopback or link-local addresses: for "
+                "development only (docs/webhooks.md). Unset it in production.",
+                id="wxrecharge.W005",
+            )
+        )
     if not settings.SITE_URL.startswith("https://"):
         messages.append(
             Warning(

@@ -263,3 +263,22 @@ def test_the_command_adds_an_endpoint_and_prints_its_secret_once():
         call_command(
             "add_webhook_endpoint", "https://x.example.com/", "--events", "everything", stdout=io.StringIO(), stderr=io.StringIO()
         )
+
+
+def test_the_command_refuses_plain_http_in_production(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    with pytest.raises(Exception, match="https"):
+        call_command("add_webhook_endpoint", "http://pos.example.com/hook", "--events", "charge.succeeded", stdout=io.StringIO())
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_an_endpoint_turned_off_gets_no_more_deliveries(receiver):
+    endpoint = endpoint_for(receiver)
+    LedgerEntry.adjust(make_user("off", openid="oOff").pk, 700, "开卡礼", operator=None)
+    worker.dispatch()
+    endpoint.is_active = False
+    endpoint.save()
+    assert worker.run_pass() == 0 and not receiver.received
+    endpoint.is_active = True
+    endpoint.save()
+    assert worker.run_pass() == 1

@@ -87,11 +87,14 @@ def test_member_id_charges_need_their_own_scope(client, member):
     assert balance(member) == 2900
 
 
-def test_a_disabled_member_cannot_be_charged(pos, member, code):
+def test_a_disabled_member_cannot_be_charged_and_their_code_says_no_more_than_any_bad_code(client, pos, member, code):
     member.is_active = False
     member.save()
     answer = pos.charge(code, 100)
-    assert answer.status_code == 404 and error(answer) == "member_not_found"
+    assert answer.status_code == 404 and error(answer) == "member_code_invalid"
+    _, secret = ApiClient.issue("按编号扣款", ["charges:write", "charges:by_member_id"])
+    by_id = Api(client, secret).post("/api/v1/charges", {"member_id": member.pk, "amount": 100})
+    assert by_id.status_code == 404 and error(by_id) == "member_not_found"
     assert balance(member) == 3000
 
 
@@ -269,7 +272,8 @@ def test_the_charge_list_pages_newest_first_and_filters(pos, member):
     assert [c["id"] for c in rest["data"]] == numbers[::-1][2:] and not rest["has_more"]
     later = pos.get("/api/v1/charges?created_after=" + (timezone.now() + timedelta(minutes=1)).isoformat().replace("+", "%2B"))
     assert later.json()["data"] == []
-    for bad in ("limit=0", "limit=101", "limit=x", "created_after=yesterday", "starting_after=CHnope"):
+    bad_queries = ("limit=0", "limit=101", "limit=x", "created_after=yesterday", "created_after=2026-02-30T00:00:00")
+    for bad in (*bad_queries, "starting_after=CHnope", "member_id=abc"):
         answer = pos.get(f"/api/v1/charges?{bad}")
         assert answer.status_code == 400 and error(answer) == "invalid_request", bad
 
@@ -283,3 +287,14 @@ def test_a_member_reads_as_balance_and_status(pos, member):
 
 def test_answers_are_never_cached(pos, member):
     assert pos.get(f"/api/v1/members/{member.pk}")["Cache-Control"] == "no-store"
+
+
+def test_a_refusal_of_who_may_do_it_is_not_kept_with_the_key(client, member):
+    api_client, secret = ApiClient.issue("游戏服务器", ["charges:write"])
+    api = Api(client, secret)
+    body = {"member_id": member.pk, "amount": 100}
+    assert api.post("/api/v1/charges", body, key="grant-later").status_code == 403
+    api_client.scopes = [*api_client.scopes, "charges:by_member_id"]
+    api_client.save()
+    assert api.post("/api/v1/charges", body, key="grant-later").status_code == 201  # asked again, not replayed
+    assert balance(member) == 2900

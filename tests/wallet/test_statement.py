@@ -20,6 +20,7 @@ from orders.models import LedgerEntry, Refund
 from tests.factories import make_order, make_user
 from tests.wallet.conftest import fund
 from wallet.models import Charge
+from wxproto.beijing import BEIJING
 
 pytestmark = pytest.mark.django_db
 
@@ -325,7 +326,10 @@ def test_the_mini_program_gets_the_same_rows_as_the_page(client, ledger):
         ("recharge", "充值", 2000, 5000),
         ("adjustment", "余额调整", 3000, 3000),
     ]
-    assert [r["created_at"] for r in results] == [row.created_at.isoformat() for row in ledger["rows"]]
+    # Beijing time, as every API of the site gives it.
+    assert [r["created_at"] for r in results] == [
+        timezone.localtime(row.created_at, BEIJING).isoformat(timespec="seconds") for row in ledger["rows"]
+    ]
     assert datetime.fromisoformat(results[-1]["created_at"]) == START
     # A spend and its reversal carry the charge; other rows do not.
     expected_charge = {
