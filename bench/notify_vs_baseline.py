@@ -75,14 +75,19 @@ def server_env(name: str, port: int) -> dict[str, str]:
     return env
 
 
-def prepare(name: str, orders: int) -> list[tuple[str, int]]:
-    """A fresh database with the project's schema and `orders` pending orders; returns (out_trade_no, amount)."""
+def prepare_database(name: str) -> None:
+    """A fresh database `name` with the project's schema."""
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     env = server_env(name, 0)
     env["DJANGO_DEBUG"] = "1"
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+
+
+def prepare(name: str, orders: int) -> list[tuple[str, int]]:
+    """A fresh database with the project's schema and `orders` pending orders; returns (out_trade_no, amount)."""
+    prepare_database(name)
     made = []
     with psycopg.connect(dbname=name, **PG) as conn:
         users = [
@@ -140,10 +145,18 @@ def notifies(orders: list[tuple[str, int]], count: int) -> list[bytes]:
 
 
 class Server:
-    def __init__(self, name: str, app: str, settings_module: str, workers: int):
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        settings_module: str,
+        workers: int,
+        path: str = "/payments/wechat/notify/",
+        extra_env: dict[str, str] | None = None,
+    ):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/payments/wechat/notify/"
-        env = server_env(name, self.port)
+        self.url = f"http://127.0.0.1:{self.port}{path}"
+        env = {**server_env(name, self.port), **(extra_env or {})}
         env["DJANGO_SETTINGS_MODULE"] = settings_module
         self.process = subprocess.Popen(
             [

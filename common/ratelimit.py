@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.models import RateLimitWindow
+from common.statements import Statement
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +29,16 @@ def allow(key: str, limit: int, per: int) -> bool:
     start = _window(timezone.now(), per)
     key = key[:200]
     try:
-        rows = RateLimitWindow.objects.filter(key=key, window_start=start)
-        if not rows.update(hits=F("hits") + 1):
+        # Compiled statements (common/statements.py): the merchant API counts every call.
+        if not _COUNT.run(key=key, window_start=start):
             try:
                 with transaction.atomic():
-                    RateLimitWindow.objects.create(key=key, window_start=start, hits=1)
+                    _FIRST.run(key=key, window_start=start, hits=1)
                 return True
             except IntegrityError:
-                rows.update(hits=F("hits") + 1)
-        return (rows.values_list("hits", flat=True).first() or 0) <= limit
+                _COUNT.run(key=key, window_start=start)
+        row = _HITS.one(key=key, window_start=start)
+        return (row[0] if row else 0) <= limit
     except DatabaseError:
         # Throttling must not take the site down with it.
         logger.exception("rate limit %s could not be counted", key)
@@ -46,3 +48,17 @@ def allow(key: str, limit: int, per: int) -> bool:
 def purge(older_than: timedelta = timedelta(hours=1)) -> int:
     deleted, _ = RateLimitWindow.objects.filter(window_start__lt=timezone.now() - older_than).delete()
     return deleted
+
+
+_COUNT = Statement.update(
+    RateLimitWindow,
+    lambda p: (
+        RateLimitWindow.objects.filter(key=p("key"), window_start=p("window_start")),
+        {"hits": F("hits") + 1},
+    ),
+)
+_FIRST = Statement.insert(RateLimitWindow, ["key", "window_start", "hits"])
+_HITS = Statement.select(
+    RateLimitWindow,
+    lambda p: RateLimitWindow.objects.filter(key=p("key"), window_start=p("window_start")).values_list("hits"),
+)

@@ -27,11 +27,13 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import User
 from common import ratelimit
 from common.http import client_ip
+from common.statements import Statement
 from wallet.models import ApiClient, ApiRequest, Charge, ChargeError, IdempotencyKey, Reversal
 from wxproto.beijing import BEIJING
 
 logger = logging.getLogger(__name__)
 
+PREFIX = "/api/v1/"
 MAX_BODY = 64 * 1024
 MAX_KEY_LENGTH = 255
 PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
@@ -126,13 +128,22 @@ def _idempotency_key(request: HttpRequest) -> str | None:
 def _claim(client: ApiClient, key: str, digest: str) -> IdempotencyKey | JsonResponse:
     """The key's claim for this request, or the answer when it is not this request's to run."""
     now = timezone.now()
-    IdempotencyKey.objects.filter(client=client, key=key, created_at__lt=now - IdempotencyKey.KEEP_FOR).delete()
-    try:
-        with transaction.atomic():
-            return IdempotencyKey.objects.create(client=client, key=key, request_digest=digest, created_at=now)
-    except IntegrityError:
-        found = IdempotencyKey.objects.filter(client=client, key=key).first()
-    if found is None:  # deleted meanwhile (its request failed): the caller may retry
+    found: IdempotencyKey | None = None
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                claim = IdempotencyKey(client=client, key=key, request_digest=digest, created_at=now)
+                claim.pk = _CLAIM.run(client=client.pk, key=key, request_digest=digest, created_at=now)
+                return claim
+        except IntegrityError:
+            found = IdempotencyKey.objects.filter(client=client, key=key).first()
+        if found is None:  # deleted meanwhile (its request failed): the caller may retry
+            raise ApiError("idempotency_key_in_use", 409)
+        if found.created_at >= now - IdempotencyKey.KEEP_FOR:
+            break
+        # Kept past its 24 hours: the key is new again.
+        IdempotencyKey.objects.filter(pk=found.pk, created_at=found.created_at).delete()
+    if found is None:
         raise ApiError("idempotency_key_in_use", 409)
     if found.request_digest != digest:
         raise ApiError("idempotency_key_reused", 422)
@@ -204,7 +215,7 @@ def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) 
                 body = {"error": {"code": exc.code, "message": exc.message, **exc.details}}
             if claim is not None and status not in NOT_KEPT:
                 # The answer is kept with the money it moved: both or neither.
-                IdempotencyKey.objects.filter(pk=claim.pk).update(finished_at=timezone.now(), status_code=status, answer=body)
+                _FINISH.run(pk=claim.pk, finished_at=timezone.now(), status_code=status, answer=body)
             elif claim is not None:
                 # Who may do what, and how often, is asked again on the next try.
                 IdempotencyKey.objects.filter(pk=claim.pk).delete()
@@ -220,8 +231,8 @@ def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) 
 
 def _record(request: HttpRequest, client: ApiClient | None, key: str | None, response: JsonResponse) -> None:
     try:
-        ApiRequest.objects.create(
-            client=client,
+        _RECORD.run(
+            client=client.pk if client else None,
             method=(request.method or "")[:8],
             path=request.path[:200],
             status_code=response.status_code,
@@ -229,10 +240,19 @@ def _record(request: HttpRequest, client: ApiClient | None, key: str | None, res
             idempotency_key=(key or "")[:255],
             replayed=response.has_header("Idempotent-Replayed"),
             remote_addr=client_ip(request),
+            created_at=timezone.now(),
         )
     except DatabaseError:
         logger.exception("could not record an API request")
 
+
+# The statements every call sends, compiled once (common/statements.py).
+_CLAIM = Statement.insert(IdempotencyKey, ["client", "key", "request_digest", "created_at"])
+_FINISH = Statement.update_by_pk(IdempotencyKey, ["finished_at", "status_code", "answer"])
+_RECORD = Statement.insert(
+    ApiRequest,
+    ["client", "method", "path", "status_code", "error_code", "idempotency_key", "replayed", "remote_addr", "created_at"],
+)
 
 # -- answers -------------------------------------------------------------------------------
 
@@ -398,3 +418,6 @@ def create_or_list_charges(request):
     response = _answer(405, error_body("method_not_allowed"))
     response["Allow"] = "GET, POST"
     return response
+
+
+create_or_list_charges.merchant_api = True  # type: ignore[attr-defined]

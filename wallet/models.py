@@ -13,14 +13,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import cast
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
 from common.money import format_fen
+from common.statements import Statement
 from orders.models import InsufficientBalance, LedgerEntry
 from outbox.models import emit
 from wxproto.beijing import BEIJING
@@ -122,7 +124,8 @@ class ApiClient(models.Model):
         """The active client whose key this is, or None."""
         if not secret.startswith(cls.KEY_PREFIX) or len(secret) > 100:
             return None
-        return cls.objects.filter(key_digest=_digest(secret), revoked_at__isnull=True).first()
+        row = _CLIENT_BY_DIGEST.one(key_digest=_digest(secret))
+        return cls.from_db(router.db_for_read(cls), _CLIENT_FIELDS, row) if row else None
 
 
 class MemberCode(models.Model):
@@ -175,13 +178,12 @@ class MemberCode(models.Model):
     def claim(cls, code: str) -> MemberCode:
         """Lock the code and mark it used, in the caller's transaction; ChargeError
         `member_code_invalid` when it is unknown, used or expired (one answer for all three)."""
-        found = cls.objects.select_for_update().filter(code=code).first() if isinstance(code, str) else None
+        row = _LOCK_CODE.one(code=code) if isinstance(code, str) and len(code) <= 32 else None
         now = timezone.now()
-        if found is None or found.used_at is not None or found.expires_at <= now:
+        if row is None or row[2] is not None or row[3] <= now:
             raise ChargeError("member_code_invalid", "会员码无效或已过期，请让顾客刷新会员码")
-        found.used_at = now
-        found.save(update_fields=["used_at"])
-        return found
+        _USE_CODE.run(pk=row[0], used_at=now)
+        return cls.from_db(router.db_for_write(cls), ["id", "user_id", "used_at", "expires_at"], (row[0], row[1], now, row[3]))
 
 
 class Charge(models.Model):
@@ -276,7 +278,8 @@ class Charge(models.Model):
             if member_code is not None:
                 code = MemberCode.claim(member_code)
                 user_id = code.user_id
-            if user_id is None or not User.objects.filter(pk=user_id, is_active=True).exists():
+            active = _MEMBER_ACTIVE.one(id=user_id) if user_id is not None else None
+            if user_id is None or not (active and active[0]):
                 if code is not None:  # a code says nothing of its member: one answer for every bad code
                     raise ChargeError("member_code_invalid", "会员码无效或已过期，请让顾客刷新会员码")
                 raise ChargeError("member_not_found", "会员不存在或已停用")
@@ -288,7 +291,7 @@ class Charge(models.Model):
                     f"余额不足：余额 ¥{format_fen(exc.balance)}，本次消费 ¥{format_fen(amount)}",
                     balance=exc.balance,
                 ) from None
-            charge = cls.objects.create(
+            charge = cls(
                 number="CH" + _stamp() + _digits(10),
                 user_id=user_id,
                 amount=amount,
@@ -299,6 +302,8 @@ class Charge(models.Model):
                 entry=entry,
                 created_at=entry.created_at,
             )
+            charge.pk = _INSERT_CHARGE.run(**{name: getattr(charge, attname) for name, attname in _CHARGE_COLUMNS})
+            charge._state.adding, charge._state.db = False, router.db_for_write(cls)
             emit(
                 "charge.succeeded",
                 {
@@ -442,3 +447,32 @@ class ApiRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} {self.status_code}"
+
+
+# The charge path's statements, compiled once (common/statements.py): every sale comes here.
+_CLIENT_FIELDS = ["id", "name", "scopes", "store", "key_prefix", "created_at", "revoked_at", "last_used_at"]
+_CLIENT_BY_DIGEST = Statement.select(
+    ApiClient,
+    lambda p: ApiClient.objects.filter(key_digest=p("key_digest"), revoked_at__isnull=True).values_list(*_CLIENT_FIELDS),
+)
+_LOCK_CODE = Statement.select(
+    MemberCode,
+    lambda p: MemberCode.objects.select_for_update().filter(code=p("code")).values_list("id", "user_id", "used_at", "expires_at"),
+)
+_USE_CODE = Statement.update_by_pk(MemberCode, ["used_at"])
+_MEMBER_ACTIVE = Statement.select(User, lambda p: User.objects.filter(pk=p("id")).values_list("is_active"))
+_CHARGE_FIELDS = [
+    "number",
+    "user",
+    "amount",
+    "reversed_amount",
+    "description",
+    "store",
+    "client",
+    "member_code",
+    "entry",
+    "created_at",
+]
+_INSERT_CHARGE = Statement.insert(Charge, _CHARGE_FIELDS)
+# (field name, the instance attribute holding its value: user_id for user …)
+_CHARGE_COLUMNS = [(name, cast(models.Field, Charge._meta.get_field(name)).attname) for name in _CHARGE_FIELDS]

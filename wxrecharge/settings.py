@@ -130,6 +130,8 @@ MIDDLEWARE = [
     "wxrecharge.csp.ContentSecurityPolicyMiddleware",
     # WeChat Pay's notifies skip the rest (payments/middleware.py).
     "payments.middleware.NotifyMiddleware",
+    # So does the merchant API (wallet/middleware.py).
+    "wallet.middleware.MerchantApiMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "wxrecharge.middleware.RejectNulMiddleware",
     "wxrecharge.middleware.JsonErrorsMiddleware",
