@@ -318,7 +318,7 @@ class MerchantSecret(models.Model):
     """What the sandbox, playing the merchant's own systems, was given once: its counter's API
     key and its webhook receiver's signing secret (kept here: this is a development stand-in)."""
 
-    name = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=300, unique=True)
     value = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -4,6 +4,7 @@ signature of every webhook the site sends."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -95,3 +96,17 @@ def test_verify_checks_the_time_window_and_the_signature():
     assert verify(secret, headers, body, now=1000) == ""
     assert "5 分钟" in verify(secret, headers, body, now=1000 + 301)
     assert verify(secret, headers, body + b" ", now=1000) == "签名不符"
+
+
+def test_make_run_sets_the_merchant_side_up_before_the_first_recharge(sandbox_url):
+    from django.core.management import call_command
+
+    for _ in range(2):
+        call_command("sandbox_merchant", stdout=io.StringIO())
+    assert ApiClient.objects.count() == 1 and WebhookEndpoint.objects.count() == 1
+    from orders.models import LedgerEntry
+
+    member = make_user("early", openid="oEarly")
+    LedgerEntry.adjust(member.pk, 100, "开卡礼", operator=None)  # after the endpoint: announced to it
+    worker.run_pass()
+    assert WebhookReceipt.objects.get().signature_valid
