@@ -36,6 +36,8 @@ STORE = "沙箱门店"
 # The events the sandbox's receiver subscribes to: all there are (docs/webhooks.md#events).
 EVENTS = "recharge.succeeded,refund.succeeded,refund.failed,charge.succeeded,charge.reversed,balance.adjusted"
 TOLERANCE = 5 * 60
+# The API's charge statuses, in the counter's words.
+STATUS_TEXT = {"succeeded": "已扣款", "partially_reversed": "部分撤销", "reversed": "已撤销"}
 RECEIPTS_SHOWN = 50
 
 
@@ -98,6 +100,8 @@ def counter(request):
     charges = listing.get("data", [])
     for charge in charges:
         charge["yuan"] = format_fen(charge["amount"])
+        charge["status_text"] = STATUS_TEXT.get(charge["status"], charge["status"])
+        charge["time"] = charge["created_at"][5:16].replace("T", " ")  # "12-07 15:13", Beijing
         charge["reversible"] = charge["amount"] - charge["amount_reversed"]
         charge["reversible_yuan"] = format_fen(charge["reversible"])
     return render(

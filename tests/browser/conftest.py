@@ -66,6 +66,34 @@ def page(browser, live_server, settings):
     context.close()
 
 
+# WeChat's in-app browser on an iPhone, as the pages see it.
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.47 NetType/WIFI Language/zh_CN"
+)
+
+
+def open_page(browser, **options):
+    """A page in a context of its own, whose console errors and page errors are kept in
+    `page.errors` (a test asserts there are none)."""
+    context = browser.new_context(locale="zh-CN", **options)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return page
+
+
+@pytest.fixture
+def phone(browser, live_server, settings):
+    """A member's phone, in WeChat."""
+    settings.SITE_URL = live_server.url
+    page = open_page(browser, viewport={"width": 390, "height": 844}, device_scale_factor=2, user_agent=WECHAT_UA, is_mobile=True)
+    yield page
+    page.context.close()
+
+
 def shoot(page, name: str) -> Path | None:
     """A full-page screenshot named `name`, when screenshots are asked for."""
     if not SCREENSHOTS:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tests.browser.conftest import sign_in_with_cookie
 from tests.factories import make_user
 from tests.wallet.conftest import ALL_SCOPES, Api, fund
-from tests.wallet.test_paycode import PAGE, WECHAT_UA, grouped, read_code128
+from tests.wallet.test_paycode import PAGE, grouped, read_code128
 from wallet.models import ApiClient, MemberCode
 
 
@@ -31,21 +31,6 @@ def pos(client):
 
 
 # -- in Chromium ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def phone(browser, live_server, settings):
-    settings.SITE_URL = live_server.url
-    context = browser.new_context(
-        viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="zh-CN", user_agent=WECHAT_UA, is_mobile=True
-    )
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.errors = []
-    page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    yield page
-    context.close()
 
 
 @pytest.mark.browser
