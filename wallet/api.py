@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
@@ -34,6 +35,7 @@ from wxproto.beijing import BEIJING
 logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/"
+DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_BODY = 64 * 1024
 MAX_KEY_LENGTH = 255
 PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
@@ -81,13 +83,19 @@ def error_body(code: str, message: str | None = None) -> dict:
     return {"error": {"code": code, "message": message or MESSAGES.get(code, MESSAGES["server_error"])}}
 
 
-def _answer(status: int, body: dict, replayed: bool = False) -> JsonResponse:
+def _answer(status: int, body: dict) -> HttpResponse:
     response = JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
     response["Cache-Control"] = "no-store"
     error = body.get("error")
     response.error_code = error.get("code", "") if isinstance(error, dict) else ""  # type: ignore[attr-defined]
-    if replayed:
-        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _replay(found: IdempotencyKey) -> HttpResponse:
+    """The first answer given with this key, byte for byte."""
+    response = HttpResponse(found.answer, status=found.status_code or 200, content_type="application/json")
+    response["Cache-Control"] = "no-store"
+    response["Idempotent-Replayed"] = "true"
     return response
 
 
@@ -109,11 +117,29 @@ def _body(request: HttpRequest) -> dict:
         raise ApiError("body_too_large", 413)
     try:
         data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    if not isinstance(data, dict):
+        # Text the database can store: no lone surrogate, no NUL (PostgreSQL refuses it).
+        json.dumps(data, ensure_ascii=False).encode()
+        storable = not _has_nul(data)
+    except (ValueError, UnicodeError, RecursionError):
+        data, storable = None, False
+    if not isinstance(data, dict) or not storable:
         raise ApiError("invalid_request", 400)
     return data
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _number(text: str) -> int | None:
+    """A positive decimal number of at most 18 ASCII digits (no ², no ١), else None."""
+    return int(text) if DIGITS.fullmatch(text) else None
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
@@ -125,7 +151,7 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     return key
 
 
-def _claim(client: ApiClient, key: str, digest: str) -> IdempotencyKey | JsonResponse:
+def _claim(client: ApiClient, key: str, digest: str) -> IdempotencyKey | HttpResponse:
     """The key's claim for this request, or the answer when it is not this request's to run."""
     now = timezone.now()
     found: IdempotencyKey | None = None
@@ -133,7 +159,7 @@ def _claim(client: ApiClient, key: str, digest: str) -> IdempotencyKey | JsonRes
         try:
             with transaction.atomic():
                 claim = IdempotencyKey(client=client, key=key, request_digest=digest, created_at=now)
-                claim.pk = _CLAIM.run(client=client.pk, key=key, request_digest=digest, created_at=now)
+                claim.pk = _CLAIM.run(client=client.pk, key=key, request_digest=digest, created_at=now, answer="")
                 return claim
         except IntegrityError:
             found = IdempotencyKey.objects.filter(client=client, key=key).first()
@@ -148,7 +174,7 @@ def _claim(client: ApiClient, key: str, digest: str) -> IdempotencyKey | JsonRes
     if found.request_digest != digest:
         raise ApiError("idempotency_key_reused", 422)
     if found.finished_at is not None:
-        return _answer(found.status_code or 200, found.answer or {}, replayed=True)
+        return _replay(found)
     stale = now - IdempotencyKey.STALE_AFTER
     if found.created_at < stale and IdempotencyKey.objects.filter(
         pk=found.pk, finished_at__isnull=True, created_at=found.created_at
@@ -164,7 +190,7 @@ def endpoint(method: str, scope: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @csrf_exempt
         @wraps(view)
-        def wrapper(request: HttpRequest, **kwargs) -> JsonResponse:
+        def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
             client: ApiClient | None = None
             key = None
             try:
@@ -194,14 +220,14 @@ def endpoint(method: str, scope: str) -> Callable:
     return decorate
 
 
-def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) -> JsonResponse:
+def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) -> HttpResponse:
     claim = None
     if key is not None:
         digest = hashlib.sha256(
             f"{request.method} {request.path}\n".encode() + json.dumps(data, sort_keys=True).encode()
         ).hexdigest()
         claimed = _claim(client, key, digest)
-        if isinstance(claimed, JsonResponse):
+        if isinstance(claimed, HttpResponse):
             return claimed
         claim = claimed
     try:
@@ -213,9 +239,10 @@ def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) 
             except ChargeError as exc:
                 status = ERROR_STATUS.get(exc.code, 422)
                 body = {"error": {"code": exc.code, "message": exc.message, **exc.details}}
+            response = _answer(status, body)
             if claim is not None and status not in NOT_KEPT:
-                # The answer is kept with the money it moved: both or neither.
-                _FINISH.run(pk=claim.pk, finished_at=timezone.now(), status_code=status, answer=body)
+                # The answer, as sent, is kept with the money it moved: both or neither.
+                _FINISH.run(pk=claim.pk, finished_at=timezone.now(), status_code=status, answer=response.content.decode())
             elif claim is not None:
                 # Who may do what, and how often, is asked again on the next try.
                 IdempotencyKey.objects.filter(pk=claim.pk).delete()
@@ -226,10 +253,10 @@ def _run(request, view, client: ApiClient, data: dict, key: str | None, kwargs) 
     now = timezone.now()
     if client.last_used_at is None or client.last_used_at < now - LAST_USED_EVERY:
         ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-    return _answer(status, body)
+    return response
 
 
-def _record(request: HttpRequest, client: ApiClient | None, key: str | None, response: JsonResponse) -> None:
+def _record(request: HttpRequest, client: ApiClient | None, key: str | None, response: HttpResponse) -> None:
     try:
         _RECORD.run(
             client=client.pk if client else None,
@@ -247,7 +274,7 @@ def _record(request: HttpRequest, client: ApiClient | None, key: str | None, res
 
 
 # The statements every call sends, compiled once (common/statements.py).
-_CLAIM = Statement.insert(IdempotencyKey, ["client", "key", "request_digest", "created_at"])
+_CLAIM = Statement.insert(IdempotencyKey, ["client", "key", "request_digest", "created_at", "answer"])
 _FINISH = Statement.update_by_pk(IdempotencyKey, ["finished_at", "status_code", "answer"])
 _RECORD = Statement.insert(
     ApiRequest,
@@ -298,9 +325,10 @@ def _text(data: dict, name: str, limit: int) -> str:
 
 
 def _member_id(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit() or len(str(value)) > 18:
+    number = _number(str(value)) if isinstance(value, int | str) and not isinstance(value, bool) else None
+    if number is None:
         raise ApiError("member_not_found", 404)
-    return int(value)
+    return number
 
 
 def _own_charge(client: ApiClient, number: str) -> Charge:
@@ -362,15 +390,16 @@ def charge_list(request, client: ApiClient, data: dict):
     q = request.GET
     charges = Charge.objects.filter(client=client).order_by("-pk")
     if q.get("member_id"):
-        if not q["member_id"].isdigit() or len(q["member_id"]) > 18:
+        member = _number(q["member_id"])
+        if member is None:
             raise ApiError("invalid_request", 400, "member_id 须为会员编号（数字）")
-        charges = charges.filter(user_id=int(q["member_id"]))
+        charges = charges.filter(user_id=member)
     if q.get("created_after"):
         try:
             after = parse_datetime(q["created_after"])
         except ValueError:  # well-formed but impossible (February 30th)
             after = None
-        if after is None:
+        if after is None or not 1970 <= after.year <= 9998:
             raise ApiError("invalid_request", 400, "created_after 须为 ISO 8601 时间，如 2026-12-01T00:00:00+08:00")
         charges = charges.filter(created_at__gt=after if after.tzinfo else after.replace(tzinfo=BEIJING))
     if q.get("starting_after"):
@@ -379,7 +408,7 @@ def charge_list(request, client: ApiClient, data: dict):
             raise ApiError("invalid_request", 400, "starting_after 不是本客户端的消费单号")
         charges = charges.filter(pk__lt=cursor)
     limit = q.get("limit", str(PAGE_SIZE))
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE_SIZE:
+    if _number(limit) is None or not 1 <= int(limit) <= MAX_PAGE_SIZE:
         raise ApiError("invalid_request", 400, f"limit 须为 1 至 {MAX_PAGE_SIZE} 之间的整数")
     page = list(charges.prefetch_related("reversals")[: int(limit) + 1])
     more = len(page) > int(limit)

@@ -413,7 +413,8 @@ class IdempotencyKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    answer = models.JSONField(null=True, blank=True)
+    # The answer's body exactly as it was sent (a replay sends the same bytes).
+    answer = models.TextField(blank=True)
 
     class Meta:
         verbose_name = "幂等键"

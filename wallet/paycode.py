@@ -36,6 +36,8 @@ logging.getLogger("pyBarcode").setLevel(logging.WARNING)
 
 # Code 128 asks for a quiet zone of at least ten modules on each side of the bars.
 QUIET_ZONE = 10
+# At most this many codes a page may ask about at once (it shows one a minute, each valid 90 s).
+MAX_SHOWN = 3
 # How often the page asks whether the code shown was charged (seconds).
 POLL_SECONDS = 2
 
@@ -98,12 +100,20 @@ def _code_answer(code: MemberCode, balance: int) -> dict:
     }
 
 
-def _paid(user, shown: str) -> dict | None:
-    """The charge that used `shown`, when it is one of this user's codes; None otherwise (a
-    code of another user, unknown or not charged: the same None)."""
-    if not shown or len(shown) > 32:
+def _paid(user, shown: list[str]) -> dict | None:
+    """The latest charge that used one of the codes `shown` (the page sends those it showed
+    that may still be valid: a code scanned just before the page moved on to the next one is
+    still charged), when they are this user's; None otherwise (a code of another user,
+    unknown or not charged: the same None)."""
+    shown = [code for code in shown[:MAX_SHOWN] if code and len(code) <= 32]
+    if not shown:
         return None
-    charge = Charge.objects.filter(user=user, member_code__user=user, member_code__code=shown).select_related("entry").first()
+    charge = (
+        Charge.objects.filter(user=user, member_code__user=user, member_code__code__in=shown)
+        .select_related("entry")
+        .order_by("-pk")
+        .first()
+    )
     if charge is None:
         return None
     return {
@@ -147,7 +157,7 @@ def code_json(request):
     if not request.user.is_authenticated:
         return json_error("login_required", 401)
     # The charge first, then the balance: a charge that lands in between shows in both.
-    paid = _paid(request.user, request.GET.get("code", ""))
+    paid = _paid(request.user, request.GET.getlist("code"))
     code = MemberCode.current(request.user)
     request.user.refresh_from_db(fields=["balance"])
     answer = _code_answer(code, request.user.balance)

@@ -29,6 +29,9 @@
 
   var shown = view.dataset.code;
   var expiresAt = Date.now() + Number(view.dataset.expiresIn) * 1000;
+  // The codes this page showed that may still be valid (a counter may charge the previous
+  // code just after the page moved on to the next): asked about together.
+  var recent = [{ code: shown, until: expiresAt }];
   var timer = null;
   var busy = false;
   var paid = false;
@@ -51,8 +54,10 @@
       digits.textContent = body.digits;
       shown = body.code;
       view.dataset.code = shown;
+      recent.push({ code: shown, until: Date.now() + body.expires_in * 1000 });
     }
     expiresAt = Date.now() + body.expires_in * 1000;
+    recent = recent.filter(function (item) { return item.until > Date.now() - 5000; }).slice(-3);
     checkExpiry();
   }
 
@@ -91,7 +96,9 @@
         refreshButton.classList.remove('weui-btn_loading');
       }
     }
-    var url = view.dataset.jsonUrl + (paid ? '' : '?code=' + encodeURIComponent(shown));
+    var url = view.dataset.jsonUrl + (paid ? '' : '?' + recent.map(function (item) {
+      return 'code=' + encodeURIComponent(item.code);
+    }).join('&'));
     site.api(url)
       .then(function (r) {
         done();

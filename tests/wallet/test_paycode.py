@@ -263,3 +263,14 @@ def test_another_members_code_reveals_nothing(client, member, pos):
     # Nonsense in ?code= is the same as none.
     for junk in ("", "x" * 500, "88" + "0" * 16, "' OR 1=1 --"):
         assert "paid" not in code_json(client, junk)
+
+
+def test_a_code_charged_just_after_the_page_moved_on_still_says_paid(client, member, pos):
+    client.force_login(member)
+    first = MemberCode.current(member).code
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        second = code_json(client)["code"]
+        assert second != first
+        assert pos.charge(first, 800, store="一号店").status_code == 201  # the old code, still valid
+        body = client.get(JSON, {"code": [first, second]}).json()
+    assert body["paid"]["amount"] == 800 and body["paid"]["balance"] == 2200
