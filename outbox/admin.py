@@ -4,7 +4,6 @@ their deliveries with every attempt, and 重新发送 for a delivery that failed
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -13,7 +12,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, link, when
-from outbox.models import EVENT_TYPES, Attempt, Delivery, Event, WebhookEndpoint
+from outbox.models import EVENT_TYPES, Attempt, Delivery, Event, WebhookEndpoint, url_problem
 
 
 class EndpointForm(forms.ModelForm):
@@ -32,8 +31,9 @@ class EndpointForm(forms.ModelForm):
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
-        if not url.startswith("https://") and not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-            raise forms.ValidationError("Webhook 地址必须是 https 地址")
+        problem = url_problem(url)
+        if problem:
+            raise forms.ValidationError(problem)
         return url
 
 

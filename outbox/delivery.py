@@ -17,17 +17,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import certifi
-import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -88,7 +89,8 @@ def dispatch(limit: int = 500) -> int:
 def claim(limit: int = BATCH) -> list[Delivery]:
     """Take up to `limit` due deliveries for this runner, held long enough to try them all."""
     now = timezone.now()
-    hold = timedelta(seconds=(settings.WEBHOOK_TIMEOUT_SECONDS + 1) * limit + 30)
+    # Each attempt ends at its timeout (DNS, then the rest: post()), so a batch is done by then.
+    hold = timedelta(seconds=(2 * settings.WEBHOOK_TIMEOUT_SECONDS + 1) * limit + 30)
     with transaction.atomic():
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True)
@@ -108,7 +110,10 @@ def run_pass(stop: threading.Event | None = None) -> int:
     for delivery in claim():
         if stop is not None and stop.is_set():
             break  # the rest are released when their hold ends
-        deliver(delivery)
+        try:
+            deliver(delivery)
+        except Exception:  # recording it failed (the database?): its hold ends, it is tried again
+            logger.exception("webhook delivery %s could not be recorded", delivery.pk)
         tried += 1
     return tried
 
@@ -134,8 +139,15 @@ def deliver(delivery: Delivery) -> bool:
         status, answer = post(endpoint.url, body, headers)
     except Refused as exc:
         error = f"已拒绝：{exc}"
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        error = f"{exc.__class__.__name__}: {exc}"[:300]
+    except TimeoutError as exc:
+        error = str(exc)
+    except (http.client.HTTPException, OSError) as exc:
+        error = f"{exc.__class__.__name__}: {exc}"
+    except Exception as exc:  # whatever it was, this delivery's attempt failed; the worker goes on
+        logger.exception("webhook %s to endpoint %s failed", event.event_id, endpoint.pk)
+        error = f"{exc.__class__.__name__}: {exc}"
+    # What the endpoint answered is kept as text the database can store (no NUL).
+    answer, error = answer.replace("\x00", "\\x00"), error.replace("\x00", "\\x00")[:300]
     duration = int((time.monotonic() - started) * 1000)
     ok = status is not None and 200 <= status < 300
     now = timezone.now()
@@ -163,49 +175,86 @@ def deliver(delivery: Delivery) -> bool:
     return ok
 
 
-def _addresses(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+# IPv6 ranges that carry an IPv4 address, which is the one that is reached: NAT64's
+# well-known prefix and the old IPv4-compatible form.
+_EMBEDDING = [ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96")]
+
+
+def is_public(address: str) -> bool:
+    """Whether a connection to `address` reaches the public internet: a global address, and
+    for IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo, NAT64), that one too."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        inner += [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in _EMBEDDING if ip in net]
+        return all(v4 is None or v4.is_global for v4 in inner)
+    return True
+
+
+def _addresses(host: str, port: int, timeout: float) -> list[str]:
+    """The host's addresses, or Refused when the name does not resolve within `timeout`."""
+    found: list = []
+    resolver = threading.Thread(target=lambda: found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)), daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if not found:
+        raise Refused(f"{host} 无法解析" + ("（超时）" if resolver.is_alive() else ""))
+    return list(dict.fromkeys(info[4][0] for info in found[0]))
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
     """POST to `url` at an address checked now; (status, the start of the answer). No redirect
-    is followed (a 3xx is an answer like any other that is not 2xx)."""
+    is followed (a 3xx is an answer like any other that is not 2xx). The whole attempt, from
+    the connection to the last byte read, ends at WEBHOOK_TIMEOUT_SECONDS whatever the
+    endpoint does (a watchdog closes the socket): a slow endpoint never holds the worker."""
     parts = urlsplit(url)
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES
     if parts.scheme != "https" and not (allow_private and parts.scheme == "http"):
         raise Refused("只能推送到 https 地址")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise Refused("端口无效") from None
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    addresses = _addresses(host, port)
+    timeout = settings.WEBHOOK_TIMEOUT_SECONDS
+    addresses = _addresses(host, port, timeout)
     if not allow_private:
         for address in addresses:
-            ip = ipaddress.ip_address(address.split("%")[0])
-            if not ip.is_global:
+            if not is_public(address):
                 raise Refused(f"{host} 解析到内网或本机地址 {address}")
-    timeout = urllib3.Timeout(connect=settings.WEBHOOK_TIMEOUT_SECONDS, read=settings.WEBHOOK_TIMEOUT_SECONDS)
-    if parts.scheme == "https":
-        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-            addresses[0],
-            port,
-            server_hostname=host,
-            assert_hostname=host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
-            timeout=timeout,
-            retries=False,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(addresses[0], port, timeout=timeout, retries=False)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    sock = socket.create_connection((addresses[0], port), timeout=timeout)
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, _cut, args=[sock, expired])
+    watchdog.start()
     try:
-        response = pool.urlopen(
-            "POST", path, body=body, headers={**headers, "Host": parts.netloc}, redirect=False, preload_content=False
-        )
-        try:
-            answer = response.read(ANSWER_KEPT * 4, decode_content=False)[: ANSWER_KEPT * 4]
-        finally:
-            response.release_conn()
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=certifi.where())
+            sock = context.wrap_socket(sock, server_hostname=host)
+            watchdog.args = [sock, expired]
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        connection.sock = sock  # connected to the address that was checked
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", path, body=body, headers={**headers, "Host": parts.netloc})
+        response = connection.getresponse()
+        answer = response.read(ANSWER_KEPT * 4)
+        if expired.is_set():  # cut short: whatever was read is not an answer
+            raise TimeoutError
         return response.status, answer.decode("utf-8", "replace")[:ANSWER_KEPT]
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set() or isinstance(exc, TimeoutError):
+            raise TimeoutError(f"Timeout: 未在 {timeout:g} 秒内答完") from exc
+        raise
     finally:
-        pool.close()
+        watchdog.cancel()
+        sock.close()
+
+
+def _cut(sock: socket.socket, expired: threading.Event) -> None:
+    """The attempt's time is up: end whatever it is waiting for."""
+    expired.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -39,6 +40,18 @@ RETRY_SCHEDULE = [
     timedelta(hours=12),
     timedelta(hours=24),
 ]
+
+
+def url_problem(url: str) -> str:
+    """Why `url` cannot be a webhook endpoint here ("" when it can): https (except where
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES allows http) and a port that exists."""
+    if not url.startswith("https://") and not (settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES and url.startswith("http://")):
+        return "Webhook 地址必须是 https 地址"
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        return "Webhook 地址的端口无效"
+    return ""
 
 
 def _event_id() -> str:
@@ -111,8 +124,9 @@ class WebhookEndpoint(models.Model):
         unknown = set(events) - set(EVENT_TYPES)
         if unknown or not events:
             raise ValueError(f"未知的事件：{', '.join(sorted(unknown))}" if unknown else "请至少订阅一种事件")
-        if not url.startswith("https://") and not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-            raise ValueError("Webhook 地址必须是 https 地址")
+        problem = url_problem(url)
+        if problem:
+            raise ValueError(problem)
         endpoint = cls(url=url, events=sorted(set(events)), description=description[:100], secret=cls.new_secret())
         endpoint.full_clean()
         endpoint.save()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -282,3 +284,72 @@ def test_an_endpoint_turned_off_gets_no_more_deliveries(receiver):
     endpoint.is_active = True
     endpoint.save()
     assert worker.run_pass() == 1
+
+
+def test_an_endpoint_that_drips_its_answer_is_cut_at_the_timeout(settings):
+    """One byte a second, for ever: the attempt still ends at WEBHOOK_TIMEOUT_SECONDS."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(0.3):
+            try:
+                conn.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        WebhookEndpoint.add(f"http://127.0.0.1:{server.getsockname()[1]}/hook", ALL)
+        LedgerEntry.adjust(make_user("drip", openid="oDrip").pk, 700, "开卡礼", operator=None)
+        started = time.monotonic()
+        worker.run_pass()
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+    delivery = Delivery.objects.get()
+    assert took < 3 and delivery.status == "pending" and "1 秒内" in delivery.last_error
+
+
+def test_what_an_endpoint_answers_is_kept_even_with_a_nul_in_it(receiver):
+    answering(receiver, (500, '{"error": "bad\u0000byte"}'))
+    endpoint_for(receiver)
+    LedgerEntry.adjust(make_user("nul", openid="oNul").pk, 700, "开卡礼", operator=None)
+    worker.run_pass()
+    attempt = Delivery.objects.get().attempt_log.get()
+    assert attempt.status_code == 500 and "\\x00" in attempt.answer and "\x00" not in attempt.answer
+
+
+def test_a_port_that_does_not_exist_is_refused_when_the_endpoint_is_added(settings):
+    with pytest.raises(ValueError, match="端口无效"):
+        WebhookEndpoint.add("https://pos.example.com:99999/hook", ALL)
+
+
+def test_one_delivery_that_cannot_be_sent_does_not_stop_the_others(receiver, monkeypatch):
+    endpoint_for(receiver)
+    broken = WebhookEndpoint(url="https://pos.example.com:99999/hook", events=ALL, secret=WebhookEndpoint.new_secret())
+    broken.save()  # as an older version could have stored it
+    LedgerEntry.adjust(make_user("mix", openid="oMix").pk, 700, "开卡礼", operator=None)
+    assert worker.run_pass() == 2
+    by_endpoint = dict(Delivery.objects.values_list("endpoint__url", "last_error"))
+    assert "端口无效" in by_endpoint[broken.url] and len(receiver.received) == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::127.0.0.1", "::ffff:10.0.0.5", "10.1.2.3", "fe80::1"],
+)
+def test_ipv6_forms_that_carry_a_private_ipv4_address_are_not_public(address):
+    assert not worker.is_public(address)
+
+
+def test_public_addresses_are_public():
+    assert worker.is_public("8.8.8.8") and worker.is_public("2606:4700:4700::1111")
