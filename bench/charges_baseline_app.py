@@ -34,7 +34,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DATABASE_CONN_MAX_AGE
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 from django.db import IntegrityError, connection, transaction  # noqa: E402
-from django.http import JsonResponse  # noqa: E402
+from django.http import HttpResponse, JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
 
@@ -82,7 +82,8 @@ def charges(request):
             [client_id, key],
         )
         cursor.execute(
-            "INSERT INTO wallet_idempotencykey (client_id, key, request_digest, created_at) VALUES (%s, %s, %s, now())"
+            "INSERT INTO wallet_idempotencykey (client_id, key, request_digest, created_at, answer)"
+            " VALUES (%s, %s, %s, now(), '')"
             " ON CONFLICT DO NOTHING RETURNING id",
             [client_id, key, digest],
         )
@@ -93,7 +94,11 @@ def charges(request):
                 [client_id, key],
             )
             finished_at, status, answer = cursor.fetchone()
-            response = _answer(status, json.loads(answer)) if finished_at else _error(409, "idempotency_key_in_use")
+            response = (
+                HttpResponse(answer, status=status, content_type="application/json")
+                if finished_at
+                else _error(409, "idempotency_key_in_use")
+            )
             _log(cursor, client_id, response.status_code, key)
             return response
     try:
@@ -135,7 +140,7 @@ def charges(request):
             cursor.execute(
                 "UPDATE wallet_idempotencykey SET finished_at = now(), status_code = %s, answer = %s"
                 " WHERE client_id = %s AND key = %s",
-                [status, json.dumps(answer), client_id, key],
+                [status, _answer(status, answer).content.decode(), client_id, key],
             )
     except IntegrityError:
         return _error(409, "conflict")

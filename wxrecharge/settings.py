@@ -7,6 +7,7 @@ them.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -271,6 +272,13 @@ if SITE_URL.startswith("https://"):
 # undo, so they are the operator's decision (the two variables above), not a default.
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
+# Log records without what the format never prints: the caller's file and line (a walk up
+# the stack on every record), thread and process names. The logging HOWTO's "Optimization"
+# section names these switches; every notify logs a line.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
