@@ -19,6 +19,7 @@ from accounts.api import bearer_required
 from common import ratelimit
 from common.api import json_object, wechat_error
 from common.http import client_ip, json_error, json_ok
+from common.money import format_fen
 from orders.models import RechargeOrder
 from payments import services
 from payments.providers import provider
@@ -91,6 +92,14 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
         result = services.prepay(request.user, amount, channel, _client_ip(request))
     except services.TooManyOpenOrders:
         return json_error("too_many_orders", 429)
+    except services.BalanceCapReached as cap:
+        return json_error(
+            "balance_cap",
+            422,
+            f"账户余额上限为 ¥{format_fen(settings.BALANCE_CAP_FEN)}，"
+            + (f"本次最多还可充值 ¥{format_fen(cap.allowed)}" if cap.allowed else "现在不能再充值"),
+            allowed_fen=cap.allowed,
+        )
     except services.OpenidRequired:
         # Back on /recharge/ after binding, with this amount still chosen.
         return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True)))

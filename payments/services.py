@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -70,6 +70,15 @@ class OpenidRequired(Exception):
 
 class TooManyOpenOrders(Exception):
     """The user already has RECHARGE_MAX_OPEN_ORDERS orders that can still be paid."""
+
+
+class BalanceCapReached(Exception):
+    """Paid, this order would take the balance over BALANCE_CAP_FEN, counting the orders that
+    can still be paid: `allowed` fen may still be recharged (0: none)."""
+
+    def __init__(self, allowed: int):
+        super().__init__(allowed)
+        self.allowed = allowed
 
 
 class OrderRefused(Exception):
@@ -201,7 +210,7 @@ def _paid_already(order: RechargeOrder) -> None:
 def _pending_order(user: User, amount: int, channel: str, openid: str) -> RechargeOrder:
     with transaction.atomic():
         # One user's orders are placed one at a time: two taps make one order.
-        User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+        balance = User.objects.select_for_update().filter(pk=user.pk).values_list("balance", flat=True).first() or 0
         now = timezone.now()
         # Orders that can still be paid: not one WeChat already reported paid (being confirmed).
         payable = RechargeOrder.objects.filter(
@@ -217,6 +226,17 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
             return order
         if payable.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
             raise TooManyOpenOrders
+        # The balance cap counts every order that may still be paid (and those WeChat reported
+        # paid but not yet credited), under the user's lock: orders in flight cannot together
+        # pass it once paid (docs/product.md#the-balance-cap).
+        in_flight = (
+            RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING)
+            .filter(Q(expires_at__gt=now) | Q(paid_reported_at__isnull=False))
+            .aggregate(total=Sum("amount"))["total"]
+            or 0
+        )
+        if balance + in_flight + amount > settings.BALANCE_CAP_FEN:
+            raise BalanceCapReached(max(0, settings.BALANCE_CAP_FEN - balance - in_flight))
         return RechargeOrder.objects.create(
             out_trade_no=RechargeOrder.new_out_trade_no(channel, now),
             user=user,

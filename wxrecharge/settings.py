@@ -83,6 +83,10 @@ WECHAT_SESSION_HOOK = ""
 
 RECHARGE_MIN_FEN = env.int("RECHARGE_MIN_FEN", default=1)
 RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
+# A balance may not go over this by recharging (the 单用途商业预付卡 rules cap a registered card
+# at ¥5,000): an order that would, counting the orders still payable, is refused before it is
+# placed (docs/product.md#the-balance-cap).
+BALANCE_CAP_FEN = env.int("BALANCE_CAP_FEN", default=500000)
 RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])
 RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
 # A user may have at most this many unpaid orders that can still be paid.
