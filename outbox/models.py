@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from common.housekeeping import purge_task
 from common.statements import Statement
 
 # The event types, and what each says (docs/webhooks.md#events).
@@ -202,3 +203,14 @@ class Attempt(models.Model):
 
 
 _INSERT_EVENT = Statement.insert(Event, ["event_id", "type", "data", "created_at", "dispatched_at"])
+
+
+@purge_task("webhook events")
+def purge_events() -> int:
+    """Events older than WEBHOOK_LOG_RETENTION_DAYS with no delivery still pending go, with
+    their deliveries and attempts."""
+    cutoff = timezone.now() - timedelta(days=settings.WEBHOOK_LOG_RETENTION_DAYS)
+    pending = Delivery.objects.filter(event=models.OuterRef("pk"), status=Delivery.Status.PENDING)
+    old = Event.objects.filter(created_at__lt=cutoff, dispatched_at__isnull=False).exclude(models.Exists(pending))
+    deleted, _ = old.delete()
+    return deleted

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from common import housekeeping
 from orders.models import RechargeOrder, Refund
 from payments import notifies, services
 from payments.models import Notification
@@ -65,7 +66,7 @@ def run_pass(limit: int = BATCH) -> PassResult:
     _orders(result, limit)
     _refunds(result, limit)
     _stuck_notifies(result, limit)
-    result.purged = purge_rejected_notifies()
+    result.purged = purge_rejected_notifies() + sum(housekeeping.purge_all().values())
     logger.info("sweep_orders: %s", result)
     return result
 

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
+from common.housekeeping import purge_task
 from common.money import format_fen
 from common.statements import Statement
 from orders.models import InsufficientBalance, LedgerEntry
@@ -477,3 +478,14 @@ _CHARGE_FIELDS = [
 _INSERT_CHARGE = Statement.insert(Charge, _CHARGE_FIELDS)
 # (field name, the instance attribute holding its value: user_id for user …)
 _CHARGE_COLUMNS = [(name, cast(models.Field, Charge._meta.get_field(name)).attname) for name in _CHARGE_FIELDS]
+
+
+@purge_task("wallet records")
+def purge_records() -> int:
+    """Member codes never used and expired a day ago; idempotency keys past their 24 hours (and
+    a claim that never finished); API call records older than API_LOG_RETENTION_DAYS."""
+    now = timezone.now()
+    codes, _ = MemberCode.objects.filter(used_at__isnull=True, expires_at__lt=now - timedelta(days=1)).delete()
+    keys, _ = IdempotencyKey.objects.filter(created_at__lt=now - IdempotencyKey.KEEP_FOR - timedelta(hours=1)).delete()
+    calls, _ = ApiRequest.objects.filter(created_at__lt=now - timedelta(days=settings.API_LOG_RETENTION_DAYS)).delete()
+    return codes + keys + calls

@@ -109,6 +109,10 @@ SUPPORT_WECHAT = env.str("SUPPORT_WECHAT", default="")
 SUPPORT_URL = env.str("SUPPORT_URL", default="")
 # Rejected notifies (bad signature, bad XML) are deleted after this many days.
 NOTIFY_LOG_RETENTION_DAYS = env.int("NOTIFY_LOG_RETENTION_DAYS", default=90)
+# Days the merchant API's call records and the webhook events delivered (with their attempts)
+# are kept; sweep_orders purges older ones (common/housekeeping.py).
+API_LOG_RETENTION_DAYS = env.int("API_LOG_RETENTION_DAYS", default=90)
+WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 
 # --- Django ---------------------------------------------------------------------------
 INSTALLED_APPS = [
