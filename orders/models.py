@@ -9,7 +9,6 @@ several `sweep_orders` runners can work at the same time.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,9 +20,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from common.money import format_fen
+from common.numbering import beijing_stamp, random_digits, stamped_number
 from common.statements import Statement
 from outbox.models import emit
-from wxproto.beijing import BEIJING
+from wxproto.beijing import beijing_iso
 
 
 class Outcome(StrEnum):
@@ -57,19 +57,6 @@ class InsufficientBalance(Exception):
 
 class RefundRefused(Exception):
     """A refund that must not start; the message is for the operator (Chinese)."""
-
-
-def _iso(moment: datetime) -> str:
-    """A time in the events' form: Beijing, ISO 8601, to the second."""
-    return timezone.localtime(moment, BEIJING).isoformat(timespec="seconds")
-
-
-def _random_digits(n: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(n))
-
-
-def _stamp(now: datetime | None = None) -> str:
-    return timezone.localtime(now or timezone.now(), BEIJING).strftime("%Y%m%d%H%M%S")
 
 
 @dataclass
@@ -166,7 +153,7 @@ class RechargeOrder(models.Model):
     @classmethod
     def new_out_trade_no(cls, channel: str, now: datetime | None = None) -> str:
         """Beijing timestamp + scene code + random digits: 14 + 2 + 10 = 26 characters."""
-        return _stamp(now) + cls.SCENE_CODES[channel] + _random_digits(10)
+        return beijing_stamp(now) + cls.SCENE_CODES[channel] + random_digits(10)
 
     @property
     def amount_yuan(self) -> str:
@@ -275,7 +262,7 @@ class RechargeOrder(models.Model):
                     "member_id": user_id,
                     "amount": amount,
                     "balance": entry.balance_after,
-                    "paid_at": _iso(paid_at),
+                    "paid_at": beijing_iso(paid_at),
                 },
             )
         self.status, self.transaction_id, self.paid_at, self.updated_at = self.Status.PAID, transaction_id, paid_at, now
@@ -445,7 +432,7 @@ class Refund(models.Model):
     @staticmethod
     def new_out_refund_no(now: datetime | None = None) -> str:
         """ "RF" + Beijing timestamp + random digits: 2 + 14 + 12 = 28 characters (WeChat allows 64)."""
-        return "RF" + _stamp(now) + _random_digits(12)
+        return stamped_number("RF", 12, now)
 
     @property
     def amount_yuan(self) -> str:
@@ -594,7 +581,7 @@ class LedgerEntry(models.Model):
     @staticmethod
     def new_request_no(now: datetime | None = None) -> str:
         """ "AJ" + Beijing timestamp + random digits, for an adjustment form."""
-        return "AJ" + _stamp(now) + _random_digits(12)
+        return stamped_number("AJ", 12, now)
 
     @classmethod
     def post(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, render
 
+from common.paging import newest_first
 from orders.models import RechargeOrder
 
 PAGE_SIZE = 20
@@ -15,45 +13,19 @@ PAGE_SIZE = 20
 RESULTS = {"ok", "cancel", "fail"}
 
 
-def _cursor(order: RechargeOrder) -> str:
-    return f"{order.created_at.astimezone(UTC).isoformat()}|{order.pk}"
-
-
-def _parse_cursor(value: str) -> tuple[datetime, int] | None:
-    """`before=<created_at iso>|<pk>` of the last row shown; None (the first page) for anything else."""
-    stamp, _, pk = value.rpartition("|")
-    if not pk.isascii() or not pk.isdigit() or len(pk) > 18:
-        return None
-    try:
-        created_at = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if created_at.tzinfo is None:
-        return None
-    return created_at, int(pk)
-
-
 @login_required
 def history(request):
     """Newest first, 20 at a time, by keyset (`before` the last row shown): the same cost on
     page 1 and page 5,000, and no COUNT(*) of the whole history (index (user, -created_at, -id))."""
-    orders = request.user.recharge_orders.order_by("-created_at", "-pk")
-    cursor = _parse_cursor(request.GET.get("before", ""))
-    if cursor:
-        created_at, pk = cursor
-        # The first condition bounds the index range scan; the OR alone made PostgreSQL walk
-        # every newer row (30 ms at page 4,000 of 100,000 instead of under 1).
-        orders = orders.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk), created_at__lte=created_at)
-    rows = list(orders.prefetch_related("refunds")[: PAGE_SIZE + 1])
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
+    orders = request.user.recharge_orders.order_by("-created_at", "-pk").prefetch_related("refunds")
+    rows, next_cursor, is_first_page = newest_first(orders, request.GET.get("before", ""), PAGE_SIZE)
     return render(
         request,
         "orders/history.html",
         {
             "orders": rows,
-            "next_cursor": _cursor(rows[-1]) if more else "",
-            "is_first_page": cursor is None,
+            "next_cursor": next_cursor,
+            "is_first_page": is_first_page,
         },
     )
 

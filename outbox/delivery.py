@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from outbox.models import RETRY_SCHEDULE, Attempt, Delivery, Event, WebhookEndpoint
-from wxproto.beijing import BEIJING
+from wxproto.beijing import beijing_iso
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def sign(key: bytes, event_id: str, timestamp: str, body: bytes) -> str:
 def body_of(event: Event) -> bytes:
     payload = {
         "type": event.type,
-        "timestamp": timezone.localtime(event.created_at, BEIJING).isoformat(timespec="seconds"),
+        "timestamp": beijing_iso(event.created_at),
         "data": event.data,
     }
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

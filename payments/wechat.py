@@ -20,20 +20,20 @@ import time
 from datetime import datetime
 
 import requests
-from django.utils import timezone
 from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac, dict_to_xml
 
 from common.wechat import mount_transport
 from payments.merchant import Merchant
 from wxproto import v2 as wxpay
-from wxproto.beijing import BEIJING
+from wxproto.beijing import beijing_text
 from wxproto.errors import NotifyError, WeChatError
 
 logger = logging.getLogger(__name__)
 
 
 def beijing_time(dt: datetime) -> str:
-    return timezone.localtime(dt, BEIJING).strftime("%Y%m%d%H%M%S")
+    """WeChat v2's time_start and time_expire: yyyyMMddHHmmss, Beijing."""
+    return beijing_text(dt, "%Y%m%d%H%M%S")
 
 
 class Pay:

@@ -193,7 +193,7 @@ def clear_of_midnight():
     (and the day's bill) fall on one day."""
     from django.utils import timezone
 
-    from orders.models import BEIJING
+    from wxproto.beijing import BEIJING
 
     now = timezone.localtime(timezone.now(), BEIJING)
     if now.hour == 23 and now.minute >= 55:

@@ -4,7 +4,6 @@ call log, and today's spends on the start page."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, time, timedelta
 
 from django import forms
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, start_page_panel, when
 from common.money import format_fen, parse_yuan, yuan
+from common.numbering import stamped_number
 from wallet.models import ApiClient, ApiRequest, Charge, ChargeError, Reversal
 from wxproto.beijing import BEIJING
 
@@ -27,8 +27,7 @@ REVERSAL_NO = r"^RQ[0-9]{26}$"
 
 def _new_request_no() -> str:
     """ "RQ" + Beijing timestamp + random digits, made when the reversal form is shown."""
-    stamp = timezone.localtime(timezone.now(), BEIJING).strftime("%Y%m%d%H%M%S")
-    return "RQ" + stamp + "".join(secrets.choice("0123456789") for _ in range(12))
+    return stamped_number("RQ", 12)
 
 
 class ApiClientForm(forms.ModelForm):

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 
 from django.conf import settings
@@ -30,7 +30,7 @@ from common import ratelimit
 from common.http import client_ip
 from common.statements import Statement
 from wallet.models import ApiClient, ApiRequest, Charge, ChargeError, IdempotencyKey, Reversal
-from wxproto.beijing import BEIJING
+from wxproto.beijing import BEIJING, beijing_iso
 
 logger = logging.getLogger(__name__)
 
@@ -284,10 +284,6 @@ _RECORD = Statement.insert(
 # -- answers -------------------------------------------------------------------------------
 
 
-def _time(moment: datetime) -> str:
-    return timezone.localtime(moment, BEIJING).isoformat(timespec="seconds")
-
-
 def reversal_dict(reversal: Reversal) -> dict:
     return {
         "id": reversal.number,
@@ -295,7 +291,7 @@ def reversal_dict(reversal: Reversal) -> dict:
         "charge": reversal.charge.number,
         "amount": reversal.amount,
         "reason": reversal.reason,
-        "created_at": _time(reversal.created_at),
+        "created_at": beijing_iso(reversal.created_at),
     }
 
 
@@ -310,7 +306,7 @@ def charge_dict(charge: Charge, reversals: list[Reversal] | None = None) -> dict
         "description": charge.description,
         "store": charge.store,
         "member_id": charge.user_id,
-        "created_at": _time(charge.created_at),
+        "created_at": beijing_iso(charge.created_at),
         "reversals": [reversal_dict(r) for r in (charge.reversals.order_by("pk") if reversals is None else reversals)],
     }
 

@@ -23,10 +23,10 @@ from django.utils import timezone
 from accounts.models import User
 from common.housekeeping import purge_task
 from common.money import format_fen
+from common.numbering import random_digits, stamped_number
 from common.statements import Statement
 from orders.models import InsufficientBalance, LedgerEntry
 from outbox.models import emit
-from wxproto.beijing import BEIJING
 
 
 class ChargeError(Exception):
@@ -35,14 +35,6 @@ class ChargeError(Exception):
     def __init__(self, code: str, message: str, **details):
         super().__init__(message)
         self.code, self.message, self.details = code, message, details
-
-
-def _stamp() -> str:
-    return timezone.localtime(timezone.now(), BEIJING).strftime("%Y%m%d%H%M%S")
-
-
-def _digits(n: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(n))
 
 
 def _digest(secret: str) -> str:
@@ -163,7 +155,7 @@ class MemberCode(models.Model):
         if latest is not None and latest.created_at + cls.RENEW_EVERY > now and latest.expires_at > now:
             return latest
         for _ in range(5):
-            code = cls.PREFIX + _digits(cls.LENGTH - len(cls.PREFIX))
+            code = cls.PREFIX + random_digits(cls.LENGTH - len(cls.PREFIX))
             try:
                 with transaction.atomic():
                     return cls.objects.create(code=code, user=user, created_at=now, expires_at=now + cls.VALID_FOR)
@@ -293,7 +285,7 @@ class Charge(models.Model):
                     balance=exc.balance,
                 ) from None
             charge = cls(
-                number="CH" + _stamp() + _digits(10),
+                number=stamped_number("CH", 10),
                 user_id=user_id,
                 amount=amount,
                 description=description[:200],
@@ -342,7 +334,7 @@ class Charge(models.Model):
             charge.reversed_amount += amount
             charge.save(update_fields=["reversed_amount"])
             reversal = Reversal.objects.create(
-                number="RV" + _stamp() + _digits(10),
+                number=stamped_number("RV", 10),
                 charge=charge,
                 amount=amount,
                 reason=reason.strip()[:200],

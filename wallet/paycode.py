@@ -21,14 +21,13 @@ from html import escape
 import segno
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from common.http import json_error, json_ok
 from common.money import format_fen
 from wallet.models import Charge, MemberCode
-from wxproto.beijing import BEIJING
+from wxproto.beijing import beijing_iso
 
 # python-barcode says, at INFO, when it is imported that it has no Pillow for images: we need
 # none (it encodes, we draw). Only its warnings are worth a line in the log.
@@ -82,15 +81,11 @@ def group_digits(code: str) -> str:
     return " ".join(code[i : i + 4] for i in range(0, len(code), 4))
 
 
-def _beijing(moment) -> str:
-    return timezone.localtime(moment, BEIJING).isoformat()
-
-
 def _code_answer(code: MemberCode, balance: int) -> dict:
     return {
         "code": code.code,
         "digits": group_digits(code.code),
-        "expires_at": _beijing(code.expires_at),
+        "expires_at": beijing_iso(code.expires_at, timespec="auto"),
         # Seconds rather than a time alone: the phone's clock may be wrong.
         "expires_in": code.seconds_left,
         "balance": balance,
@@ -124,7 +119,7 @@ def _paid(user, shown: list[str]) -> dict | None:
         "balance_yuan": format_fen(charge.entry.balance_after),
         "store": charge.store,
         "description": charge.description,
-        "paid_at": _beijing(charge.created_at),
+        "paid_at": beijing_iso(charge.created_at, timespec="auto"),
     }
 
 

@@ -5,21 +5,19 @@ mini program. Read-only: the rows are `orders.models.LedgerEntry`, a spend's and
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.api import bearer_required
 from common.http import json_ok
 from common.money import yuan
+from common.paging import newest_first
 from orders.models import LedgerEntry
 from wallet.models import Charge, Reversal
-from wxproto.beijing import BEIJING
+from wxproto.beijing import beijing_iso
 
 PAGE_SIZE = 20
 Kind = LedgerEntry.Kind
@@ -97,37 +95,10 @@ def _line(entry: LedgerEntry) -> dict:
 # -- the keyset ----------------------------------------------------------------------------
 
 
-def _cursor(entry: LedgerEntry) -> str:
-    return f"{entry.created_at.astimezone(UTC).isoformat()}|{entry.pk}"
-
-
-def _parse_cursor(value: str) -> tuple[datetime, int] | None:
-    """`before=<created_at iso>|<pk>` of the last row shown; None (the first page) for anything else."""
-    stamp, _, pk = value.rpartition("|")
-    if not pk.isascii() or not pk.isdigit() or len(pk) > 18:
-        return None
-    try:
-        created_at = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if created_at.tzinfo is None:
-        return None
-    return created_at, int(pk)
-
-
 def _page(user, before: str) -> tuple[list[LedgerEntry], str, bool]:
     """One page of rows `before` the cursor: (rows, the next page's cursor or "", first page?).
     Index (user, -created_at, -id); no COUNT(*) of the whole ledger."""
-    rows = _rows(user)
-    cursor = _parse_cursor(before)
-    if cursor:
-        created_at, pk = cursor
-        # The first condition bounds the index range scan (see orders.views.history).
-        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk), created_at__lte=created_at)
-    found = list(rows[: PAGE_SIZE + 1])
-    more = len(found) > PAGE_SIZE
-    found = found[:PAGE_SIZE]
-    return found, _cursor(found[-1]) if more else "", cursor is None
+    return newest_first(_rows(user), before, PAGE_SIZE)
 
 
 # -- the pages -----------------------------------------------------------------------------
@@ -195,7 +166,7 @@ def entry_dict(entry: LedgerEntry) -> dict:
         "amount_fen": entry.amount,
         "balance_after_fen": entry.balance_after,
         "title": _title(entry),
-        "created_at": timezone.localtime(entry.created_at, BEIJING).isoformat(timespec="seconds"),
+        "created_at": beijing_iso(entry.created_at),
     }
     if entry.kind in ORDER_KINDS and entry.order is not None:
         row["out_trade_no"] = entry.order.out_trade_no

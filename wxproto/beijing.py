@@ -25,3 +25,9 @@ def beijing_date(moment: datetime) -> date:
 def beijing_text(moment: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     """An aware moment as Beijing wall-clock text (WeChat's formats: "%Y%m%d%H%M%S", RFC 3339 …)."""
     return moment.astimezone(BEIJING).strftime(fmt)
+
+
+def beijing_iso(moment: datetime, timespec: str = "seconds") -> str:
+    """An aware moment as ISO 8601 in Beijing time, to the second unless `timespec` says
+    otherwise (the site's JSON and events)."""
+    return moment.astimezone(BEIJING).isoformat(timespec=timespec)

@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 
 from devtools.wechat_sandbox import bills
 from devtools.wechat_sandbox.models import Fault
-from orders.models import BEIJING, RechargeOrder
+from orders.models import RechargeOrder
 from payments import services as payment_services
 from reconciliation.models import BillDay, Difference
 from reconciliation.services import reconcile_day
@@ -30,6 +30,7 @@ from tests.browser.conftest import shoot
 from tests.factories import PASSWORD, make_user
 from tests.helpers import clear_of_midnight
 from tests.payments.conftest import settle_sandbox_refunds
+from wxproto.beijing import BEIJING
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 Kind = Difference.Kind

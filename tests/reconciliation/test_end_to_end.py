@@ -23,7 +23,7 @@ from accounts.models import User
 from devtools.wechat_sandbox import bills
 from devtools.wechat_sandbox.models import Fault
 from devtools.wechat_sandbox.models import Refund as SandboxRefund
-from orders.models import BEIJING, LedgerEntry, RechargeOrder, Refund
+from orders.models import LedgerEntry, RechargeOrder, Refund
 from payments import services as payment_services
 from payments.models import Incident
 from reconciliation.models import BillDay, BillRow, Difference
@@ -32,6 +32,7 @@ from tests.admin import paid_at_sandbox, pay_at_sandbox, placed_at_sandbox
 from tests.helpers import clear_of_midnight
 from tests.payments.conftest import settle_sandbox_refunds
 from tests.reconciliation.books import snapshot
+from wxproto.beijing import BEIJING
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Kind, Outcome, Status = Difference.Kind, Difference.Outcome, BillDay.Status
