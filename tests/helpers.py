@@ -8,9 +8,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import time_machine
+from django.db import connection
 
 SUCCESS_XML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
+# Marks of a test whose rows race across real connections: it needs PostgreSQL's row locks
+# (SQLite serialises writers), so elsewhere it is skipped, saying why.
+NEEDS_ROW_LOCKS = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://... (CI does)",
+    ),
+]
 FAIL_XML = "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[busy]]></return_msg></xml>"
 
 

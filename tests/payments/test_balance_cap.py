@@ -7,14 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from accounts import tokens
 from orders.models import LedgerEntry, RechargeOrder
 from tests.factories import make_order, make_user
-from tests.helpers import race
+from tests.helpers import NEEDS_ROW_LOCKS, race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PREPAY = "/payments/jsapi/prepay/"
@@ -58,10 +57,9 @@ def test_an_expired_order_no_longer_counts_but_one_wechat_reported_paid_does(pay
     assert answer.status_code == 422 and answer.json()["allowed_fen"] == 0 and "现在不能再充值" in answer.json()["message"]
 
 
-@pytest.mark.postgres
+@NEEDS_ROW_LOCKS[0]
+@NEEDS_ROW_LOCKS[1]
 def test_two_orders_placed_at_once_cannot_together_pass_the_cap(capped, payer):
-    if connection.vendor != "postgresql":
-        pytest.skip("race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://... (CI does)")
 
     def place(yuan):
         client = Client()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
 from devtools.wechat_sandbox import services as sandbox_services
 from devtools.wechat_sandbox.models import Trade
@@ -11,15 +10,9 @@ from orders.models import LedgerEntry, RechargeOrder
 from payments import notifies, services
 from payments.models import Notification
 from tests.factories import make_user
-from tests.helpers import notify_xml, race, spy_on_order_queries
+from tests.helpers import NEEDS_ROW_LOCKS, notify_xml, race, spy_on_order_queries
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://... (CI does)")
+pytestmark = [*NEEDS_ROW_LOCKS, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -7,24 +7,17 @@ from datetime import datetime
 from unittest import mock
 
 import pytest
-from django.db import connection
 
 from orders.models import LedgerEntry, RechargeOrder
 from payments import services as payment_services
 from reconciliation.models import BillDay, Difference
 from reconciliation.services import DayBusy, reconcile_day
-from tests.helpers import race
+from tests.helpers import NEEDS_ROW_LOCKS, race
 from tests.reconciliation.bills import BEIJING, bill, pay_row, refund_row
 from tests.reconciliation.books import paid, pending, refund, transaction_id
 from tests.reconciliation.conftest import DAY
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://..."
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [*NEEDS_ROW_LOCKS, pytest.mark.django_db(transaction=True)]
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=BEIJING)
 
 

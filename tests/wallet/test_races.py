@@ -7,21 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from tests.factories import make_user
-from tests.helpers import race
+from tests.helpers import NEEDS_ROW_LOCKS, race
 from tests.wallet.conftest import ALL_SCOPES, fund
 from wallet.models import ApiClient, Charge, MemberCode
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("race tests need PostgreSQL row locks: run with DATABASE_URL=postgres://... (CI does)")
+pytestmark = [*NEEDS_ROW_LOCKS, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
