@@ -25,8 +25,6 @@ import json
 import random
 import secrets
 import sys
-import threading
-import time
 from pathlib import Path
 
 import psycopg
@@ -35,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from notify_vs_baseline import PG, Server, pct, prepare_database  # noqa: E402
+from notify_vs_baseline import PG, Server, alternate, pct, prepare_database, report, send_chunk  # noqa: E402
 
 API_KEY = "sk_bench" + "x" * 40
 MEMBERS = 200
@@ -85,40 +83,11 @@ def requests_for(plan: list[tuple[str, dict]], total: int) -> list[tuple[str, di
     return sent
 
 
-def send_chunk(server: Server, chunk: list[tuple[str, dict]], concurrency: int) -> None:
-    queue = list(chunk)
-    lock = threading.Lock()
-
-    def work():
-        session = requests.Session()
-        while True:
-            with lock:
-                if not queue:
-                    return
-                key, body = queue.pop()
-            started = time.perf_counter()
-            try:
-                answer = session.post(
-                    server.url,
-                    json=body,
-                    headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key},
-                    timeout=30,
-                )
-                code = str(answer.status_code)
-            except requests.RequestException as exc:
-                code = exc.__class__.__name__
-            elapsed = time.perf_counter() - started
-            with lock:
-                server.latencies.append(elapsed)
-                server.answers[code] = server.answers.get(code, 0) + 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=work) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    server.wall += time.perf_counter() - started
+def send_charge(session: requests.Session, server: Server, sale: tuple[str, dict]) -> str:
+    """POST one sale with its Idempotency-Key; the answer's HTTP status."""
+    key, body = sale
+    headers = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key}
+    return str(session.post(server.url, json=body, headers=headers, timeout=30).status_code)
 
 
 def check_books(name: str) -> list[str]:
@@ -166,7 +135,7 @@ def one_member_at_once(server: Server, name: str, n: int = 50) -> tuple[dict[str
             )
             codes.append(code)
     server.latencies, server.answers, server.wall = [], {}, 0.0
-    send_chunk(server, [(f"hot-{c}", {"member_code": c, "amount": 100}) for c in codes], n)
+    send_chunk(server, [(f"hot-{c}", {"member_code": c, "amount": 100}) for c in codes], n, send_charge)
     with psycopg.connect(dbname=name, **PG) as conn:
         balance = conn.execute("SELECT balance FROM accounts_user WHERE id = %s", [user]).fetchone()[0]
     return dict(server.answers), pct(server.latencies, 99), balance
@@ -197,38 +166,13 @@ def main() -> None:
         for server in servers.values():  # warm up: workers import, connect, compile
             for _ in range(args.workers * 2):
                 requests.post(server.url, json={}, headers={"Authorization": "Bearer sk_warmup"}, timeout=30)
-        cpu_before = {label: s.cpu_seconds() for label, s in servers.items()}
-        for start in range(0, args.charges, args.chunk):
-            for label in ("project", "baseline") if start // args.chunk % 2 == 0 else ("baseline", "project"):
-                send_chunk(servers[label], plans[label][start : start + args.chunk], args.concurrency)
-        cpu = {label: s.cpu_seconds() - cpu_before[label] for label, s in servers.items()}
-        rows, invalid = {}, []
+        cpu = alternate(servers, plans, args.chunk, args.concurrency, send_charge)
         print(
             f"{args.charges} charges each (20% replays of an Idempotency-Key), {args.concurrency} concurrent, "
             f"gunicorn --workers {args.workers} sync, PostgreSQL\n"
         )
-        print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  answers, books")
-        for label, server in servers.items():
-            n = len(server.latencies)
-            rows[label] = (
-                n / server.wall,
-                pct(server.latencies, 50),
-                pct(server.latencies, 95),
-                pct(server.latencies, 99),
-                cpu[label] / n * 1000,
-            )
-            problems = check_books(names[label])
-            if problems or set(server.answers) - {"201", "409"}:
-                invalid.append(label)
-            print(
-                f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
-                f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(problems) or 'no double debit, balances = ledger'}"
-            )
-        p, b = rows["project"], rows["baseline"]
-        print(
-            f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
-            "  (project / baseline; goal: throughput >= 0.7)"
-        )
+        books = {label: check_books(names[label]) for label in servers}
+        invalid = report(servers, cpu, books, {"201", "409"}, "no double debit, balances = ledger", "goal: throughput >= 0.7")
         answers, p99, balance = one_member_at_once(servers["project"], names["project"])
         print(
             f"\n50 charges of ¥1.00 at once on one member holding ¥30.00 (project): answers {answers}, "

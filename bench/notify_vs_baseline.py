@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -210,8 +211,16 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def send_chunk(server: Server, bodies: list[bytes], concurrency: int) -> None:
-    queue = list(bodies)
+def send_notify(session: requests.Session, server: Server, body: bytes) -> str:
+    """Post one notify; what WeChat would read in the answer (its return_code)."""
+    answer = session.post(server.url, data=body, headers={"Content-Type": "text/xml"}, timeout=30)
+    return wxpay.parse_xml(answer.content).get("return_code", "?") if answer.ok else f"HTTP {answer.status_code}"
+
+
+def send_chunk(server: Server, items: list, concurrency: int, send: Callable = send_notify) -> None:
+    """`send(session, server, item)` each item, `concurrency` at a time, timing each and
+    counting what came back."""
+    queue = list(items)
     lock = threading.Lock()
 
     def work():
@@ -220,11 +229,10 @@ def send_chunk(server: Server, bodies: list[bytes], concurrency: int) -> None:
             with lock:
                 if not queue:
                     return
-                body = queue.pop()
+                item = queue.pop()
             started = time.perf_counter()
             try:
-                answer = session.post(server.url, data=body, headers={"Content-Type": "text/xml"}, timeout=30)
-                code = wxpay.parse_xml(answer.content).get("return_code", "?") if answer.ok else f"HTTP {answer.status_code}"
+                code = send(session, server, item)
             except (requests.RequestException, wxpay.XMLError) as exc:
                 code = exc.__class__.__name__
             elapsed = time.perf_counter() - started
@@ -239,6 +247,49 @@ def send_chunk(server: Server, bodies: list[bytes], concurrency: int) -> None:
     for t in threads:
         t.join()
     server.wall += time.perf_counter() - started
+
+
+def alternate(
+    servers: dict[str, Server], plans: dict[str, list], chunk: int, concurrency: int, send: Callable = send_notify
+) -> dict:
+    """Send each side its plan in alternating chunks (the machine's ups and downs fall on both);
+    the server CPU seconds each side used."""
+    before = {label: s.cpu_seconds() for label, s in servers.items()}
+    total = len(plans["project"])
+    for start in range(0, total, chunk):
+        for label in ("project", "baseline") if start // chunk % 2 == 0 else ("baseline", "project"):
+            send_chunk(servers[label], plans[label][start : start + chunk], concurrency, send)
+    return {label: s.cpu_seconds() - before[label] for label, s in servers.items()}
+
+
+def report(
+    servers: dict[str, Server], cpu: dict, books: dict[str, list[str]], answers: set[str], good: str, goal: str
+) -> list[str]:
+    """Print each side's figures and the ratios; the sides whose answers were not all in
+    `answers` or whose books are wrong (their figures compare nothing)."""
+    rows, invalid = {}, []
+    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  answers, books")
+    for label, server in servers.items():
+        n = len(server.latencies)
+        rows[label] = (
+            n / server.wall,
+            pct(server.latencies, 50),
+            pct(server.latencies, 95),
+            pct(server.latencies, 99),
+            cpu[label] / n * 1000,
+        )
+        if books[label] or set(server.answers) - answers:
+            invalid.append(label)
+        print(
+            f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
+            f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(books[label]) or good}"
+        )
+    p, b = rows["project"], rows["baseline"]
+    print(
+        f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
+        f"  (project / baseline; {goal})"
+    )
+    return invalid
 
 
 def check_books(name: str, credited: int) -> list[str]:
@@ -290,43 +341,18 @@ def main() -> None:
             server.latencies.clear()
             server.answers.clear()
             server.wall = 0.0
-        cpu_before = {label: s.cpu_seconds() for label, s in servers.items()}
-        for start in range(0, args.notifies, args.chunk):
-            for label in ("project", "baseline") if start // args.chunk % 2 == 0 else ("baseline", "project"):
-                send_chunk(servers[label], plans[label][start : start + args.chunk], args.concurrency)
-        cpu = {label: s.cpu_seconds() - cpu_before[label] for label, s in servers.items()}
+        cpu = alternate(servers, plans, args.chunk, args.concurrency)
     finally:
         for server in servers.values():
             server.stop()
 
     credited = round(args.notifies * 0.7)
-    rows, invalid = {}, []
     print(
         f"{args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
         f"{args.workers} sync, PostgreSQL, persistent connections on both\n"
     )
-    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  answers, books")
-    for label, server in servers.items():
-        n = len(server.latencies)
-        rows[label] = (
-            n / server.wall,
-            pct(server.latencies, 50),
-            pct(server.latencies, 95),
-            pct(server.latencies, 99),
-            cpu[label] / n * 1000,
-        )
-        problems = check_books(names[label], credited)
-        if problems or set(server.answers) != {"SUCCESS"}:
-            invalid.append(label)
-        print(
-            f"{label:10} {rows[label][0]:8.0f} {rows[label][1]:8.1f} {rows[label][2]:8.1f} {rows[label][3]:8.1f} "
-            f"{rows[label][4]:11.2f}  {server.answers}, {'; '.join(problems) or 'every order credited once'}"
-        )
-    p, b = rows["project"], rows["baseline"]
-    print(
-        f"{'ratio':10} {p[0] / b[0]:8.2f} {p[1] / b[1]:8.2f} {p[2] / b[2]:8.2f} {p[3] / b[3]:8.2f} {p[4] / b[4]:11.2f}"
-        "  (project / baseline; goals: throughput >= 0.8, p99 <= 2)"
-    )
+    books = {label: check_books(names[label], credited) for label in servers}
+    invalid = report(servers, cpu, books, {"SUCCESS"}, "every order credited once", "goals: throughput >= 0.8, p99 <= 2")
     if invalid:
         # A side that answered anything but SUCCESS or whose books are wrong did other work
         # than the other: its figures, and so the ratios, mean nothing.
