@@ -60,7 +60,13 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return self._show_secret(request, obj, "已添加 Webhook 地址")
 
     def _show_secret(self, request, obj: WebhookEndpoint, title: str) -> TemplateResponse:
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": title, "original": obj}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "original": obj,
+            "secret": obj.secret,
+        }
         response = TemplateResponse(request, "admin/outbox/webhookendpoint/secret.html", context)
         response["Cache-Control"] = "no-store"
         return response
