@@ -134,6 +134,7 @@ class UserAdmin(DjangoUserAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"调整余额：{user.username}",
+            "action": "调整余额",
             "original": user,
             "form": form,
             "balance": yuan(user.balance),

@@ -244,6 +244,7 @@ class ChargeAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"撤销消费：{charge.number}",
+            "action": "撤销消费",
             "original": charge,
             "form": form,
             "reversible": yuan(charge.reversible_amount),
