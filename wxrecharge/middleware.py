@@ -55,7 +55,7 @@ class RejectNulMiddleware:
     def __call__(self, request):
         if self._has_nul(request):
             if is_json_request(request):
-                return json_error("invalid_request", 400, "请求包含无效字符")
+                return _error(request, "invalid_request", 400, "请求包含无效字符")
             return render(request, "400.html", {"message": "请求包含无效字符。"}, status=400)
         return self.get_response(request)
 
@@ -108,11 +108,10 @@ class JsonErrorsMiddleware:
         return _error(request, "server_error", 500)
 
 
-def _error(request, code: str, status: int):
+def _error(request, code: str, status: int, message: str | None = None):
     """The JSON error of the endpoint's API: the merchant API's `{"error": {"code", "message"}}`
     (docs/merchant-api.md), or the pages' and mini program's `{"error", "message"}`."""
     if request.path.startswith(MERCHANT_API_PREFIX):
-        return JsonResponse(
-            {"error": {"code": code, "message": MESSAGES[code]}}, status=status, json_dumps_params={"ensure_ascii": False}
-        )
-    return json_error(code, status)
+        body = {"error": {"code": code, "message": message or MESSAGES[code]}}
+        return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+    return json_error(code, status, message)

@@ -139,10 +139,10 @@ MIDDLEWARE = [
     "wxrecharge.csp.ContentSecurityPolicyMiddleware",
     # WeChat Pay's notifies skip the rest (payments/middleware.py).
     "payments.middleware.NotifyMiddleware",
-    # So does the merchant API (wallet/middleware.py).
-    "wallet.middleware.MerchantApiMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "wxrecharge.middleware.RejectNulMiddleware",
+    # So does the merchant API (wallet/middleware.py), once a NUL has been refused.
+    "wallet.middleware.MerchantApiMiddleware",
     "wxrecharge.middleware.JsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
