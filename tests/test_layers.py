@@ -22,12 +22,14 @@ LAYERS = {
     # The transactional outbox: the books write events into it; it knows no app.
     "outbox": {"wxproto", "common"},
     "accounts": {"wxproto", "common"},
-    "orders": {"wxproto", "common", "outbox", "accounts"},
-    "payments": {"wxproto", "common", "outbox", "accounts", "orders"},
-    "reconciliation": {"wxproto", "common", "outbox", "accounts", "orders", "payments"},
+    # Recharge offers (packages, bonus tiers): what is offered, below the orders that record it.
+    "offers": {"wxproto", "common", "accounts"},
+    "orders": {"wxproto", "common", "outbox", "accounts", "offers"},
+    "payments": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
+    "reconciliation": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments"},
     # The wallet spends what orders hold; it needs nothing of payments or reconciliation.
-    "wallet": {"wxproto", "common", "outbox", "accounts", "orders"},
-    "wxrecharge": {"wxproto", "common", "outbox", "accounts", "orders", "payments", "reconciliation", "wallet"},
+    "wallet": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
+    "wxrecharge": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments", "reconciliation", "wallet"},
     # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
     # library, never the product's apps, and no product code imports it.
     "devtools": {"wxproto", "common"},

@@ -24,7 +24,7 @@ class SiteAdmin(admin.AdminSite):
     enable_nav_sidebar = False
 
     # The start page and the app index list the day's work first (Django sorts by name).
-    APP_ORDER = ("orders", "payments", "reconciliation", "accounts", "axes", "auth", "sandbox")
+    APP_ORDER = ("orders", "payments", "wallet", "offers", "reconciliation", "accounts", "outbox", "axes", "auth", "sandbox")
 
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "common",
     "outbox",
     "accounts",
+    "offers",
     "orders",
     "payments",
     "reconciliation",
