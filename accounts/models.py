@@ -47,6 +47,13 @@ class User(AbstractUser):
             _SET_BALANCE.run(pk=user_id, balance=before + amount)
         return before + amount
 
+    @classmethod
+    def locked_balance(cls, user_id: int) -> int:
+        """Lock the user's row in the caller's transaction (what moves with the balance is
+        read under it: the lots of stored value); the balance."""
+        (balance,) = _LOCK_BALANCE.one(id=user_id)
+        return balance
+
     def save(self, *args, **kwargs):
         """A full save of an existing user (the admin's form, a password change) writes every
         column but `balance`: the value read at the start of a request may be stale by now,

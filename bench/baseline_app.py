@@ -61,10 +61,11 @@ def notify(request):
     out_trade_no, total_fee = fields["out_trade_no"], int(fields["total_fee"])
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, user_id, amount, transaction_id FROM orders_rechargeorder WHERE out_trade_no = %s FOR UPDATE",
+            "SELECT id, user_id, amount, transaction_id, bonus, bonus_valid_days, package_id, package_limit"
+            " FROM orders_rechargeorder WHERE out_trade_no = %s FOR UPDATE",
             [out_trade_no],
         )
-        order_id, user_id, amount, paid = cursor.fetchone()
+        order_id, user_id, amount, paid, *_offer = cursor.fetchone()
         outcome = "duplicate"
         if paid is None and amount == total_fee:
             cursor.execute("SELECT balance FROM accounts_user WHERE id = %s FOR UPDATE", [user_id])
@@ -77,8 +78,20 @@ def notify(request):
             cursor.execute("UPDATE accounts_user SET balance = %s WHERE id = %s", [balance, user_id])
             cursor.execute(
                 "INSERT INTO orders_ledgerentry (user_id, amount, kind, order_id, balance_after, reason,"
-                " created_at) VALUES (%s, %s, 'recharge', %s, %s, '', now())",
+                " created_at) VALUES (%s, %s, 'recharge', %s, %s, '', now()) RETURNING id",
                 [user_id, amount, order_id, balance],
+            )
+            entry_id = cursor.fetchone()[0]
+            # The recharge's lot of stored value and its share of it.
+            cursor.execute(
+                "INSERT INTO orders_lot (user_id, order_id, paid, bonus, paid_left, bonus_left, created_at)"
+                " VALUES (%s, %s, %s, 0, %s, 0, now()) RETURNING id",
+                [user_id, order_id, amount, amount],
+            )
+            lot_id = cursor.fetchone()[0]
+            cursor.execute(
+                "INSERT INTO orders_lotmove (entry_id, lot_id, paid, bonus) VALUES (%s, %s, %s, 0)",
+                [entry_id, lot_id, amount],
             )
             cursor.execute(
                 "INSERT INTO outbox_event (event_id, type, data, created_at) VALUES (%s, 'recharge.succeeded', %s, now())",

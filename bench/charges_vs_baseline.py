@@ -39,6 +39,21 @@ API_KEY = "sk_bench" + "x" * 40
 MEMBERS = 200
 
 
+def seed_balance(conn, user: int, amount: int) -> None:
+    """An operator's credit of `amount` fen: its ledger row, and the lot (bonus only) it opens."""
+    entry = conn.execute(
+        "INSERT INTO orders_ledgerentry (user_id, amount, kind, balance_after, reason, created_at)"
+        " VALUES (%s, %s, 'adjustment', %s, 'bench', now()) RETURNING id",
+        [user, amount, amount],
+    ).fetchone()[0]
+    lot = conn.execute(
+        "INSERT INTO orders_lot (user_id, paid, bonus, paid_left, bonus_left, created_at)"
+        " VALUES (%s, 0, %s, 0, %s, now()) RETURNING id",
+        [user, amount, amount],
+    ).fetchone()[0]
+    conn.execute("INSERT INTO orders_lotmove (entry_id, lot_id, paid, bonus) VALUES (%s, %s, 0, %s)", [entry, lot, amount])
+
+
 def prepare(name: str, sales: int) -> list[tuple[str, dict]]:
     """A fresh database with an API client, members and one code per sale; (key, body) per sale."""
     prepare_database(name)
@@ -59,11 +74,7 @@ def prepare(name: str, sales: int) -> list[tuple[str, dict]]:
             for u in range(MEMBERS)
         ]
         for user in users:  # their balances come from the ledger, as everywhere
-            conn.execute(
-                "INSERT INTO orders_ledgerentry (user_id, amount, kind, balance_after, reason, created_at)"
-                " VALUES (%s, 10000000, 'adjustment', 10000000, 'bench', now())",
-                [user],
-            )
+            seed_balance(conn, user, 10000000)
         for n in range(sales):
             code = "88" + f"{n:08d}" + secrets.token_hex(4)[:8].translate(str.maketrans("abcdef", "123456"))
             conn.execute(
@@ -120,11 +131,7 @@ def one_member_at_once(server: Server, name: str, n: int = 50) -> tuple[dict[str
             " is_staff, is_active, date_joined, balance, mp_session_key) VALUES ('!', false, 'hot', '', '',"
             " '', false, true, now(), 3000, '') RETURNING id"
         ).fetchone()[0]
-        conn.execute(
-            "INSERT INTO orders_ledgerentry (user_id, amount, kind, balance_after, reason, created_at)"
-            " VALUES (%s, 3000, 'adjustment', 3000, 'bench', now())",
-            [user],
-        )
+        seed_balance(conn, user, 3000)
         codes = []
         for i in range(n):
             code = f"88{i:016d}"

@@ -22,8 +22,9 @@ from accounts.models import User
 from common.money import format_fen
 from common.numbering import beijing_stamp, random_digits, stamped_number
 from common.statements import Statement
+from orders.allocation import LotState, Share, bonus_share, consume, give_back
 from outbox.models import emit
-from wxproto.beijing import beijing_iso
+from wxproto.beijing import beijing_iso, beijing_text
 
 
 class Outcome(StrEnum):
@@ -110,6 +111,21 @@ class RechargeOrder(models.Model):
     transaction_id = models.CharField("微信支付单号", max_length=32, unique=True, null=True, blank=True, editable=False)
     paid_at = models.DateTimeField("支付时间", null=True, blank=True, editable=False)
     refunded_amount = models.PositiveBigIntegerField("已退款（分）", default=0, editable=False)
+    # What the order promised when it was placed (an operator editing the package later changes
+    # nothing here): the package bought, if any, the bonus it comes with, how long that bonus
+    # lasts (days; none: it never expires) and the package's limit per user at the time.
+    package = models.ForeignKey(
+        "offers.Package",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        verbose_name="套餐",
+        editable=False,
+    )
+    bonus = models.PositiveBigIntegerField("承诺赠送（分）", default=0, editable=False)
+    bonus_valid_days = models.PositiveSmallIntegerField("赠送有效期（天）", null=True, blank=True, editable=False)
+    package_limit = models.PositiveSmallIntegerField("套餐每人限购", null=True, blank=True, editable=False)
     # When WeChat was last asked about this order: pollers and reconcilers claim it by
     # moving this forward (compare-and-set), so one order is queried by one of them at a time.
     synced_at = models.DateTimeField("上次向微信查询", null=True, blank=True, editable=False)
@@ -247,20 +263,38 @@ class RechargeOrder(models.Model):
             row = _LOCK_FOR_PAYMENT.one(out_trade_no=self.out_trade_no)
             if row is None:
                 raise UnknownOrder(self.out_trade_no)
-            self.pk, user_id, amount, status, paid_as = row
+            self.pk, user_id, amount, status, paid_as, bonus, bonus_days, package_id, limit = row
             if paid_as is not None:
                 return Payment(DUPLICATE, self.pk, other_transaction_id=paid_as if paid_as != transaction_id else "")
             if total_fee != amount:
                 raise AmountMismatch(f"微信支付报告金额 {format_fen(total_fee)} 元，订单金额 {format_fen(amount)} 元")
             now = timezone.now()
             _MARK_PAID.run(pk=self.pk, status=self.Status.PAID, transaction_id=transaction_id, paid_at=paid_at, updated_at=now)
-            entry = LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=self.pk)
+            if bonus and limit is not None:
+                # A package limited per user is counted under the user's lock: two of its
+                # orders paid at once give its bonus once; the other is paid money only.
+                User.locked_balance(user_id)
+                if Lot.bonuses_of_package(user_id, package_id) >= limit:
+                    bonus = 0
+            expires = paid_at + timedelta(days=bonus_days) if bonus and bonus_days is not None else None
+            lot = OpenLot(order_id=self.pk, bonus=bonus, bonus_expires_at=expires)
+            entry = LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=self.pk, lots=lot)
+            if bonus:
+                entry = LedgerEntry.post(
+                    user_id,
+                    bonus,
+                    LedgerEntry.Kind.BONUS,
+                    order_id=self.pk,
+                    lots=ToLot(lot.id, 0, bonus),
+                    reason=bonus_note(expires),
+                )
             emit(
                 "recharge.succeeded",
                 {
                     "order": self.out_trade_no,
                     "member_id": user_id,
                     "amount": amount,
+                    "bonus": bonus,
                     "balance": entry.balance_after,
                     "paid_at": beijing_iso(paid_at),
                 },
@@ -330,16 +364,28 @@ class RechargeOrder(models.Model):
         return totals["count"], totals["committed"] or 0
 
     def refundable_amount(self) -> int:
-        """What is left to refund: the amount less every refund that has not failed."""
+        """What a refund may return now: the paid money left in the order's lot (never what was
+        spent), within what WeChat still holds of the order (its amount less every refund that
+        has not failed)."""
         if not self.is_credited:
             return 0
-        return self.amount - self.refund_totals()[1]
+        lot = Lot.objects.filter(order=self).values_list("paid_left", flat=True).first()
+        return min(self.amount - self.refund_totals()[1], lot or 0)
+
+    def refund_terms(self) -> RefundTerms | None:
+        """How a refund of this recharge is computed (for the refund pages); None before it is credited."""
+        lot = Lot.objects.filter(order=self).first()
+        if lot is None:
+            return None
+        return RefundTerms.of(lot)
 
     def start_refund(self, amount: int, reason: str, requested_by=None, out_refund_no: str = "") -> Refund:
-        """Start a refund of `amount` fen: a Refund row (处理中) and the balance debited, in one transaction.
+        """Start a refund of `amount` fen: a Refund row (处理中), the paid money taken from the
+        order's lot and, in the same transaction, the same share of the lot's bonus removed
+        (docs/stored-value.md#refunds).
 
         The debit comes first, so the money cannot be spent while WeChat refunds it; a
-        refund that WeChat refuses or closes gives it back (`Refund.settle`). The form's
+        refund that WeChat refuses or closes gives both back (`Refund.settle`). The form's
         pre-made `out_refund_no` makes a double submission one refund. Raises RefundRefused
         with the reason for the operator.
         """
@@ -358,25 +404,78 @@ class RechargeOrder(models.Model):
             count, committed = order.refund_totals()
             if count >= self.MAX_REFUNDS:
                 raise RefundRefused(f"每笔订单最多退款 {self.MAX_REFUNDS} 次")
-            left = order.amount - committed
+            # The lot moves under the user's lock: read it there, after any spend in flight.
+            User.locked_balance(order.user_id)
+            lot = Lot.objects.get(order=order)
+            left = min(order.amount - committed, lot.paid_left)
             if amount > left:
-                raise RefundRefused(f"退款金额超过可退金额 ¥{format_fen(left)}")
+                raise RefundRefused(f"退款金额超过可退金额 ¥{format_fen(left)}（未消费的本金）")
+            removed = bonus_share(lot.state(), amount)
             refund = Refund.objects.create(
                 order=order, out_refund_no=out_refund_no, amount=amount, reason=reason[:200], requested_by=requested_by
             )
-            try:
+            links = {"order": order, "refund": refund, "operator": requested_by}
+            LedgerEntry.post(
+                order.user_id, -amount, LedgerEntry.Kind.REFUND, reason=reason[:200], lots=ToLot(lot.pk, -amount, 0), **links
+            )
+            if removed:
                 LedgerEntry.post(
                     order.user_id,
-                    -amount,
-                    LedgerEntry.Kind.REFUND,
-                    order=order,
-                    refund=refund,
-                    operator=requested_by,
-                    reason=reason[:200],
+                    -removed,
+                    LedgerEntry.Kind.BONUS_REMOVAL,
+                    reason=f"退款 ¥{format_fen(amount)}，扣回对应赠送",
+                    lots=ToLot(lot.pk, 0, -removed),
+                    **links,
                 )
-            except InsufficientBalance as exc:
-                raise RefundRefused(f"用户余额 ¥{format_fen(exc.balance)} 不足以退款 ¥{format_fen(amount)}") from exc
         return refund
+
+
+@dataclass(frozen=True)
+class RefundTerms:
+    """A recharge's refund, computed (docs/stored-value.md#refunds): what was paid and given,
+    what spends consumed of each (pro rata), what was refunded or expired, and what is left:
+    the paid money left is refundable; the bonus left goes with it."""
+
+    paid: int
+    bonus: int
+    consumed_paid: int
+    consumed_bonus: int
+    refunded: int
+    bonus_gone: int  # removed with refunds, or expired
+    paid_left: int
+    bonus_left: int
+    bonus_expires_at: datetime | None
+
+    @classmethod
+    def of(cls, lot: Lot) -> RefundTerms:
+        kinds = LedgerEntry.Kind
+        moves = {
+            kind: (paid, bonus)
+            for kind, paid, bonus in lot.moves.values("entry__kind")
+            .annotate(p=Sum("paid"), b=Sum("bonus"))
+            .values_list("entry__kind", "p", "b")
+        }
+
+        def taken(*names: str) -> tuple[int, int]:
+            return (-sum(moves.get(n, (0, 0))[0] for n in names), -sum(moves.get(n, (0, 0))[1] for n in names))
+
+        consumed = taken(kinds.SPEND, kinds.SPEND_REVERSAL, kinds.ADJUSTMENT)
+        refunded, _ = taken(kinds.REFUND, kinds.REFUND_RETURN)
+        _, gone = taken(kinds.BONUS_REMOVAL, kinds.BONUS_RETURN, kinds.BONUS_EXPIRY)
+        return cls(lot.paid, lot.bonus, *consumed, refunded, gone, lot.paid_left, lot.bonus_left, lot.bonus_expires_at)
+
+    @property
+    def consumed(self) -> int:
+        return self.consumed_paid + self.consumed_bonus
+
+    @property
+    def refundable(self) -> int:
+        return self.paid_left
+
+    @property
+    def balance_after(self) -> int:
+        """What this recharge leaves in the balance once its refundable part is refunded: nothing."""
+        return 0
 
 
 class Refund(models.Model):
@@ -503,14 +602,23 @@ class Refund(models.Model):
                 order.save(update_fields=["refunded_amount", "status", "updated_at"])
                 emit("refund.succeeded", {**announced, "amount": refund.amount})
             elif new_status in (self.Status.CLOSED, self.Status.FAILED):
-                entry = LedgerEntry.post(
-                    order.user_id,
-                    refund.amount,
-                    LedgerEntry.Kind.REFUND_RETURN,
-                    order=order,
-                    refund=refund,
-                    reason=f"{refund.get_status_display()}，退回余额",
-                )
+                # The money and the bonus removed with it come back, each to the lot it left.
+                returned: dict[str, str] = {
+                    LedgerEntry.Kind.REFUND: LedgerEntry.Kind.REFUND_RETURN,
+                    LedgerEntry.Kind.BONUS_REMOVAL: LedgerEntry.Kind.BONUS_RETURN,
+                }
+                for taken_pk, kind, amount in (
+                    refund.ledger_entries.filter(kind__in=returned).order_by("pk").values_list("pk", "kind", "amount")
+                ):
+                    entry = LedgerEntry.post(
+                        order.user_id,
+                        -amount,
+                        returned[kind],
+                        order=order,
+                        refund=refund,
+                        reason=f"{refund.get_status_display()}，退回余额",
+                        lots=Mirror(taken_pk),
+                    )
                 emit("refund.failed", {**announced, "amount": refund.amount, "balance": entry.balance_after})
         self.status, self.settled_at, self.refund_id = refund.status, refund.settled_at, refund.refund_id
         return APPLIED
@@ -527,6 +635,12 @@ class LedgerEntry(models.Model):
         # The wallet's (wallet/models.py: a Charge and its Reversals point at their rows).
         SPEND = "spend", "消费"
         SPEND_REVERSAL = "spend_reversal", "消费撤销"
+        # The bonus a recharge came with (its package's or tier's), and where it goes: removed
+        # with a refund of its recharge (given back if that refund fails), or expired.
+        BONUS = "bonus", "赠送"
+        BONUS_REMOVAL = "bonus_removal", "赠送扣回"
+        BONUS_RETURN = "bonus_return", "赠送退回"
+        BONUS_EXPIRY = "bonus_expiry", "赠送过期"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", verbose_name="用户"
@@ -596,8 +710,10 @@ class LedgerEntry(models.Model):
         operator=None,
         reason: str = "",
         request_no: str | None = None,
+        lots: LotRule,
     ) -> LedgerEntry:
-        """Change a balance by `amount` fen (negative: a debit) and write its row, under the user's row lock.
+        """Change a balance by `amount` fen (negative: a debit) and write its row, under the user's row lock,
+        with its shares of the user's lots as `lots` says (the rules: orders/allocation.py).
 
         Raises InsufficientBalance rather than go below zero (the database refuses it too).
         Joins the caller's transaction.
@@ -624,6 +740,10 @@ class LedgerEntry(models.Model):
                 request_no=request_no or None,
                 created_at=created_at,
             )
+            for lot_id, paid, bonus in lots.shares(user_id, amount, created_at):
+                if not lots.opens:
+                    _ADD_TO_LOT.run(pk=lot_id, paid=paid, bonus=bonus)
+                _INSERT_LOT_MOVE.run(entry=pk, lot=lot_id, paid=paid, bonus=bonus)
         return cls(
             pk=pk,
             user_id=user_id,
@@ -656,8 +776,11 @@ class LedgerEntry(models.Model):
             if request_no and cls.objects.filter(request_no=request_no).exists():
                 raise ValueError("该调整已提交，请勿重复提交")
             try:
+                # An operator's credit is a lot of its own, counted as bonus: it was not paid
+                # through WeChat, so no refund can send it there (docs/stored-value.md).
+                lots = OpenLot(gift=True) if amount > 0 else Consume()
                 entry = cls.post(
-                    user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200], request_no=request_no
+                    user_id, amount, cls.Kind.ADJUSTMENT, operator=operator, reason=reason[:200], request_no=request_no, lots=lots
                 )
             except InsufficientBalance as exc:
                 raise ValueError(f"余额 ¥{format_fen(exc.balance)} 不足以扣减 ¥{format_fen(-amount)}") from exc
@@ -668,17 +791,254 @@ class LedgerEntry(models.Model):
             return entry
 
 
+class Lot(models.Model):
+    """One credit of stored value and what is left of it: a paid recharge (its paid money and
+    the bonus it came with) or an operator's credit (bonus only). Spends take from the oldest
+    lot first, paid and bonus in the lot's proportion; a refund returns at most the lot's paid
+    money left and removes its bonus (orders/allocation.py, docs/stored-value.md).
+
+    `paid_left` and `bonus_left` move only with a ledger row (LedgerEntry.post, under the
+    user's row lock), each by a LotMove: they are the sums of the lot's moves, and a user's
+    balance is the sum of what their lots have left."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lots", verbose_name="用户")
+    order = models.OneToOneField(
+        RechargeOrder, on_delete=models.PROTECT, null=True, blank=True, related_name="lot", verbose_name="充值订单"
+    )
+    paid = models.PositiveBigIntegerField("本金（分）")
+    bonus = models.PositiveBigIntegerField("赠送（分）")
+    paid_left = models.PositiveBigIntegerField("剩余本金（分）")
+    bonus_left = models.PositiveBigIntegerField("剩余赠送（分）")
+    bonus_expires_at = models.DateTimeField("赠送到期", null=True, blank=True)
+    created_at = models.DateTimeField("入账时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "储值批次"
+        verbose_name_plural = "储值批次"
+        ordering = ["-pk"]
+        indexes = [
+            # A user's lots with something left, oldest first: what a spend takes from.
+            models.Index(fields=["user", "id"], condition=Q(paid_left__gt=0) | Q(bonus_left__gt=0), name="lot_open_idx"),
+            # Bonus to expire: the expiry job's scan.
+            models.Index(fields=["bonus_expires_at"], condition=Q(bonus_left__gt=0), name="lot_bonus_expiry_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(paid_left__lte=models.F("paid")), name="lot_paid_left_within_paid"),
+            models.CheckConstraint(condition=Q(bonus_left__lte=models.F("bonus")), name="lot_bonus_left_within_bonus"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order or '调整'} 本金 {format_fen(self.paid_left)} 赠送 {format_fen(self.bonus_left)}"
+
+    @property
+    def consumed(self) -> int:
+        """What spends and refunds took of it (less what came back)."""
+        return self.paid + self.bonus - self.paid_left - self.bonus_left
+
+    def state(self) -> LotState:
+        return LotState(self.pk, self.paid, self.bonus, self.paid_left, self.bonus_left)
+
+    @classmethod
+    def open_states(cls, user_id: int) -> list[LotState]:
+        """The user's lots with something left, oldest first (read under the user's lock)."""
+        return [LotState(*row) for row in _OPEN_LOTS.rows(user_id=user_id)]
+
+    @classmethod
+    def bonuses_of_package(cls, user_id: int, package_id: int) -> int:
+        """How many of the user's recharges of this package got its bonus."""
+        return cls.objects.filter(user_id=user_id, order__package_id=package_id, bonus__gt=0).count()
+
+    @classmethod
+    def expire_due(cls, stop=None, batch: int = 500) -> tuple[int, int]:
+        """Expire every bonus past its date, a lot at a time (each in its own transaction, so
+        several runners may work at once): (lots expired, fen removed). `stop` (an Event)
+        ends the pass between lots."""
+        expired = fen = 0
+        while stop is None or not stop.is_set():
+            due = list(
+                cls.objects.filter(bonus_left__gt=0, bonus_expires_at__lte=timezone.now()).order_by("bonus_expires_at", "pk")[
+                    :batch
+                ]
+            )
+            done = 0
+            for lot in due:
+                if stop is not None and stop.is_set():
+                    break
+                entry = lot.expire_bonus()
+                if entry is not None:
+                    expired, fen, done = expired + 1, fen - entry.amount, done + 1
+            if len(due) < batch or not done:
+                break
+        return expired, fen
+
+    def expire_bonus(self, now: datetime | None = None) -> LedgerEntry | None:
+        """Remove what is left of the lot's bonus once its date has passed, with a 赠送过期 row
+        (once: under the user's lock, the lot read again). None when there was nothing to expire."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            User.locked_balance(self.user_id)
+            lot = type(self).objects.get(pk=self.pk)
+            if not lot.bonus_left or lot.bonus_expires_at is None or lot.bonus_expires_at > now:
+                return None
+            entry = LedgerEntry.post(
+                lot.user_id,
+                -lot.bonus_left,
+                LedgerEntry.Kind.BONUS_EXPIRY,
+                order_id=lot.order_id,
+                lots=ToLot(lot.pk, 0, -lot.bonus_left),
+                reason=f"赠送金额于 {beijing_text(lot.bonus_expires_at)} 到期",
+            )
+            emit(
+                "bonus.expired",
+                {"member_id": lot.user_id, "amount": -entry.amount, "balance": entry.balance_after, "lot": lot.pk},
+            )
+        self.bonus_left = 0
+        return entry
+
+
+class LotMove(models.Model):
+    """One ledger row's share of one lot: paid and bonus fen, signed as the row is."""
+
+    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="moves", verbose_name="余额流水")
+    lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="moves", verbose_name="储值批次")
+    paid = models.BigIntegerField("本金（分）")
+    bonus = models.BigIntegerField("赠送（分）")
+
+    class Meta:
+        verbose_name = "批次变动"
+        verbose_name_plural = "批次变动"
+        constraints = [models.UniqueConstraint(fields=["entry", "lot"], name="lot_move_one_per_entry_and_lot")]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} → {self.lot_id}: {self.paid} + {self.bonus}"
+
+
+def bonus_note(expires: datetime | None) -> str:
+    """The bonus row's note: the date it expires, shown on the statement from the start."""
+    return f"有效期至 {beijing_text(expires)}" if expires else ""
+
+
+# -- which lots a ledger row moves (LedgerEntry.post's `lots`) --------------------------------
+
+
+class LotRule:
+    """Says which lots a ledger row moves, under the user's row lock (taken by the row)."""
+
+    # The lot's row was written with its share already (a new lot): nothing to add to it.
+    opens = False
+
+    def shares(self, user_id: int, amount: int, created_at: datetime) -> list[Share]:
+        raise NotImplementedError
+
+
+class OpenLot(LotRule):
+    """A credit that is a lot of its own: a paid recharge (paid money, with the bonus it will get
+    from its BONUS row) or an operator's credit (`gift`: bonus only). `id` is the new lot's."""
+
+    opens = True
+
+    def __init__(self, order_id: int | None = None, bonus: int = 0, bonus_expires_at=None, gift: bool = False):
+        self.order_id, self.bonus, self.bonus_expires_at, self.gift = order_id, bonus, bonus_expires_at, gift
+        self.id: int = 0
+
+    def shares(self, user_id, amount, created_at):
+        paid, bonus = (0, amount) if self.gift else (amount, self.bonus)
+        self.id = _INSERT_LOT.run(
+            user=user_id,
+            order=self.order_id,
+            paid=paid,
+            bonus=bonus,
+            paid_left=paid,
+            bonus_left=amount - paid,
+            bonus_expires_at=self.bonus_expires_at,
+            created_at=created_at,
+        )
+        return [(self.id, paid, amount - paid)]
+
+
+class ToLot(LotRule):
+    """Exactly this share of one lot (a bonus credited, a refund, a bonus removed or expired)."""
+
+    def __init__(self, lot_id: int, paid: int, bonus: int):
+        self.share = (lot_id, paid, bonus)
+
+    def shares(self, user_id, amount, created_at):
+        if self.share[1] + self.share[2] != amount:
+            raise ValueError(f"a share of {self.share} for a row of {amount}")
+        return [self.share]
+
+
+class Consume(LotRule):
+    """A debit taken from the user's lots, oldest first, paid and bonus pro rata (a spend, an
+    operator's debit). The balance was checked by the row: the lots hold it."""
+
+    def shares(self, user_id, amount, created_at):
+        return consume(Lot.open_states(user_id), -amount)
+
+
+class Mirror(LotRule):
+    """Give back exactly what another row took (a failed refund's money and bonus)."""
+
+    def __init__(self, entry_id: int):
+        self.entry_id = entry_id
+
+    def shares(self, user_id, amount, created_at):
+        shares = [(lot, -paid, -bonus) for lot, paid, bonus in _moves_of([self.entry_id])]
+        if sum(paid + bonus for _, paid, bonus in shares) != amount:
+            raise ValueError(f"row {self.entry_id} did not take {-amount}")
+        return shares
+
+
+class GiveBack(LotRule):
+    """Give back part of a debit to the lots it took from (a spend's reversal): the newest of
+    them first, less what earlier reversals gave back."""
+
+    def __init__(self, taken_by: int, returned_by: list[int]):
+        self.taken_by, self.returned_by = taken_by, returned_by
+
+    def shares(self, user_id, amount, created_at):
+        return give_back(_moves_of([self.taken_by]), _moves_of(self.returned_by), amount)
+
+
+def _moves_of(entry_ids: list[int]) -> list[Share]:
+    """The shares the rows took or gave, the oldest lot first."""
+    moves = LotMove.objects.filter(entry_id__in=entry_ids).order_by("lot_id", "pk")
+    return [(lot, paid, bonus) for lot, paid, bonus in moves.values_list("lot_id", "paid", "bonus")] if entry_ids else []
+
+
 # The notify path's statements (RechargeOrder.pay, LedgerEntry.post).
 _LOCK_FOR_PAYMENT = Statement.select(
     RechargeOrder,
     lambda p: (
         RechargeOrder.objects.select_for_update()
         .filter(out_trade_no=p("out_trade_no"))
-        .values_list("id", "user_id", "amount", "status", "transaction_id")
+        .values_list(
+            "id", "user_id", "amount", "status", "transaction_id", "bonus", "bonus_valid_days", "package_id", "package_limit"
+        )
     ),
 )
 _MARK_PAID = Statement.update_by_pk(RechargeOrder, ["status", "transaction_id", "paid_at", "updated_at"])
 _INSERT_LEDGER_ENTRY = Statement.insert(
     LedgerEntry,
     ["user", "amount", "kind", "order", "refund", "operator", "balance_after", "reason", "request_no", "created_at"],
+)
+_INSERT_LOT = Statement.insert(
+    Lot, ["user", "order", "paid", "bonus", "paid_left", "bonus_left", "bonus_expires_at", "created_at"]
+)
+_ADD_TO_LOT = Statement.update(
+    Lot,
+    lambda p: (
+        Lot.objects.filter(pk=p("pk")),
+        {"paid_left": models.F("paid_left") + p("paid", "paid"), "bonus_left": models.F("bonus_left") + p("bonus", "bonus")},
+    ),
+)
+_INSERT_LOT_MOVE = Statement.insert(LotMove, ["entry", "lot", "paid", "bonus"])
+_OPEN_LOTS = Statement.select(
+    Lot,
+    lambda p: (
+        Lot.objects.filter(user_id=p("user_id", "user"))
+        .filter(Q(paid_left__gt=0) | Q(bonus_left__gt=0))
+        .order_by("id")
+        .values_list("id", "paid", "bonus", "paid_left", "bonus_left")
+    ),
 )

@@ -11,6 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_POST
@@ -67,36 +68,53 @@ def _client_ip(request) -> str:
     return client_ip(request) or "127.0.0.1"
 
 
-def _read_amount(request) -> int | None:
+def _read_offer(request) -> services.Offer | JsonResponse:
+    """What the body asks to buy: {"package": id} (a package, at its price) or {"amount": "100.00"}
+    (an amount of one's own, with the best tier's bonus); else the error to answer."""
     data = json_object(request)
-    if data is None:
-        return None
+    package = data.get("package") if data is not None else None
+    if package is not None:
+        if isinstance(package, str) and package.isascii() and package.isdigit() and len(package) <= 18:
+            package = int(package)
+        if isinstance(package, bool) or not isinstance(package, int) or not 0 < package < 2**63:
+            return json_error("invalid_package", 400, "套餐编号无效，请刷新页面后重新选择")
+        try:
+            return services.Offer.for_package(package)
+        except services.PackageUnavailable as exc:
+            return json_error("package_unavailable", 409, str(exc))
     try:
-        return services.parse_amount(data.get("amount"))
+        return services.Offer.for_amount(services.parse_amount(data.get("amount") if data is not None else None))
     except services.InvalidAmount:
-        return None
-
-
-def prepay_answer(request, channel: str, include_app_id: bool = True):
-    """Shared by the H5 page and the mini-program API: amount -> order -> signed pay params."""
-    amount = _read_amount(request)
-    if amount is None:
         return json_error(
             "invalid_amount",
             400,
             f"请输入 {settings.RECHARGE_MIN_FEN / 100:.2f} 到 {settings.RECHARGE_MAX_FEN / 100:.2f} 元之间、最多两位小数的金额",
         )
+
+
+def prepay_answer(request, channel: str, include_app_id: bool = True):
+    """Shared by the H5 page and the mini-program API: amount or package -> order -> signed pay params."""
+    offer = _read_offer(request)
+    if isinstance(offer, JsonResponse):
+        return offer
+    amount = offer.amount
     if not _may_place_order(request):
         return json_error("too_many_requests", 429)
     try:
-        result = services.prepay(request.user, amount, channel, _client_ip(request))
+        result = services.prepay(request.user, offer, channel, _client_ip(request))
     except services.TooManyOpenOrders:
         return json_error("too_many_orders", 429)
+    except services.PackageLimitReached as limited:
+        return json_error(
+            "package_limit",
+            409,
+            f"「{limited.package.name}」每人限购 {limited.package.per_user_limit} 次，您已购买或有待支付的订单",
+        )
     except services.BalanceCapReached as cap:
         return json_error(
             "balance_cap",
             422,
-            f"账户余额上限为 ¥{format_fen(settings.BALANCE_CAP_FEN)}，"
+            f"账户余额上限为 ¥{format_fen(settings.BALANCE_CAP_FEN)}（含赠送），"
             + (f"本次最多还可充值 ¥{format_fen(cap.allowed)}" if cap.allowed else "现在不能再充值"),
             allowed_fen=cap.allowed,
         )
@@ -191,6 +209,14 @@ def order_pay(request, out_trade_no: str):
 def miniprogram_prepay(request):
     # wx.requestPayment takes no appId: the mini program's appid is signed in, not sent.
     return prepay_answer(request, RechargeOrder.Channel.MINIPROGRAM, include_app_id=False)
+
+
+@require_GET
+@bearer_required
+def miniprogram_packages(request):
+    """The packages on sale (the recharge page's grid, in its order) and the tiers a custom
+    amount may reach: {"packages": [...], "tiers": [...]} (docs/stored-value.md#packages)."""
+    return json_ok(services.offers_on_sale())
 
 
 @require_GET

@@ -332,7 +332,7 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
                     self._report_refund(request, refund)
                     return redirect("admin:orders_rechargeorder_change", order.pk)
         else:
-            default = min(order.refundable_amount(), order.user.balance)
+            default = order.refundable_amount()
             form = RefundForm(initial={"amount": format_fen(default), "out_refund_no": Refund.new_out_refund_no()})
         return TemplateResponse(request, "admin/orders/rechargeorder/refund.html", self._refund_context(request, order, form))
 
@@ -341,8 +341,11 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         # A refused form keeps its number (nothing was made with it); a bad one gets a fresh one.
         out_refund_no = form.cleaned_data.get("out_refund_no") if form.is_bound else form.initial["out_refund_no"]
         # Refunds still 处理中 (or 异常) hold money that is neither refunded nor refundable.
-        held = order.amount - order.refunded_amount - refundable if order.is_credited else 0
-        form.fields["amount"].help_text = f"可退 {yuan(refundable)}，用户余额 {yuan(order.user.balance)}；最多两位小数"
+        held = order.refund_totals()[1] - order.refunded_amount if order.is_credited else 0
+        terms = order.refund_terms()
+        form.fields[
+            "amount"
+        ].help_text = f"可退 {yuan(refundable)}（未消费的本金）；最多两位小数。全部退款时扣回剩余赠送，部分退款按比例扣回"
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -353,7 +356,15 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
             "refundable": yuan(refundable),
             "in_progress": yuan(held) if held else None,
             "balance": yuan(order.user.balance),
-            "balance_short": order.user.balance < refundable,
+            "terms": terms
+            and {
+                "paid": yuan(terms.paid),
+                "bonus": yuan(terms.bonus),
+                "consumed": f"{yuan(terms.consumed)}（本金 {yuan(terms.consumed_paid)}，赠送 {yuan(terms.consumed_bonus)}）",
+                "bonus_gone": yuan(terms.bonus_gone) if terms.bonus_gone else None,
+                "bonus_left": yuan(terms.bonus_left),
+                "expires": terms.bonus_expires_at,
+            },
             "refunds": order.refunds.select_related("requested_by"),
             "max_refunds": RechargeOrder.MAX_REFUNDS,
         }

@@ -15,15 +15,17 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
+from offers.models import BonusTier, Package
 from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and RefundRefused are part of this API)
     APPLIED,
     CONFLICT,
     DUPLICATE,
     AmountMismatch,
+    Lot,
     Outcome,
     Payment,
     RechargeOrder,
@@ -81,6 +83,60 @@ class BalanceCapReached(Exception):
         self.allowed = allowed
 
 
+class PackageUnavailable(Exception):
+    """The package asked for is unknown, switched off or outside its dates (the message says which, in Chinese)."""
+
+
+class PackageLimitReached(Exception):
+    """The user has bought this package as often as it allows (paid, or an order that can still be paid)."""
+
+    def __init__(self, package: Package):
+        super().__init__(package.pk)
+        self.package = package
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What an order promises when it is placed: the package bought (if any), and the bonus of
+    that package or of the best tier the amount reaches (docs/stored-value.md#packages)."""
+
+    amount: int
+    package: Package | None = None
+    bonus: int = 0
+    bonus_valid_days: int | None = None
+
+    @classmethod
+    def for_amount(cls, amount: int, now: datetime | None = None) -> Offer:
+        tier = BonusTier.best_for(amount, now)
+        if tier is None:
+            return cls(amount)
+        return cls(amount, bonus=tier.bonus, bonus_valid_days=tier.bonus_valid_days)
+
+    @classmethod
+    def for_package(cls, package_id: int, now: datetime | None = None) -> Offer:
+        package = Package.objects.filter(pk=package_id).first()
+        if package is None or not package.is_on_sale(now):
+            raise PackageUnavailable("该套餐已下架或不在活动时间内，请刷新页面后重新选择")
+        return cls(package.price, package, package.bonus, package.bonus_valid_days)
+
+    @property
+    def limit(self) -> int | None:
+        return self.package.per_user_limit if self.package is not None else None
+
+
+def offers_on_sale(now: datetime | None = None) -> dict[str, list[dict]]:
+    """The packages on sale, in the page's order, and the tiers a custom amount may reach."""
+    tiers = BonusTier.objects.order_by("threshold")
+    return {
+        "packages": [package.to_dict() for package in Package.on_sale(now)],
+        "tiers": [
+            {"threshold_fen": t.threshold, "bonus_fen": t.bonus, "bonus_valid_days": t.bonus_valid_days, "label": t.label}
+            for t in tiers
+            if t.is_on_sale(now)
+        ],
+    }
+
+
 class OrderRefused(Exception):
     """WeChat refused to place the order (`error`): it is closed as 下单失败, nothing was charged."""
 
@@ -131,7 +187,7 @@ class Prepay:
         return self.action.params
 
 
-def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
+def prepay(user: User, amount: int | Offer, channel: str, client_ip: str) -> Prepay:
     """Create (or reuse) a pending order and get WeChat's prepay and the signed pay params.
 
     A pending order of the same user, amount, channel and openid that can still be paid is
@@ -140,14 +196,16 @@ def prepay(user: User, amount: int, channel: str, client_ip: str) -> Prepay:
     OrderRefused raised; when the call failed on the way (WeChat may have the order), the
     order stays pending, WeChatError propagates, and a retry places it again with the same
     out_trade_no. PaymentBeingConfirmed: WeChat says the order was paid already, and it
-    could not be credited now.
+    could not be credited now. `amount` is an Offer (a package, or an amount with its tier's
+    bonus) or fen, whose offer is the best tier it reaches.
     """
+    offer = amount if isinstance(amount, Offer) else Offer.for_amount(amount)
     openid = user.miniprogram_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
     if not openid:
         raise OpenidRequired
     pay = provider(channel)
     for _ in range(2):
-        order = _pending_order(user, amount, channel, openid)
+        order = _pending_order(user, offer, channel, openid)
         if order.prepay_is_valid():
             return Prepay(order, pay.pay_action(order.prepay_id))
         try:
@@ -207,7 +265,8 @@ def _paid_already(order: RechargeOrder) -> None:
         raise PaymentBeingConfirmed(order)
 
 
-def _pending_order(user: User, amount: int, channel: str, openid: str) -> RechargeOrder:
+def _pending_order(user: User, offer: Offer, channel: str, openid: str) -> RechargeOrder:
+    amount = offer.amount
     with transaction.atomic():
         # One user's orders are placed one at a time: two taps make one order.
         balance = User.objects.select_for_update().filter(pk=user.pk).values_list("balance", flat=True).first() or 0
@@ -216,8 +275,10 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
         payable = RechargeOrder.objects.filter(
             user=user, status=RechargeOrder.Status.PENDING, expires_at__gt=now, paid_reported_at__isnull=True
         )
+        # The same offer only: an order that promised another bonus is not this one.
         order = (
             payable.filter(channel=channel, amount=amount, openid=openid, expires_at__gt=now + RechargeOrder.REUSE_MARGIN)
+            .filter(package=offer.package, bonus=offer.bonus, bonus_valid_days=offer.bonus_valid_days)
             .filter(Q(prepay_id="") | Q(prepay_expires_at__gt=now))
             .order_by("-created_at")
             .first()
@@ -226,16 +287,21 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
             return order
         if payable.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
             raise TooManyOpenOrders
+        if offer.package is not None and offer.limit is not None:
+            # Bought with its bonus, or an order of it that can still be paid: each counts once.
+            used = Lot.bonuses_of_package(user.pk, offer.package.pk) + payable.filter(package=offer.package).count()
+            if used >= offer.limit:
+                raise PackageLimitReached(offer.package)
         # The balance cap counts every order that may still be paid (and those WeChat reported
-        # paid but not yet credited), under the user's lock: orders in flight cannot together
-        # pass it once paid (docs/product.md#the-balance-cap).
+        # paid but not yet credited), with the bonus each promised, under the user's lock:
+        # orders in flight cannot together pass it once paid (docs/product.md#the-balance-cap).
         in_flight = (
             RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING)
             .filter(Q(expires_at__gt=now) | Q(paid_reported_at__isnull=False))
-            .aggregate(total=Sum("amount"))["total"]
+            .aggregate(total=Sum(F("amount") + F("bonus")))["total"]
             or 0
         )
-        if balance + in_flight + amount > settings.BALANCE_CAP_FEN:
+        if balance + in_flight + amount + offer.bonus > settings.BALANCE_CAP_FEN:
             raise BalanceCapReached(max(0, settings.BALANCE_CAP_FEN - balance - in_flight))
         return RechargeOrder.objects.create(
             out_trade_no=RechargeOrder.new_out_trade_no(channel, now),
@@ -243,6 +309,10 @@ def _pending_order(user: User, amount: int, channel: str, openid: str) -> Rechar
             amount=amount,
             channel=channel,
             openid=openid,
+            package=offer.package,
+            bonus=offer.bonus,
+            bonus_valid_days=offer.bonus_valid_days,
+            package_limit=offer.limit,
             created_at=now.replace(microsecond=0),
             expires_at=now.replace(microsecond=0) + timedelta(minutes=settings.RECHARGE_ORDER_TTL_MINUTES),
         )

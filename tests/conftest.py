@@ -115,8 +115,10 @@ DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequenc
 
 
 def money_invariant_violations() -> list[str]:
-    """Each balance equals the sum of its ledger rows; refunds never exceed what was paid;
-    a charge's reversals never exceed it, and each charge is its own ledger row."""
+    """Each balance equals the sum of its ledger rows and of what its lots have left; each lot's
+    paid and bonus left are the sums of its moves, each ledger row is the sum of its moves, and
+    a refund or bonus row moves its own order's lot, paid or bonus only; refunds never exceed
+    what was paid; a charge's reversals never exceed it, and each charge is its own ledger row."""
     from django.db import connection
 
     problems = []
@@ -174,6 +176,47 @@ def _invariant_queries() -> list[tuple[str, str, tuple]]:
             Charge.objects.exclude(entry__amount=-F("amount"), entry__kind="spend", entry__user=F("user")).values_list(
                 "number", "amount", "entry__amount", "entry__kind"
             ),
+        ),
+    ]
+    from orders.models import LedgerEntry, Lot, LotMove
+
+    kinds = LedgerEntry.Kind
+    own_lot = [kinds.REFUND, kinds.REFUND_RETURN, kinds.BONUS, kinds.BONUS_REMOVAL, kinds.BONUS_RETURN, kinds.RECHARGE]
+    checks += [
+        (
+            "lot {}: left {} + {}, its moves {} + {}",
+            Lot.objects.annotate(paid_moved=Coalesce(Sum("moves__paid"), 0), bonus_moved=Coalesce(Sum("moves__bonus"), 0))
+            .exclude(paid_left=F("paid_moved"), bonus_left=F("bonus_moved"))
+            .values_list("pk", "paid_left", "bonus_left", "paid_moved", "bonus_moved"),
+        ),
+        (
+            "ledger row {} ({}): amount {}, its lot moves {}",
+            LedgerEntry.objects.annotate(moved=Coalesce(Sum(F("moves__paid") + F("moves__bonus")), 0))
+            .exclude(amount=F("moved"))
+            .values_list("pk", "kind", "amount", "moved"),
+        ),
+        (
+            "user {}: balance {}, lots left {}",
+            User.objects.annotate(lots_left=Coalesce(Sum(F("lots__paid_left") + F("lots__bonus_left")), 0))
+            .exclude(balance=F("lots_left"))
+            .values_list("username", "balance", "lots_left"),
+        ),
+        (
+            "ledger row {} ({}) of order {} moved lot {} of order {}",
+            LotMove.objects.filter(entry__kind__in=own_lot)
+            .exclude(lot__order=F("entry__order"))
+            .values_list("entry_id", "entry__kind", "entry__order", "lot_id", "lot__order"),
+        ),
+        (
+            "ledger row {} of user {} moved lot {} of user {}",
+            LotMove.objects.exclude(lot__user=F("entry__user")).values_list("entry_id", "entry__user", "lot_id", "lot__user"),
+        ),
+        (
+            "ledger row {} ({}): a share of paid {} and bonus {}",
+            LotMove.objects.filter(
+                (Q(entry__kind__in=[kinds.BONUS, kinds.BONUS_REMOVAL, kinds.BONUS_RETURN, kinds.BONUS_EXPIRY]) & ~Q(paid=0))
+                | (Q(entry__kind__in=[kinds.RECHARGE, kinds.REFUND, kinds.REFUND_RETURN]) & ~Q(bonus=0))
+            ).values_list("entry_id", "entry__kind", "paid", "bonus"),
         ),
     ]
     return [(message, *queryset.query.sql_with_params()) for message, queryset in checks]

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from orders.models import LedgerEntry
+from orders.models import LedgerEntry, OpenLot
 from outbox.models import Delivery, Event, WebhookEndpoint
 from payments import sweeper
 from tests.factories import make_user
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 def test_old_records_go_and_what_is_in_use_stays(settings):
     user = make_user("old", openid="oOld")
-    LedgerEntry.post(user.pk, 5000, LedgerEntry.Kind.ADJUSTMENT, reason="x")
+    LedgerEntry.post(user.pk, 5000, LedgerEntry.Kind.ADJUSTMENT, reason="x", lots=OpenLot(gift=True))
     long_ago = timezone.now() - timedelta(days=120)
     with time_machine.travel(long_ago, tick=False):
         used = MemberCode.current(user)

@@ -206,3 +206,70 @@ def test_a_database_at_the_old_schema_with_data_upgrades_keeping_the_books(real_
 
     window = RateLimitWindow.objects.get(key=RATE_KEY)
     assert (window.window_start, window.hits) == (T0, 3)
+
+    # Each balance kept before lots is now held by lots (its recharges' paid money).
+    from orders.models import Lot
+
+    lots = {lot.user.username: (lot.order.out_trade_no, lot.paid, lot.paid_left, lot.bonus_left) for lot in Lot.objects.all()}
+    assert lots["alice"] == ("WXR20260302000001", 10000, 4000, 0)
+    assert lots["bob"][1:] == (2000, 1500, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lots_are_opened_by_replaying_a_ledger_with_spends_reversals_and_failed_refunds(real_migrations):
+    """The data migration that opened lots (orders 0010) replays each user's ledger with the
+    rules of orders/allocation.py: recharges are lots, spends take the oldest first, a
+    reversal gives back where its spend took, a failed refund where its refund took."""
+    before = [node for node in executor().loader.graph.leaf_nodes() if node[0] != "orders"]
+    before.append(("orders", "0009_lots_and_offers"))
+    executor().migrate(before)
+    apps = executor().loader.project_state(before).apps
+    User, Order, Entry = (
+        apps.get_model(*name) for name in [("accounts", "User"), ("orders", "RechargeOrder"), ("orders", "LedgerEntry")]
+    )
+    Refund, Charge, Reversal = (apps.get_model(*n) for n in [("orders", "Refund"), ("wallet", "Charge"), ("wallet", "Reversal")])
+    carol = User.objects.create(username="carol", password="!", balance=0)
+    total = 0
+
+    def post(amount, kind, minutes, **links):
+        nonlocal total
+        total += amount
+        return Entry.objects.create(
+            user=carol, amount=amount, kind=kind, balance_after=total, created_at=T0 + timedelta(minutes=minutes), **links
+        )
+
+    def order(n, amount):
+        made = Order.objects.create(
+            out_trade_no=f"WXR2026030200010{n}",
+            user=carol,
+            amount=amount,
+            status=1,
+            channel="jsapi",
+            openid="oC",
+            expires_at=T0,
+            transaction_id=f"420000{n}",
+            paid_at=T0,
+        )
+        post(amount, "recharge", n, order=made)
+        return made
+
+    order(1, 5000)
+    second = order(2, 3000)
+    spend = post(-6000, "spend", 3)  # all of the first, ¥10 of the second
+    charge = Charge.objects.create(number="CH1", user=carol, amount=6000, reversed_amount=2000, entry=spend, created_at=T0)
+    back = post(2000, "spend_reversal", 4)  # ¥10 back to the second, ¥10 to the first
+    Reversal.objects.create(number="RV1", charge=charge, amount=2000, entry=back, created_at=T0)
+    refund = Refund.objects.create(order=second, out_refund_no="RF1", amount=3000, reason="x", status=2)
+    post(-3000, "refund", 5, order=second, refund=refund)
+    post(3000, "refund_return", 6, order=second, refund=refund)
+    post(500, "adjustment", 7, reason="补偿")
+    User.objects.filter(pk=carol.pk).update(balance=total)
+
+    forward = executor()
+    forward.migrate(forward.loader.graph.leaf_nodes())
+
+    from orders.models import Lot
+
+    held = {lot.order.out_trade_no if lot.order else "调整": (lot.paid_left, lot.bonus_left) for lot in Lot.objects.all()}
+    assert held == {"WXR20260302000101": (1000, 0), "WXR20260302000102": (3000, 0), "调整": (0, 500)}
+    assert sum(p + b for p, b in held.values()) == total == 4500

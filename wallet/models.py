@@ -25,7 +25,7 @@ from common.housekeeping import purge_task
 from common.money import format_fen
 from common.numbering import random_digits, stamped_number
 from common.statements import Statement
-from orders.models import InsufficientBalance, LedgerEntry
+from orders.models import Consume, GiveBack, InsufficientBalance, LedgerEntry
 from outbox.models import emit
 
 
@@ -277,7 +277,7 @@ class Charge(models.Model):
                     raise ChargeError("member_code_invalid", "会员码无效或已过期，请让顾客刷新会员码")
                 raise ChargeError("member_not_found", "会员不存在或已停用")
             try:
-                entry = LedgerEntry.post(user_id, -amount, LedgerEntry.Kind.SPEND, reason=description[:200])
+                entry = LedgerEntry.post(user_id, -amount, LedgerEntry.Kind.SPEND, reason=description[:200], lots=Consume())
             except InsufficientBalance as exc:
                 raise ChargeError(
                     "insufficient_balance",
@@ -328,8 +328,15 @@ class Charge(models.Model):
                     f"撤销金额超过可撤销金额：可撤销 ¥{format_fen(charge.reversible_amount)}",
                     reversible=charge.reversible_amount,
                 )
+            # Back to the lots the spend took from, less what earlier reversals gave back.
+            earlier = list(charge.reversals.values_list("entry_id", flat=True))
             entry = LedgerEntry.post(
-                charge.user_id, amount, LedgerEntry.Kind.SPEND_REVERSAL, operator=operator, reason=reason.strip()[:200]
+                charge.user_id,
+                amount,
+                LedgerEntry.Kind.SPEND_REVERSAL,
+                operator=operator,
+                reason=reason.strip()[:200],
+                lots=GiveBack(charge.entry_id, earlier),
             )
             charge.reversed_amount += amount
             charge.save(update_fields=["reversed_amount"])

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("wallet.urls")),
     path("api/mp/login", accounts_api.login, name="miniprogram_login"),
     path("api/mp/prepay", payments_api.miniprogram_prepay, name="miniprogram_prepay"),
+    path("api/mp/packages", payments_api.miniprogram_packages, name="miniprogram_packages"),
     path("api/mp/orders", payments_api.miniprogram_orders, name="miniprogram_orders"),
     path("api/mp/orders/<trade_no:out_trade_no>", payments_api.miniprogram_order, name="miniprogram_order"),
     path("admin/", admin.site.urls),

@@ -51,12 +51,13 @@ class TestWhatItShowsAndRefuses:
         assert 'name="_save"' not in html and "确认退款" in html
         assert 'href="/admin/"' in html and "退款" in html  # the admin's own frame and breadcrumbs
 
-    def test_the_default_is_capped_at_a_lower_balance_and_says_so(self, admin_client, payer):
+    def test_what_was_spent_is_not_offered_and_the_computation_is_shown(self, admin_client, payer):
         order = settled_order(payer, 1000)
         LedgerEntry.adjust(payer.pk, -800, "测试：余额已消费", None)
         html = admin_client.get(refund_url(order)).content.decode()
         assert 'name="amount" value="2.00"' in html
-        assert "用户余额 ¥2.00 低于可退金额 ¥10.00" in html
+        assert 'data-testid="refundable">¥2.00<' in html and 'data-testid="terms_paid">¥10.00<' in html
+        assert 'data-testid="terms_consumed">¥8.00（本金 ¥8.00，赠送 ¥0.00）<' in html
 
     def test_money_held_by_a_refund_under_way_is_shown_and_not_offered_again(self, admin_client, payer):
         order = settled_order(payer, 1000)
@@ -74,10 +75,10 @@ class TestWhatItShowsAndRefuses:
     def test_it_refuses_more_than_is_left(self, admin_client, payer):
         assert_refused(post(admin_client, settled_order(payer, 1000), amount="10.01"), "退款金额超过可退金额 ¥10.00")
 
-    def test_it_refuses_more_than_the_balance(self, admin_client, payer):
+    def test_it_refuses_more_than_was_left_unspent(self, admin_client, payer):
         order = settled_order(payer, 1000)
         LedgerEntry.adjust(payer.pk, -800, "测试：余额已消费", None)
-        assert_refused(post(admin_client, order, amount="5.00"), "用户余额 ¥2.00 不足以退款 ¥5.00")
+        assert_refused(post(admin_client, order, amount="5.00"), "退款金额超过可退金额 ¥2.00（未消费的本金）")
         payer.refresh_from_db()
         assert payer.balance == 200
 

@@ -67,6 +67,7 @@ def test_each_balance_change_writes_its_event_in_the_same_transaction():
         "order": order.out_trade_no,
         "member_id": user.pk,
         "amount": 3000,
+        "bonus": 0,
         "balance": 3000,
         "paid_at": events[0][1]["paid_at"],
     }

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import tokens
-from orders.models import LedgerEntry, RechargeOrder
+from orders.models import LedgerEntry, OpenLot, RechargeOrder
 from tests.factories import make_order, make_user
 from tests.helpers import NEEDS_ROW_LOCKS, race
 
@@ -26,7 +26,7 @@ def prepay(client, yuan: str):
 @pytest.fixture
 def capped(settings, payer):
     settings.BALANCE_CAP_FEN = 10000  # ¥100.00
-    LedgerEntry.post(payer.pk, 9000, LedgerEntry.Kind.ADJUSTMENT, reason="已有余额")
+    LedgerEntry.post(payer.pk, 9000, LedgerEntry.Kind.ADJUSTMENT, reason="已有余额", lots=OpenLot(gift=True))
     return payer
 
 
@@ -74,7 +74,7 @@ def test_two_orders_placed_at_once_cannot_together_pass_the_cap(capped, payer):
 def test_the_mini_program_is_capped_the_same_way(settings, sandbox_url):
     settings.BALANCE_CAP_FEN = 10000
     user = make_user("mini", miniprogram_openid="oMiniCap00000000000000000001")
-    LedgerEntry.post(user.pk, 9000, LedgerEntry.Kind.ADJUSTMENT, reason="已有余额")
+    LedgerEntry.post(user.pk, 9000, LedgerEntry.Kind.ADJUSTMENT, reason="已有余额", lots=OpenLot(gift=True))
     answer = Client().post(
         "/api/mp/prepay", {"amount": "10.01"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {tokens.issue(user)}"
     )

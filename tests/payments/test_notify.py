@@ -151,14 +151,14 @@ def test_the_balance_is_the_sum_of_the_ledger(client, payer):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_notify_path_is_eight_statements_in_one_commit_then_three_and_calls_nobody(client, django_assert_max_num_queries):
+def test_the_notify_path_is_ten_statements_in_one_commit_then_three_and_calls_nobody(client, django_assert_max_num_queries):
     order = make_order(make_user("q", openid="oQ"), amount=500)
     body = notify_xml(order.out_trade_no, 500)
     # record; then in one transaction: lock the order, lock the user, the order, the balance,
-    # the ledger row, the event for the merchant's webhooks (outbox), the outcome. Django 5.2
-    # also logs the transaction's BEGIN and COMMIT.
+    # the ledger row, the recharge's lot and its move, the event for the merchant's webhooks
+    # (outbox), the outcome. Django 5.2 also logs the transaction's BEGIN and COMMIT.
     control = 2
-    with responses.RequestsMock() as outbound, django_assert_max_num_queries(8 + control):
+    with responses.RequestsMock() as outbound, django_assert_max_num_queries(10 + control):
         assert send(client, body) == "SUCCESS"
     assert len(outbound.calls) == 0
     with responses.RequestsMock() as outbound, django_assert_max_num_queries(3 + control):

@@ -241,11 +241,11 @@ def test_a_refund_needs_a_reason(paid_locally):
         paid_locally.start_refund(100, "   ")
 
 
-def test_a_refund_cannot_take_more_than_the_users_balance(paid_locally):
+def test_a_refund_cannot_take_more_than_the_paid_money_left_unspent(paid_locally):
     from orders.models import LedgerEntry as Ledger
 
     Ledger.adjust(paid_locally.user_id, -800, "已消费", operator=None)
-    with pytest.raises(RefundRefused, match="余额 ¥2.00 不足"):
+    with pytest.raises(RefundRefused, match=r"可退金额 ¥2.00（未消费的本金）"):
         paid_locally.start_refund(500, "原因")
     assert not Refund.objects.exists() and balance(paid_locally) == 200
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orders.models import LedgerEntry
+from orders.models import LedgerEntry, OpenLot
 from tests.factories import make_user
 from wallet.models import ApiClient, MemberCode
 
@@ -15,7 +15,7 @@ ALL_SCOPES = ["charges:write", "charges:read", "members:read"]
 
 def fund(user, amount: int) -> None:
     """Put `amount` fen on a member's balance, as an operator's adjustment would."""
-    LedgerEntry.post(user.pk, amount, LedgerEntry.Kind.ADJUSTMENT, reason="测试充值")
+    LedgerEntry.post(user.pk, amount, LedgerEntry.Kind.ADJUSTMENT, reason="测试充值", lots=OpenLot(gift=True))
     user.refresh_from_db()
 
 

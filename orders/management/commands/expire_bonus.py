@@ -1,0 +1,24 @@
+"""Expire the bonus whose date has passed (docs/stored-value.md#bonus-expiry)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from common.loop import repeat
+from orders.models import Lot
+
+
+class Command(BaseCommand):
+    help = "Remove what is left of each bonus past its date, with a 赠送过期 ledger row; with --loop, every --interval seconds."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--loop", action="store_true", help="keep expiring until SIGTERM or Ctrl-C")
+        parser.add_argument("--interval", type=float, default=300.0, help="seconds between passes (--loop)")
+
+    def handle(self, loop, interval, **options):
+        def one_pass(stop):
+            expired, fen = Lot.expire_due(stop)
+            if expired:
+                self.stdout.write(f"赠送过期：{expired} 笔，共 {fen} 分")
+
+        repeat(one_pass, loop=loop, interval=interval)
