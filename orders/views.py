@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 
+from common.money import format_fen
 from common.paging import newest_first
-from orders.models import RechargeOrder
+from orders.models import Lot, RechargeOrder
 
 PAGE_SIZE = 20
 # What the pay flow says when it lands on the order page (?result=): a reload says it again.
@@ -30,6 +31,12 @@ def history(request):
     )
 
 
+def _bonus_of(order: RechargeOrder) -> str:
+    """The bonus credited with a paid order, in yuan ("" for none)."""
+    bonus = Lot.objects.filter(order=order).values_list("bonus", flat=True).first() if order.is_credited else None
+    return format_fen(bonus) if bonus else ""
+
+
 @login_required
 def detail(request, out_trade_no: str):
     """One order: status, amounts, times, refunds; 继续支付 while it can be paid. Owner only (404)."""
@@ -47,5 +54,7 @@ def detail(request, out_trade_no: str):
             "result": result if result in RESULTS else "",
             "resumable": order.is_resumable,
             "confirming": order.is_confirming,
+            # The bonus credited with it (its lot's), once paid.
+            "bonus": _bonus_of(order),
         },
     )

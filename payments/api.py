@@ -120,7 +120,8 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
         )
     except services.OpenidRequired:
         # Back on /recharge/ after binding, with this amount still chosen.
-        return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True)))
+        package = offer.package.pk if offer.package is not None else None
+        return json_error("openid_required", 409, bind_url=bind_url(recharge_url(amount, bound=True, package=package)))
     except services.OrderRefused as refused:
         # Closed as 下单失败: it is in the history as such, and a tap again places a new order.
         return json_error(

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from common.http import in_wechat
 from common.money import format_fen
+from offers.models import short_yuan
 from payments import notifies, services
 from payments.providers import notify_routes, provider_class
 from wxproto import v2 as wxpay
@@ -27,9 +28,14 @@ def bind_url(next_path: str) -> str:
     return reverse("accounts:wechat_authorize") + "?" + urlencode({"next": next_path})
 
 
-def recharge_url(amount: int | None = None, bound: bool = False) -> str:
-    """/recharge/, with the amount to preselect and, back from binding WeChat, a flag to say so."""
-    query = {"amount": format_fen(amount)} if amount is not None else {}
+def recharge_url(amount: int | None = None, bound: bool = False, package: int | None = None) -> str:
+    """/recharge/, with the package (or else the amount) to preselect and, back from binding
+    WeChat, a flag to say so."""
+    query: dict[str, str] = {}
+    if package is not None:
+        query["package"] = str(package)
+    elif amount is not None:
+        query["amount"] = format_fen(amount)
     if bound:
         query["bound"] = "1"
     return reverse("payments:recharge") + (f"?{urlencode(query)}" if query else "")
@@ -43,6 +49,59 @@ def _presets() -> list[tuple[str, int]]:
         except services.InvalidAmount:
             logger.warning("RECHARGE_PRESETS: %r is not a valid amount; left out", text)
     return presets
+
+
+def _restates_amounts(name: str, price: int, bonus: int) -> bool:
+    """Whether a package's name only says its amounts again (充100送20, 充 100 送 20, ¥100,
+    100元): the cell shows those already, so such a name is not worth a tag."""
+    compact = "".join(name.split())
+    price_text, bonus_text = short_yuan(price), short_yuan(bonus)
+    if bonus:
+        return compact in {f"充{price_text}送{bonus_text}", f"充{price_text}元送{bonus_text}元"}
+    return compact in {f"¥{price_text}", f"￥{price_text}", f"{price_text}元", f"充{price_text}", f"充{price_text}元"}
+
+
+def _package_cells(packages: list[dict]) -> list[dict]:
+    """The packages on sale (Package.to_dict()) as the grid shows them: the price big, the bonus
+    under it, one small tag (a name of its own, else the limit), and the line shown under the
+    grid when it is chosen (what reaches the balance, how long the bonus lasts, the limit)."""
+    cells = []
+    for package in packages:
+        price, bonus, days, limit = (
+            package["price_fen"],
+            package["bonus_fen"],
+            package["bonus_valid_days"],
+            package["per_user_limit"],
+        )
+        named = not _restates_amounts(package["name"], price, bonus)
+        hint = [f"支付 ¥{format_fen(price)}" + (f"，到账 ¥{format_fen(price + bonus)}" if bonus else "")]
+        if bonus and days:
+            hint.append(f"赠送 {days} 天内有效")
+        if limit:
+            hint.append(f"每人限购 {limit} 次")
+        tag = ""
+        if named:
+            tag = package["name"]
+        elif limit:
+            tag = f"限购{limit}次"
+        cells.append(
+            {
+                "id": package["id"],
+                "price": short_yuan(price),
+                "bonus": short_yuan(bonus) if bonus else "",
+                "tag": tag,
+                "hint": (f"{package['name']}：" if named else "") + " · ".join(hint),
+            }
+        )
+    return cells
+
+
+def _chosen_package(request, cells: list[dict]) -> dict | None:
+    """The package carried in ?package=, when it is one on sale (its cell)."""
+    text = request.GET.get("package", "")
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return next((cell for cell in cells if cell["id"] == int(text)), None)
 
 
 def _chosen_amount(request, presets: list[tuple[str, int]]) -> tuple[int | None, str]:
@@ -70,7 +129,11 @@ def recharge(request):
         query.pop("bound")
         return redirect(request.path + (f"?{query.urlencode()}" if query else ""))
     presets = _presets()
-    chosen_fen, chosen_text = _chosen_amount(request, presets)
+    offers = services.offers_on_sale()
+    packages = _package_cells(offers["packages"])
+    chosen_package = _chosen_package(request, packages)
+    # A package chosen in the link wins over an amount: the amount field stays empty.
+    chosen_fen, chosen_text = (None, "") if chosen_package is not None else _chosen_amount(request, presets)
     qr_svg = ""
     if not in_wechat(request) and not settings.WECHAT_SANDBOX:
         buffer = io.BytesIO()
@@ -82,12 +145,18 @@ def recharge(request):
         request,
         "payments/recharge.html",
         {
+            # Packages on sale take the grid; with none, the plain amounts of RECHARGE_PRESETS do.
             "presets": presets,
+            "packages": packages,
+            "chosen_package": chosen_package,
+            "tiers": offers["tiers"],
+            "min_fen": settings.RECHARGE_MIN_FEN,
+            "max_fen": settings.RECHARGE_MAX_FEN,
             "min_yuan": settings.RECHARGE_MIN_FEN / 100,
             "max_yuan": settings.RECHARGE_MAX_FEN / 100,
             "can_pay": in_wechat(request) or settings.WECHAT_SANDBOX,
             "qr_svg": qr_svg,
-            "bind_url": bind_url(recharge_url(chosen_fen)),
+            "bind_url": bind_url(recharge_url(chosen_fen, package=chosen_package["id"] if chosen_package else None)),
             "chosen_fen": chosen_fen,
             "chosen_text": chosen_text,
         },
