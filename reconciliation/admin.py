@@ -1,6 +1,8 @@
 """Operators' pages for reconciliation: the days with their status and a chart of daily totals
 (WeChat's against ours), each day's reconciliation page with its differences and their CSV
-export, the differences of every day, and the bill lines as WeChat published them.
+export, the differences of every day, the bill lines as WeChat published them, and 预收资金
+(what the business owes its users, day by day: reconciliation.liability), with its chart and
+CSV, behind the custom permission `reconciliation.view_liability`.
 
 Everything is read-only: the books change only through reconciliation.services (which the
 "重新对账" button calls, guarded by the custom permission `reconciliation.run_billday`).
@@ -18,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -27,7 +30,7 @@ from django.views.decorators.http import require_POST
 
 from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, start_page_panel
 from common.money import fee_yuan, format_fen, yuan
-from reconciliation import services
+from reconciliation import liability, services
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at
 from wxproto.beijing import BEIJING
 
@@ -182,8 +185,25 @@ def chart(now: datetime | None = None) -> dict:
 
 @start_page_panel
 def _last_day(request) -> dict:
-    """The last reconciled day, for those who may see reconciliation."""
-    return {"reconciliation": start_page_status()} if request.user.has_perm("reconciliation.view_billday") else {}
+    """The last reconciled day, for those who may see reconciliation, and what is owed to the
+    users now, for those who may see 预收资金."""
+    shown: dict = {}
+    if request.user.has_perm("reconciliation.view_billday"):
+        shown.update(start_page_status())
+    if can_view_liability(request):
+        shown["liability"] = owed_now_tile()
+    return {"reconciliation": shown} if shown else {}
+
+
+def owed_now_tile() -> dict:
+    """For the admin's start page: what is owed to the users now, paid and bonus, and the page."""
+    owed = liability.owed_now()
+    return {
+        "total": yuan(owed.total),
+        "paid": yuan(owed.paid),
+        "bonus": yuan(owed.bonus),
+        "url": reverse("admin:reconciliation_liability"),
+    }
 
 
 def start_page_status(now: datetime | None = None) -> dict:
@@ -279,6 +299,8 @@ class BillDayAdmin(ReadOnlyAdmin):
     # -- pages ----------------------------------------------------------------------------------
     def changelist_view(self, request, extra_context=None):
         context = {"title": "每日对账", **(extra_context or {}), "chart": chart()}
+        if can_view_liability(request):
+            context["liability_url"] = reverse("admin:reconciliation_liability")
         return super().changelist_view(request, context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -323,9 +345,13 @@ class BillDayAdmin(ReadOnlyAdmin):
         }
 
     def get_urls(self):
+        view = self.admin_site.admin_view
         own = [
-            path("<int:pk>/differences.csv", self.admin_site.admin_view(self.csv_view), name="reconciliation_billday_csv"),
-            path("<int:pk>/reconcile/", self.admin_site.admin_view(self.run_view), name="reconciliation_billday_run"),
+            path("<int:pk>/differences.csv", view(self.csv_view), name="reconciliation_billday_csv"),
+            path("<int:pk>/reconcile/", view(self.run_view), name="reconciliation_billday_run"),
+            # 预收资金 is no model of its own: its pages sit beside the days they are read with.
+            path("liability/", view(self.liability_view), name="reconciliation_liability"),
+            path("liability.csv", view(self.liability_csv_view), name="reconciliation_liability_csv"),
         ]
         return [*own, *super().get_urls()]  # before the catch-all "<object_id>/"
 
@@ -387,6 +413,72 @@ class BillDayAdmin(ReadOnlyAdmin):
         self.message_user(request, f"已重新对账：{services.summary(day)}", level)
         return redirect("admin:reconciliation_billday_change", pk)
 
+    # -- 预收资金 (reconciliation.liability; the helpers are below) ----------------------------------
+    def liability_page(self, request, today: date, day: date | None, error: str = "", typed: str = "") -> TemplateResponse:
+        """The page, for `day` (None: only the date form, with `error`)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "预收资金",
+            "today": today,
+            "error": error,
+            "typed": typed if error else (day.isoformat() if day else ""),
+            "csv_url": reverse("admin:reconciliation_liability_csv"),
+            "lines": liability.LINES,
+        }
+        if day is not None:
+            reports = liability.series(day, LIABILITY_DAYS)
+            report = reports[-1]
+            context.update(
+                day=day,
+                is_today=day == today,
+                report=report,
+                rows=report_rows(report),
+                chart=owed_chart(reports),
+                csv_start=reports[0].day,
+                csv_end=day,
+            )
+        return TemplateResponse(request, "admin/reconciliation/liability.html", context, status=400 if error else 200)
+
+    def liability_view(self, request):
+        """预收资金 of a Beijing day (?date=YYYY-MM-DD, today by default), with the 90 days up to it."""
+        if not can_view_liability(request):
+            raise PermissionDenied
+        today = beijing_today()
+        typed = request.GET.get("date", "")
+        try:
+            day = parse_day(typed, today, today)
+        except BadDate as exc:
+            return self.liability_page(request, today, None, str(exc), typed)
+        return self.liability_page(request, today, day)
+
+    def liability_csv_view(self, request):
+        """One row per Beijing day from ?start= to ?end= (default: the 90 days up to today), in yuan,
+        written as the differences' CSV is (UTF-8 with a BOM, so that Excel reads the Chinese)."""
+        if not can_view_liability(request):
+            raise PermissionDenied
+        today = beijing_today()
+        try:
+            end = parse_day(request.GET.get("end"), today, today, "截止日期")
+            start = parse_day(request.GET.get("start"), end - timedelta(days=LIABILITY_DAYS - 1), today, "起始日期")
+            if start > end:
+                raise BadDate(f"起始日期 {start.isoformat()} 晚于截止日期 {end.isoformat()}")
+            if (end - start).days + 1 > LIABILITY_CSV_MAX_DAYS:
+                raise BadDate(f"一次最多导出 {LIABILITY_CSV_MAX_DAYS} 天，请缩小日期范围")
+        except BadDate as exc:
+            return self.liability_page(request, today, None, str(exc))
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="liability-{start.isoformat()}-{end.isoformat()}.csv"'
+        response.write("\ufeff")
+        writer = csv.writer(response)
+        writer.writerow(LIABILITY_CSV_HEADER)
+        for report in liability.series(end, (end - start).days + 1):
+            amounts = [report.opening.paid, report.opening.bonus]
+            amounts += [fen for _, split in report.rows() for fen in (split.paid, split.bonus)]
+            amounts += [report.closing.paid, report.closing.bonus]
+            writer.writerow([report.day.isoformat(), *(format_fen(fen) for fen in amounts)])
+        return response
+
 
 def _cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text: never a formula (a bill's ids come from outside)."""
@@ -394,6 +486,160 @@ def _cell(value: object) -> str:
     if text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and not AMOUNT.fullmatch(text)):
         return "'" + text
     return text
+
+
+# -- 预收资金: what is owed to the users ------------------------------------------------------------------
+
+# The page's chart and the CSV's default range: the 90 days up to the chosen day.
+LIABILITY_DAYS = 90
+# The CSV's longest range (about ten years), and the earliest day either answers for.
+LIABILITY_CSV_MAX_DAYS = 3660
+EARLIEST_DAY = date(2000, 1, 1)
+OWED_CHART_HEIGHT = 160
+OWED_SLOT = 100 / LIABILITY_DAYS
+# The two parts of the bars, as SVG fill attributes (the policy allows no style attribute, and
+# the legend's swatches are small SVGs too): paid money in the admin's blue, bonus in amber.
+PAID_FILL = "#417690"
+BONUS_FILL = "#e0a100"
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def can_view_liability(request) -> bool:
+    return request.user.has_perm("reconciliation.view_liability")
+
+
+class BadDate(ValueError):
+    """A date typed into the page or the CSV's link that cannot be used; its text is for operators."""
+
+
+def parse_day(text: str | None, default: date, today: date, what: str = "日期") -> date:
+    """A Beijing day as YYYY-MM-DD (blank: `default`), up to today; BadDate says why not."""
+    text = (text or "").strip()
+    if not text:
+        return default
+    shown = Truncator(text).chars(20)
+    if not ISO_DAY.fullmatch(text):
+        raise BadDate(f"{what}“{shown}”格式不对：请按 年-月-日 填写，例如 {today.isoformat()}")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise BadDate(f"{what} {text} 不存在，请检查月份和日期") from None
+    if day > today:
+        raise BadDate(f"{what} {text} 在未来（北京时间今天是 {today.isoformat()}）")
+    if day < EARLIEST_DAY:
+        raise BadDate(f"{what} {text} 太早：最早可查 {EARLIEST_DAY.isoformat()}")
+    return day
+
+
+def signed_yuan(fen: int) -> str:
+    """A movement for people: +¥10.00, -¥5.00, ¥0.00."""
+    return f"+{yuan(fen)}" if fen > 0 else yuan(fen)
+
+
+@dataclass
+class OwedBar:
+    """One day of the chart of what is owed at the day's end: the paid part at the bottom, the
+    bonus part on top of it. Across in per cent of the width, upwards in CSS pixels."""
+
+    report: liability.DayReport
+    n: int
+    paid_height: int
+    bonus_height: int
+
+    @property
+    def day(self) -> date:
+        return self.report.day
+
+    @property
+    def left(self) -> str:
+        return _pct(self.n * OWED_SLOT)
+
+    @property
+    def slot(self) -> str:
+        return _pct(OWED_SLOT)
+
+    @property
+    def x(self) -> str:
+        return _pct((self.n + 0.12) * OWED_SLOT)
+
+    @property
+    def width(self) -> str:
+        return _pct(0.76 * OWED_SLOT)
+
+    @property
+    def center(self) -> str:
+        return _pct((self.n + 0.5) * OWED_SLOT)
+
+    @property
+    def right(self) -> str:
+        return _pct((self.n + 1) * OWED_SLOT)
+
+    @property
+    def paid_y(self) -> int:
+        return OWED_CHART_HEIGHT - self.paid_height
+
+    @property
+    def bonus_y(self) -> int:
+        return self.paid_y - self.bonus_height
+
+    @property
+    def title(self) -> str:
+        c = self.report.closing
+        return f"{self.day.isoformat()} 期末：本金 {yuan(c.paid)}，赠送 {yuan(c.bonus)}，合计 {yuan(c.total)}"
+
+
+def _stacked(owed: liability.Split, top: int) -> tuple[int, int]:
+    """The heights in pixels of a bar's paid and bonus parts: the whole bar to scale, and no
+    part that is there drawn as nothing (at least a pixel), within the chart's height."""
+
+    def scaled(fen: int) -> int:
+        return max(round(fen * OWED_CHART_HEIGHT / top), 1) if fen > 0 else 0
+
+    paid = scaled(owed.paid)
+    whole = max(scaled(owed.total), paid + (1 if owed.bonus > 0 else 0))
+    if whole > OWED_CHART_HEIGHT:
+        paid, whole = paid - 1, OWED_CHART_HEIGHT
+    return paid, whole - paid
+
+
+def owed_chart(reports: list[liability.DayReport]) -> dict:
+    """What was owed at the end of each day (the last 90 up to the chosen one), drawn on the server."""
+    peak = max(r.closing.total for r in reports)
+    top = peak or 1
+    bars = [OwedBar(r, n, *_stacked(r.closing, top)) for n, r in enumerate(reports)]
+    return {
+        "bars": bars,
+        "height": OWED_CHART_HEIGHT,
+        "first_day": reports[0].day,
+        "last_day": reports[-1].day,
+        "top": yuan(peak) if peak else "",
+        "paid_fill": PAID_FILL,
+        "bonus_fill": BONUS_FILL,
+    }
+
+
+def report_rows(report: liability.DayReport) -> list[dict]:
+    """The day's table: opening, each line (signed), closing; paid, bonus and their total."""
+
+    def row(key: str, label: str, split: liability.Split, show=yuan) -> dict:
+        return {"key": key, "label": label, "paid": show(split.paid), "bonus": show(split.bonus), "total": show(split.total)}
+
+    return [
+        row("opening", "期初（当日 00:00 应付）", report.opening),
+        *(row(line.key, line.label, split, signed_yuan) for line, split in report.rows()),
+        row("movement", "当日变动合计", report.movement, signed_yuan),
+        row("closing", "期末（次日 00:00 应付）", report.closing),
+    ]
+
+
+LIABILITY_CSV_HEADER = [
+    "日期",
+    "期初本金（元）",
+    "期初赠送（元）",
+    *(f"{line.label}·{part}（元）" for line in liability.LINES for part in ("本金", "赠送")),
+    "期末本金（元）",
+    "期末赠送（元）",
+]
 
 
 # -- differences and bill lines -----------------------------------------------------------------------

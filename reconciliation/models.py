@@ -85,7 +85,7 @@ class BillDay(models.Model):
         verbose_name = "每日对账"
         verbose_name_plural = "每日对账"
         ordering = ["-date"]
-        permissions = [("run_billday", "可重新对账")]
+        permissions = [("run_billday", "可重新对账"), ("view_liability", "可查看预收资金报表")]
 
     def __str__(self) -> str:
         return self.date.isoformat()
