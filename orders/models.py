@@ -91,8 +91,9 @@ class RechargeOrder(models.Model):
         REFUSED = "refused", "微信拒绝下单"
 
     SCENE_CODES: dict[str, str] = {Channel.JSAPI: "10", Channel.MINIPROGRAM: "20"}
-    # WeChat accepts at most 50 refunds of one order.
+    # WeChat accepts at most 50 refunds of one order, within a year of its payment.
     MAX_REFUNDS = 50
+    REFUND_WINDOW = timedelta(days=365)
     # A pending order is paid again (same prepay_id) or reused for the same amount only while
     # it has this long left: enough for the user to finish in WeChat's pay sheet.
     REUSE_MARGIN = timedelta(minutes=2)
@@ -379,15 +380,23 @@ class RechargeOrder(models.Model):
             return None
         return RefundTerms.of(lot)
 
-    def start_refund(self, amount: int, reason: str, requested_by=None, out_refund_no: str = "") -> Refund:
+    @property
+    def past_refund_window(self) -> bool:
+        """Paid longer ago than WeChat takes refunds for: a refund is paid by hand instead."""
+        return self.paid_at is not None and self.paid_at <= timezone.now() - self.REFUND_WINDOW
+
+    def start_refund(
+        self, amount: int, reason: str, requested_by=None, out_refund_no: str = "", *, up_to: bool = False
+    ) -> Refund:
         """Start a refund of `amount` fen: a Refund row (处理中), the paid money taken from the
         order's lot and, in the same transaction, the same share of the lot's bonus removed
         (docs/stored-value.md#refunds).
 
         The debit comes first, so the money cannot be spent while WeChat refunds it; a
         refund that WeChat refuses or closes gives both back (`Refund.settle`). The form's
-        pre-made `out_refund_no` makes a double submission one refund. Raises RefundRefused
-        with the reason for the operator.
+        pre-made `out_refund_no` makes a double submission one refund. With `up_to`, `amount`
+        is a ceiling: what is unspent when the locks are held is refunded, at most that (a
+        member's request). Raises RefundRefused with the reason for the operator.
         """
         reason = reason.strip()
         if amount <= 0:
@@ -408,11 +417,22 @@ class RechargeOrder(models.Model):
             User.locked_balance(order.user_id)
             lot = Lot.objects.get(order=order)
             left = min(order.amount - committed, lot.paid_left)
+            if up_to:  # `amount` is a ceiling: refund what is unspent now, at most that
+                amount = min(amount, left)
+                if amount == 0:
+                    raise RefundRefused("已全部消费，没有可退的金额")
             if amount > left:
                 raise RefundRefused(f"退款金额超过可退金额 ¥{format_fen(left)}（未消费的本金）")
             removed = bonus_share(lot.state(), amount)
+            manual = order.past_refund_window
             refund = Refund.objects.create(
-                order=order, out_refund_no=out_refund_no, amount=amount, reason=reason[:200], requested_by=requested_by
+                order=order,
+                out_refund_no=out_refund_no,
+                amount=amount,
+                reason=reason[:200],
+                requested_by=requested_by,
+                manual=manual,
+                status=Refund.Status.MANUAL if manual else Refund.Status.PROCESSING,
             )
             links = {"order": order, "refund": refund, "operator": requested_by}
             LedgerEntry.post(
@@ -487,6 +507,9 @@ class Refund(models.Model):
         CLOSED = 2, "退款关闭"
         FAILED = 3, "退款失败"
         ABNORMAL = 4, "退款异常"
+        # Past WeChat's refund window (a year after payment): paid by the merchant by hand,
+        # never sent to WeChat; an operator records how (Refund.record_payout).
+        MANUAL = 5, "待线下退款"
 
     # Not ended: 退款异常 (CHANGE) is resolved by the merchant in WeChat's merchant platform,
     # after which WeChat reports SUCCESS.
@@ -513,6 +536,18 @@ class Refund(models.Model):
     # refund by its request, not by its success).
     accepted_at = models.DateTimeField("微信受理时间", null=True, blank=True, editable=False)
     last_error = models.CharField("最近错误", max_length=200, blank=True, editable=False)
+    # A manual payout (线下退款): never WeChat's, so never in its bills; how it was paid.
+    manual = models.BooleanField("线下退款", default=False, editable=False)
+    payout = models.CharField("线下退款方式", max_length=200, blank=True, editable=False)
+    paid_out_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="线下退款登记人",
+        editable=False,
+    )
     synced_at = models.DateTimeField("上次向微信查询", null=True, blank=True, editable=False)
     settled_at = models.DateTimeField("完成时间", null=True, blank=True, editable=False)
     created_at = models.DateTimeField("申请时间", default=timezone.now, editable=False)
@@ -571,6 +606,23 @@ class Refund(models.Model):
         )
         return claimed == 1
 
+    def record_payout(self, operator, payout: str) -> Outcome:
+        """An operator paid this manual refund by hand (`payout`: how, e.g. 银行转账 and a
+        reference): it ends as a success, once. CONFLICT when it is not a manual refund
+        waiting to be paid."""
+        payout = payout.strip()
+        if not payout:
+            raise ValueError("请填写线下退款方式（如银行转账及流水号）")
+        with transaction.atomic():
+            refund = type(self).objects.select_for_update().get(pk=self.pk)
+            if not refund.manual or refund.status != self.Status.MANUAL:
+                return DUPLICATE if refund.manual and refund.status == self.Status.SUCCESS else CONFLICT
+            refund.payout, refund.paid_out_by = payout[:200], operator
+            refund.save(update_fields=["payout", "paid_out_by", "updated_at"])
+        outcome = self.settle(self.Status.SUCCESS)
+        self.refresh_from_db()
+        return outcome
+
     def settle(self, status: int, refund_id: str = "", settled_at: datetime | None = None) -> Outcome:
         """Apply how the refund ended (a Refund.Status, as the provider reports it), once:
         APPLIED, DUPLICATE, or CONFLICT.
@@ -589,7 +641,9 @@ class Refund(models.Model):
             order = RechargeOrder.objects.select_for_update().get(pk=self.order_id)
             refund = type(self).objects.select_for_update().get(pk=self.pk)
             resolved = refund.status == self.Status.ABNORMAL and new_status == self.Status.SUCCESS
-            if refund.status != self.Status.PROCESSING and not resolved:
+            # A manual payout ends by the operator's word: paid (record_payout) or called off.
+            waiting = self.Status.MANUAL if refund.manual else self.Status.PROCESSING
+            if refund.status != waiting and not resolved:
                 return DUPLICATE if refund.status == new_status else CONFLICT
             refund.status = new_status
             refund.settled_at = settled_at or timezone.now()
@@ -610,7 +664,7 @@ class Refund(models.Model):
                 for taken_pk, kind, amount in (
                     refund.ledger_entries.filter(kind__in=returned).order_by("pk").values_list("pk", "kind", "amount")
                 ):
-                    entry = LedgerEntry.post(
+                    LedgerEntry.post(
                         order.user_id,
                         -amount,
                         returned[kind],
@@ -619,7 +673,8 @@ class Refund(models.Model):
                         reason=f"{refund.get_status_display()}，退回余额",
                         lots=Mirror(taken_pk),
                     )
-                emit("refund.failed", {**announced, "amount": refund.amount, "balance": entry.balance_after})
+                balance = User.locked_balance(order.user_id)
+                emit("refund.failed", {**announced, "amount": refund.amount, "balance": balance})
         self.status, self.settled_at, self.refund_id = refund.status, refund.settled_at, refund.refund_id
         return APPLIED
 

@@ -212,3 +212,6 @@ _RECORDED = (
 _RECORD = Statement.insert(Notification, _RECORDED)
 # Notification.finish's UPDATEs, one per set of fields written (a handful of shapes in all).
 _FINISH: dict[tuple[str, ...], Statement] = {}
+
+# A member's refund requests (the models live in their own module).
+from payments.refund_requests import RefundRequest, RefundRequestLine  # noqa: E402, F401

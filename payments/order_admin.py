@@ -26,7 +26,7 @@ from django.utils.text import Truncator
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
-from payments import services
+from payments import refund_admin, services
 from payments.models import Incident, Notification
 from wxproto.errors import WeChatError
 
@@ -408,6 +408,9 @@ class RefundAdmin(ReadOnlyAdmin):
         "requested_by",
         "refund_id",
         "accepted",
+        "manual",
+        "payout",
+        "paid_out_by",
         "last_error",
         "created_at",
         "synced_at",
@@ -416,6 +419,21 @@ class RefundAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = ["sync_selected"]
+
+    def get_urls(self):
+        payout = path(
+            "<int:pk>/payout/",
+            self.admin_site.admin_view(lambda request, pk: refund_admin.payout_view(self, request, pk)),
+            name="orders_refund_payout",
+        )
+        return [payout, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        context = dict(extra_context or {})
+        refund = self.get_object(request, object_id)
+        if refund is not None and refund.status == Refund.Status.MANUAL and self.has_refund_permission(request):
+            context["payout_url"] = reverse("admin:orders_refund_payout", args=[refund.pk])
+        return super().change_view(request, object_id, form_url, context)
 
     def has_refund_permission(self, request) -> bool:
         return can_refund(request)

@@ -45,6 +45,7 @@ from payments.providers.base import (
     TradeState,
     WeChatError,
 )
+from payments.refund_requests import RefundRequest
 
 logger = logging.getLogger(__name__)
 
@@ -461,6 +462,29 @@ def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None
     )
     send_refund(refund)
     return refund
+
+
+def submit_refund_request(user: User, reason: str) -> RefundRequest:
+    """A member asks for their refundable money back (RefundRequest.submit); one approved by
+    itself (recent and untouched) is sent to WeChat at once. Raises RequestRefused."""
+    made = RefundRequest.submit(user, reason)
+    if made.status == RefundRequest.Status.APPROVED:
+        _send_all(made.refunds())
+    return made
+
+
+def approve_refund_request(refund_request: RefundRequest, operator, note: str = "") -> list[Refund]:
+    """An operator approves a member's request: the refunds are made in one transaction, then
+    sent to WeChat (a manual payout is not: an operator pays it by hand). Raises RequestRefused."""
+    refunds = refund_request.approve(operator, note)
+    _send_all(refunds)
+    return refunds
+
+
+def _send_all(refunds: list[Refund]) -> None:
+    for refund in refunds:
+        if not refund.manual:
+            send_refund(refund)
 
 
 def send_refund(refund: Refund) -> Refund:

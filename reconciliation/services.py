@@ -50,7 +50,10 @@ CHUNK = 500
 Kind, Outcome, Status = Difference.Kind, Difference.Outcome, BillDay.Status
 # Our refunds WeChat's bill lists: those WeChat accepted (a refund it refused never reaches a
 # bill), on the Beijing day it accepted them (the bill's 交易时间 of a refund is its request).
-BILLED_REFUND = Q(accepted=True) | Q(status__in=[Refund.Status.SUCCESS, Refund.Status.CLOSED, Refund.Status.ABNORMAL])
+# A refund WeChat's bill lists: one it took, or ended; never a manual payout (线下退款).
+BILLED_REFUND = (Q(accepted=True) | Q(status__in=[Refund.Status.SUCCESS, Refund.Status.CLOSED, Refund.Status.ABNORMAL])) & Q(
+    manual=False
+)
 
 
 class DateRefused(ValueError):

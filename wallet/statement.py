@@ -29,8 +29,21 @@ KIND_TEXT: dict[str, str] = {
     Kind.ADJUSTMENT: "余额调整",
     Kind.SPEND: "消费",
     Kind.SPEND_REVERSAL: "消费撤销",
+    Kind.BONUS: "赠送",
+    Kind.BONUS_REMOVAL: "赠送扣回",
+    Kind.BONUS_RETURN: "赠送退回",
+    Kind.BONUS_EXPIRY: "赠送过期",
 }
-ORDER_KINDS: set[str] = {Kind.RECHARGE, Kind.REFUND, Kind.REFUND_RETURN}
+ORDER_KINDS: set[str] = {
+    Kind.RECHARGE,
+    Kind.REFUND,
+    Kind.REFUND_RETURN,
+    Kind.BONUS,
+    Kind.BONUS_REMOVAL,
+    Kind.BONUS_RETURN,
+    Kind.BONUS_EXPIRY,
+}
+REFUND_KINDS: set[str] = {Kind.REFUND, Kind.REFUND_RETURN, Kind.BONUS_REMOVAL, Kind.BONUS_RETURN}
 
 
 # -- the rows ------------------------------------------------------------------------------
@@ -65,14 +78,15 @@ def _reversal_of(entry: LedgerEntry) -> Reversal | None:
 
 
 def _title(entry: LedgerEntry) -> str:
-    """The row in words: 充值, 充值退款, 退款退回, 消费 · 一号店, 消费撤销, 余额调整 · <reason>."""
+    """The row in words: 充值, 赠送 · 有效期至 <date>, 充值退款, 赠送扣回, 退款退回, 消费 · 一号店,
+    消费撤销, 赠送过期, 余额调整 · <reason>."""
     words = KIND_TEXT.get(entry.kind, entry.get_kind_display())
     if entry.kind == Kind.SPEND:
         charge = _charge_of(entry)
         what = (charge.store or charge.description) if charge else entry.reason
         return f"{words} · {what}" if what else words
-    if entry.kind == Kind.ADJUSTMENT and entry.reason:
-        return f"{words} · {entry.reason}"
+    if entry.kind in (Kind.ADJUSTMENT, Kind.BONUS) and entry.reason:
+        return f"{words} · {entry.reason}"  # a bonus's note: until when it is valid
     return words
 
 
@@ -133,7 +147,7 @@ def entry_detail(request, entry_id: int):
             **_line(entry),
             "kind_text": KIND_TEXT.get(entry.kind, entry.get_kind_display()),
             "order": entry.order if entry.kind in ORDER_KINDS else None,
-            "refund": entry.refund if entry.kind in (Kind.REFUND, Kind.REFUND_RETURN) else None,
+            "refund": entry.refund if entry.kind in REFUND_KINDS else None,
             "charge": charge,
             "reversal": _reversal_of(entry),
             # A spend lists its reversals; a reversal's row points at the spend it gives back.

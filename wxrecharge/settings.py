@@ -87,6 +87,9 @@ RECHARGE_MAX_FEN = env.int("RECHARGE_MAX_FEN", default=500000)
 # at ¥5,000): an order that would, counting the orders still payable, is refused before it is
 # placed (docs/product.md#the-balance-cap).
 BALANCE_CAP_FEN = env.int("BALANCE_CAP_FEN", default=500000)
+# A member's refund request for recharges this recent that nothing was spent from is approved
+# by itself (docs/stored-value.md#a-members-refund-request); 0 turns that off.
+REFUND_SELF_SERVICE_DAYS = env.int("REFUND_SELF_SERVICE_DAYS", default=7)
 RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])
 RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
 # A user may have at most this many unpaid orders that can still be paid.
