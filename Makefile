@@ -31,11 +31,13 @@ run: install
 	$(DEV_ENV) $(PY) manage.py sandbox_merchant
 	@# sweep_orders runs beside the web server (an abandoned order closes by itself) and
 	@# stops with it; so does reconcile_bill (each day's bill checked once it is ready), and
-	@# deliver_webhooks (the merchant's webhooks, docs/webhooks.md).
+	@# deliver_webhooks (the merchant's webhooks, docs/webhooks.md), and expire_bonus (bonus
+	@# past its date, docs/stored-value.md).
 	$(DEV_ENV) $(PY) manage.py sweep_orders --loop --interval 20 & sweeper=$$!; \
 	$(DEV_ENV) $(PY) manage.py reconcile_bill --loop & bill_reconciler=$$!; \
 	$(DEV_ENV) $(PY) manage.py deliver_webhooks --loop & webhooks=$$!; \
-	trap 'kill $$sweeper $$bill_reconciler $$webhooks 2>/dev/null' EXIT INT TERM; \
+	$(DEV_ENV) $(PY) manage.py expire_bonus --loop & bonus_expirer=$$!; \
+	trap 'kill $$sweeper $$bill_reconciler $$webhooks $$bonus_expirer 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Three pytest-xdist workers on two cores, each taking the next test as it frees up (much of

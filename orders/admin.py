@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from common.admin import ReadOnlyAdmin, link
+from common.admin import ReadOnlyAdmin, ReadOnlyInline, link, when
 from common.money import yuan
 from orders import user_admin  # noqa: F401 (registers the users' admin)
-from orders.models import LedgerEntry
+from orders.models import LedgerEntry, Lot, LotMove
 
 # -- the ledger --------------------------------------------------------------------------------
 
@@ -66,3 +66,85 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="退款")
     def refund_link(self, obj: LedgerEntry) -> str:
         return link(obj.refund)
+
+
+# -- lots of stored value ------------------------------------------------------------------------
+
+
+class LotMoveInline(ReadOnlyInline):
+    model = LotMove
+    fields = ("entry_link", "kind", "paid_display", "bonus_display", "when")
+    readonly_fields = fields
+    verbose_name_plural = "变动（每条余额流水在本批次的份额）"
+
+    @admin.display(description="余额流水")
+    def entry_link(self, obj: LotMove) -> str:
+        return link(obj.entry, f"#{obj.entry_id}")
+
+    @admin.display(description="类型")
+    def kind(self, obj: LotMove) -> str:
+        return obj.entry.get_kind_display()
+
+    @admin.display(description="本金")
+    def paid_display(self, obj: LotMove) -> str:
+        return yuan(obj.paid)
+
+    @admin.display(description="赠送")
+    def bonus_display(self, obj: LotMove) -> str:
+        return yuan(obj.bonus)
+
+    @admin.display(description="时间")
+    def when(self, obj: LotMove) -> str:
+        return when(obj.entry.created_at)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("entry").order_by("entry__created_at", "pk")
+
+
+@admin.register(Lot)
+class LotAdmin(ReadOnlyAdmin):
+    """Each credit of stored value and what is left of it (docs/stored-value.md#lots)."""
+
+    list_display = ("pk", "user", "order", "paid_display", "bonus_display", "paid_left_display", "bonus_left_display", "expires")
+    exact_search_fields = ("user__username", "order__out_trade_no")
+    list_select_related = ("user", "order")
+    fields = (
+        "user_link",
+        "order_link",
+        "paid_display",
+        "bonus_display",
+        "paid_left_display",
+        "bonus_left_display",
+        "expires",
+        "created_at",
+    )
+    readonly_fields = fields
+    inlines = [LotMoveInline]
+
+    @admin.display(description="用户")
+    def user_link(self, obj: Lot) -> str:
+        return link(obj.user, obj.user.username)
+
+    @admin.display(description="充值订单", empty_value="运营调增（赠送）")
+    def order_link(self, obj: Lot) -> str:
+        return link(obj.order) if obj.order_id else ""
+
+    @admin.display(description="本金")
+    def paid_display(self, obj: Lot) -> str:
+        return yuan(obj.paid)
+
+    @admin.display(description="赠送")
+    def bonus_display(self, obj: Lot) -> str:
+        return yuan(obj.bonus)
+
+    @admin.display(description="剩余本金", ordering="paid_left")
+    def paid_left_display(self, obj: Lot) -> str:
+        return yuan(obj.paid_left)
+
+    @admin.display(description="剩余赠送", ordering="bonus_left")
+    def bonus_left_display(self, obj: Lot) -> str:
+        return yuan(obj.bonus_left)
+
+    @admin.display(description="赠送到期", ordering="bonus_expires_at", empty_value="不过期")
+    def expires(self, obj: Lot) -> str:
+        return when(obj.bonus_expires_at) if obj.bonus_expires_at else ""

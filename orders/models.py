@@ -10,7 +10,7 @@ several `sweep_orders` runners can work at the same time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -24,7 +24,7 @@ from common.numbering import beijing_stamp, random_digits, stamped_number
 from common.statements import Statement
 from orders.allocation import LotState, Share, bonus_share, consume, give_back
 from outbox.models import emit
-from wxproto.beijing import beijing_iso, beijing_text
+from wxproto.beijing import BEIJING, beijing_iso, beijing_text
 
 
 class Outcome(StrEnum):
@@ -277,7 +277,7 @@ class RechargeOrder(models.Model):
                 User.locked_balance(user_id)
                 if Lot.bonuses_of_package(user_id, package_id) >= limit:
                     bonus = 0
-            expires = paid_at + timedelta(days=bonus_days) if bonus and bonus_days is not None else None
+            expires = bonus_expiry(paid_at, bonus_days) if bonus and bonus_days is not None else None
             lot = OpenLot(order_id=self.pk, bonus=bonus, bonus_expires_at=expires)
             entry = LedgerEntry.post(user_id, amount, LedgerEntry.Kind.RECHARGE, order_id=self.pk, lots=lot)
             if bonus:
@@ -941,7 +941,7 @@ class Lot(models.Model):
                 LedgerEntry.Kind.BONUS_EXPIRY,
                 order_id=lot.order_id,
                 lots=ToLot(lot.pk, 0, -lot.bonus_left),
-                reason=f"赠送金额于 {beijing_text(lot.bonus_expires_at)} 到期",
+                reason=bonus_note(lot.bonus_expires_at).replace("有效期至", "赠送金额有效期至") + "，已到期",
             )
             emit(
                 "bonus.expired",
@@ -968,9 +968,16 @@ class LotMove(models.Model):
         return f"{self.entry_id} → {self.lot_id}: {self.paid} + {self.bonus}"
 
 
+def bonus_expiry(paid_at: datetime, days: int) -> datetime:
+    """When bonus valid `days` days from `paid_at` expires: at the end of that Beijing day (the
+    midnight after it), so that "有效期至 <date>" holds the whole of that date."""
+    last_day = paid_at.astimezone(BEIJING).date() + timedelta(days=days)
+    return datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=BEIJING)
+
+
 def bonus_note(expires: datetime | None) -> str:
-    """The bonus row's note: the date it expires, shown on the statement from the start."""
-    return f"有效期至 {beijing_text(expires)}" if expires else ""
+    """The bonus row's note: the last day it is valid, shown on the statement from the start."""
+    return f"有效期至 {beijing_text(expires - timedelta(seconds=1), '%Y-%m-%d')}" if expires else ""
 
 
 # -- which lots a ledger row moves (LedgerEntry.post's `lots`) --------------------------------

@@ -105,6 +105,10 @@ class RefundRequest(models.Model):
     def amount_yuan(self) -> str:
         return format_fen(self.amount)
 
+    @property
+    def bonus_yuan(self) -> str:
+        return format_fen(self.bonus)
+
     # -- making one ---------------------------------------------------------------------------
     @classmethod
     def submit(cls, user: User, reason: str, now: datetime | None = None) -> RefundRequest:
@@ -225,7 +229,7 @@ class RefundRequestLine(models.Model):
         constraints = [models.UniqueConstraint(fields=["request", "order"], name="refundrequestline_one_per_order")]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.order_id}"
+        return str(self.order)
 
     @property
     def amount_yuan(self) -> str:

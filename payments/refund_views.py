@@ -64,7 +64,7 @@ def refund_request(request):
             "balance_after": yuan(user.balance - refundable - removed),
             "can_request": bool(parts) and pending is None,
             "pending": pending,
-            "requests": requests,
+            "history": [r for r in requests if r != pending],
             "error": error,
             "reason": reason,
         },

@@ -15,7 +15,7 @@ from accounts.api import bearer_required
 from common.http import json_ok
 from common.money import yuan
 from common.paging import newest_first
-from orders.models import LedgerEntry
+from orders.models import LedgerEntry, Lot, bonus_note
 from wallet.models import Charge, Reversal
 from wxproto.beijing import beijing_iso
 
@@ -127,8 +127,23 @@ def statement(request):
     return render(
         request,
         "wallet/statement.html",
-        {"lines": [_line(e) for e in rows], "next_cursor": next_cursor, "is_first_page": is_first_page},
+        {
+            "lines": [_line(e) for e in rows],
+            "next_cursor": next_cursor,
+            "is_first_page": is_first_page,
+            "expiring": _next_expiry(request.user) if is_first_page else None,
+        },
     )
+
+
+def _next_expiry(user) -> dict | None:
+    """The bonus that expires next (its amount left and its date), so the member sees it before it goes."""
+    lot = (
+        Lot.objects.filter(user=user, bonus_left__gt=0, bonus_expires_at__isnull=False).order_by("bonus_expires_at", "pk").first()
+    )
+    if lot is None or lot.bonus_expires_at is None:
+        return None
+    return {"amount": yuan(lot.bonus_left), "note": bonus_note(lot.bonus_expires_at)}
 
 
 @login_required

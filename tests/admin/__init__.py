@@ -36,11 +36,13 @@ def settled_order(user: User, amount: int = 1000) -> RechargeOrder:
     return order
 
 
-def placed_at_sandbox(payer: User, amount: str = "10.00") -> RechargeOrder:
-    """A pending order placed with the sandbox through the recharge page's API (needs `sandbox_url`)."""
+def placed_at_sandbox(payer: User, amount: str = "10.00", package: int | None = None) -> RechargeOrder:
+    """A pending order placed with the sandbox through the recharge page's API (needs
+    `sandbox_url`): of `amount`, or of the `package` with this id."""
     client = Client()
     client.force_login(payer)
-    body = client.post(PREPAY, data={"amount": amount}, content_type="application/json").json()
+    data = {"package": package} if package is not None else {"amount": amount}
+    body = client.post(PREPAY, data=data, content_type="application/json").json()
     return RechargeOrder.objects.get(out_trade_no=body["out_trade_no"])
 
 

@@ -5,7 +5,7 @@ lot's unspent paid money and removes its unspent bonus; a failed refund gives bo
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 import time_machine
@@ -16,6 +16,7 @@ from orders.allocation import LotState, bonus_share, consume, give_back, take_fr
 from orders.models import APPLIED, DUPLICATE, LedgerEntry, Lot, RechargeOrder, Refund, RefundRefused
 from tests.factories import make_order, make_user
 from wallet.models import Charge
+from wxproto.beijing import BEIJING
 
 _ids = itertools.count(1)
 
@@ -159,8 +160,12 @@ class TestBonusExpiry:
     def test_the_bonus_expires_on_its_date_with_its_own_row_and_paid_money_stays(self, member):
         order = paid(member, 10000, bonus=2000, bonus_valid_days=30)
         lot = Lot.objects.get(order=order)
-        assert lot.bonus_expires_at == order.paid_at + timedelta(days=30)
-        assert "有效期至" in LedgerEntry.objects.get(kind=LedgerEntry.Kind.BONUS).reason
+        # Valid through the 30th Beijing day after payment: it expires at the midnight after it.
+        last_day = timezone.localtime(order.paid_at, BEIJING).date() + timedelta(days=30)
+        assert timezone.localtime(lot.bonus_expires_at, BEIJING) == datetime.combine(
+            last_day + timedelta(days=1), time.min, BEIJING
+        )
+        assert LedgerEntry.objects.get(kind=LedgerEntry.Kind.BONUS).reason == f"有效期至 {last_day.isoformat()}"
         Charge.create(amount=1200, user_id=member.pk)  # ¥10 paid + ¥2 bonus
         assert lot.expire_bonus() is None  # not yet
         with time_machine.travel(lot.bonus_expires_at + timedelta(seconds=1)):
@@ -218,3 +223,25 @@ class TestTheRulesArithmetic:
         lot = LotState(1, 10000, 2000, 3, 1)
         assert bonus_share(lot, 3) == 1 and bonus_share(lot, 1) == 0  # 1/3 of a fen rounds down
         assert bonus_share(LotState(1, 2, 1, 2, 1), 1) == 1  # 1/2 of a fen rounds up
+
+
+def test_operators_see_each_lot_and_its_moves_in_the_admin(admin_client, member):
+    order = paid(member, 10000, bonus=2000, bonus_valid_days=30)
+    Charge.create(amount=6000, user_id=member.pk)
+    lot = Lot.objects.get(order=order)
+    listing = admin_client.get("/admin/orders/lot/").content.decode()
+    assert order.out_trade_no in listing and "¥50.00" in listing and "¥10.00" in listing
+    page = admin_client.get(f"/admin/orders/lot/{lot.pk}/change/").content.decode()
+    for shown in ("充值", "赠送", "消费", "¥100.00", "¥20.00", "-¥50.00", "-¥10.00"):
+        assert shown in page, shown
+
+
+def test_the_statement_says_when_the_bonus_left_expires_before_it_does(client, member):
+    order = paid(member, 10000, bonus=2000, bonus_valid_days=30)
+    client.force_login(member)
+    html = client.get("/wallet/statement/").content.decode()
+    expires = (timezone.localtime(Lot.objects.get(order=order).bonus_expires_at, BEIJING) - timedelta(days=1)).strftime(
+        "%Y-%m-%d"
+    )
+    assert f"赠送 · 有效期至 {expires}" in html
+    assert f'data-testid="bonus-expiry">赠送金额 ¥20.00 有效期至 {expires}，' in html

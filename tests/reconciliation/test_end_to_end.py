@@ -126,6 +126,31 @@ def test_a_clean_day_is_balanced_and_shows_both_totals(api, day, payer):
     )
 
 
+def test_bonus_is_not_wechat_money_only_paid_amounts_are_compared(api, day, payer):
+    """充100送20 paid, ¥60 spent, the unspent ¥50 refunded with the ¥10 bonus removed: WeChat's
+    bill has ¥100 paid and ¥50 refunded, and so do the books; the bonus is in neither."""
+    from offers.models import Package
+    from wallet.models import Charge
+
+    package = Package.objects.create(name="充100送20", price=10000, bonus=2000)
+    order = placed_at_sandbox(payer, package=package.pk)
+    pay_at_sandbox(order)
+    order = payment_services.sync_order(order)
+    assert balance(payer) == 12000
+    Charge.create(amount=6000, user_id=payer.pk)
+    refunded(order, order.refundable_amount())
+    assert balance(payer) == 0
+    bill_day = reconcile(day)
+    assert bill_day.status == Status.BALANCED, bill_day.reason
+    assert (bill_day.wechat_paid, bill_day.our_paid, bill_day.wechat_refunded, bill_day.our_refunded) == (
+        10000,
+        10000,
+        5000,
+        5000,
+    )
+    assert not bill_day.differences.exists()
+
+
 def test_a_lost_notify_is_settled_by_the_bill_exactly_once(api, day, payer):
     order = paid_without_notify(payer, "12.34")
     ledger = LedgerEntry.objects.count()

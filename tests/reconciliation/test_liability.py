@@ -73,8 +73,9 @@ def books(db):
         # 5000 paid + 1000 bonus stay, so ¥50 paid and ¥10 bonus are consumed.
         spend = Charge.create(amount=6000, user_id=alice.pk)
     with travel(at(D1, 12)):
-        # Bob pays ¥50 for ¥50 + ¥10 bonus valid one day (to 03-03 12:00): lot B1 = 5000 + 1000.
-        expiring = paid(bob, 5000, bonus=1000, bonus_valid_days=1)
+        # Bob pays ¥50 for ¥50 + ¥10 bonus valid for the day of payment only (0 days after it:
+        # it runs out at the midnight after D1): lot B1 = 5000 + 1000.
+        expiring = paid(bob, 5000, bonus=1000, bonus_valid_days=0)
     with travel(at(D1, 13)):
         # An operator credits Alice ¥5: a lot of its own, bonus only (not WeChat money): A2 = 0 + 500.
         LedgerEntry.adjust(alice.pk, 500, "补偿", operator=None)
@@ -96,7 +97,7 @@ def books(db):
         # Bob spends ¥24 from B1 (6000 in it, 5:1); 3600 stays as 3000 + 600: -2000 paid, -400 bonus.
         Charge.create(amount=2400, user_id=bob.pk)
     with travel(at(D2, 13)):
-        # Bob's bonus ran out at 12:00: what is left of it (600) expires. B1 = 3000 + 0.
+        # Bob's bonus ran out at midnight: what is left of it (600) expires. B1 = 3000 + 0.
         Lot.objects.get(order=expiring).expire_bonus()
     with travel(at(D2, 14)):
         # ¥10 more refunded (-1000 paid, bonus 700 × 1000 / 3500 = -200), but WeChat closes the
