@@ -102,7 +102,7 @@ def test_a_member_types_twelve_hundred_and_is_told_the_tier_it_earns(phone, live
 def test_the_servers_refusals_of_a_package_are_shown_in_the_error_area(phone, live_server, offers):
     member = make_user("qing", openid="oQing000000000000000000000001")
     order = make_order(member, amount=5000, package=offers["first"], bonus=5000, package_limit=1)
-    order.pay("4200000000000000000000000000000001", 5000, timezone.now())  # 首充礼, bought already
+    order.pay("4200000000000000000000000001", 5000, timezone.now())  # 首充礼, bought already
     open_recharge(phone, live_server, "qing")
 
     phone.get_by_role("radio", name="¥50 送 ¥50 首充礼", exact=True).check()

@@ -15,7 +15,8 @@ from django.utils import timezone
 from orders.allocation import LotState, bonus_share, consume, give_back, take_from
 from orders.models import APPLIED, DUPLICATE, LedgerEntry, Lot, RechargeOrder, Refund, RefundRefused
 from tests.factories import make_order, make_user
-from wallet.models import Charge
+from tests.helpers import NEEDS_ROW_LOCKS, race
+from wallet.models import Charge, ChargeError
 from wxproto.beijing import BEIJING
 
 _ids = itertools.count(1)
@@ -245,3 +246,23 @@ def test_the_statement_says_when_the_bonus_left_expires_before_it_does(client, m
     )
     assert f"赠送 · 有效期至 {expires}" in html
     assert f'data-testid="bonus-expiry">赠送金额 ¥20.00 有效期至 {expires}，' in html
+
+
+@NEEDS_ROW_LOCKS[0]
+@NEEDS_ROW_LOCKS[1]
+@pytest.mark.django_db(transaction=True)
+def test_a_spend_racing_a_refund_of_the_same_lot_never_takes_the_same_money_twice():
+    for n in range(5):
+        member = make_user(f"racer{n}", openid=f"oRacer{n}")
+        order = paid(member, 10000, bonus=2000)
+        Charge.create(amount=6000, user_id=member.pk)  # the lot: ¥50 paid + ¥10 bonus left
+        refund, spend = race(
+            [lambda o=order: o.start_refund(5000, "用户申请"), lambda m=member: Charge.create(amount=3000, user_id=m.pk)]
+        )
+        lot = Lot.objects.get(order=order)
+        if isinstance(refund, Refund):  # the refund first: nothing left to spend
+            assert isinstance(spend, ChargeError) and spend.code == "insufficient_balance"
+            assert (lot.paid_left, lot.bonus_left) == (0, 0)
+        else:  # the spend first (¥25 + ¥5): the refund of ¥50 is refused, never shrunk or negative
+            assert isinstance(spend, Charge) and isinstance(refund, RefundRefused), (refund, spend)
+            assert (lot.paid_left, lot.bonus_left) == (2500, 500) and not Refund.objects.filter(order=order).exists()
