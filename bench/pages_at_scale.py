@@ -53,9 +53,10 @@ def prepare(orders: int) -> None:
         def orders_for(user_id: int, count: int, prefix: str) -> None:
             conn.execute(
                 "INSERT INTO orders_rechargeorder (out_trade_no, user_id, amount, status, channel, openid, prepay_id,"
-                " close_reason, prepay_error, expires_at, transaction_id, paid_at, refunded_amount, created_at, updated_at)"
+                " close_reason, prepay_error, expires_at, transaction_id, paid_at, refunded_amount, bonus, created_at,"
+                " updated_at)"
                 " SELECT %s || lpad(n::text, 10, '0'), %s, 1000, 1, 'jsapi', 'oBig', '', '', '', now(),"
-                " '42' || %s || lpad(n::text, 10, '0'), now() - (n || ' seconds')::interval, 0,"
+                " '42' || %s || lpad(n::text, 10, '0'), now() - (n || ' seconds')::interval, 0, 0,"
                 " now() - (n || ' seconds')::interval, now() FROM generate_series(1, %s) n",
                 [prefix, user_id, prefix, count],
             )
