@@ -8,7 +8,7 @@ package and the bonus promised when it is placed, and counts a user's purchases 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -93,12 +93,6 @@ class BaseOffer(models.Model):
     def status_text(self) -> str:
         """在售, 未开始, 已结束 or 已下架, now."""
         return self.status().label
-
-    def bonus_expires_at(self, paid_at: datetime) -> datetime | None:
-        """When the bonus of an order paid at `paid_at` expires; None when it never does."""
-        if self.bonus_valid_days is None:
-            return None
-        return paid_at + timedelta(days=self.bonus_valid_days)
 
 
 class Package(BaseOffer):

@@ -9,7 +9,8 @@ with) or an operator's credit (bonus only). The rules (docs/stored-value.md):
   discounted rate, as the courts count it under 法释〔2025〕4号.
 - A reversal gives back to the lots its spend took from, the newest of them first, paid and
   bonus in the proportion they were taken.
-- A refund of part of a lot's paid money removes the same share of its bonus.
+- A refund of part of a lot's paid money removes the same share of its bonus (so that what
+  stays keeps the lot's proportion).
 
 The data migration that opened lots for the ledger kept before them uses these functions too:
 they must keep giving the same answers for the same numbers.
@@ -110,7 +111,10 @@ def give_back(taken: list[Share], returned: list[Share], amount: int) -> list[Sh
 
 def bonus_share(lot: LotState, paid: int) -> int:
     """The bonus a refund of `paid` fen of the lot's paid money removes with it: all of what is
-    left when the refund takes all the paid money left, else the same share of it."""
+    left when the refund takes all the paid money left, else what keeps the rest in the lot's
+    proportion (what stays is rounded half up, so many small refunds remove what one would)."""
     if paid >= lot.paid_left:
         return lot.bonus_left
-    return _share(lot.bonus_left * paid, lot.paid_left)
+    # What stays keeps the lot's own proportion (as a spend leaves it): never more bonus than is left.
+    stays = min(lot.bonus_left, _share((lot.paid_left - paid) * lot.bonus, lot.paid)) if lot.paid else lot.bonus_left
+    return lot.bonus_left - stays

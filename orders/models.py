@@ -9,6 +9,7 @@ several `sweep_orders` runners can work at the same time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
@@ -37,6 +38,7 @@ class Outcome(StrEnum):
 
 
 APPLIED, DUPLICATE, CONFLICT = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.CONFLICT
+logger = logging.getLogger(__name__)
 
 
 class UnknownOrder(Exception):
@@ -614,12 +616,13 @@ class Refund(models.Model):
         if not payout:
             raise ValueError("请填写线下退款方式（如银行转账及流水号）")
         with transaction.atomic():
+            RechargeOrder.objects.select_for_update().filter(pk=self.order_id).values_list("pk").first()
             refund = type(self).objects.select_for_update().get(pk=self.pk)
             if not refund.manual or refund.status != self.Status.MANUAL:
                 return DUPLICATE if refund.manual and refund.status == self.Status.SUCCESS else CONFLICT
             refund.payout, refund.paid_out_by = payout[:200], operator
             refund.save(update_fields=["payout", "paid_out_by", "updated_at"])
-        outcome = self.settle(self.Status.SUCCESS)
+            outcome = self.settle(self.Status.SUCCESS)  # the same transaction, under the same locks
         self.refresh_from_db()
         return outcome
 
@@ -904,6 +907,11 @@ class Lot(models.Model):
         return cls.objects.filter(user_id=user_id, order__package_id=package_id, bonus__gt=0).count()
 
     @classmethod
+    def purchases_of_package(cls, user_id: int, package_id: int) -> int:
+        """How many of the user's recharges of this package were credited, with its bonus or not."""
+        return cls.objects.filter(user_id=user_id, order__package_id=package_id).count()
+
+    @classmethod
     def expire_due(cls, stop=None, batch: int = 500) -> tuple[int, int]:
         """Expire every bonus past its date, a lot at a time (each in its own transaction, so
         several runners may work at once): (lots expired, fen removed). `stop` (an Event)
@@ -919,7 +927,11 @@ class Lot(models.Model):
             for lot in due:
                 if stop is not None and stop.is_set():
                     break
-                entry = lot.expire_bonus()
+                try:
+                    entry = lot.expire_bonus()
+                except Exception:  # one failing lot is logged; the pass goes on
+                    logger.exception("expiring the bonus of lot %s failed", lot.pk)
+                    continue
                 if entry is not None:
                     expired, fen, done = expired + 1, fen - entry.amount, done + 1
             if len(due) < batch or not done:

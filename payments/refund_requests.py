@@ -146,7 +146,10 @@ class RefundRequest(models.Model):
         window = timedelta(days=settings.REFUND_SELF_SERVICE_DAYS)
         recent = all(p.untouched and not p.manual and p.order.paid_at and p.order.paid_at > now - window for p in parts)
         if recent and settings.REFUND_SELF_SERVICE_DAYS > 0:
-            request.approve(None, f"{settings.REFUND_SELF_SERVICE_DAYS} 天内未使用的充值，自动同意", auto=True)
+            try:
+                request.approve(None, f"{settings.REFUND_SELF_SERVICE_DAYS} 天内未使用的充值，自动同意", auto=True)
+            except RequestRefused:
+                pass  # spent meanwhile: it waits for an operator, like any other
         return request
 
     # -- deciding ---------------------------------------------------------------------------------
@@ -159,6 +162,10 @@ class RefundRequest(models.Model):
             request = type(self).objects.select_for_update().get(pk=self.pk)
             if request.status != self.Status.PENDING:
                 raise RequestRefused(f"该申请已处理（{request.get_status_display()}）")
+            # Every order of the request, locked before any user lock is taken (start_refund
+            # locks the order, then the user): order, then user, as everywhere.
+            order_ids = list(request.lines.values_list("order_id", flat=True))
+            list(RechargeOrder.objects.select_for_update().filter(pk__in=order_ids).order_by("pk").values_list("pk"))
             refunds = []
             for line in request.lines.select_related("order").order_by("pk"):
                 try:

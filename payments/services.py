@@ -289,8 +289,14 @@ def _pending_order(user: User, offer: Offer, channel: str, openid: str) -> Recha
         if payable.count() >= settings.RECHARGE_MAX_OPEN_ORDERS:
             raise TooManyOpenOrders
         if offer.package is not None and offer.limit is not None:
-            # Bought with its bonus, or an order of it that can still be paid: each counts once.
-            used = Lot.bonuses_of_package(user.pk, offer.package.pk) + payable.filter(package=offer.package).count()
+            # Bought (credited), or an order of it that may still be paid or that WeChat
+            # reported paid: each counts once.
+            in_flight_of_package = (
+                RechargeOrder.objects.filter(user=user, status=RechargeOrder.Status.PENDING, package=offer.package)
+                .filter(Q(expires_at__gt=now) | Q(paid_reported_at__isnull=False))
+                .count()
+            )
+            used = Lot.purchases_of_package(user.pk, offer.package.pk) + in_flight_of_package
             if used >= offer.limit:
                 raise PackageLimitReached(offer.package)
         # The balance cap counts every order that may still be paid (and those WeChat reported

@@ -27,7 +27,9 @@ def open_lots(apps, schema_editor):
         of_order: dict[int, int] = {}
         shares_of: dict[int, list] = {}
         moves = []
-        rows = LedgerEntry.objects.filter(user_id=user_id).order_by("created_at", "pk")
+        # In the order the rows were applied: `pk`, taken under the user's lock (`created_at` is
+        # read before it, so two rows may carry their times the other way round).
+        rows = LedgerEntry.objects.filter(user_id=user_id).order_by("pk")
         for pk, kind, amount, order_id, refund_id, created_at in rows.values_list(
             "pk", "kind", "amount", "order_id", "refund_id", "created_at"
         ):

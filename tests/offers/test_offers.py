@@ -106,13 +106,6 @@ def test_the_mini_program_gets_a_package_in_fen_with_its_label():
     assert package("充50", 5000, 0).to_dict()["bonus_valid_days"] is None
 
 
-def test_a_bonus_expires_after_its_days_or_never():
-    paid_at = datetime(2026, 12, 1, 23, 30, tzinfo=BEIJING)
-    assert package(bonus_valid_days=30).bonus_expires_at(paid_at) == datetime(2026, 12, 31, 23, 30, tzinfo=BEIJING)
-    assert package().bonus_expires_at(paid_at) is None
-    assert tier(100000, 20000, bonus_valid_days=7).bonus_expires_at(paid_at) == paid_at + 7 * DAY
-
-
 # -- bonus tiers -----------------------------------------------------------------------------------
 
 

@@ -220,10 +220,20 @@ class TestTheRulesArithmetic:
         with pytest.raises(ValueError):
             give_back(taken, [(1, 50, 10)], 1)
 
-    def test_bonus_share_of_a_partial_refund_rounds_half_up(self):
+    def test_bonus_share_of_a_partial_refund_keeps_what_stays_in_proportion(self):
         lot = LotState(1, 10000, 2000, 3, 1)
-        assert bonus_share(lot, 3) == 1 and bonus_share(lot, 1) == 0  # 1/3 of a fen rounds down
-        assert bonus_share(LotState(1, 2, 1, 2, 1), 1) == 1  # 1/2 of a fen rounds up
+        assert bonus_share(lot, 3) == 1 and bonus_share(lot, 1) == 1  # 2 paid keep 0.4 of a fen (5 : 1): none
+        assert bonus_share(LotState(1, 2, 1, 2, 1), 1) == 0  # 1 paid keeps half a fen: rounded up, 1
+
+    def test_many_one_fen_refunds_remove_what_one_refund_would(self):
+        lot = LotState(1, 10000, 2000, 10000, 2000)
+        removed = 0
+        for _ in range(4999):
+            share = bonus_share(lot, 1)
+            lot.paid_left -= 1
+            lot.bonus_left -= share
+            removed += share
+        assert abs(removed - 4999 * 2000 / 10000) <= 1  # 999.8 by the proportion; whole fen within one
 
 
 def test_operators_see_each_lot_and_its_moves_in_the_admin(admin_client, member):

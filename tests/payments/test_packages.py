@@ -160,3 +160,17 @@ def test_the_mini_program_lists_the_packages_on_sale_and_the_tiers(payer, hundre
     }
     assert answer["tiers"] == [{"threshold_fen": 100000, "bonus_fen": 20000, "bonus_valid_days": None, "label": "满 1000 送 200"}]
     assert Client().get("/api/mp/packages").status_code == 401
+
+
+def test_a_limited_package_counts_an_order_wechat_reported_paid_but_not_yet_credited(payer_client, first_recharge):
+    assert buy(payer_client, first_recharge).status_code == 200
+    RechargeOrder.objects.update(paid_reported_at=timezone.now())  # 支付确认中
+    refused = buy(payer_client, first_recharge)
+    assert refused.status_code == 409 and refused.json()["error"] == "package_limit"
+
+
+def test_a_limited_package_without_bonus_is_limited_too(payer_client, payer):
+    trial = Package.objects.create(name="体验价", price=990, per_user_limit=1)
+    assert buy(payer_client, trial).status_code == 200
+    pay(RechargeOrder.objects.get())
+    assert buy(payer_client, trial).json()["error"] == "package_limit"

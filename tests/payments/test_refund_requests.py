@@ -253,3 +253,35 @@ def test_a_spend_racing_an_approval_never_refunds_what_was_spent(member, member_
     assert lot.paid_left == 0 and lot.bonus_left == 0
     # Either the refund came first (¥50 refunded, the spend refused) or the spend did (¥25 left to refund).
     assert (refunded, spent) in [(5000, 6000), (2500, 9000)], results
+
+
+def test_a_manual_payout_is_recorded_once(member, member_client):
+    aged(paid_with_package(member_client, member, 5000, 0), 400)
+    ask(member_client)
+    [refund] = services.approve_refund_request(RefundRequest.objects.get(), None)
+    assert refund.record_payout(None, "现金，经办人 张三") == "applied"
+    assert refund.record_payout(None, "银行转账") == "duplicate"
+    refund.refresh_from_db()
+    assert refund.payout == "现金，经办人 张三" and refund.order.refunded_amount == 5000
+
+
+@NEEDS_ROW_LOCKS[0]
+@NEEDS_ROW_LOCKS[1]
+def test_approving_a_request_of_two_recharges_while_one_is_refunded_by_an_operator_never_deadlocks(member, member_client):
+    from orders.models import RefundRefused
+
+    for n in range(3):
+        first = aged(paid_with_package(member_client, member, 5000, 0), 30)
+        second = aged(paid_with_package(member_client, member, 3000, 0), 20)
+        ask(member_client, f"第 {n} 次")
+        request = RefundRequest.objects.get(status="pending")
+        results = race(
+            [
+                lambda r=request: services.approve_refund_request(RefundRequest.objects.get(pk=r.pk), None),
+                lambda o=second: o.start_refund(3000, "运营退款"),
+            ]
+        )
+        # Both end cleanly: one of them refunds the second recharge, the other finds nothing left of it.
+        assert all(isinstance(r, (list, Refund, RefundRefused)) for r in results), results
+        assert sum(Refund.objects.filter(order=second).values_list("amount", flat=True)) == 3000
+        assert sum(Refund.objects.filter(order=first).values_list("amount", flat=True)) == 5000
