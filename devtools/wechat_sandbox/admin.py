@@ -74,6 +74,9 @@ class TradeAdmin(ReadOnlyAdmin):
         "sign_type",
         "api_version",
         "notify_url",
+        "scene_info",
+        "pay_token",
+        "pay_token_expires_at",
         "params_digest",
         "created_at",
     )
@@ -206,6 +209,7 @@ class FaultAdmin(admin.ModelAdmin):
         "systemerror_endpoints",
         "end_state",
         "v3_notify_signature",
+        "h5_no_auth",
         "bill_switches",
     )
     list_display_links = ("scope",)
@@ -224,6 +228,7 @@ class FaultAdmin(admin.ModelAdmin):
                     "systemerror_endpoints",
                     "end_state",
                     "v3_notify_signature",
+                    "h5_no_auth",
                 )
             },
         ),

@@ -8,10 +8,11 @@ from django.contrib import messages
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from common.money import format_fen
-from devtools.wechat_sandbox import conf
+from devtools.wechat_sandbox import conf, services
 from devtools.wechat_sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 
 TRADES_SHOWN = 30
@@ -27,6 +28,16 @@ BILL_FIELDS = [
 
 
 class FaultForm(forms.ModelForm):
+    # The H5 product as a permission the merchant has or lacks, chosen like the other states
+    h5_no_auth = forms.TypedChoiceField(
+        label="H5 支付权限",
+        choices=[("False", "已开通（正常）"), ("True", "未开通：H5 下单答 NO_AUTH")],
+        coerce=lambda value: value == "True",
+        required=False,
+        empty_value=False,
+        help_text="v2 答 err_code=NOAUTH（商户无此接口权限），v3 答 403 NO_AUTH；用来试改用 Native",
+    )
+
     class Meta:
         model = Fault
         fields = [
@@ -39,6 +50,7 @@ class FaultForm(forms.ModelForm):
             "systemerror_endpoints",
             "end_state",
             "v3_notify_signature",
+            "h5_no_auth",
             *BILL_FIELDS,
         ]
         widgets = {
@@ -112,6 +124,8 @@ def describe(fault: Fault) -> list[str]:
         parts.append(f"结果：{fault.get_end_state_display()}")
     if fault.v3_notify_signature:
         parts.append(f"v3 通知签名：{fault.get_v3_notify_signature_display()}")
+    if fault.h5_no_auth:
+        parts.append("H5 支付未开通（NO_AUTH）")
     if fault.bill_omit:
         parts.append("账单中略去")
     if fault.bill_total_fee is not None:
@@ -170,8 +184,12 @@ def index(request):
         Prefetch("deliveries", queryset=deliveries),
         Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "pk")),
     )[:TRADES_SHOWN]
+    now = timezone.now()
     for trade in trades:  # amounts in yuan beside WeChat's fen
         trade.yuan, trade.refunded_yuan = format_fen(trade.total_fee), format_fen(trade.refunded_fee)
+        # an unpaid Native or H5 trade's live pay link, to open its phone page from here
+        live = trade.pay_token and trade.pay_token_expires_at and trade.pay_token_expires_at > now
+        trade.link = services.pay_link(trade) if live and trade.state == Trade.NOTPAY else ""
         for refund in trade.refunds.all():
             refund.yuan = format_fen(refund.refund_fee)
     faults = [(fault, describe(fault)) for fault in Fault.objects.order_by("out_trade_no")]

@@ -196,14 +196,25 @@ def _parse_time_expire(value: str) -> datetime:
     ("appid", "mch_id", "nonce_str", "body", "out_trade_no", "total_fee", "spbill_create_ip", "notify_url", "trade_type"),
 )
 def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
+    """统一下单 for every trade_type: JSAPI needs openid; NATIVE needs product_id and answers a
+    code_url; MWEB (H5) needs scene_info's h5_info, answers an mweb_url, and answers NOAUTH while
+    the h5_no_auth switch is on. The same out_trade_no with the same parameters gets the same
+    prepay_id (and a new pay link, the old one dying)."""
     if not OUT_TRADE_NO.match(params["out_trade_no"]):
         raise BusinessError("PARAM_ERROR", "out_trade_no参数格式错误，最长32位，仅限字母、数字和_-|*")
     if not FEE.match(params["total_fee"]):
         raise BusinessError("PARAM_ERROR", "total_fee参数格式错误，须为正整数（分）")
     if params["trade_type"] not in TRADE_TYPES:
         raise BusinessError("PARAM_ERROR", "trade_type参数格式错误")
-    if params["trade_type"] == "JSAPI" and not params.get("openid"):
+    if params["trade_type"] == Trade.JSAPI and not params.get("openid"):
         raise BusinessError("PARAM_ERROR", "JSAPI支付必须传openid")
+    if params["trade_type"] == Trade.NATIVE and not params.get("product_id"):
+        raise BusinessError("PARAM_ERROR", "NATIVE支付必须传product_id")
+    scene_info = {}
+    if params["trade_type"] == Trade.MWEB:
+        scene_info = _h5_scene_info(params.get("scene_info", ""))
+        if fault.h5_no_auth:
+            raise BusinessError("NOAUTH", "商户无此接口权限")
     notify_url = params["notify_url"]
     if not re.match(r"^https?://[^/?#\s]+[^?#\s]*$", notify_url):
         raise BusinessError("PARAM_ERROR", "notify_url参数格式错误，须为不带参数的完整网址")
@@ -226,7 +237,7 @@ def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
                     trade.prepay_id = services.new_prepay_id()
                     trade.prepay_expires_at = now + services.PREPAY_TTL
                     trade.save(update_fields=["prepay_id", "prepay_expires_at"])
-                return {"trade_type": trade.trade_type, "prepay_id": trade.prepay_id}
+                return _ordered(trade, now)
             try:
                 with transaction.atomic():
                     trade = Trade.objects.create(
@@ -242,13 +253,52 @@ def unifiedorder(params: dict, mch: Merchant, fault: Fault) -> dict:
                         notify_url=notify_url,
                         sign_type=params.get("sign_type") or wxpay.MD5,
                         time_expire=time_expire,
+                        scene_info=scene_info,
                         prepay_id=services.new_prepay_id(),
                         prepay_expires_at=now + services.PREPAY_TTL,
                     )
             except IntegrityError:
                 continue
-            return {"trade_type": trade.trade_type, "prepay_id": trade.prepay_id}
+            return _ordered(trade, now)
     raise BusinessError("SYSTEMERROR", "系统繁忙，请用相同参数重试")
+
+
+# The pay link a unified order answers besides prepay_id, by trade_type.
+LINK_FIELD = {Trade.NATIVE: "code_url", Trade.MWEB: "mweb_url"}
+
+
+def _ordered(trade: Trade, now: datetime) -> dict:
+    """The answer to a unified order: trade_type and prepay_id, and for NATIVE a new code_url,
+    for MWEB a new mweb_url (services.issue_pay_link). Called under the trade's row lock."""
+    answer = {"trade_type": trade.trade_type, "prepay_id": trade.prepay_id}
+    if trade.trade_type in LINK_FIELD:
+        answer[LINK_FIELD[trade.trade_type]] = services.issue_pay_link(trade, now)
+    return answer
+
+
+H5_TYPES = {"Wap": "wap_url", "IOS": "app_name", "Android": "app_name"}
+
+
+def _h5_scene_info(text: str) -> dict:
+    """scene_info of an MWEB order: JSON {"h5_info": {"type": "Wap", "wap_url", "wap_name"}} (or
+    type IOS / Android with app_name and bundle_id / package_name), as WeChat's H5 document asks;
+    PARAM_ERROR otherwise. WeChat's own wording of these refusals is not published."""
+    if not text:
+        raise BusinessError("PARAM_ERROR", "H5支付必须传scene_info")
+    try:
+        scene = json.loads(text)
+    except ValueError as exc:
+        raise BusinessError("PARAM_ERROR", "scene_info参数格式错误，须为JSON") from exc
+    h5_info = scene.get("h5_info") if isinstance(scene, dict) else None
+    if not isinstance(h5_info, dict):
+        raise BusinessError("PARAM_ERROR", "scene_info参数格式错误，H5支付须上报h5_info")
+    kind = h5_info.get("type")
+    required = H5_TYPES.get(kind) if isinstance(kind, str) else None
+    if required is None:
+        raise BusinessError("PARAM_ERROR", "scene_info参数格式错误，h5_info.type须为Wap、IOS或Android")
+    if not isinstance(h5_info.get(required), str) or not h5_info[required].strip():
+        raise BusinessError("PARAM_ERROR", f"scene_info参数格式错误，h5_info缺少{required}")
+    return {"h5_info": h5_info}
 
 
 TRADE_STATE_DESC = services.TRADE_STATE_DESC

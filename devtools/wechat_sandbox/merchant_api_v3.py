@@ -18,8 +18,11 @@ equivalents answer `500 SYSTEM_ERROR`.
 Codes chosen where WeChat's documents are silent or vague:
 - A body that is not a JSON object: `400 PARAM_ERROR` ("请求体不是合法的JSON对象").
 - A `mchid` in the body or query other than the signer's: `400 PARAM_ERROR`.
-- jsapi for an order already paid: `403 ORDERPAID`; for a closed one: `400 ORDER_CLOSED`;
-  the same out_trade_no with other parameters: `403 OUT_TRADE_NO_USED`.
+- jsapi, native and h5 for an order already paid: `403 ORDERPAID`; for a closed one:
+  `400 ORDER_CLOSED`; the same out_trade_no with other parameters (another trade_type
+  included): `403 OUT_TRADE_NO_USED`.
+- h5 without scene_info, its payer_client_ip, h5_info or h5_info.type: `400 PARAM_ERROR` in
+  WeChat's field wording; with the h5_no_auth switch on: `403 NO_AUTH`.
 - Closing a paid order: `403 ORDERPAID` (v3's close lists no code for it; v2's closeorder
   answers ORDERPAID, and v3 gives ORDERPAID that status elsewhere); closing a closed order:
   `400 ORDER_CLOSED`, as v3's error list has it.
@@ -79,6 +82,8 @@ MAX_REFUNDS = 50
 REFUND_WINDOW = timedelta(days=365)
 
 AUTH_FORMAT = "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》"
+# What WeChat answers a merchant without the product it orders (seen in answers to merchants).
+NO_H5 = "商户号该产品权限未开通，请前往商户平台>产品中心检查后重试"
 SYSTEM_ERROR = "系统异常，请用相同参数重新调用"
 NO_CERTIFICATE = (
     "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
@@ -332,42 +337,50 @@ def _identity(**params) -> str:
     return hashlib.sha256(("v3:" + json.dumps(params, sort_keys=True, ensure_ascii=False)).encode()).hexdigest()
 
 
-@endpoint("POST", "unifiedorder", lambda call: _str(call.body.get("out_trade_no")))
-def jsapi(call: Call) -> tuple[int, dict]:
-    """JSAPI下单 (公众号 and 小程序): 200 {"prepay_id"}; the same out_trade_no with the same
-    parameters gets the same prepay_id (a new one once the old has lived 2 hours)."""
-    body = call.body
-    appid = text(body, "appid", "应用ID", max_length=32)
+def _order_fields(body: dict, call: Call) -> dict:
+    """The fields every v3 order takes (jsapi, native, h5), checked as WeChat checks them."""
+    fields: dict = {"appid": text(body, "appid", "应用ID", max_length=32)}
     same_merchant(text(body, "mchid", "直连商户号", max_length=32), call.mch)
-    description = text(body, "description", "商品描述", max_length=127)
-    out_trade_no = text(body, "out_trade_no", "商户订单号", pattern=OUT_TRADE_NO)
-    time_expire = rfc3339(body, "time_expire", "交易结束时间")
-    attach = text(body, "attach", "附加数据", required=False, max_length=128)
-    url = notify_url(body, required=True)
+    fields["description"] = text(body, "description", "商品描述", max_length=127)
+    fields["out_trade_no"] = text(body, "out_trade_no", "商户订单号", pattern=OUT_TRADE_NO)
+    fields["time_expire"] = rfc3339(body, "time_expire", "交易结束时间")
+    fields["attach"] = text(body, "attach", "附加数据", required=False, max_length=128)
+    fields["notify_url"] = notify_url(body, required=True)
     obj(body, "amount", "订单金额")
-    total = positive_int(body, "amount/total", "总金额")
+    fields["total"] = positive_int(body, "amount/total", "总金额")
     currency(body, "amount/currency", required=False)
-    obj(body, "payer", "支付者")
-    openid = text(body, "payer/openid", "用户标识", max_length=128)
-    goods_tag = text(body, "goods_tag", "订单优惠标记", required=False, max_length=32)
-    if appid not in call.mch.appids:
+    return fields
+
+
+def _check_app_and_time(body: dict, call: Call, fields: dict, now: datetime) -> None:
+    if fields["appid"] not in call.mch.appids:
         raise V3Error(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
-    now = timezone.now()
+    time_expire = fields["time_expire"]
     if time_expire is not None and time_expire < now + timedelta(minutes=1):
         raise param_error("body", "time_expire", "交易结束时间", "时间规则校验失败，距当前时间至少1分钟", body["time_expire"])
+
+
+def _place(call: Call, trade_type: str, fields: dict, now: datetime, **extra) -> Trade:
+    """Place the order, or find the one placed before with the same parameters (a new prepay_id
+    once the old has lived 2 hours); ORDERPAID, ORDER_CLOSED or OUT_TRADE_NO_USED as WeChat
+    answers. `extra` are columns of the trade beyond the common fields (openid, scene_info).
+    A NATIVE or MWEB trade gets a new pay link at every call (services.issue_pay_link)."""
+    time_expire = fields["time_expire"]
     digest = _identity(
-        appid=appid,
-        description=description,
-        attach=attach,
-        notify_url=url,
-        total=total,
-        openid=openid,
-        goods_tag=goods_tag,
+        appid=fields["appid"],
+        description=fields["description"],
+        attach=fields["attach"],
+        notify_url=fields["notify_url"],
+        total=fields["total"],
+        openid=extra.get("openid", ""),
+        goods_tag=fields.get("goods_tag", ""),
         time_expire=time_expire.isoformat() if time_expire else "",
+        # a JSAPI digest stays what it was before the other trade types came
+        **({"trade_type": trade_type} if trade_type != Trade.JSAPI else {}),
     )
     for _ in range(2):  # a second pass after losing a race on the unique out_trade_no
         with transaction.atomic():
-            trade = Trade.objects.select_for_update().filter(mch_id=call.mch.mch_id, out_trade_no=out_trade_no).first()
+            trade = Trade.objects.select_for_update().filter(mch_id=call.mch.mch_id, out_trade_no=fields["out_trade_no"]).first()
             if trade is not None:
                 if trade.is_paid:
                     raise V3Error(403, "ORDERPAID", "该订单已支付")
@@ -379,30 +392,95 @@ def jsapi(call: Call) -> tuple[int, dict]:
                     trade.prepay_id = services.new_prepay_id()
                     trade.prepay_expires_at = now + services.PREPAY_TTL
                     trade.save(update_fields=["prepay_id", "prepay_expires_at"])
-                return 200, {"prepay_id": trade.prepay_id}
-            try:
-                with transaction.atomic():
-                    trade = Trade.objects.create(
-                        mch_id=call.mch.mch_id,
-                        appid=appid,
-                        out_trade_no=out_trade_no,
-                        params_digest=digest,
-                        body=description,
-                        attach=attach,
-                        total_fee=total,
-                        trade_type="JSAPI",
-                        openid=openid,
-                        notify_url=url,
-                        sign_type="RSA",
-                        time_expire=time_expire,
-                        api_version=V3,
-                        prepay_id=services.new_prepay_id(),
-                        prepay_expires_at=now + services.PREPAY_TTL,
-                    )
-            except IntegrityError:
-                continue
-            return 200, {"prepay_id": trade.prepay_id}
+            else:
+                try:
+                    with transaction.atomic():
+                        trade = Trade.objects.create(
+                            mch_id=call.mch.mch_id,
+                            appid=fields["appid"],
+                            out_trade_no=fields["out_trade_no"],
+                            params_digest=digest,
+                            body=fields["description"],
+                            attach=fields["attach"],
+                            total_fee=fields["total"],
+                            trade_type=trade_type,
+                            notify_url=fields["notify_url"],
+                            sign_type="RSA",
+                            time_expire=time_expire,
+                            api_version=V3,
+                            prepay_id=services.new_prepay_id(),
+                            prepay_expires_at=now + services.PREPAY_TTL,
+                            **extra,
+                        )
+                except IntegrityError:
+                    continue
+            if trade_type in services.PAY_LINK_TTL:
+                services.issue_pay_link(trade, now)
+            return trade
     raise V3Error(500, "SYSTEM_ERROR", SYSTEM_ERROR)
+
+
+@endpoint("POST", "unifiedorder", lambda call: _str(call.body.get("out_trade_no")))
+def jsapi(call: Call) -> tuple[int, dict]:
+    """JSAPI下单 (公众号 and 小程序): 200 {"prepay_id"}; the same out_trade_no with the same
+    parameters gets the same prepay_id (a new one once the old has lived 2 hours)."""
+    body = call.body
+    fields = _order_fields(body, call)
+    obj(body, "payer", "支付者")
+    openid = text(body, "payer/openid", "用户标识", max_length=128)
+    fields["goods_tag"] = text(body, "goods_tag", "订单优惠标记", required=False, max_length=32)
+    now = timezone.now()
+    _check_app_and_time(body, call, fields, now)
+    trade = _place(call, Trade.JSAPI, fields, now, openid=openid)
+    return 200, {"prepay_id": trade.prepay_id}
+
+
+@endpoint("POST", "unifiedorder", lambda call: _str(call.body.get("out_trade_no")))
+def native(call: Call) -> tuple[int, dict]:
+    """Native下单 (scan to pay): 200 {"code_url"}, a link to the sandbox's phone page
+    (services.pay_link) valid 2 hours; no payer: whoever scans first pays. Ordering again with
+    the same parameters gives a new code_url and the old one stops working."""
+    body = call.body
+    fields = _order_fields(body, call)
+    fields["goods_tag"] = text(body, "goods_tag", "订单优惠标记", required=False, max_length=32)
+    if _value(body, "scene_info") is not None:
+        obj(body, "scene_info", "场景信息")
+        text(body, "scene_info/payer_client_ip", "用户终端IP", max_length=45)
+    now = timezone.now()
+    _check_app_and_time(body, call, fields, now)
+    trade = _place(call, Trade.NATIVE, fields, now)
+    return 200, {"code_url": services.pay_link(trade)}
+
+
+H5_TYPES = ("iOS", "Android", "Wap")
+
+
+@endpoint("POST", "unifiedorder", lambda call: _str(call.body.get("out_trade_no")))
+def h5(call: Call) -> tuple[int, dict]:
+    """H5下单 (a phone's browser outside WeChat): 200 {"h5_url"}, the sandbox's H5 middle page
+    (services.pay_link) valid 5 minutes. scene_info {payer_client_ip, h5_info {type (iOS,
+    Android or Wap), app_name, app_url}} is required; a merchant without the H5 product (the
+    h5_no_auth switch) gets 403 NO_AUTH. The trade is MWEB, as v3 names H5 in queries and bills."""
+    body = call.body
+    fields = _order_fields(body, call)
+    fields["goods_tag"] = text(body, "goods_tag", "订单优惠标记", required=False, max_length=32)
+    obj(body, "scene_info", "场景信息")
+    payer_ip = text(body, "scene_info/payer_client_ip", "用户终端IP", max_length=45)
+    obj(body, "scene_info/h5_info", "H5场景信息")
+    kind = text(body, "scene_info/h5_info/type", "场景类型", max_length=32)
+    if kind not in H5_TYPES:
+        raise param_error("body", "scene_info/h5_info/type", "场景类型", "枚举值校验失败，仅支持iOS、Android、Wap", kind)
+    h5_info = {"type": kind}
+    for name, label, length in (("app_name", "应用名称", 64), ("app_url", "网站URL", 128)):
+        value = text(body, f"scene_info/h5_info/{name}", label, required=False, max_length=length)
+        if value:
+            h5_info[name] = value
+    if call.fault.h5_no_auth:
+        raise V3Error(403, "NO_AUTH", NO_H5)
+    now = timezone.now()
+    _check_app_and_time(body, call, fields, now)
+    trade = _place(call, Trade.MWEB, fields, now, scene_info={"payer_client_ip": payer_ip, "h5_info": h5_info})
+    return 200, {"h5_url": services.pay_link(trade)}
 
 
 def _order_not_exist() -> V3Error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -29,3 +30,18 @@ def app_secret(appid: str | None) -> str | None:
         settings.WECHAT_MINIPROGRAM_APPID: settings.WECHAT_MINIPROGRAM_SECRET,
     }
     return secrets.get(appid or "") or None
+
+
+def h5_domain() -> str:
+    """The H5 pay domain the merchant registered (商户平台 > 产品中心 > 开发配置): in the sandbox,
+    the host (and port) of SITE_URL, as for 网页授权's redirect_uri (devtools/wechat_sandbox/oauth.py)."""
+    return urlsplit(settings.SITE_URL).netloc.lower()
+
+
+def on_h5_domain(url: str) -> bool:
+    """Whether an http(s) URL is on the merchant's H5 pay domain, host matched exactly."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == h5_domain()

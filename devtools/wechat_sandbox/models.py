@@ -24,6 +24,8 @@ class Trade(models.Model):
     """An order as WeChat Pay knows it (统一下单 onwards)."""
 
     NOTPAY, SUCCESS, REFUND, CLOSED = "NOTPAY", "SUCCESS", "REFUND", "CLOSED"
+    # trade_type, as WeChat names it in answers, notifies and bills (H5 is MWEB in v2 and v3 alike)
+    JSAPI, NATIVE, MWEB = "JSAPI", "NATIVE", "MWEB"
     USERPAYING, PAYERROR, REVOKED = "USERPAYING", "PAYERROR", "REVOKED"
     # The value is WeChat's trade_state code; the label is what a person reads beside it.
     STATES = [
@@ -55,6 +57,23 @@ class Trade(models.Model):
     time_end = models.DateTimeField("支付完成时间", null=True, blank=True)
     refunded_fee = models.PositiveBigIntegerField("已退款金额（分）", default=0)
     api_version = api_version_field()
+    scene_info = models.JSONField(
+        "场景信息",
+        default=dict,
+        blank=True,
+        help_text="H5 支付下单时的 scene_info（v2 的 h5_info，v3 的 payer_client_ip 与 h5_info）",
+    )
+    pay_token = models.CharField(
+        "支付链接标识",
+        max_length=32,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="Native 的 code_url（pr=…）或 H5 的 h5_url（package=…）中的标识；每次下单换新，旧链接随之失效",
+    )
+    pay_token_expires_at = models.DateTimeField(
+        "支付链接失效时间", null=True, blank=True, help_text="code_url 2 小时，h5_url 5 分钟"
+    )
     created_at = models.DateTimeField("下单时间", default=timezone.now)
 
     class Meta:
@@ -227,6 +246,10 @@ class Fault(models.Model):
     bill_total_fee and bill_duplicate_row apply to a trade like the others;
     bill_add_unknown_trade, bill_corrupt_summary and bill_not_ready concern whole bills
     and are read from the global row only (GLOBAL_ONLY; clean() refuses them elsewhere).
+
+    h5_no_auth plays a merchant without the H5 pay product: H5 ordering answers WeChat's
+    "no permission" (v2 result_code=FAIL err_code=NOAUTH 商户无此接口权限; v3 403 NO_AUTH),
+    so that a fallback to Native can be tried. Per trade or global, like the others.
     """
 
     END_STATES = [
@@ -264,6 +287,11 @@ class Fault(models.Model):
     )
     end_state = models.CharField("交易/退款结果", max_length=16, choices=END_STATES, blank=True)
     v3_notify_signature = models.CharField("v3 通知签名", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True, default="")
+    h5_no_auth = models.BooleanField(
+        "H5 支付未开通",
+        default=False,
+        help_text="H5 下单答无权限：v2 为 result_code=FAIL、err_code=NOAUTH（商户无此接口权限），v3 为 403 NO_AUTH",
+    )
     # Trade bills (devtools/wechat_sandbox/bills.py says what each does). These three apply to a trade:
     bill_omit = models.BooleanField("账单中略去这笔交易", default=False, help_text="对账单里没有这笔支付及其退款")
     bill_total_fee = models.PositiveBigIntegerField(

@@ -9,11 +9,13 @@ import json
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 
 from devtools.wechat_sandbox import conf, v3sign
@@ -26,6 +28,19 @@ logger = logging.getLogger(__name__)
 
 PREPAY_TTL = timedelta(hours=2)
 CODE_TTL = timedelta(minutes=5)
+# How long a pay link lives (docs/wechat-pay-v2.md#native-scan-to-pay, #h5-pay-a-phones-browser):
+# a Native code_url 2 hours, an H5 h5_url (v2 mweb_url) 5 minutes.
+PAY_LINK_TTL = {Trade.NATIVE: timedelta(hours=2), Trade.MWEB: timedelta(minutes=5)}
+# What WeChat's client says when someone other than the order's WeChat tries to pay it: a JSAPI
+# order placed with another openid; a Native code another WeChat scanned first; an h5_url
+# another WeChat opened first (WeChat shows 签名验证失败 on iOS and this on Android).
+OTHER_PAYER = {
+    Trade.JSAPI: "下单账号与支付账号不一致，请核实后再支付",
+    Trade.NATIVE: "商家订单信息有误，请重新下单支付",
+    Trade.MWEB: "系统繁忙，请稍后再试",
+}
+# The person whose openid pays a Native or H5 trade when no one is named (services.pay called directly).
+DEFAULT_PAYER = "sandbox"
 # WeChat accepts a refund at once and settles it later; here after 2s times
 # SANDBOX_NOTIFY_TIME_SCALE, never under 0.05s so that "PROCESSING" can be seen.
 REFUND_SETTLE_SECONDS = 2.0
@@ -56,6 +71,42 @@ def openid_for(appid: str, browser_id: str) -> str:
     """A stable test openid for one browser and one app (openids are per appid)."""
     digest = hmac.new(settings.SECRET_KEY.encode(), f"{appid}:{browser_id}".encode(), hashlib.sha256).digest()
     return "o" + base64.urlsafe_b64encode(digest).decode()[:27]
+
+
+def issue_pay_link(trade: Trade, now: datetime) -> str:
+    """A new code_url (Native) or h5_url (MWEB) for the trade, valid PAY_LINK_TTL: every order
+    call gets a new one and the previous one stops working, as WeChat's Native FAQ says of
+    ordering again with the same parameters (the sandbox treats h5_url the same way).
+
+    The caller holds the trade's row lock."""
+    trade.pay_token = secrets.token_urlsafe(12)
+    # never longer than the prepay_id it pays (a repeated order keeps the prepay_id of the first)
+    trade.pay_token_expires_at = min(now + PAY_LINK_TTL[trade.trade_type], trade.prepay_expires_at)
+    trade.save(update_fields=["pay_token", "pay_token_expires_at"])
+    return pay_link(trade)
+
+
+def pay_link(trade: Trade) -> str:
+    """The trade's current pay link, on the sandbox, shaped as WeChat's: a Native code_url
+    `{SITE_URL}/sandbox/native/bizpayurl?pr=…` (WeChat's is weixin://wxpay/bizpayurl?pr=…, which
+    nothing here can open) and an H5 h5_url `{SITE_URL}/sandbox/h5/checkmweb?prepay_id=…&package=…`
+    (WeChat's is https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=…&package=…), to
+    which the merchant appends `&redirect_url=…`."""
+    if trade.trade_type == Trade.NATIVE:
+        return settings.SITE_URL + reverse("sandbox:native_scan") + "?" + urlencode({"pr": trade.pay_token})
+    query = urlencode({"prepay_id": trade.prepay_id, "package": trade.pay_token})
+    return settings.SITE_URL + reverse("sandbox:h5_checkmweb") + "?" + query
+
+
+def payable_problem(trade: Trade, now: datetime) -> str | None:
+    """Why the trade cannot be paid now, in the words the payment sheet shows, or None."""
+    if trade.is_paid:
+        return "该订单已支付，请勿重复支付"
+    if trade.state not in (Trade.NOTPAY, Trade.USERPAYING):
+        return "订单已关闭" if trade.state == Trade.CLOSED else "订单状态异常，支付失败"
+    if trade.time_expire and trade.time_expire <= now:
+        return "订单已过期"
+    return None
 
 
 def mint_code(kind: str, appid: str, openid: str, scope: str = "") -> AuthCode:
@@ -358,8 +409,14 @@ def v3_notify_headers(body: str, fault: Fault, *, first_sent: bool) -> dict[str,
 # --- state changes ------------------------------------------------------------------------
 
 
-def pay(prepay_id: str, appid: str) -> str:
-    """The user pays in the cashier. Returns the trade state reached; raises CashierError."""
+def pay(prepay_id: str, appid: str, payer: str | None = None) -> str:
+    """The user pays: in the JSAPI cashier, or on the sandbox's Native and H5 pages. Returns the
+    trade state reached; raises CashierError.
+
+    `payer` is the openid of the WeChat that pays, when the caller knows it (None: the order's own
+    WeChat). A JSAPI order names its payer when it is placed; a Native or H5 order is bound to
+    the first WeChat that tries to pay it. Anyone else is refused with OTHER_PAYER's words.
+    """
     with transaction.atomic():
         trade = Trade.objects.select_for_update().filter(prepay_id=prepay_id).first()
         now = timezone.now()
@@ -367,12 +424,14 @@ def pay(prepay_id: str, appid: str) -> str:
             raise CashierError("prepay_id 已失效，请重新下单")
         if trade.appid != appid:
             raise CashierError("appId 与下单时不一致")
-        if trade.is_paid:
-            raise CashierError("该订单已支付，请勿重复支付")
-        if trade.state not in (Trade.NOTPAY, Trade.USERPAYING):
-            raise CashierError("订单已关闭" if trade.state == Trade.CLOSED else "订单状态异常，支付失败")
-        if trade.time_expire and trade.time_expire <= now:
-            raise CashierError("订单已过期")
+        problem = payable_problem(trade, now)
+        if problem:
+            raise CashierError(problem)
+        if payer and trade.openid and payer != trade.openid:
+            raise CashierError(OTHER_PAYER.get(trade.trade_type, OTHER_PAYER[Trade.JSAPI]))
+        if not trade.openid:
+            trade.openid = payer or openid_for(trade.appid, DEFAULT_PAYER)
+            trade.save(update_fields=["openid"])
         fault = Fault.effective(trade.out_trade_no)
         if fault.end_state in (Trade.PAYERROR, Trade.USERPAYING):
             trade.state = fault.end_state

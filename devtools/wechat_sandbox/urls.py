@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from devtools.wechat_sandbox import cashier, counter, dashboard, merchant_api, merchant_api_v3, oauth
+from devtools.wechat_sandbox import cashier, counter, dashboard, merchant_api, merchant_api_v3, oauth, phone
 
 app_name = "sandbox"
 
@@ -17,6 +17,8 @@ urlpatterns = [
     path("pay/downloadbill", merchant_api.downloadbill, name="downloadbill"),
     # WeChat Pay API v3 (base URL https://api.mch.weixin.qq.com/, paths /v3/...)
     path("v3/pay/transactions/jsapi", merchant_api_v3.jsapi, name="v3_jsapi"),
+    path("v3/pay/transactions/native", merchant_api_v3.native, name="v3_native"),
+    path("v3/pay/transactions/h5", merchant_api_v3.h5, name="v3_h5"),
     path("v3/pay/transactions/out-trade-no/<str:out_trade_no>", merchant_api_v3.query_by_out_trade_no, name="v3_query"),
     path("v3/pay/transactions/id/<str:transaction_id>", merchant_api_v3.query_by_transaction_id, name="v3_query_by_id"),
     path("v3/pay/transactions/out-trade-no/<str:out_trade_no>/close", merchant_api_v3.close, name="v3_close"),
@@ -38,4 +40,9 @@ urlpatterns = [
     # The cashier that stands in for WeixinJSBridge
     path("cashier/prepay", cashier.prepay, name="cashier_prepay"),
     path("cashier/pay", cashier.pay, name="cashier_pay"),
+    # The WeChat app on a phone: a Native code_url scanned, and the H5 middle page (mweb_url / h5_url)
+    path("native/bizpayurl", phone.native_scan, name="native_scan"),
+    path("native/pay", phone.native_pay, name="native_pay"),
+    path("h5/checkmweb", phone.h5_checkmweb, name="h5_checkmweb"),
+    path("h5/pay", phone.h5_pay, name="h5_pay"),
 ]

@@ -1,8 +1,9 @@
 /* Sandbox cashier: stands in for WeChat's WeixinJSBridge outside WeChat (sandbox only).
  * invoke('getBrandWCPayRequest', params, cb) shows a sheet laid out as WeChat's payment sheet
  * (close, amount, payee, 支付 full width, then 取消 and 模拟支付失败); 支付 posts the signed params to
- * the sandbox, which checks paySign as WeChat's client does. Its styles are cashier.css, beside
- * this script, so that any page of the site can show it. */
+ * the sandbox, which checks paySign as WeChat's client does, and that this browser's sandbox
+ * WeChat (its 网页授权 cookie, sent with the same-origin fetch) is the one the order was for.
+ * Its styles are cashier.css, beside this script, so that any page of the site can show it. */
 (function () {
   if (window.WeixinJSBridge) { return; }
   var script = document.currentScript;
@@ -69,6 +70,9 @@
     var rows = el('dl', 'sbx-sheet__rows');
     var goods = row(rows, '商品');
     row(rows, '付款方式').textContent = '零钱（沙箱）';
+    // who pays: this browser's sandbox WeChat (from the sandbox's 网页授权); the sandbox refuses
+    // anyone but the WeChat the order was placed for, as WeChat does
+    var payer = row(rows, '付款微信');
     var error = el('div', 'sbx-sheet__error');
     error.setAttribute('role', 'alert');
 
@@ -105,6 +109,7 @@
         amount.appendChild(el('small', '', '¥'));
         amount.appendChild(document.createTextNode(yuan(r.body.total_fee)));
         goods.textContent = r.body.body;
+        if (r.body.payer) { payer.textContent = r.body.payer; } else { payer.parentNode.remove(); }
       })
       .catch(function () { error.textContent = '网络错误，请重试'; });
 
