@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models, transaction
+from django.utils import timezone
 
 from common.money import format_fen
 from common.statements import Statement
@@ -65,6 +66,64 @@ class User(AbstractUser):
     @property
     def balance_yuan(self) -> str:
         return format_fen(self.balance)
+
+    def unbind_wechat(self, app: str, operator, reason: str) -> WeChatUnbinding:
+        """An operator takes the account's openid of one app (`app`: "openid" for the 公众号,
+        "miniprogram_openid") off it, with a reason, on the record (WeChatUnbinding): the
+        person binds again at their next sign-in. The unionid goes too when no app's openid is
+        left (else it would sign the same WeChat straight back in). Raises ValueError."""
+        reason = reason.strip()
+        if app not in WeChatUnbinding.App.values:
+            raise ValueError("未知的微信应用")
+        if not reason:
+            raise ValueError("请填写解绑原因")
+        with transaction.atomic():
+            user = type(self).objects.select_for_update().get(pk=self.pk)
+            openid = getattr(user, app)
+            if not openid:
+                raise ValueError("该账户没有绑定这个应用的微信")
+            setattr(user, app, None)
+            fields = [app]
+            other = "miniprogram_openid" if app == "openid" else "openid"
+            unionid = ""
+            if not getattr(user, other) and user.unionid:
+                unionid, user.unionid = user.unionid, None
+                fields.append("unionid")
+            if app == "miniprogram_openid":
+                user.miniprogram_session_key = ""
+                fields.append("miniprogram_session_key")
+            type(self).objects.filter(pk=user.pk).update(**{name: getattr(user, name) for name in fields})
+            record = WeChatUnbinding.objects.create(
+                user=user, app=app, openid=openid, unionid=unionid, reason=reason[:200], operator=operator
+            )
+        for name in fields:
+            setattr(self, name, getattr(user, name))
+        return record
+
+
+class WeChatUnbinding(models.Model):
+    """An operator's unbinding of a user's WeChat (who, which app, the openid taken off, why, when)."""
+
+    class App(models.TextChoices):
+        OFFICIAL = "openid", "公众号"
+        MINIPROGRAM = "miniprogram_openid", "小程序"
+
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="wechat_unbindings", verbose_name="用户")
+    app = models.CharField("应用", max_length=20, choices=App.choices)
+    openid = models.CharField("解绑的 openid", max_length=64)
+    unionid = models.CharField("一并解除的 unionid", max_length=64, blank=True)
+    reason = models.CharField("原因", max_length=200)
+    operator = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="操作人")
+    created_at = models.DateTimeField("时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "微信解绑记录"
+        verbose_name_plural = "微信解绑记录"
+        ordering = ["-created_at", "-pk"]
+        permissions = [("unbind_wechat", "可解绑用户的微信")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.get_app_display()} {self.openid}"
 
 
 _LOCK_BALANCE = Statement.select(User, lambda p: User.objects.select_for_update().filter(pk=p("id")).values_list("balance"))

@@ -6,6 +6,8 @@ orders/admin.py imports this module, which registers it."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -14,8 +16,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from accounts.models import User
-from common.admin import changelist_url
+from accounts.models import User, WeChatUnbinding
+from common.admin import ReadOnlyAdmin, changelist_url
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry
 
@@ -59,6 +61,33 @@ class AdjustForm(forms.Form):
         return fen
 
 
+class UnbindForm(forms.Form):
+    required_css_class = "required"
+
+    app = forms.ChoiceField(label="解绑哪个微信", widget=forms.RadioSelect, error_messages={"required": "请选择要解绑的微信"})
+    reason = forms.CharField(
+        label="解绑原因",
+        max_length=200,
+        error_messages={"required": "请填写解绑原因"},
+        help_text="会记入微信解绑记录；用户下次登录时重新绑定",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+
+    def __init__(self, user: User, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["app"]).choices = [
+            (app, f"{label}（{getattr(user, app)}）") for app, label in WeChatUnbinding.App.choices if getattr(user, app)
+        ]
+
+
+@admin.register(WeChatUnbinding)
+class WeChatUnbindingAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "user", "app", "openid", "reason", "operator")
+    list_filter = ("app",)
+    exact_search_fields = ("user__username", "openid")
+    list_select_related = ("user", "operator")
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "balance_display", "openid", "miniprogram_openid", "is_staff", "date_joined")
@@ -87,11 +116,41 @@ class UserAdmin(DjangoUserAdmin):
             context["ledger_url"] = changelist_url(LedgerEntry, user=user.pk)
             if self.has_change_permission(request, user):
                 context["adjust_url"] = reverse("admin:accounts_user_adjust", args=[user.pk])
+            if request.user.has_perm("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid):
+                context["unbind_url"] = reverse("admin:accounts_user_unbind", args=[user.pk])
         return super().change_view(request, object_id, form_url, context)
 
     def get_urls(self):
         adjust = path("<int:pk>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_user_adjust")
-        return [adjust, *super().get_urls()]
+        unbind = path("<int:pk>/unbind/", self.admin_site.admin_view(self.unbind_view), name="accounts_user_unbind")
+        return [adjust, unbind, *super().get_urls()]
+
+    def unbind_view(self, request, pk: int):
+        """Take a user's 公众号 or mini-program WeChat off the account, with a reason, on the record
+        (微信解绑记录): they bind again at their next sign-in."""
+        if not request.user.has_perm("accounts.unbind_wechat"):
+            raise PermissionDenied
+        user = get_object_or_404(User, pk=pk)
+        form = UnbindForm(user, request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                record = user.unbind_wechat(form.cleaned_data["app"], request.user, form.cleaned_data["reason"])
+            except ValueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request, f"已解绑 {user.username} 的{record.get_app_display()}微信（{record.openid}）", messages.SUCCESS
+                )
+                return redirect("admin:accounts_user_change", user.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"解绑微信：{user.username}",
+            "action": "解绑微信",
+            "original": user,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/accounts/user/unbind.html", context)
 
     def adjust_view(self, request, pk: int):
         """Adjust a balance by signed yuan with a reason; LedgerEntry.adjust refuses zero,
