@@ -26,6 +26,12 @@ FAILED_KEY = "wechat_oauth_failed"
 # The visitor signed out inside WeChat: the sign-in page waits for a tap before signing a
 # bound WeChat back in (else 退出登录 would undo itself at once).
 SIGNED_OUT_KEY = "wechat_signed_out"
+# The 公众号 openid of the WeChat this browser is (网页授权 said so in this session): only that
+# WeChat may pay a JSAPI order of the account signed in (docs/paying.md).
+CURRENT_OPENID_KEY = "wechat_current_openid"
+
+# paying_wechat(): the WeChat in use is the account's, another one, or not known yet.
+OWN, OTHER, UNKNOWN = "own", "other", "unknown"
 
 BOUND_ELSEWHERE = "这个微信已经绑定了其他账户。请用那个账户登录，或换一个微信。"
 ALREADY_BOUND = "你的账户已经绑定了另一个微信，不能更换。"
@@ -114,6 +120,19 @@ def create_wechat_user(field: str, openid: str, unionid: str | None = None, user
                 return winner
             username = None
     raise IntegrityError("no free wx_ username after 3 tries")
+
+
+def remember_current(request, openid: str) -> None:
+    request.session[CURRENT_OPENID_KEY] = openid
+
+
+def paying_wechat(request) -> str:
+    """Whether the WeChat this browser is (网页授权 told us in this session) is the one bound to
+    the account signed in: OWN, OTHER (another WeChat, or the account has none), or UNKNOWN."""
+    current = request.session.get(CURRENT_OPENID_KEY)
+    if not isinstance(current, str) or not current:
+        return UNKNOWN
+    return OWN if current == request.user.openid else OTHER
 
 
 def pending_identity(request) -> tuple[str, str | None] | None:

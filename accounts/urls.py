@@ -11,4 +11,5 @@ urlpatterns = [
     path("wechat/authorize/", wechat_views.authorize, name="wechat_authorize"),
     path("wechat/callback/", wechat_views.callback, name="wechat_callback"),
     path("wechat/quick-login/", wechat_views.quick_login, name="wechat_quick_login"),
+    path("wechat/switch/", wechat_views.switch, name="wechat_switch"),
 ]

@@ -8,7 +8,7 @@ import secrets
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -24,6 +24,7 @@ from accounts.binding import (
     find_wechat_user,
     keep_pending,
     pending_identity,
+    remember_current,
 )
 from accounts.models import User
 from accounts.views import safe_next, wechat_signin_url
@@ -39,12 +40,17 @@ CODE_MESSAGES = {
 }
 
 
-def _problem(request, title: str, message: str, retry_next: str | None = None, status: int = 400):
+def _problem(request, title: str, message: str, retry_next: str | None = None, status: int = 400, switch: bool = False):
+    """A 网页授权 that could not be used. `switch`: this WeChat belongs to another account (or the
+    account to another WeChat), so the way on is 退出，用当前微信登录, not asking WeChat again."""
     retry = None
     if retry_next is not None:
         retry = reverse("accounts:wechat_authorize") + "?" + urlencode({"next": retry_next})
     return render(
-        request, "accounts/wechat_problem.html", {"title": title, "message": message, "retry_url": retry}, status=status
+        request,
+        "accounts/wechat_problem.html",
+        {"title": title, "message": message, "retry_url": retry, "switch": switch},
+        status=status,
     )
 
 
@@ -73,6 +79,7 @@ def _sign_in(request, user: User, openid: str, unionid: str | None, next_path: s
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     for key in (PENDING_OPENID_KEY, SIGNED_OUT_KEY):
         request.session.pop(key, None)
+    remember_current(request, openid)
     return redirect(next_path)
 
 
@@ -104,11 +111,15 @@ def callback(request):
         message = CODE_MESSAGES.get(exc.code, "微信授权失败，请稍后重试。")
         return _failed(request, saved, "微信授权失败", message, status=502 if exc.retryable else 400)
     request.session.pop(FAILED_KEY, None)
+    remember_current(request, openid)
     user = request.user
     if user.is_authenticated:
+        if user.openid and user.openid != openid:
+            # Another WeChat than the account's: the pages say so and do not offer it JSAPI.
+            return redirect(next_path)
         refused = bind_openid(user, openid, unionid)
         if refused:
-            return _problem(request, "无法绑定微信", refused, status=409)
+            return _problem(request, "无法绑定微信", refused, status=409, switch=True)
         return redirect(next_path)
     owner = find_wechat_user("openid", openid, unionid)
     if owner is not None:
@@ -116,6 +127,15 @@ def callback(request):
     # Nobody's yet: the sign-in page offers 微信快捷登录, or binds it to the account signed in to.
     keep_pending(request, openid, unionid)
     return redirect(reverse("accounts:login") + "?" + urlencode({"next": next_path, "wechat": "1"}))
+
+
+@require_POST
+def switch(request):
+    """退出，用当前微信登录: sign the account out and sign in as the WeChat in use (its own
+    account, or the sign-in page's 微信快捷登录 for a WeChat nobody has yet)."""
+    next_path = safe_next(request)
+    logout(request)
+    return redirect(wechat_signin_url(next_path))
 
 
 @require_POST

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -47,6 +48,15 @@ logger = logging.getLogger(__name__)
 def in_wechat(request) -> bool:
     """Inside WeChat's browser (its User-Agent says MicroMessenger)."""
     return "MicroMessenger" in request.headers.get("User-Agent", "")
+
+
+PHONE = re.compile(r"Mobile|Android|iPhone|iPod|HarmonyOS|OpenHarmony")
+
+
+def on_phone(request) -> bool:
+    """A phone's browser (its User-Agent says so), where H5 pay and a QR code on the same
+    screen call for different pages than a desktop's."""
+    return bool(PHONE.search(request.headers.get("User-Agent", "")))
 
 
 def client_ip(request) -> str | None:

@@ -88,6 +88,14 @@ class RechargeOrder(models.Model):
         JSAPI = "jsapi", "公众号"
         MINIPROGRAM = "miniprogram", "小程序"
 
+    class TradeType(models.TextChoices):
+        """How the order is paid (WeChat's trade_type): in WeChat (公众号 or mini program), by
+        scanning a QR code (Native), or in a phone's browser (H5)."""
+
+        JSAPI = "JSAPI", "微信内支付"
+        NATIVE = "NATIVE", "扫码支付"
+        MWEB = "MWEB", "H5 支付"
+
     class CloseReason(models.TextChoices):
         # WeChat answered the unified order with a refusal: it never had this order to pay.
         REFUSED = "refused", "微信拒绝下单"
@@ -110,6 +118,10 @@ class RechargeOrder(models.Model):
     openid = models.CharField("下单 openid", max_length=128, editable=False)
     prepay_id = models.CharField("预支付会话标识 prepay_id", max_length=64, blank=True, editable=False)
     prepay_expires_at = models.DateTimeField("prepay_id 有效期", null=True, blank=True, editable=False)
+    trade_type = models.CharField("支付方式", max_length=8, choices=TradeType.choices, default=TradeType.JSAPI, editable=False)
+    # Native: the code_url to draw as a QR code; H5: the h5_url (mweb_url) to send the browser to.
+    pay_url = models.CharField("支付链接", max_length=512, blank=True, editable=False)
+    pay_url_expires_at = models.DateTimeField("支付链接有效期", null=True, blank=True, editable=False)
     expires_at = models.DateTimeField("支付截止（time_expire）", editable=False)
     transaction_id = models.CharField("微信支付单号", max_length=32, unique=True, null=True, blank=True, editable=False)
     paid_at = models.DateTimeField("支付时间", null=True, blank=True, editable=False)
@@ -231,16 +243,25 @@ class RechargeOrder(models.Model):
         """The status's name in JSON answers: pending, paid, closed, refunded."""
         return self.Status(self.status).name.lower()
 
+    def pay_url_is_valid(self, now: datetime | None = None) -> bool:
+        return bool(self.pay_url and self.pay_url_expires_at and self.pay_url_expires_at > (now or timezone.now()))
+
     @property
     def is_resumable(self) -> bool:
-        """继续支付 is offered: a pending 公众号 order whose prepay_id can still be paid for a
-        while, and that WeChat has not reported paid."""
-        return (
-            self.status == self.Status.PENDING
-            and self.channel == self.Channel.JSAPI
-            and not self.is_confirming
-            and self.prepay_is_valid(timezone.now() + self.REUSE_MARGIN)
-        )
+        """继续支付 is offered: a pending 公众号 order that WeChat has not reported paid and that
+        can still be paid for a while: its prepay_id (JSAPI) is valid; a Native or H5 order
+        while the order itself is (a fresh code_url or h5_url is asked for)."""
+        if self.status != self.Status.PENDING or self.channel != self.Channel.JSAPI or self.is_confirming:
+            return False
+        soon = timezone.now() + self.REUSE_MARGIN
+        if self.trade_type == self.TradeType.JSAPI:
+            return self.prepay_is_valid(soon)
+        # Native and H5: a lapsed code_url or h5_url is asked for again (payments.services.resume).
+        return self.expires_at > soon
+
+    @property
+    def pays_by_qrcode(self) -> bool:
+        return self.trade_type == self.TradeType.NATIVE
 
     def _locked(self) -> RechargeOrder:
         return type(self).objects.select_for_update().get(pk=self.pk)

@@ -23,7 +23,6 @@ from common.http import client_ip, json_error, json_ok
 from common.money import format_fen
 from orders.models import RechargeOrder
 from payments import services
-from payments.providers import provider
 from payments.providers.base import WeChatError
 from payments.views import bind_url, recharge_url
 
@@ -92,16 +91,38 @@ def _read_offer(request) -> services.Offer | JsonResponse:
         )
 
 
-def prepay_answer(request, channel: str, include_app_id: bool = True):
-    """Shared by the H5 page and the mini-program API: amount or package -> order -> signed pay params."""
+def _read_method(request) -> str | JsonResponse:
+    data = json_object(request) or {}
+    allowed = services.pay_methods(request)
+    asked = data.get("method")
+    if asked is None:
+        return allowed[0]
+    if asked not in allowed:
+        return json_error("invalid_method", 400, "此浏览器不能用这种方式支付，请刷新页面后重试", allowed=allowed)
+    return asked
+
+
+def prepay_answer(request, channel: str, include_app_id: bool = True, method: str | None = None):
+    """Shared by the pages and the mini-program API: amount or package -> order -> how to pay
+    it (`pay`: a PayAction; JSAPI's signed fields also as `pay_params`). `method` None: the
+    browser's own way (pay_methods), or the one the body asks for among them."""
     offer = _read_offer(request)
     if isinstance(offer, JsonResponse):
         return offer
     amount = offer.amount
+    chosen = _read_method(request) if method is None else method
+    if isinstance(chosen, JsonResponse):
+        return chosen
     if not _may_place_order(request):
         return json_error("too_many_requests", 429)
+    fallback = ""
     try:
-        result = services.prepay(request.user, offer, channel, _client_ip(request))
+        try:
+            result = services.prepay(request.user, offer, channel, _client_ip(request), chosen)
+        except services.H5Unavailable:
+            # WeChat has not granted this merchant H5 pay: a QR code, saying so.
+            fallback = "当前商户暂不支持在手机浏览器中直接支付，请用微信扫码支付"
+            result = services.prepay(request.user, offer, channel, _client_ip(request), services.PayMethod.NATIVE)
     except services.TooManyOpenOrders:
         return json_error("too_many_orders", 429)
     except services.PackageLimitReached as limited:
@@ -141,15 +162,41 @@ def prepay_answer(request, channel: str, include_app_id: bool = True):
     except WeChatError as exc:
         logger.warning("prepay for user %s failed: %s", request.user.pk, exc)
         return wechat_error(exc)  # not answered: the order is kept, WeChat may have it
-    params = dict(result.pay_params)
-    if not include_app_id:
-        params.pop("appId")
-    return json_ok({"out_trade_no": result.order.out_trade_no, "amount_fen": result.order.amount, "pay_params": params})
+    return json_ok(_placed(result.order, result.action, include_app_id, fallback))
+
+
+def _placed(order: RechargeOrder, action, include_app_id: bool = True, fallback: str = "") -> dict:
+    """The answer for a placed order: its number and amount, how to pay it (`pay`), and for
+    JSAPI the signed fields (`pay_params`, as before)."""
+    body: dict = {
+        "out_trade_no": order.out_trade_no,
+        "amount_fen": order.amount,
+        "pay": {"kind": action.kind},
+        "order_url": reverse("orders:detail", args=[order.out_trade_no]),
+    }
+    if action.kind == action.JSAPI:
+        params = dict(action.params)
+        if not include_app_id:
+            params.pop("appId")
+        body["pay_params"] = body["pay"]["params"] = params
+    else:
+        body["pay"]["url"] = action.url
+    if fallback:
+        body["pay"]["notice"] = fallback
+    return body
 
 
 @require_POST
 @json_login_required
 def jsapi_prepay(request):
+    """The 公众号 page's JSAPI order (inside WeChat, or the sandbox's stand-in for its cashier)."""
+    return prepay_answer(request, RechargeOrder.Channel.JSAPI, method=services.PayMethod.JSAPI)
+
+
+@require_POST
+@json_login_required
+def page_prepay(request):
+    """The recharge page's order, paid the browser's way (pay_methods): JSAPI, a QR code or H5."""
     return prepay_answer(request, RechargeOrder.Channel.JSAPI)
 
 
@@ -175,7 +222,8 @@ def order_status(request, out_trade_no: str):
 @require_POST
 @json_login_required
 def order_pay(request, out_trade_no: str):
-    """继续支付: fresh pay params for this order's own prepay_id (same out_trade_no), never a new order."""
+    """继续支付 of this very order (same out_trade_no), never a new one, the way it was placed:
+    JSAPI's fields signed again, Native's QR code, or H5's page (services.resume)."""
     order = RechargeOrder.objects.filter(user=request.user, out_trade_no=out_trade_no).first()
     if order is None:
         return json_error("order_not_found", 404)
@@ -198,8 +246,12 @@ def order_pay(request, out_trade_no: str):
         return json_error("order_closed", 410)
     if not order.is_resumable:
         return json_error("order_expired", 410)
-    params = provider(order.channel).pay_params(order.prepay_id)
-    return json_ok({"out_trade_no": order.out_trade_no, "amount_fen": order.amount, "pay_params": params})
+    try:
+        action = services.resume(order, _client_ip(request))
+    except WeChatError as exc:
+        logger.warning("paying %s again failed: %s", order.out_trade_no, exc)
+        return wechat_error(exc)
+    return json_ok(_placed(order, action))
 
 
 # -- the mini program ------------------------------------------------------------------
@@ -209,7 +261,7 @@ def order_pay(request, out_trade_no: str):
 @bearer_required
 def miniprogram_prepay(request):
     # wx.requestPayment takes no appId: the mini program's appid is signed in, not sent.
-    return prepay_answer(request, RechargeOrder.Channel.MINIPROGRAM, include_app_id=False)
+    return prepay_answer(request, RechargeOrder.Channel.MINIPROGRAM, include_app_id=False, method=services.PayMethod.JSAPI)
 
 
 @require_GET

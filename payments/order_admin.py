@@ -137,11 +137,12 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         "amount_display",
         "status_display",
         "channel",
+        "trade_type",
         "created_at",
         "paid_at",
         "incident_marker",
     )
-    list_filter = ("status", "channel", ("created_at", admin.DateFieldListFilter), OpenIncidentFilter)
+    list_filter = ("status", "channel", "trade_type", ("created_at", admin.DateFieldListFilter), OpenIncidentFilter)
     exact_search_fields = ("out_trade_no", "transaction_id", "user__username", "openid")
     list_select_related = ("user",)
     # Rendering a row is most of the page's cost: 50 keep the list under 100 ms.
@@ -153,6 +154,7 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         "status_display",
         "refundable_display",
         "channel",
+        "trade_type",
         "openid",
         "transaction_id",
         "paid_at",
@@ -161,6 +163,8 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         "prepay_error",
         "prepay_id",
         "prepay_expires_at",
+        "pay_url",
+        "pay_url_expires_at",
         "expires_at",
         "synced_at",
         "created_at",

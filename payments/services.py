@@ -12,13 +12,19 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
+from django.urls import reverse
 from django.utils import timezone
 
+from accounts.binding import OTHER, paying_wechat
 from accounts.models import User
+from common.http import in_wechat, on_phone
 from offers.models import BonusTier, Package
 from orders.models import (  # noqa: F401 (UnknownOrder, AmountMismatch and RefundRefused are part of this API)
     APPLIED,
@@ -188,29 +194,76 @@ class Prepay:
         return self.action.params
 
 
-def prepay(user: User, amount: int | Offer, channel: str, client_ip: str) -> Prepay:
-    """Create (or reuse) a pending order and get WeChat's prepay and the signed pay params.
+class PayMethod(StrEnum):
+    """How the browser pays (docs/paying.md): inside WeChat (JSAPI), by scanning a QR code with
+    WeChat (Native: a desktop, or a phone without H5), or in a phone's browser (H5)."""
 
-    A pending order of the same user, amount, channel and openid that can still be paid is
-    reused: same out_trade_no, same prepay_id, never a second charge. When WeChat refuses
-    the order (it answered, with an error), the order is closed as 下单失败 and
-    OrderRefused raised; when the call failed on the way (WeChat may have the order), the
-    order stays pending, WeChatError propagates, and a retry places it again with the same
-    out_trade_no. PaymentBeingConfirmed: WeChat says the order was paid already, and it
-    could not be credited now. `amount` is an Offer (a package, or an amount with its tier's
-    bonus) or fen, whose offer is the best tier it reaches.
+    JSAPI = "jsapi"
+    NATIVE = "native"
+    H5 = "h5"
+
+
+def pay_methods(request) -> list[str]:
+    """The ways this browser may pay, the usual one first (docs/paying.md): inside WeChat,
+    JSAPI (or a QR code another WeChat scans); in a phone's browser, H5 where the merchant
+    has it (WECHAT_H5_PAY), else a QR code; on a desktop, a QR code."""
+    Method = PayMethod
+    if in_wechat(request):
+        # Only the account's own WeChat may pay a JSAPI order (WeChat refuses another: 下单账号与
+        # 支付账号不一致); another WeChat may still scan a QR code for this account.
+        return [Method.NATIVE] if paying_wechat(request) == OTHER else [Method.JSAPI, Method.NATIVE]
+    if on_phone(request) and settings.WECHAT_H5_PAY:
+        return [Method.H5, Method.NATIVE]
+    return [Method.NATIVE]
+
+
+TRADE_TYPES = {
+    PayMethod.JSAPI: RechargeOrder.TradeType.JSAPI,
+    PayMethod.NATIVE: RechargeOrder.TradeType.NATIVE,
+    PayMethod.H5: RechargeOrder.TradeType.MWEB,
+}
+# How long WeChat's pay links last: a Native code_url two hours, an h5_url five minutes
+# (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md).
+CODE_URL_TTL = timedelta(hours=2)
+H5_URL_TTL = timedelta(minutes=5)
+# WeChat's answer when the merchant has no H5 pay (商户无此接口权限): fall back to Native.
+# v2 spells it NOAUTH, v3 NO_AUTH (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md).
+NO_AUTH = ("NOAUTH", "NO_AUTH")
+
+
+class H5Unavailable(Exception):
+    """WeChat refused H5 pay for this merchant (NO_AUTH): the order is closed as 下单失败."""
+
+
+def prepay(user: User, amount: int | Offer, channel: str, client_ip: str, method: str = PayMethod.JSAPI) -> Prepay:
+    """Create (or reuse) a pending order, place it with WeChat, and say how to pay it.
+
+    `method`: JSAPI (the user's openid of this channel's app pays), Native (a QR code any
+    WeChat may scan) or H5 (WeChat's h5_url, back to `return_url`). A pending order of the
+    same user, amount, offer, channel, method and openid that can still be paid is reused:
+    same out_trade_no, never a second charge. When WeChat refuses the order (it answered, with
+    an error), the order is closed as 下单失败 and OrderRefused raised (H5Unavailable for an
+    H5 order the merchant may not place); when the call failed on the way (WeChat may have the
+    order), the order stays pending, WeChatError propagates, and a retry places it again with
+    the same out_trade_no. PaymentBeingConfirmed: WeChat says the order was paid already, and
+    it could not be credited now. An H5 order's way back is its order page. `amount` is an Offer (a package, or an amount with its
+    tier's bonus) or fen, whose offer is the best tier it reaches.
     """
     offer = amount if isinstance(amount, Offer) else Offer.for_amount(amount)
-    openid = user.miniprogram_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
-    if not openid:
-        raise OpenidRequired
+    method = PayMethod(method)
+    if method == PayMethod.JSAPI:
+        openid = user.miniprogram_openid if channel == RechargeOrder.Channel.MINIPROGRAM else user.openid
+        if not openid:
+            raise OpenidRequired
+    else:
+        openid = ""  # any WeChat may pay a Native QR code or an H5 page: the order names none
     pay = provider(channel)
     for _ in range(2):
-        order = _pending_order(user, offer, channel, openid)
-        if order.prepay_is_valid():
-            return Prepay(order, pay.pay_action(order.prepay_id))
+        order = _pending_order(user, offer, channel, openid, TRADE_TYPES[method])
+        if _still_payable(order):
+            return Prepay(order, pay_action(pay, order))
         try:
-            prepay_id = _place(pay, order, openid, client_ip)
+            placed = _place(pay, order, openid, client_ip)
         except WeChatError as exc:
             if exc.kind == ORDER_PAID:
                 _paid_already(order)
@@ -222,28 +275,69 @@ def prepay(user: User, amount: int | Offer, channel: str, client_ip: str) -> Pre
                 raise  # WeChat may have it: kept pending, placed again (or queried) later
             if order.refuse(exc.code):
                 logger.warning("WeChat refused order %s: %s", order.out_trade_no, exc)
+                if method == PayMethod.H5 and exc.code in NO_AUTH:
+                    raise H5Unavailable(order) from exc
                 raise OrderRefused(order, exc) from exc
             continue  # placed (or ended) meanwhile by a concurrent request: look again
-        if _save_prepay(order, prepay_id):
-            return Prepay(order, pay.pay_action(prepay_id))
+        if _save_placed(order, placed):
+            return Prepay(order, pay_action(pay, order))
         # Refused by a concurrent request for the same order meanwhile: place a new one.
     raise WeChatError("prepay: the order changed under us twice", "SYSTEMERROR", retryable=True)
 
 
+def resume(order: RechargeOrder, client_ip: str) -> PayAction:
+    """继续支付 of a pending 公众号 order, the way it was placed, never a new order: JSAPI's
+    prepay_id signed again; Native's QR code, asked for again (same out_trade_no) once its
+    code_url has lapsed; H5's page, with a fresh h5_url once five minutes have passed. The
+    caller checked that the order is resumable."""
+    pay = provider(order.channel)
+    if not _still_payable(order):
+        placed = _place(pay, order, order.openid, client_ip)
+        if not _save_placed(order, placed):
+            raise WeChatError("resume: the order is no longer pending", "ORDERCLOSED")
+    return pay_action(pay, order)
+
+
+def _still_payable(order: RechargeOrder) -> bool:
+    """What WeChat gave for the order can still be used: its prepay_id (JSAPI), its code_url
+    (Native), its h5_url (H5: five minutes; then it is asked for again)."""
+    if order.trade_type == RechargeOrder.TradeType.JSAPI:
+        return order.prepay_is_valid()
+    return order.pay_url_is_valid()
+
+
+def pay_action(pay: Provider, order: RechargeOrder) -> PayAction:
+    """How the client pays this placed order (PayAction): sign JSAPI's fields, show Native's
+    QR code, or go to H5's page with the way back (redirect_url: the order's page, which
+    asks WeChat how it went; docs/paying.md)."""
+    if order.trade_type == RechargeOrder.TradeType.NATIVE:
+        return PayAction(PayAction.QRCODE, url=order.pay_url)
+    if order.trade_type == RechargeOrder.TradeType.MWEB:
+        back = settings.SITE_URL + reverse("orders:detail", args=[order.out_trade_no]) + "?from=h5"
+        joiner = "&" if "?" in order.pay_url else "?"
+        return PayAction(PayAction.REDIRECT, url=f"{order.pay_url}{joiner}{urlencode({'redirect_url': back})}")
+    return pay.pay_action(order.prepay_id)
+
+
 def _place(pay: Provider, order: RechargeOrder, openid: str, client_ip: str) -> str:
-    """统一下单, asked once more at once after SYSTEMERROR, as WeChat asks (same parameters)."""
+    """统一下单 in the order's way (its prepay_id, code_url or h5_url), asked once more at once
+    after SYSTEMERROR, as WeChat asks (same parameters)."""
+    common: dict[str, Any] = {
+        "out_trade_no": order.out_trade_no,
+        "total": order.amount,
+        "description": ORDER_BODY,
+        "notify_url": pay.notify_url("payment"),
+        "client_ip": client_ip,
+        "time_start": order.created_at,
+        "time_expire": order.expires_at,
+    }
 
     def place() -> str:
-        return pay.prepay(
-            out_trade_no=order.out_trade_no,
-            total=order.amount,
-            openid=openid,
-            description=ORDER_BODY,
-            notify_url=pay.notify_url("payment"),
-            client_ip=client_ip,
-            time_start=order.created_at,
-            time_expire=order.expires_at,
-        )
+        if order.trade_type == RechargeOrder.TradeType.NATIVE:
+            return pay.prepay_native(**common)
+        if order.trade_type == RechargeOrder.TradeType.MWEB:
+            return pay.prepay_h5(**common, site_url=settings.SITE_URL, site_name=settings.SITE_NAME)
+        return pay.prepay(**common, openid=openid)
 
     try:
         return place()
@@ -266,7 +360,7 @@ def _paid_already(order: RechargeOrder) -> None:
         raise PaymentBeingConfirmed(order)
 
 
-def _pending_order(user: User, offer: Offer, channel: str, openid: str) -> RechargeOrder:
+def _pending_order(user: User, offer: Offer, channel: str, openid: str, trade_type: str) -> RechargeOrder:
     amount = offer.amount
     with transaction.atomic():
         # One user's orders are placed one at a time: two taps make one order.
@@ -280,7 +374,9 @@ def _pending_order(user: User, offer: Offer, channel: str, openid: str) -> Recha
         order = (
             payable.filter(channel=channel, amount=amount, openid=openid, expires_at__gt=now + RechargeOrder.REUSE_MARGIN)
             .filter(package=offer.package, bonus=offer.bonus, bonus_valid_days=offer.bonus_valid_days)
+            .filter(trade_type=trade_type)
             .filter(Q(prepay_id="") | Q(prepay_expires_at__gt=now))
+            .exclude(trade_type=RechargeOrder.TradeType.NATIVE, pay_url_expires_at__lte=now + RechargeOrder.REUSE_MARGIN)
             .order_by("-created_at")
             .first()
         )
@@ -320,18 +416,25 @@ def _pending_order(user: User, offer: Offer, channel: str, openid: str) -> Recha
             bonus=offer.bonus,
             bonus_valid_days=offer.bonus_valid_days,
             package_limit=offer.limit,
+            trade_type=trade_type,
             created_at=now.replace(microsecond=0),
             expires_at=now.replace(microsecond=0) + timedelta(minutes=settings.RECHARGE_ORDER_TTL_MINUTES),
         )
 
 
-def _save_prepay(order: RechargeOrder, prepay_id: str) -> bool:
-    """Keep WeChat's prepay_id on the order; False if the order is no longer pending."""
-    expires = min(timezone.now() + PREPAY_TTL, order.expires_at)
-    saved = RechargeOrder.objects.filter(pk=order.pk, status=RechargeOrder.Status.PENDING).update(
-        prepay_id=prepay_id, prepay_expires_at=expires, updated_at=timezone.now()
-    )
-    order.prepay_id, order.prepay_expires_at = prepay_id, expires
+def _save_placed(order: RechargeOrder, placed: str) -> bool:
+    """Keep what WeChat gave for the order (JSAPI's prepay_id, Native's code_url, H5's h5_url)
+    with how long it lasts; False if the order is no longer pending."""
+    now = timezone.now()
+    if order.trade_type == RechargeOrder.TradeType.JSAPI:
+        expires = min(now + PREPAY_TTL, order.expires_at)
+        fields = {"prepay_id": placed, "prepay_expires_at": expires}
+    else:
+        ttl = CODE_URL_TTL if order.trade_type == RechargeOrder.TradeType.NATIVE else H5_URL_TTL
+        fields = {"pay_url": placed[:512], "pay_url_expires_at": min(now + ttl, order.expires_at)}
+    saved = RechargeOrder.objects.filter(pk=order.pk, status=RechargeOrder.Status.PENDING).update(**fields, updated_at=now)
+    for name, value in fields.items():
+        setattr(order, name, value)
     return bool(saved)
 
 

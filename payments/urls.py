@@ -10,6 +10,7 @@ urlpatterns = [
     path("recharge/", views.recharge, name="recharge"),
     path("wallet/refund/", refund_views.refund_request, name="refund_request"),
     path("payments/jsapi/prepay/", api.jsapi_prepay, name="jsapi_prepay"),
+    path("payments/prepay/", api.page_prepay, name="prepay"),
     path("payments/orders/<trade_no:out_trade_no>/status/", api.order_status, name="order_status"),
     path("payments/orders/<trade_no:out_trade_no>/pay/", api.order_pay, name="order_pay"),
     # Each provider's notify endpoints, as it declares them (Provider.NOTIFY_ROUTES).

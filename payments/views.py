@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import io
 import logging
 
-import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,9 +12,11 @@ from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from common.http import in_wechat
+from accounts.binding import OTHER, UNKNOWN, paying_wechat
+from common.http import in_wechat, on_phone
 from common.money import format_fen
 from offers.models import short_yuan
+from orders.views import H5_REFERRER_POLICY
 from payments import notifies, services
 from payments.providers import notify_routes, provider_class
 from wxproto import v2 as wxpay
@@ -113,11 +113,21 @@ def _chosen_amount(request, presets: list[tuple[str, int]]) -> tuple[int | None,
     return fen, next((text for text, preset in presets if preset == fen), format_fen(fen))
 
 
+# What the recharge page says under its button, for each way a browser pays.
+PAY_METHOD_LABELS = {
+    services.PayMethod.JSAPI: "微信支付",
+    services.PayMethod.NATIVE: "微信扫码支付",
+    services.PayMethod.H5: "跳转微信支付",
+}
+
+
 @login_required
 def recharge(request):
     user = request.user
-    if in_wechat(request) and not user.openid and not request.session.get("wechat_oauth_failed"):
-        # Inside WeChat the openid comes silently (snsapi_base), with no click.
+    unknown = not user.openid or paying_wechat(request) == UNKNOWN
+    if in_wechat(request) and unknown and not request.session.get("wechat_oauth_failed"):
+        # Inside WeChat the openid comes silently (snsapi_base), with no click: it binds an
+        # account that has none, and says whether this WeChat is the account's.
         return redirect(bind_url(request.get_full_path()))
     if "bound" in request.GET:
         # Back from binding WeChat in the middle of a payment (prepay_answer's bind_url). The
@@ -134,14 +144,9 @@ def recharge(request):
     chosen_package = _chosen_package(request, packages)
     # A package chosen in the link wins over an amount: the amount field stays empty.
     chosen_fen, chosen_text = (None, "") if chosen_package is not None else _chosen_amount(request, presets)
-    qr_svg = ""
-    if not in_wechat(request) and not settings.WECHAT_SANDBOX:
-        buffer = io.BytesIO()
-        segno.make(settings.SITE_URL + reverse("payments:recharge"), error="m").save(
-            buffer, kind="svg", scale=5, border=2, xmldecl=False, svgns=True
-        )
-        qr_svg = buffer.getvalue().decode()
-    return render(
+    # The way the prepay endpoint will place this browser's order (docs/paying.md).
+    method = services.pay_methods(request)[0]
+    response = render(
         request,
         "payments/recharge.html",
         {
@@ -154,13 +159,22 @@ def recharge(request):
             "max_fen": settings.RECHARGE_MAX_FEN,
             "min_yuan": settings.RECHARGE_MIN_FEN / 100,
             "max_yuan": settings.RECHARGE_MAX_FEN / 100,
-            "can_pay": in_wechat(request) or settings.WECHAT_SANDBOX,
-            "qr_svg": qr_svg,
+            # How this browser pays (docs/paying.md), said under the button; binding WeChat
+            # (an openid) matters for JSAPI only.
+            "pay_method": method,
+            # Inside a WeChat that is not the account's: no JSAPI (WeChat would refuse it), a
+            # QR code instead, and the way to sign in as this WeChat.
+            "other_wechat": in_wechat(request) and paying_wechat(request) == OTHER,
+            "pay_method_label": PAY_METHOD_LABELS[method],
+            "on_phone": on_phone(request),
             "bind_url": bind_url(recharge_url(chosen_fen, package=chosen_package["id"] if chosen_package else None)),
             "chosen_fen": chosen_fen,
             "chosen_text": chosen_text,
         },
     )
+    # WeChat's H5 page opens only with a Referer on our domain (orders.views.H5_REFERRER_POLICY).
+    response.headers["Referrer-Policy"] = H5_REFERRER_POLICY
+    return response
 
 
 def notify_view(api: str, kind: str):

@@ -102,23 +102,30 @@ class Pay:
         client_ip: str,
         time_start: datetime,
         time_expire: datetime,
+        trade_type: str = "JSAPI",
+        scene_info: str = "",
     ) -> dict[str, str]:
-        """统一下单 (JSAPI). The same arguments again give WeChat's same prepay_id."""
-        return self._call(
-            "pay/unifiedorder",
-            {
-                "body": body,
-                "out_trade_no": out_trade_no,
-                "total_fee": str(total_fee),
-                "spbill_create_ip": client_ip,
-                "notify_url": notify_url,
-                "trade_type": "JSAPI",
-                "openid": openid,
-                "fee_type": "CNY",
-                "time_start": beijing_time(time_start),
-                "time_expire": beijing_time(time_expire),
-            },
-        )
+        """统一下单: JSAPI (with the payer's openid), NATIVE (product_id: the order number; the
+        answer's code_url) or MWEB (scene_info's h5_info; the answer's mweb_url). The same
+        arguments again give WeChat's same answer."""
+        fields = {
+            "body": body,
+            "out_trade_no": out_trade_no,
+            "total_fee": str(total_fee),
+            "spbill_create_ip": client_ip,
+            "notify_url": notify_url,
+            "trade_type": trade_type,
+            "fee_type": "CNY",
+            "time_start": beijing_time(time_start),
+            "time_expire": beijing_time(time_expire),
+        }
+        if trade_type == "JSAPI":
+            fields["openid"] = openid
+        elif trade_type == "NATIVE":
+            fields["product_id"] = out_trade_no  # required for NATIVE; one order is one product here
+        elif trade_type == "MWEB":
+            fields["scene_info"] = scene_info
+        return self._call("pay/unifiedorder", fields)
 
     def query_order(self, out_trade_no: str) -> dict[str, str]:
         return self._call("pay/orderquery", {"out_trade_no": out_trade_no})

@@ -208,6 +208,7 @@ class BillDay(models.Model):
                         refund_amount=r.refund_amount,
                         refund_status=r.refund_status,
                         fee_millifen=r.fee,
+                        trade_type=r.trade_type,
                         duplicate=r.line_no in duplicate_lines,
                         raw=r.raw,
                     )
@@ -264,6 +265,8 @@ class BillRow(models.Model):
     transaction_id = models.CharField("微信订单号", max_length=64)
     out_trade_no = models.CharField("商户订单号", max_length=64)
     trade_state = models.CharField("交易状态", max_length=32)
+    # How the trade was paid, as the bill says (JSAPI, NATIVE, MWEB …; blank where it says nothing).
+    trade_type = models.CharField("交易类型", max_length=16, blank=True, default="")
     amount = models.BigIntegerField("应结订单金额（分）")
     refund_id = models.CharField("微信退款单号", max_length=64, blank=True)
     out_refund_no = models.CharField("商户退款单号", max_length=64, blank=True)

@@ -41,6 +41,8 @@ TIME, APPID, MCH_ID = "交易时间", "公众账号ID", "商户号"
 TRANSACTION_ID, OUT_TRADE_NO, TRADE_STATE = "微信订单号", "商户订单号", "交易状态"
 AMOUNT, REFUND_ID, OUT_REFUND_NO = "应结订单金额", "微信退款单号", "商户退款单号"
 REFUND_AMOUNT, REFUND_STATUS, FEE = "退款金额", "退款状态", "手续费"
+# Read where the bill has it (v2 and v3 bills do): how the trade was paid (JSAPI, NATIVE, MWEB …).
+TRADE_TYPE = "交易类型"
 DETAIL_COLUMNS = (
     TIME,
     APPID,
@@ -94,6 +96,7 @@ class Row:
     refund_status: str
     fee: int  # 手续费, millifen (WeChat writes five decimals); negative when a refund returns it
     raw: str
+    trade_type: str = ""  # 交易类型 where the bill has the column
 
     @property
     def key(self) -> tuple[str, str]:
@@ -236,7 +239,17 @@ def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, da
         refund_status=refund_status if kind == REFUND else "",
         fee=_fee(get(FEE), line_no, FEE),
         raw=line,
+        trade_type=_trade_type(values, columns, line_no),
     )
+
+
+def _trade_type(values: list[str], columns: dict[str, int], line_no: int) -> str:
+    if TRADE_TYPE not in columns:
+        return ""
+    value = values[columns[TRADE_TYPE]]
+    if value and not re.fullmatch(r"[A-Z_]{1,16}", value):
+        raise BillInvalid(f"第 {line_no} 行「{TRADE_TYPE}」无效：{_quote(value)!r}")
+    return value
 
 
 def parse(data: bytes, day: date | None = None) -> Bill:

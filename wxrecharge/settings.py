@@ -29,6 +29,11 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "dev-only-insecure-secr
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# The site's name as WeChat's H5 pay is told it (scene_info's wap_name / app_name).
+SITE_NAME = env.str("SITE_NAME", default="余额充值")
+# H5 pay (a phone's browser outside WeChat) is granted by WeChat to some merchants only: off,
+# phones pay by scanning a QR code (Native) instead (docs/paying.md).
+WECHAT_H5_PAY = env.bool("WECHAT_H5_PAY", default=True)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 # --- WeChat -------------------------------------------------------------------------

@@ -111,14 +111,18 @@ class Received:
 
 @dataclass(frozen=True)
 class PayAction:
-    """What the client must do to pay an order a provider placed. JSAPI: call
-    getBrandWCPayRequest (or wx.requestPayment) with `params`; a QR code and a redirect will
-    follow for paying outside WeChat."""
+    """What the client must do to pay an order a provider placed: `jsapi`, call
+    getBrandWCPayRequest (or wx.requestPayment) with `params`; `qrcode`, show `url` (Native's
+    code_url) as a QR code for WeChat to scan; `redirect`, send the browser to `url` (H5's
+    h5_url, with the way back in it)."""
 
     JSAPI = "jsapi"
+    QRCODE = "qrcode"
+    REDIRECT = "redirect"
 
     kind: str
     params: dict[str, str] = field(default_factory=dict)
+    url: str = ""
 
 
 def _beijing_text(value: str | None, fmt: str) -> datetime | None:
@@ -181,6 +185,37 @@ class Provider:
         time_expire: datetime,
     ) -> str:
         """Place (or place again, same arguments: same answer) a JSAPI order; its prepay_id."""
+        raise NotImplementedError
+
+    def prepay_native(
+        self,
+        *,
+        out_trade_no: str,
+        total: int,
+        description: str,
+        notify_url: str,
+        client_ip: str,
+        time_start: datetime,
+        time_expire: datetime,
+    ) -> str:
+        """Place (or place again) a Native order: its code_url, to show as a QR code."""
+        raise NotImplementedError
+
+    def prepay_h5(
+        self,
+        *,
+        out_trade_no: str,
+        total: int,
+        description: str,
+        notify_url: str,
+        client_ip: str,
+        time_start: datetime,
+        time_expire: datetime,
+        site_url: str,
+        site_name: str,
+    ) -> str:
+        """Place (or place again) an H5 order from a phone's browser at `client_ip`: its h5_url
+        (the way back, redirect_url, is the caller's to add)."""
         raise NotImplementedError
 
     def pay_params(self, prepay_id: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ checked by us; docs/wechat-pay-v2.md)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from django.http import HttpResponse
@@ -47,6 +48,13 @@ V2_KINDS = {
 }
 
 
+def _url(answer: Mapping[str, str], name: str) -> str:
+    url = answer.get(name, "")
+    if not url:
+        raise WeChatError(f"unifiedorder: the answer has no {name}", "BAD_ANSWER", retryable=True)
+    return url
+
+
 class WeChatV2(Provider):
     """WeChat Pay API v2 (JSAPI), through wechatpy (payments/wechat.py)."""
 
@@ -80,6 +88,38 @@ class WeChatV2(Provider):
             time_expire=time_expire,
         )
         return answer["prepay_id"]
+
+    def prepay_native(self, *, out_trade_no, total, description, notify_url, client_ip, time_start, time_expire):
+        answer = self._call(
+            self.pay.unified_order,
+            out_trade_no=out_trade_no,
+            total_fee=total,
+            openid="",
+            body=description,
+            notify_url=notify_url,
+            client_ip=client_ip,
+            time_start=time_start,
+            time_expire=time_expire,
+            trade_type="NATIVE",
+        )
+        return _url(answer, "code_url")
+
+    def prepay_h5(self, *, out_trade_no, total, description, notify_url, client_ip, time_start, time_expire, site_url, site_name):
+        scene = {"h5_info": {"type": "Wap", "wap_url": site_url, "wap_name": site_name}}
+        answer = self._call(
+            self.pay.unified_order,
+            out_trade_no=out_trade_no,
+            total_fee=total,
+            openid="",
+            body=description,
+            notify_url=notify_url,
+            client_ip=client_ip,
+            time_start=time_start,
+            time_expire=time_expire,
+            trade_type="MWEB",
+            scene_info=json.dumps(scene, ensure_ascii=False, separators=(",", ":")),
+        )
+        return _url(answer, "mweb_url")
 
     def pay_params(self, prepay_id):
         return self.pay.jsapi_params(prepay_id)

@@ -171,6 +171,34 @@ class WeChatV3(Provider):
             raise WeChatError("jsapi: the answer has no prepay_id", "BAD_ANSWER", retryable=True)
         return prepay_id
 
+    def _place(self, path: str, answer_field: str, **fields) -> str:
+        """Place a Native or H5 order; the answer's URL (code_url, h5_url)."""
+        answer = self._request("POST", path, body=fields) or {}
+        url = answer.get(answer_field)
+        if not isinstance(url, str) or not url:
+            raise WeChatError(f"{path}: the answer has no {answer_field}", "BAD_ANSWER", retryable=True)
+        return url
+
+    def _order_fields(self, out_trade_no, total, description, notify_url, time_expire) -> dict:
+        return {
+            "appid": self.appid,
+            "mchid": self.merchant.mch_id,
+            "description": description,
+            "out_trade_no": out_trade_no,
+            "time_expire": _rfc3339_beijing(time_expire),
+            "notify_url": notify_url,
+            "amount": {"total": total, "currency": "CNY"},
+        }
+
+    def prepay_native(self, *, out_trade_no, total, description, notify_url, client_ip, time_start, time_expire):
+        fields = self._order_fields(out_trade_no, total, description, notify_url, time_expire)
+        return self._place("/v3/pay/transactions/native", "code_url", **fields, scene_info={"payer_client_ip": client_ip})
+
+    def prepay_h5(self, *, out_trade_no, total, description, notify_url, client_ip, time_start, time_expire, site_url, site_name):
+        fields = self._order_fields(out_trade_no, total, description, notify_url, time_expire)
+        scene = {"payer_client_ip": client_ip, "h5_info": {"type": "Wap", "app_name": site_name, "app_url": site_url}}
+        return self._place("/v3/pay/transactions/h5", "h5_url", **fields, scene_info=scene)
+
     def pay_params(self, prepay_id):
         params = {
             "appId": self.appid,

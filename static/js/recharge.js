@@ -1,5 +1,7 @@
-/* The recharge page: a package or an amount -> server prepay -> getBrandWCPayRequest -> the
- * order's page, which asks the server: the page's "ok" is never proof of payment. */
+/* The recharge page: a package or an amount -> the server places the order the browser's way
+ * (docs/paying.md) and says how to pay it: inside WeChat getBrandWCPayRequest, then the order's
+ * page; elsewhere the order's page with its QR code, or WeChat's H5 page, which comes back to the
+ * order's page. That page asks the server: a client's "ok" is never proof of payment. */
 (function () {
   'use strict';
   var form = document.getElementById('recharge-form');
@@ -138,8 +140,19 @@
           showError(r.body.message);
           return;
         }
-        var orderUrl = form.dataset.orderUrl.replace('OUT_TRADE_NO', encodeURIComponent(r.body.out_trade_no));
-        site.pay(r.body.pay_params, orderUrl, function (url) { window.location.assign(url); });
+        // Where to go comes from our server's answer (order_url, WeChat's URL), never from the page's address.
+        var pay = r.body.pay || {};
+        if (pay.kind === 'qrcode') {
+          // The order's page shows the QR code; ?notice=h5 only asks it to say (in its own
+          // words) that H5 pay was not available.
+          window.location.assign(r.body.order_url + (pay.notice ? '?notice=h5' : ''));
+          return;
+        }
+        if (pay.kind === 'redirect') {
+          window.location.assign(pay.url);
+          return;
+        }
+        site.pay(pay.params || r.body.pay_params, r.body.order_url, function (url) { window.location.assign(url); });
       })
       .catch(function () {
         setBusy(false);

@@ -88,9 +88,10 @@ def test_a_bound_openid_is_not_silently_replaced(client, sandbox_url):
     user = make_user("bob", openid="oAlreadyBound")
     client.force_login(user)
     response = client.get(wechat_redirect(start(client), browser="someone-else"))
-    assert response.status_code == 409 and "另一个微信" in problem(response)
+    # Not replaced; back to the page, which knows this is another WeChat (and offers no JSAPI).
+    assert response.status_code == 302 and response["Location"] == "/recharge/"
     user.refresh_from_db()
-    assert user.openid == "oAlreadyBound"
+    assert user.openid == "oAlreadyBound" and client.session["wechat_current_openid"] == openid("someone-else")
 
 
 @pytest.mark.parametrize("state", ["状态", "forged-状态-value", "é" * 20, "s" * 129])
@@ -183,3 +184,51 @@ def test_the_secret_never_reaches_the_browser(client, sandbox_url):
     client.force_login(make_user("bob"))
     response = client.get(wechat_redirect(start(client)), follow=True)
     assert settings.WECHAT_APP_SECRET not in response.content.decode()
+
+
+# -- the WeChat in use must be the account's to pay it by JSAPI (docs/paying.md) -------------------
+
+
+def test_the_callback_remembers_which_wechat_this_browser_is(client, sandbox_url):
+    user = make_user("bob", openid=openid())
+    client.force_login(user)
+    client.get(wechat_redirect(start(client)))
+    assert client.session["wechat_current_openid"] == openid()
+
+
+def test_an_account_bound_to_another_wechat_is_not_rebound_and_goes_on_to_its_page(client, sandbox_url):
+    user = make_user("bob", openid=openid("bob"))
+    client.force_login(user)
+    response = client.get(wechat_redirect(start(client), browser="alice"))  # alice's WeChat, bob's account
+    assert response.status_code == 302 and response["Location"] == "/recharge/"
+    user.refresh_from_db()
+    assert user.openid == openid("bob") and client.session["wechat_current_openid"] == openid("alice")
+
+
+def test_inside_another_wechat_the_page_api_offers_a_qr_code_and_never_jsapi(client, sandbox_url):
+    from tests.accounts.helpers import IN_WECHAT
+
+    user = make_user("bob", openid=openid("bob"))
+    client.force_login(user)
+    client.get(wechat_redirect(start(client), browser="alice"))
+    placed = client.post("/payments/prepay/", {"amount": "10.00"}, content_type="application/json", **IN_WECHAT).json()
+    assert placed["pay"]["kind"] == "qrcode"
+    refused = client.post(
+        "/payments/prepay/", {"amount": "10.00", "method": "jsapi"}, content_type="application/json", **IN_WECHAT
+    )
+    assert refused.status_code == 400 and refused.json()["allowed"] == ["native"]
+
+
+def test_a_wechat_bound_elsewhere_offers_to_sign_out_and_continue_with_it(client, sandbox_url):
+    make_user("owner", openid=openid("alice"))
+    stranger = make_user("stranger")
+    client.force_login(stranger)
+    response = client.get(wechat_redirect(start(client), browser="alice"))
+    assert response.status_code == 409 and "无法绑定微信" in response.content.decode()
+    assert 'data-testid="switch-wechat"' in response.content.decode()
+    switched = client.post("/accounts/wechat/switch/", {"next": "/recharge/"})
+    assert "_auth_user_id" not in client.session
+    assert switched["Location"].startswith("/accounts/wechat/authorize/?") and "signin=1" in switched["Location"]
+    back = client.get(wechat_redirect(client.get(switched["Location"])["Location"], browser="alice"))
+    assert back["Location"] == "/recharge/"
+    assert client.session["_auth_user_id"] == str(User.objects.get(username="owner").pk)

@@ -94,6 +94,20 @@ def phone(browser, live_server, settings):
     page.context.close()
 
 
+def wechat_member(page, live_server, username: str, **fields):
+    """A member whose 公众号 WeChat is the one this (WeChat) page is: the sandbox's 网页授权 gives
+    the page's browser `username`'s openid, which the account is bound to. Only the account's
+    own WeChat is offered JSAPI (docs/paying.md)."""
+    from django.conf import settings
+
+    from devtools.wechat_sandbox.oauth import BROWSER_COOKIE
+    from devtools.wechat_sandbox.services import openid_for
+    from tests.factories import make_user
+
+    page.context.add_cookies([{"name": BROWSER_COOKIE, "value": username, "url": live_server.url}])
+    return make_user(username, openid=openid_for(settings.WECHAT_APPID, username), **fields)
+
+
 def shoot(page, name: str) -> Path | None:
     """A full-page screenshot named `name`, when screenshots are asked for."""
     if not SCREENSHOTS:

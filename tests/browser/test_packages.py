@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 
 from offers.models import BonusTier, Package
 from orders.models import RechargeOrder
-from tests.browser.conftest import shoot, sign_in_with_cookie
-from tests.factories import make_order, make_user
+from tests.browser.conftest import shoot, sign_in_with_cookie, wechat_member
+from tests.factories import make_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,7 +40,7 @@ def open_recharge(phone, live_server, username: str, query: str = "") -> None:
 
 
 def test_a_member_picks_a_hundred_with_twenty_pays_and_has_a_hundred_and_twenty(phone, live_server, offers):
-    make_user("mei", openid="oMei000000000000000000000001")
+    wechat_member(phone, live_server, "mei")
     open_recharge(phone, live_server, "mei")
     grid = phone.get_by_role("radiogroup", name="选择充值金额")
     expect(grid.get_by_role("radio")).to_have_count(4)
@@ -69,7 +69,7 @@ def test_a_member_picks_a_hundred_with_twenty_pays_and_has_a_hundred_and_twenty(
 
 
 def test_a_member_types_twelve_hundred_and_is_told_the_tier_it_earns(phone, live_server, offers):
-    make_user("lan", openid="oLan0000000000000000000000001")
+    wechat_member(phone, live_server, "lan")
     open_recharge(phone, live_server, "lan", f"?package={offers['two_hundred'].pk}")
     chosen = phone.get_by_role("radio", name="¥200 送 ¥50", exact=True)
     expect(chosen).to_be_checked()  # ?package= preselects
@@ -100,7 +100,7 @@ def test_a_member_types_twelve_hundred_and_is_told_the_tier_it_earns(phone, live
 
 
 def test_the_servers_refusals_of_a_package_are_shown_in_the_error_area(phone, live_server, offers):
-    member = make_user("qing", openid="oQing000000000000000000000001")
+    member = wechat_member(phone, live_server, "qing")
     order = make_order(member, amount=5000, package=offers["first"], bonus=5000, package_limit=1)
     order.pay("4200000000000000000000000001", 5000, timezone.now())  # 首充礼, bought already
     open_recharge(phone, live_server, "qing")

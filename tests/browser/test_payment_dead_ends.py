@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 
 from devtools.wechat_sandbox.models import Fault, Trade
 from orders.models import RechargeOrder
-from tests.browser.conftest import shoot, sign_in_with_cookie
-from tests.factories import make_order, make_user
+from tests.browser.conftest import shoot, sign_in_with_cookie, wechat_member
+from tests.factories import make_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 WECHAT_UA = (
@@ -78,7 +78,7 @@ def sign_in(page, live_server, username: str, path: str = "/recharge/") -> None:
 
 def test_a_payment_wechat_took_but_could_not_be_credited_is_being_confirmed(device, live_server, with_support):
     page = device
-    make_user("wu", openid="oWu00000000000000000000000001")
+    wechat_member(device, live_server, "wu")
     Fault.objects.create(out_trade_no="", report_total_fee=1)  # WeChat reports 0.01 for whatever is paid
     sign_in(page, live_server, "wu")
     page.get_by_role("radio", name="¥10", exact=True).check()
@@ -116,7 +116,7 @@ def test_a_payment_wechat_took_but_could_not_be_credited_is_being_confirmed(devi
 
 def test_a_tap_on_an_order_wechat_refused_says_so_and_the_order_is_closed(device, live_server):
     page = device
-    make_user("zheng", openid="oZheng000000000000000000000001")
+    wechat_member(device, live_server, "zheng")
     Fault.objects.create(out_trade_no="", systemerror_endpoints="unifiedorder")
     sign_in(page, live_server, "zheng")
     page.get_by_role("radio", name="¥30", exact=True).check()
@@ -149,7 +149,7 @@ def test_a_tap_on_an_order_wechat_refused_says_so_and_the_order_is_closed(device
 @pytest.mark.parametrize("device", ["wechat", "phone", "desktop"], indirect=True)
 def test_screenshots_of_the_dead_ends(device, live_server, with_support):
     page, name = device, device.device_name
-    user = make_user("feng", openid="oFeng00000000000000000000001")
+    user = wechat_member(device, live_server, "feng")
     refused = make_order(
         user, amount=3000, status=RechargeOrder.Status.CLOSED, close_reason="refused", prepay_error="SYSTEMERROR"
     )

@@ -1,5 +1,6 @@
-"""A user recharges ¥10 end to end in Chromium: bind through the sandbox's OAuth, pay in its
-cashier, and the notify arrives through the sandbox's real HTTP delivery."""
+"""A user recharges ¥10 end to end in Chromium on a phone in WeChat: bound silently through the
+sandbox's OAuth, pay in its cashier, and the notify arrives through the sandbox's real HTTP
+delivery."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from accounts.models import User
 from devtools.wechat_sandbox.models import Delivery
 from orders.models import LedgerEntry, RechargeOrder
 from payments.models import Notification
+from tests.browser.conftest import shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -23,16 +25,26 @@ def register(page, live_server, name):
     page.get_by_label("密码", exact=True).fill("tea-leaf-river-42")
     page.get_by_label("密码确认").fill("tea-leaf-river-42")
     page.get_by_role("button", name="注册").click()
-    expect(page).to_have_url(live_server.url + "/recharge/")
+    expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/recharge/(#wechat_redirect)?$"))
     page.wait_for_load_state("load")  # its scripts run: a tap before them only reloads the page
 
 
-def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, screenshot, delivery_worker, settings):
+def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(phone, live_server, delivery_worker, settings):
+    page = phone
+
+    def screenshot(name):
+        shoot(page, name)
+
     settings.SANDBOX_NOTIFY_TIME_SCALE = 0.01
     delivery_worker()
-    register(page, live_server, "li")
-    page.get_by_test_id("bind-wechat").click()  # through /sandbox/connect/oauth2/authorize and back
-    # (the browser carries authorize's #wechat_redirect fragment along the redirects)
+    # Registered inside WeChat: the recharge page binds this WeChat silently (网页授权, snsapi_base),
+    # through /sandbox/connect/oauth2/authorize and back (the browser carries authorize's
+    # #wechat_redirect fragment along the redirects).
+    page.goto(live_server.url + "/accounts/register/")
+    page.get_by_label("用户名").fill("li")
+    page.get_by_label("密码", exact=True).fill("tea-leaf-river-42")
+    page.get_by_label("密码确认").fill("tea-leaf-river-42")
+    page.get_by_role("button", name="注册").click()
     expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/recharge/(#wechat_redirect)?$"))
     page.wait_for_load_state("load")
     expect(page.get_by_test_id("bind-wechat")).to_have_count(0)
@@ -73,10 +85,14 @@ def test_a_user_binds_wechat_recharges_ten_yuan_and_sees_it(page, live_server, s
     screenshot("23-orders")
 
 
-def test_cancel_and_a_bad_amount_leave_the_page_usable(page, live_server, screenshot):
-    register(page, live_server, "zhao")
-    User.objects.filter(username="zhao").update(openid="oZhao0000000000000000000001")
-    page.reload()
+def test_cancel_and_a_bad_amount_leave_the_page_usable(phone, live_server):
+    page = phone
+
+    def screenshot(name):
+        shoot(page, name)
+
+    register(page, live_server, "zhao")  # bound silently to this WeChat on the way to /recharge/
+    assert User.objects.get(username="zhao").openid
     page.locator("#amount").fill("0.001")
     page.get_by_test_id("pay-button").click()
     expect(page.get_by_test_id("recharge-error")).to_contain_text("正确的金额")

@@ -19,8 +19,8 @@ from accounts.models import User
 from offers.models import Package
 from orders.models import RechargeOrder, Refund
 from payments.refund_requests import RefundRequest
-from tests.browser.conftest import open_page, shoot, sign_in_with_cookie
-from tests.factories import PASSWORD, make_user
+from tests.browser.conftest import open_page, shoot, sign_in_with_cookie, wechat_member
+from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -65,7 +65,7 @@ def test_a_member_asks_for_the_unspent_money_back_and_an_operator_approves(phone
     delivery_worker()  # the sandbox's notifies (payments, refunds), as `make run` delivers them
     # What an operator has on sale (made in the admin; tests/browser/test_packages.py drives that).
     Package.objects.create(name="充100送20", price=10000, bonus=2000, bonus_valid_days=365, position=1)
-    member = make_user("tuikuan", openid="oTuikuan000000000000000000001")
+    member = wechat_member(phone, live_server, "tuikuan")
     User.objects.create_superuser("shenhe", password=PASSWORD)
 
     # 1. 充100送20 on the phone, paid in the sandbox's cashier: ¥120.00.

@@ -18,8 +18,7 @@ from outbox import delivery
 from outbox.models import Delivery as WebhookDelivery
 from outbox.models import WebhookEndpoint
 from payments.models import Notification
-from tests.browser.conftest import open_page, shoot, sign_in_with_cookie
-from tests.factories import make_user
+from tests.browser.conftest import open_page, shoot, sign_in_with_cookie, wechat_member
 from wallet.models import Charge
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,7 +45,7 @@ def wait_for(condition, seconds: float = 10) -> bool:
 
 
 def test_a_member_recharges_thirty_and_spends_twelve_fifty_at_the_counter(phone, desk, live_server, delivery_worker):
-    member = make_user("spender", openid="oSpender00000000000000000001")
+    member = wechat_member(phone, live_server, "spender")
     delivery_worker()  # the sandbox's notifies of payments, as `make run` delivers them
 
     # The counter sets itself up on first use (an API client, a webhook endpoint): before the

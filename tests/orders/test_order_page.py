@@ -194,6 +194,11 @@ def test_the_bound_flag_says_nothing_when_wechat_is_not_bound(client):
 
 
 def test_the_bind_link_on_the_page_keeps_the_amount(client):
+    from tests.accounts.helpers import IN_WECHAT
+
     client.force_login(make_user("unbound"))
-    html = client.get("/recharge/?amount=30.00").content.decode()
+    session = client.session
+    session["wechat_oauth_failed"] = True  # else WeChat's silent authorisation binds it at once
+    session.save()
+    html = client.get("/recharge/?amount=30.00", **IN_WECHAT).content.decode()
     assert 'href="/accounts/wechat/authorize/?next=%2Frecharge%2F%3Famount%3D30.00"' in html

@@ -32,20 +32,30 @@ def test_recharge_shows_balance_presets_and_the_pay_button(client, payer, settin
     assert "立即充值" in html and "sandbox/cashier.js" in html
 
 
-def test_outside_wechat_without_the_sandbox_it_shows_a_qr_code(client, payer, settings):
-    settings.WECHAT_SANDBOX = False
-    settings.SITE_URL = "https://pay.example.com"
-    client.force_login(payer)
-    html = client.get("/recharge/").content.decode()
-    assert "请在微信中打开" in html and "<svg" in html and "立即充值" not in html
-    assert "sandbox/cashier.js" not in html
-
-
 def test_inside_wechat_without_the_sandbox_it_pays_through_the_bridge(client, payer, settings):
     settings.WECHAT_SANDBOX = False
     client.force_login(payer)
+    session = client.session
+    session["wechat_current_openid"] = payer.openid  # 网页授权 said this WeChat is the account's
+    session.save()
     html = client.get("/recharge/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
     assert "立即充值" in html and "<svg" not in html and "sandbox/cashier.js" not in html
+
+
+def test_inside_wechat_a_bound_user_is_sent_through_silent_authorisation_to_tell_which_wechat_this_is(client, payer):
+    client.force_login(payer)
+    response = client.get("/recharge/", HTTP_USER_AGENT=WECHAT_UA)
+    assert response.status_code == 302 and response["Location"] == "/accounts/wechat/authorize/?next=%2Frecharge%2F"
+
+
+def test_inside_another_wechat_the_page_offers_no_jsapi_and_a_way_to_sign_in_as_it(client, payer):
+    client.force_login(payer)
+    session = client.session
+    session["wechat_current_openid"] = "oSomeoneElsesWeChat"
+    session.save()
+    html = client.get("/recharge/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
+    assert "当前微信不是该账户绑定的微信" in html and 'data-testid="switch-wechat"' in html
+    assert "支付方式：<strong>微信扫码支付</strong>" in html
 
 
 def test_inside_wechat_a_user_without_openid_is_sent_through_silent_authorisation(client):

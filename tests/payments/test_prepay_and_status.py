@@ -32,7 +32,9 @@ def test_it_places_a_wechat_order_and_answers_signed_pay_params(payer_client):
     response = prepay(payer_client, "19.90")
     assert response.status_code == 200
     body = response.json()
-    assert body["amount_fen"] == 1990 and set(body) == {"out_trade_no", "amount_fen", "pay_params"}
+    assert body["amount_fen"] == 1990 and set(body) == {"out_trade_no", "amount_fen", "pay", "pay_params", "order_url"}
+    assert body["pay"] == {"kind": "jsapi", "params": body["pay_params"]}
+    assert body["order_url"] == f"/orders/{body['out_trade_no']}/"
     assert re.fullmatch(r"20\d{12}10\d{10}", body["out_trade_no"]) and len(body["out_trade_no"]) <= 32
     params = body["pay_params"]
     assert set(params) == {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"}

@@ -147,6 +147,11 @@ def test_an_amount_in_the_link_still_chooses_its_preset_without_packages(payer_c
 
 
 def test_binding_wechat_from_a_chosen_package_comes_back_to_it(client, packages):
+    from tests.accounts.helpers import IN_WECHAT
+
     client.force_login(make_user("unbound"))
-    html = page(client, f"?package={packages['first'].pk}")
+    session = client.session
+    session["wechat_oauth_failed"] = True  # else WeChat's silent authorisation binds it at once
+    session.save()
+    html = client.get(f"/recharge/?package={packages['first'].pk}", **IN_WECHAT).content.decode()
     assert f"next=%2Frecharge%2F%3Fpackage%3D{packages['first'].pk}" in html

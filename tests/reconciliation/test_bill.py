@@ -225,3 +225,13 @@ def test_a_trade_twice_in_one_bill_is_found():
     assert parsed.count == 3 and parsed.paid == 2000
     assert [r.line_no for r in parsed.duplicates[(PAYMENT, TXN)]] == [2, 4]
     assert [r.line_no for r in parsed.unique_rows] == [2, 3]
+
+
+def test_a_lines_trade_type_is_read_where_the_bill_has_it():
+    native = pay_row("20261123100000101234567891", 500, "4200000000202611230000000002", AT, **{"交易类型": "NATIVE"})
+    rows = parse(bill(pay_row(OTN, 1000, TXN, AT), native), DAY).rows
+    assert [r.trade_type for r in rows] == ["JSAPI", "NATIVE"]
+
+
+def test_a_garbled_trade_type_refuses_the_bill():
+    assert "「交易类型」无效" in refused(bill(pay_row(OTN, 1000, TXN, AT, **{"交易类型": "扫码"})))
