@@ -103,7 +103,7 @@
     busy = value;
     button.disabled = value;
     button.classList.toggle('weui-btn_loading', value);
-    button.textContent = value ? '正在支付…' : '立即充值';
+    button.textContent = value ? '正在支付…' : button.dataset.label;
   }
 
   // Back from the order's page (bfcache): the button must not stay "正在支付…".

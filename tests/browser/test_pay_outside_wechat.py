@@ -241,3 +241,35 @@ def test_screenshots_of_the_recharge_page_and_a_native_order(browser, live_serve
         assert csp_violations(page) == []
     finally:
         page.context.close()
+
+
+def test_inside_a_wechat_that_is_not_the_accounts_no_jsapi_is_offered_and_switching_signs_in_as_it(
+    browser, live_server, settings
+):
+    """Signed in by password inside someone else's WeChat: the page says so, offers no 立即充值,
+    and 退出，用当前微信登录 leaves the account for the one this WeChat is bound to."""
+    from django.conf import settings as conf
+
+    from devtools.wechat_sandbox.oauth import BROWSER_COOKIE
+    from devtools.wechat_sandbox.services import openid_for
+
+    settings.SITE_URL = live_server.url
+    page = open_page(browser, **PHONE, user_agent=WECHAT_UA)
+    page.context.add_cookies([{"name": BROWSER_COOKIE, "value": "xiaohong", "url": live_server.url}])
+    make_user("xiaohong", openid=openid_for(conf.WECHAT_APPID, "xiaohong"))  # this WeChat's own account
+    make_user("laowang", openid=openid_for(conf.WECHAT_APPID, "laowang"))  # bound to another WeChat
+    sign_in_with_cookie(page, live_server, "laowang", "/recharge/")
+    page.wait_for_load_state("load")
+
+    expect(page.get_by_test_id("other-wechat")).to_contain_text("当前微信不是该账户绑定的微信")
+    expect(page.get_by_text("立即充值")).to_have_count(0)
+    expect(page.get_by_test_id("pay-method")).to_contain_text("微信扫码支付")
+    shoot(page, "pay-wechat-other-account")
+
+    page.get_by_test_id("switch-wechat").click()
+    expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/recharge/(#wechat_redirect)?$"))
+    expect(page.locator(".site-header__name")).to_have_text("xiaohong")
+    expect(page.get_by_test_id("other-wechat")).to_have_count(0)
+    expect(page.get_by_test_id("pay-button")).to_have_text("立即充值")
+    assert csp_violations(page) == []
+    page.context.close()
