@@ -122,6 +122,17 @@ def create_wechat_user(field: str, openid: str, unionid: str | None = None, user
     raise IntegrityError("no free wx_ username after 3 tries")
 
 
+def unbound_since_sign_in(user: User, openid: str) -> bool:
+    """An operator unbound this openid from the account after it last signed in: a session
+    from before must not bind it back by itself."""
+    from accounts.models import WeChatUnbinding
+
+    unbound = WeChatUnbinding.objects.filter(user=user, openid=openid)
+    if user.last_login is not None:
+        unbound = unbound.filter(created_at__gt=user.last_login)
+    return unbound.exists()
+
+
 def remember_current(request, openid: str) -> None:
     request.session[CURRENT_OPENID_KEY] = openid
 

@@ -82,6 +82,10 @@ class User(AbstractUser):
             openid = getattr(user, app)
             if not openid:
                 raise ValueError("该账户没有绑定这个应用的微信")
+            other_app = "miniprogram_openid" if app == "openid" else "openid"
+            if not user.has_usable_password() and not getattr(user, other_app):
+                # Made by 微信快捷登录: with no password and no WeChat left, nobody could reach it again.
+                raise ValueError("该账户没有设置密码，解绑后将无法登录、余额无法使用；请先让用户设置密码")
             setattr(user, app, None)
             fields = [app]
             other = "miniprogram_openid" if app == "openid" else "openid"

@@ -25,6 +25,7 @@ from accounts.binding import (
     keep_pending,
     pending_identity,
     remember_current,
+    unbound_since_sign_in,
 )
 from accounts.models import User
 from accounts.views import safe_next, wechat_signin_url
@@ -117,6 +118,12 @@ def callback(request):
         if user.openid and user.openid != openid:
             # Another WeChat than the account's: the pages say so and do not offer it JSAPI.
             return redirect(next_path)
+        if unbound_since_sign_in(user, openid):
+            # An operator took this WeChat off the account after this session signed in (a lost
+            # phone, a wrong binding): it is not bound back silently; sign in again.
+            logout(request)
+            messages.error(request, "该微信已从账户解绑，请重新登录")
+            return redirect(reverse("accounts:login") + "?" + urlencode({"next": next_path}))
         refused = bind_openid(user, openid, unionid)
         if refused:
             return _problem(request, "无法绑定微信", refused, status=409, switch=True)

@@ -34,6 +34,8 @@ from wxrecharge.settings import (
 )
 
 WECHAT_SANDBOX = True
+# The sandbox grants H5 pay (its switch h5_no_auth takes it away, as WeChat may).
+WECHAT_H5_PAY = env.bool("WECHAT_H5_PAY", default=True)
 
 _sandbox_settings = _sandbox_conf.project_settings(env, BASE_DIR)
 _SANDBOX_CREDENTIALS = _sandbox_settings.pop("credentials")

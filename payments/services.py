@@ -225,6 +225,7 @@ TRADE_TYPES = {
 # How long WeChat's pay links last: a Native code_url two hours, an h5_url five minutes
 # (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md).
 CODE_URL_TTL = timedelta(hours=2)
+PAY_URL_MAX = 512  # RechargeOrder.pay_url's length
 H5_URL_TTL = timedelta(minutes=5)
 # WeChat's answer when the merchant has no H5 pay (商户无此接口权限): fall back to Native.
 # v2 spells it NOAUTH, v3 NO_AUTH (docs/wechat-pay-v2.md, docs/wechat-pay-v3.md).
@@ -431,7 +432,10 @@ def _save_placed(order: RechargeOrder, placed: str) -> bool:
         fields = {"prepay_id": placed, "prepay_expires_at": expires}
     else:
         ttl = CODE_URL_TTL if order.trade_type == RechargeOrder.TradeType.NATIVE else H5_URL_TTL
-        fields = {"pay_url": placed[:512], "pay_url_expires_at": min(now + ttl, order.expires_at)}
+        if len(placed) > PAY_URL_MAX:
+            # A cut link is one WeChat's page refuses: never keep half of it.
+            raise WeChatError(f"unifiedorder {order.out_trade_no}: a pay link of {len(placed)} characters", "BAD_ANSWER")
+        fields = {"pay_url": placed, "pay_url_expires_at": min(now + ttl, order.expires_at)}
     saved = RechargeOrder.objects.filter(pk=order.pk, status=RechargeOrder.Status.PENDING).update(**fields, updated_at=now)
     for name, value in fields.items():
         setattr(order, name, value)

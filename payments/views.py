@@ -124,7 +124,9 @@ PAY_METHOD_LABELS = {
 @login_required
 def recharge(request):
     user = request.user
-    unknown = not user.openid or paying_wechat(request) == UNKNOWN
+    # Only while the WeChat in use is not known: known (another account's WeChat, say), the page
+    # says so rather than asking WeChat again and again.
+    unknown = paying_wechat(request) == UNKNOWN
     if in_wechat(request) and unknown and not request.session.get("wechat_oauth_failed"):
         # Inside WeChat the openid comes silently (snsapi_base), with no click: it binds an
         # account that has none, and says whether this WeChat is the account's.

@@ -31,9 +31,9 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # The site's name as WeChat's H5 pay is told it (scene_info's wap_name / app_name).
 SITE_NAME = env.str("SITE_NAME", default="余额充值")
-# H5 pay (a phone's browser outside WeChat) is granted by WeChat to some merchants only: off,
-# phones pay by scanning a QR code (Native) instead (docs/paying.md).
-WECHAT_H5_PAY = env.bool("WECHAT_H5_PAY", default=True)
+# H5 pay (a phone's browser outside WeChat) is granted by WeChat to some merchants only: turn
+# it on once WeChat has; off, phones pay by scanning a QR code (Native) (docs/paying.md).
+WECHAT_H5_PAY = env.bool("WECHAT_H5_PAY", default=False)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 # --- WeChat -------------------------------------------------------------------------

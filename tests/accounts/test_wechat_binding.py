@@ -232,3 +232,15 @@ def test_a_wechat_bound_elsewhere_offers_to_sign_out_and_continue_with_it(client
     back = client.get(wechat_redirect(client.get(switched["Location"])["Location"], browser="alice"))
     assert back["Location"] == "/recharge/"
     assert client.session["_auth_user_id"] == str(User.objects.get(username="owner").pk)
+
+
+def test_an_unbound_account_inside_a_wechat_bound_elsewhere_gets_the_page_not_a_loop(client, sandbox_url):
+    from tests.accounts.helpers import IN_WECHAT
+
+    make_user("owner", openid=openid("alice"))
+    client.force_login(make_user("stranger"))
+    assert client.get(wechat_redirect(start(client), browser="alice")).status_code == 409
+    page = client.get("/recharge/", **IN_WECHAT)
+    assert page.status_code == 200  # not sent to 网页授权 again: WeChat already said which WeChat this is
+    html = page.content.decode()
+    assert "当前微信不是该账户绑定的微信" in html and "支付方式：<strong>微信扫码支付</strong>" in html

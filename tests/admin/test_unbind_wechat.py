@@ -63,3 +63,31 @@ def test_without_the_permission_there_is_no_button_and_no_unbinding():
     assert client.post(unbind_url(user), {"app": "openid", "reason": "x"}).status_code == 403
     user.refresh_from_db()
     assert user.openid == "oDave"
+
+
+def test_an_account_with_no_password_and_no_other_wechat_is_not_unbound():
+    from accounts.binding import create_wechat_user
+
+    user = create_wechat_user("openid", "oQuick", "uQuick")  # 微信快捷登录: no password
+    with pytest.raises(ValueError, match="没有设置密码"):
+        user.unbind_wechat("openid", None, "换微信")
+    user.refresh_from_db()
+    assert user.openid == "oQuick" and not WeChatUnbinding.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_from_before_the_unbinding_does_not_bind_the_wechat_back(client, sandbox_url):
+    from django.utils import timezone
+
+    from tests.accounts.helpers import openid, wechat_redirect
+
+    user = make_user("bob", openid=openid("bob"))
+    User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+    client.force_login(user)  # the lost phone's session
+    user.refresh_from_db()
+    user.unbind_wechat("openid", None, "手机丢失")
+    start = client.get("/accounts/wechat/authorize/", {"next": "/recharge/"})["Location"]
+    answer = client.get(wechat_redirect(start, browser="bob"))
+    assert answer["Location"].startswith("/accounts/login/") and "_auth_user_id" not in client.session
+    user.refresh_from_db()
+    assert user.openid is None
