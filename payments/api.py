@@ -17,9 +17,10 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.api import bearer_required
+from accounts.binding import OTHER, paying_wechat
 from common import ratelimit
 from common.api import json_object, wechat_error
-from common.http import client_ip, json_error, json_ok
+from common.http import client_ip, in_wechat, json_error, json_ok
 from common.money import format_fen
 from orders.models import RechargeOrder
 from payments import services
@@ -189,7 +190,12 @@ def _placed(order: RechargeOrder, action, include_app_id: bool = True, fallback:
 @require_POST
 @json_login_required
 def jsapi_prepay(request):
-    """The 公众号 page's JSAPI order (inside WeChat, or the sandbox's stand-in for its cashier)."""
+    """The 公众号 page's JSAPI order (inside WeChat, or the sandbox's stand-in for its cashier);
+    never inside another WeChat than the account's, which WeChat would not let pay it."""
+    if in_wechat(request) and paying_wechat(request) == OTHER:
+        return json_error(
+            "wechat_mismatch", 409, "当前微信不是该账户绑定的微信，不能用它支付；请用扫码支付，或退出后用当前微信登录"
+        )
     return prepay_answer(request, RechargeOrder.Channel.JSAPI, method=services.PayMethod.JSAPI)
 
 
