@@ -132,3 +132,26 @@ class WeChatUnbinding(models.Model):
 
 _LOCK_BALANCE = Statement.select(User, lambda p: User.objects.select_for_update().filter(pk=p("id")).values_list("balance"))
 _SET_BALANCE = Statement.update_by_pk(User, ["balance"])
+
+
+class AccessToken(models.Model):
+    """The access_token of one of our WeChat apps (the 公众号's, the mini program's), shared by
+    every process and server through this row (accounts/wechat_token.py). Never shown, never
+    logged."""
+
+    appid = models.CharField("appid", max_length=64, primary_key=True)
+    token = models.CharField(max_length=512, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A claim: the process refreshing the token now, until then (a crashed one's claim lapses).
+    refreshing_until = models.DateTimeField(null=True, blank=True, editable=False)
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "接口调用凭据"
+        verbose_name_plural = "接口调用凭据"
+
+    def __str__(self) -> str:  # never the token
+        return self.appid
+
+    def __repr__(self) -> str:
+        return f"AccessToken(appid={self.appid!r}, expires_at={self.expires_at!r})"

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from common.admin import ReadOnlyAdmin, when
 from common.money import yuan
-from devtools.wechat_sandbox.models import Attempt, AuthCode, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox.models import AccessToken, Attempt, AuthCode, Delivery, Fault, Refund, Trade
 
 
 def code_and_label(code: str, label: str) -> str:
@@ -197,6 +197,30 @@ class AuthCodeAdmin(ReadOnlyAdmin):
         return when(obj.used_at)
 
 
+@admin.register(AccessToken)
+class AccessTokenAdmin(ReadOnlyAdmin):
+    list_display = ("appid", "kind", "forced", "issued", "expires", "replaced", "revoked")
+    list_filter = ("kind", "forced")
+    exact_search_fields = ("appid",)
+    exclude = ("access_token",)
+
+    @admin.display(description="发放时间", ordering="issued_at")
+    def issued(self, obj: AccessToken) -> str:
+        return when(obj.issued_at)
+
+    @admin.display(description="过期时间", ordering="expires_at")
+    def expires(self, obj: AccessToken) -> str:
+        return when(obj.expires_at)
+
+    @admin.display(description="被替换时间", ordering="replaced_at")
+    def replaced(self, obj: AccessToken) -> str:
+        return when(obj.replaced_at)
+
+    @admin.display(description="作废时间", ordering="revoked_at")
+    def revoked(self, obj: AccessToken) -> str:
+        return when(obj.revoked_at)
+
+
 @admin.register(Fault)
 class FaultAdmin(admin.ModelAdmin):
     list_display = (
@@ -210,6 +234,7 @@ class FaultAdmin(admin.ModelAdmin):
         "end_state",
         "v3_notify_signature",
         "h5_no_auth",
+        "token_busy",
         "bill_switches",
     )
     list_display_links = ("scope",)
@@ -229,6 +254,7 @@ class FaultAdmin(admin.ModelAdmin):
                     "end_state",
                     "v3_notify_signature",
                     "h5_no_auth",
+                    "token_busy",
                 )
             },
         ),

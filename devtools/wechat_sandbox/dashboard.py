@@ -38,6 +38,14 @@ class FaultForm(forms.ModelForm):
         help_text="v2 答 err_code=NOAUTH（商户无此接口权限），v3 答 403 NO_AUTH；用来试改用 Native",
     )
 
+    # Left empty (or absent from an older form), no busy answers
+    token_busy = forms.IntegerField(
+        label="access_token 繁忙（次，全局）",
+        min_value=0,
+        required=False,
+        help_text="接下来 N 次 stable_token / token 答 errcode -1（系统繁忙）",
+    )
+
     class Meta:
         model = Fault
         fields = [
@@ -51,6 +59,7 @@ class FaultForm(forms.ModelForm):
             "end_state",
             "v3_notify_signature",
             "h5_no_auth",
+            "token_busy",
             *BILL_FIELDS,
         ]
         widgets = {
@@ -101,6 +110,9 @@ class FaultForm(forms.ModelForm):
             else:
                 widget.attrs["class"] = "weui-input"
 
+    def clean_token_busy(self) -> int:
+        return self.cleaned_data["token_busy"] or 0
+
     def validate_unique(self):
         pass  # saving updates the row of that out_trade_no
 
@@ -126,6 +138,8 @@ def describe(fault: Fault) -> list[str]:
         parts.append(f"v3 通知签名：{fault.get_v3_notify_signature_display()}")
     if fault.h5_no_auth:
         parts.append("H5 支付未开通（NO_AUTH）")
+    if fault.token_busy:
+        parts.append(f"接下来 {fault.token_busy} 次获取 access_token 答 -1（系统繁忙）")
     if fault.bill_omit:
         parts.append("账单中略去")
     if fault.bill_total_fee is not None:

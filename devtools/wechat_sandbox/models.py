@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -242,6 +242,9 @@ class Fault(models.Model):
     """Fault switches: a row with an empty out_trade_no is global; a row for an
     out_trade_no (settable before the trade exists) wins over the global row.
 
+    token_busy concerns an app's access_token, not a trade: the next N calls to stable_token or
+    token answer errcode -1 (system error). Global row only (GLOBAL_ONLY).
+
     The bill_* switches change the trade bills (devtools/wechat_sandbox/bills.py): bill_omit,
     bill_total_fee and bill_duplicate_row apply to a trade like the others;
     bill_add_unknown_trade, bill_corrupt_summary and bill_not_ready concern whole bills
@@ -292,6 +295,11 @@ class Fault(models.Model):
         default=False,
         help_text="H5 下单答无权限：v2 为 result_code=FAIL、err_code=NOAUTH（商户无此接口权限），v3 为 403 NO_AUTH",
     )
+    token_busy = models.PositiveIntegerField(
+        "获取 access_token 答系统繁忙（次，仅全局）",
+        default=0,
+        help_text="接下来 N 次 stable_token 或 token 调用答 errcode -1（system error），每次减一",
+    )
     # Trade bills (devtools/wechat_sandbox/bills.py says what each does). These three apply to a trade:
     bill_omit = models.BooleanField("账单中略去这笔交易", default=False, help_text="对账单里没有这笔支付及其退款")
     bill_total_fee = models.PositiveBigIntegerField(
@@ -316,7 +324,7 @@ class Fault(models.Model):
         help_text="下载账单答「账单生成中」：v2 为 Bill Creating，v3 为 400 STATEMENT_CREATING",
     )
 
-    GLOBAL_ONLY = ("bill_add_unknown_trade", "bill_corrupt_summary", "bill_not_ready")
+    GLOBAL_ONLY = ("bill_add_unknown_trade", "bill_corrupt_summary", "bill_not_ready", "token_busy")
 
     class Meta:
         verbose_name = "沙箱故障开关"
@@ -340,6 +348,58 @@ class Fault(models.Model):
 
     def errors_on(self, endpoint: str) -> bool:
         return endpoint in {e.strip() for e in self.systemerror_endpoints.split(",") if e.strip()}
+
+
+class AccessToken(models.Model):
+    """An app's access_token as WeChat holds it (docs/wechat-pay-v2.md#53-access_token).
+
+    stable_token and token keep separate tokens (KINDS). A token works until the earliest of its
+    expiry, REPLACED_GRACE after a newer one replaced it, and its revocation (a second forced
+    refresh ends the previous one at once). The one not yet replaced is the app's current token."""
+
+    STABLE, PLAIN = "stable", "plain"
+    KINDS = [(STABLE, "stable_token"), (PLAIN, "token")]
+    REPLACED_GRACE = timedelta(minutes=5)
+
+    appid = models.CharField("appid", max_length=32)
+    kind = models.CharField("接口", max_length=8, choices=KINDS)
+    access_token = models.CharField("access_token", max_length=200, unique=True)
+    forced = models.BooleanField("强制刷新所得", default=False)
+    issued_at = models.DateTimeField("发放时间", default=timezone.now)
+    expires_at = models.DateTimeField("过期时间")
+    replaced_at = models.DateTimeField("被替换时间", null=True, blank=True, help_text="之后至多 5 分钟仍可用")
+    revoked_at = models.DateTimeField("作废时间", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "沙箱 access_token"
+        verbose_name_plural = "沙箱 access_token"
+        ordering = ["-issued_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appid", "kind"], condition=models.Q(replaced_at__isnull=True), name="sandbox_token_one_current"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.appid} {self.kind} {self.access_token[:8]}…"
+
+    @property
+    def ends_at(self) -> datetime:
+        """When it stops working."""
+        ends = [self.expires_at]
+        if self.replaced_at is not None:
+            ends.append(self.replaced_at + self.REPLACED_GRACE)
+        if self.revoked_at is not None:
+            ends.append(self.revoked_at)
+        return min(ends)
+
+    def works(self, now: datetime) -> bool:
+        return now < self.ends_at
+
+    @property
+    def expired(self) -> bool:
+        """Stopped by its own expiry (42001), not by being replaced or revoked (40001)."""
+        return self.ends_at == self.expires_at
 
 
 class MerchantSecret(models.Model):

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from devtools.wechat_sandbox import cashier, counter, dashboard, merchant_api, merchant_api_v3, oauth, phone
+from devtools.wechat_sandbox import cashier, counter, dashboard, merchant_api, merchant_api_v3, oauth, phone, tokens
 
 app_name = "sandbox"
 
@@ -33,6 +33,10 @@ urlpatterns = [
     path("sns/oauth2/access_token", oauth.access_token, name="access_token"),
     path("sns/jscode2session", oauth.jscode2session, name="jscode2session"),
     path("mp/login-code", oauth.login_code, name="login_code"),
+    # An app's access_token (https://api.weixin.qq.com/cgi-bin/), and an API that checks it
+    path("cgi-bin/stable_token", tokens.stable_token_view, name="stable_token"),
+    path("cgi-bin/token", tokens.token_view, name="token"),
+    path("cgi-bin/get_api_domain_ip", tokens.get_api_domain_ip, name="get_api_domain_ip"),
     # The merchant's side of spending: a counter on /api/v1/, and a webhook receiver
     path("pos/", counter.counter, name="counter"),
     path("webhooks/", counter.webhooks, name="webhooks"),
