@@ -515,11 +515,6 @@ class RefundTerms:
     def refundable(self) -> int:
         return self.paid_left
 
-    @property
-    def balance_after(self) -> int:
-        """What this recharge leaves in the balance once its refundable part is refunded: nothing."""
-        return 0
-
 
 class Refund(models.Model):
     """A refund of (part of) a paid order, started by an operator, finished by WeChat."""

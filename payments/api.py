@@ -68,10 +68,9 @@ def _client_ip(request) -> str:
     return client_ip(request) or "127.0.0.1"
 
 
-def _read_offer(request) -> services.Offer | JsonResponse:
+def _read_offer(data: dict | None) -> services.Offer | JsonResponse:
     """What the body asks to buy: {"package": id} (a package, at its price) or {"amount": "100.00"}
     (an amount of one's own, with the best tier's bonus); else the error to answer."""
-    data = json_object(request)
     package = data.get("package") if data is not None else None
     if package is not None:
         if isinstance(package, str) and package.isascii() and package.isdigit() and len(package) <= 18:
@@ -92,10 +91,9 @@ def _read_offer(request) -> services.Offer | JsonResponse:
         )
 
 
-def _read_method(request) -> str | JsonResponse:
-    data = json_object(request) or {}
+def _read_method(request, data: dict | None) -> str | JsonResponse:
     allowed = services.pay_methods(request)
-    asked = data.get("method")
+    asked = (data or {}).get("method")
     if asked is None:
         return allowed[0]
     if asked not in allowed:
@@ -107,11 +105,12 @@ def prepay_answer(request, channel: str, include_app_id: bool = True, method: st
     """Shared by the pages and the mini-program API: amount or package -> order -> how to pay
     it (`pay`: a PayAction; JSAPI's signed fields also as `pay_params`). `method` None: the
     browser's own way (pay_methods), or the one the body asks for among them."""
-    offer = _read_offer(request)
+    data = json_object(request)  # the body, read once
+    offer = _read_offer(data)
     if isinstance(offer, JsonResponse):
         return offer
     amount = offer.amount
-    chosen = _read_method(request) if method is None else method
+    chosen = _read_method(request, data) if method is None else method
     if isinstance(chosen, JsonResponse):
         return chosen
     if not _may_place_order(request):

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
@@ -48,12 +49,21 @@ class Refundable:
     @classmethod
     def of_user(cls, user_id: int) -> list[Refundable]:
         """The user's recharges with paid money left, oldest first."""
-        lots = Lot.objects.filter(user_id=user_id, order__isnull=False, paid_left__gt=0).select_related("order").order_by("pk")
+        failed = [Refund.Status.CLOSED, Refund.Status.FAILED]
+        # What WeChat still holds of each order (its amount less every refund that has not
+        # failed, as RechargeOrder.refund_totals counts it), in the same query.
+        committed = Coalesce(Sum("order__refunds__amount", filter=~Q(order__refunds__status__in=failed)), 0)
+        lots = (
+            Lot.objects.filter(user_id=user_id, order__isnull=False, paid_left__gt=0)
+            .select_related("order")
+            .annotate(committed=committed)
+            .order_by("pk")
+        )
         found = []
         for lot in lots:
             order = lot.order
             assert order is not None
-            left = min(lot.paid_left, order.amount - order.refund_totals()[1])
+            left = min(lot.paid_left, order.amount - lot.committed)
             if left > 0:
                 found.append(cls(order, lot.paid, lot.bonus, lot.consumed, left, lot.bonus_left, order.past_refund_window))
         return found

@@ -133,13 +133,11 @@ class Offer:
 
 def offers_on_sale(now: datetime | None = None) -> dict[str, list[dict]]:
     """The packages on sale, in the page's order, and the tiers a custom amount may reach."""
-    tiers = BonusTier.objects.order_by("threshold")
     return {
         "packages": [package.to_dict() for package in Package.on_sale(now)],
         "tiers": [
             {"threshold_fen": t.threshold, "bonus_fen": t.bonus, "bonus_valid_days": t.bonus_valid_days, "label": t.label}
-            for t in tiers
-            if t.is_on_sale(now)
+            for t in BonusTier.on_sale(now)
         ],
     }
 

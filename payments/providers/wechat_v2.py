@@ -75,50 +75,20 @@ class WeChatV2(Provider):
             exc.kind = V2_KINDS.get(exc.code, exc.code)
             raise
 
-    def prepay(self, *, out_trade_no, total, openid, description, notify_url, client_ip, time_start, time_expire):
-        answer = self._call(
-            self.pay.unified_order,
-            out_trade_no=out_trade_no,
-            total_fee=total,
-            openid=openid,
-            body=description,
-            notify_url=notify_url,
-            client_ip=client_ip,
-            time_start=time_start,
-            time_expire=time_expire,
-        )
-        return answer["prepay_id"]
+    def _unified(self, total: int, description: str, **fields) -> dict[str, str]:
+        """统一下单 in one of its ways (payments/wechat.py `unified_order`), WeChat's codes normalised."""
+        return self._call(self.pay.unified_order, total_fee=total, body=description, **fields)
 
-    def prepay_native(self, *, out_trade_no, total, description, notify_url, client_ip, time_start, time_expire):
-        answer = self._call(
-            self.pay.unified_order,
-            out_trade_no=out_trade_no,
-            total_fee=total,
-            openid="",
-            body=description,
-            notify_url=notify_url,
-            client_ip=client_ip,
-            time_start=time_start,
-            time_expire=time_expire,
-            trade_type="NATIVE",
-        )
-        return _url(answer, "code_url")
+    def prepay(self, *, total, description, **order):
+        return self._unified(total, description, **order)["prepay_id"]
 
-    def prepay_h5(self, *, out_trade_no, total, description, notify_url, client_ip, time_start, time_expire, site_url, site_name):
+    def prepay_native(self, *, total, description, **order):
+        return _url(self._unified(total, description, openid="", trade_type="NATIVE", **order), "code_url")
+
+    def prepay_h5(self, *, total, description, site_url, site_name, **order):
         scene = {"h5_info": {"type": "Wap", "wap_url": site_url, "wap_name": site_name}}
-        answer = self._call(
-            self.pay.unified_order,
-            out_trade_no=out_trade_no,
-            total_fee=total,
-            openid="",
-            body=description,
-            notify_url=notify_url,
-            client_ip=client_ip,
-            time_start=time_start,
-            time_expire=time_expire,
-            trade_type="MWEB",
-            scene_info=json.dumps(scene, ensure_ascii=False, separators=(",", ":")),
-        )
+        scene_info = json.dumps(scene, ensure_ascii=False, separators=(",", ":"))
+        answer = self._unified(total, description, openid="", trade_type="MWEB", scene_info=scene_info, **order)
         return _url(answer, "mweb_url")
 
     def pay_params(self, prepay_id):

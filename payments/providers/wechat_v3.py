@@ -148,31 +148,18 @@ class WeChatV3(Provider):
             raise error from exc
 
     def prepay(self, *, out_trade_no, total, openid, description, notify_url, client_ip, time_start, time_expire):
-        answer = (
-            self._request(
-                "POST",
-                "/v3/pay/transactions/jsapi",
-                body={
-                    "appid": self.appid,
-                    "mchid": self.merchant.mch_id,
-                    "description": description,
-                    "out_trade_no": out_trade_no,
-                    "time_expire": _rfc3339_beijing(time_expire),
-                    "notify_url": notify_url,
-                    "amount": {"total": total, "currency": "CNY"},
-                    "payer": {"openid": openid},
-                    "scene_info": {"payer_client_ip": client_ip},
-                },
-            )
-            or {}
+        fields = self._order_fields(out_trade_no, total, description, notify_url, time_expire)
+        return self._place(
+            "/v3/pay/transactions/jsapi",
+            "prepay_id",
+            **fields,
+            payer={"openid": openid},
+            scene_info={"payer_client_ip": client_ip},
         )
-        prepay_id = answer.get("prepay_id")
-        if not isinstance(prepay_id, str) or not prepay_id:
-            raise WeChatError("jsapi: the answer has no prepay_id", "BAD_ANSWER", retryable=True)
-        return prepay_id
 
     def _place(self, path: str, answer_field: str, **fields) -> str:
-        """Place a Native or H5 order; the answer's URL (code_url, h5_url)."""
+        """Place an order (JSAPI, Native, H5); what the answer gives for paying it (prepay_id,
+        code_url, h5_url)."""
         answer = self._request("POST", path, body=fields) or {}
         url = answer.get(answer_field)
         if not isinstance(url, str) or not url:

@@ -143,3 +143,42 @@ def sign_in_with_cookie(page, live_server, username: str, next_path: str = "/rec
 @pytest.fixture
 def screenshot(page):
     return lambda name: shoot(page, name)
+
+
+@pytest.fixture
+def desk(browser, live_server, settings):
+    """A desktop window (1366 × 900): the sandbox's counter, the admin."""
+    settings.SITE_URL = live_server.url
+    page = open_page(browser, viewport={"width": 1366, "height": 900})
+    yield page
+    page.context.close()
+
+
+def wait_until(check, seconds: float = 10) -> bool:
+    """What the server side does outside the browser (the sandbox settling a refund, its notify
+    thread delivering): asked until it holds or `seconds` pass."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def why_refund_not_settled() -> str:
+    """What each side knows, for a refund that did not settle in time."""
+    from devtools.wechat_sandbox.models import Delivery
+    from devtools.wechat_sandbox.models import Refund as SandboxRefund
+    from orders.models import Refund
+    from payments.models import Notification
+
+    return "; ".join(
+        [
+            f"ours: {list(Refund.objects.values_list('status', 'accepted', 'last_error'))}",
+            f"sandbox: {list(SandboxRefund.objects.values_list('state', 'settle_at'))}",
+            f"deliveries: {list(Delivery.objects.values_list('kind', 'state', 'next_attempt_at'))}",
+            f"notifies: {list(Notification.objects.values_list('kind', 'outcome', 'detail'))}",
+        ]
+    )

@@ -4,15 +4,13 @@ the user then sees ¥5.00 and 部分退款."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
 from orders.models import RechargeOrder, Refund
 from tests.admin import paid_at_sandbox
-from tests.browser.conftest import shoot
+from tests.browser.conftest import shoot, wait_until, why_refund_not_settled
 from tests.factories import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,31 +25,6 @@ def desktop(browser, live_server, settings):
     page = context.new_page()
     yield page
     context.close()
-
-
-def wait_until(check, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
-def why_not_settled() -> str:
-    """What each side knows, for a refund that did not settle in time."""
-    from devtools.wechat_sandbox.models import Delivery
-    from devtools.wechat_sandbox.models import Refund as SandboxRefund
-    from payments.models import Notification
-
-    return "; ".join(
-        [
-            f"ours: {list(Refund.objects.values_list('status', 'accepted', 'last_error'))}",
-            f"sandbox: {list(SandboxRefund.objects.values_list('state', 'settle_at'))}",
-            f"deliveries: {list(Delivery.objects.values_list('kind', 'state', 'next_attempt_at'))}",
-            f"notifies: {list(Notification.objects.values_list('kind', 'outcome', 'detail'))}",
-        ]
-    )
 
 
 def test_an_operator_refunds_half_an_order_and_the_user_sees_it(desktop, page, live_server, delivery_worker, settings):
@@ -92,7 +65,7 @@ def test_an_operator_refunds_half_an_order_and_the_user_sees_it(desktop, page, l
     assert refund.amount == 500 and refund.order_id == order.pk
 
     # The delivery worker settles it at the sandbox and delivers the refund notify to us.
-    assert wait_until(lambda: Refund.objects.get().status == Refund.Status.SUCCESS), why_not_settled()
+    assert wait_until(lambda: Refund.objects.get().status == Refund.Status.SUCCESS), why_refund_not_settled()
     order.refresh_from_db()
     assert order.status == RechargeOrder.Status.REFUNDED and order.refunded_amount == 500
 

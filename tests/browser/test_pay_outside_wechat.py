@@ -16,18 +16,10 @@ from playwright.sync_api import expect
 from orders.models import RechargeOrder
 from tests.browser.conftest import open_page, shoot, sign_in_with_cookie
 from tests.factories import make_order, make_user
+from tests.payments.test_pay_pages import DESKTOP_UA, PHONE_UA, WECHAT_UA
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
-PHONE_UA = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/17.5 Mobile/15E148 Safari/604.1"
-)
-WECHAT_UA = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Mobile/15E148 MicroMessenger/8.0.50(0x1800322c) NetType/WIFI Language/zh_CN"
-)
 DESKTOP = {"viewport": {"width": 1366, "height": 900}, "user_agent": DESKTOP_UA}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 ORDER_PAGE = re.compile(r"/orders/(\d{26})/")

@@ -10,7 +10,6 @@ on the statement, and ¥0.00."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
@@ -19,45 +18,10 @@ from accounts.models import User
 from offers.models import Package
 from orders.models import RechargeOrder, Refund
 from payments.refund_requests import RefundRequest
-from tests.browser.conftest import open_page, shoot, sign_in_with_cookie, wechat_member
+from tests.browser.conftest import shoot, sign_in_with_cookie, wait_until, wechat_member, why_refund_not_settled
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def desk(browser, live_server, settings):
-    """A desktop window: the sandbox's counter, then the admin."""
-    settings.SITE_URL = live_server.url
-    page = open_page(browser, viewport={"width": 1366, "height": 900})
-    yield page
-    page.context.close()
-
-
-def wait_until(check, seconds: float = 10) -> bool:
-    """What the server side does outside the browser (the sandbox settling a refund, its notify
-    delivered): asked until it holds or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
-def why_not_settled() -> str:
-    from devtools.wechat_sandbox.models import Delivery
-    from devtools.wechat_sandbox.models import Refund as SandboxRefund
-    from payments.models import Notification
-
-    return "; ".join(
-        [
-            f"ours: {list(Refund.objects.values_list('status', 'accepted', 'last_error'))}",
-            f"sandbox: {list(SandboxRefund.objects.values_list('state', 'settle_at'))}",
-            f"deliveries: {list(Delivery.objects.values_list('kind', 'state', 'next_attempt_at'))}",
-            f"notifies: {list(Notification.objects.values_list('kind', 'outcome', 'detail'))}",
-        ]
-    )
 
 
 def test_a_member_asks_for_the_unspent_money_back_and_an_operator_approves(phone, desk, live_server, delivery_worker, settings):
@@ -169,7 +133,7 @@ def test_a_member_asks_for_the_unspent_money_back_and_an_operator_approves(phone
     shoot(desk, "refund-4d-approved")
 
     # 5. The sandbox settles the refund and its notify comes back (the delivery worker).
-    assert wait_until(lambda: Refund.objects.filter(status=Refund.Status.SUCCESS).exists()), why_not_settled()
+    assert wait_until(lambda: Refund.objects.filter(status=Refund.Status.SUCCESS).exists()), why_refund_not_settled()
     refund = Refund.objects.get()
     assert (refund.order, refund.amount) == (RechargeOrder.objects.get(), 5000)
 

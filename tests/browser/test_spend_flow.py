@@ -7,7 +7,6 @@ charge.succeeded, both signed right."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
@@ -18,30 +17,10 @@ from outbox import delivery
 from outbox.models import Delivery as WebhookDelivery
 from outbox.models import WebhookEndpoint
 from payments.models import Notification
-from tests.browser.conftest import open_page, shoot, sign_in_with_cookie, wechat_member
+from tests.browser.conftest import shoot, sign_in_with_cookie, wait_until, wechat_member
 from wallet.models import Charge
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def desk(browser, live_server, settings):
-    """The cashier's desktop, where the sandbox's counter runs."""
-    settings.SITE_URL = live_server.url
-    page = open_page(browser, viewport={"width": 1366, "height": 900})
-    yield page
-    page.context.close()
-
-
-def wait_for(condition, seconds: float = 10) -> bool:
-    """What the server side does outside the browser (the sandbox's notify thread): asked
-    until it holds or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_member_recharges_thirty_and_spends_twelve_fifty_at_the_counter(phone, desk, live_server, delivery_worker):
@@ -72,7 +51,7 @@ def test_a_member_recharges_thirty_and_spends_twelve_fifty_at_the_counter(phone,
     order = RechargeOrder.objects.get()
     # The sandbox's notify reaches the site (the order page may have credited it first: then
     # the notify is a duplicate).
-    assert wait_for(lambda: Notify.objects.filter(state=Notify.DELIVERED).exists()), list(Notify.objects.values())
+    assert wait_until(lambda: Notify.objects.filter(state=Notify.DELIVERED).exists()), list(Notify.objects.values())
     assert Notification.objects.filter(
         out_trade_no=order.out_trade_no, signature_valid=True, outcome__in=["applied", "duplicate"]
     ).exists()
