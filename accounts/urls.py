@@ -5,6 +5,7 @@ from accounts import views, wechat_views
 app_name = "accounts"
 
 urlpatterns = [
+    path("", views.account, name="account"),
     path("register/", views.register, name="register"),
     path("login/", views.SiteLoginView.as_view(), name="login"),
     path("logout/", views.logout, name="logout"),

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import logout as auth_logout
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_POST
 from accounts import throttle
 from accounts.binding import FAILED_KEY, SIGNED_OUT_KEY, bind_pending_openid, pending_identity
 from accounts.forms import LoginForm, RegisterForm
+from accounts.models import User
 from common.http import in_wechat
 
 
@@ -132,3 +134,16 @@ def locked_out(request, original_response=None, credentials=None):
         },
         status=429,
     )
+
+
+@never_cache
+@login_required
+def account(request):
+    """我的: who is signed in, which WeChat is bound, and whether WeChat messages about the
+    balance are sent (a switch, saved as it is turned; without JavaScript, by 保存)."""
+    if request.method == "POST":
+        wanted = request.POST.get("wechat_messages") == "on"
+        User.objects.filter(pk=request.user.pk).update(wechat_messages=wanted)
+        messages.success(request, "已开启微信消息通知" if wanted else "已关闭微信消息通知，余额变动将不再通过微信通知你")
+        return redirect("accounts:account")
+    return render(request, "accounts/account.html", {"account": request.user})

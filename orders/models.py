@@ -884,6 +884,8 @@ class Lot(models.Model):
     paid_left = models.PositiveBigIntegerField("剩余本金（分）")
     bonus_left = models.PositiveBigIntegerField("剩余赠送（分）")
     bonus_expires_at = models.DateTimeField("赠送到期", null=True, blank=True)
+    # When the member was told its bonus is about to expire (remind_expiring): once per lot.
+    bonus_reminded_at = models.DateTimeField("到期提醒时间", null=True, blank=True, editable=False)
     created_at = models.DateTimeField("入账时间", default=timezone.now)
 
     class Meta:
@@ -953,6 +955,39 @@ class Lot(models.Model):
             if len(due) < batch or not done:
                 break
         return expired, fen
+
+    @classmethod
+    def remind_expiring(cls, now: datetime | None = None) -> int:
+        """Announce (event bonus.expiring) the bonus that expires within BONUS_REMINDER_DAYS,
+        once per lot and one event per member however many of their lots it is: the sum left
+        and the first last day. Each member in a transaction of its own; lots another runner
+        holds are left to it. How many members were told."""
+        now = now or timezone.now()
+        soon = cls.objects.filter(
+            bonus_left__gt=0,
+            bonus_reminded_at__isnull=True,
+            bonus_expires_at__gt=now,
+            bonus_expires_at__lte=now + timedelta(days=settings.BONUS_REMINDER_DAYS),
+        )
+        told = 0
+        for user_id in soon.order_by().values_list("user_id", flat=True).distinct():
+            with transaction.atomic():
+                lots = list(soon.filter(user_id=user_id).select_for_update(skip_locked=True).order_by("bonus_expires_at"))
+                if not lots:
+                    continue
+                cls.objects.filter(pk__in=[lot.pk for lot in lots]).update(bonus_reminded_at=now)
+                first = lots[0].bonus_expires_at
+                emit(
+                    "bonus.expiring",
+                    {
+                        "member_id": user_id,
+                        "amount": sum(lot.bonus_left for lot in lots),
+                        "expires_on": beijing_text(first - timedelta(seconds=1), "%Y-%m-%d"),
+                        "balance": User.objects.filter(pk=user_id).values_list("balance", flat=True).get(),
+                    },
+                )
+                told += 1
+        return told
 
     def expire_bonus(self, now: datetime | None = None) -> LedgerEntry | None:
         """Remove what is left of the lot's bonus once its date has passed, with a 赠送过期 row

@@ -29,6 +29,7 @@ EVENT_TYPES = {
     "charge.succeeded": "会员消费",
     "charge.reversed": "消费撤销",
     "balance.adjusted": "余额调整",
+    "bonus.expiring": "赠送即将过期",
     "bonus.expired": "赠送过期",
 }
 # After the first attempt: wait this long before each retry; then the delivery has failed.

@@ -170,6 +170,7 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         "created_at",
         "updated_at",
         "notifications_link",
+        "shipping_display",
         "bill_differences_display",
     )
     readonly_fields = fields
@@ -215,6 +216,21 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
     def notifications_link(self, obj: RechargeOrder) -> str:
         count = Notification.objects.filter(out_trade_no=obj.out_trade_no).count()
         return link_to(changelist_url(Notification, out_trade_no=obj.out_trade_no), f"查看 {count} 条通知")
+
+    @admin.display(description="发货信息（小程序）")
+    def shipping_display(self, obj: RechargeOrder) -> str:
+        """The shipping record WeChat's 发货信息管理 needs of a mini-program payment (docs/messages.md)."""
+        if obj.channel != RechargeOrder.Channel.MINIPROGRAM or not obj.is_credited:
+            return "-"
+        record = obj.shipping_records.first()
+        if record is None:
+            return "未生成（消息推送任务尚未处理，或已关闭发货信息上传）"
+        state = record.get_status_display()
+        if record.status == record.Status.SENT:
+            state = f"已上传（{when(record.sent_at)}）"
+        elif record.last_error:
+            state = f"{state}：{record.last_errcode} {record.last_error}（已尝试 {record.attempts} 次）"
+        return link_to(reverse("admin:messaging_message_change", args=[record.pk]), state)
 
     @admin.display(description="对账")
     def bill_differences_display(self, obj: RechargeOrder) -> str:

@@ -29,7 +29,21 @@ LAYERS = {
     "reconciliation": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments"},
     # The wallet spends what orders hold; it needs nothing of payments or reconciliation.
     "wallet": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
-    "wxrecharge": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments", "reconciliation", "wallet"},
+    # Messages to members (and shipping records) from the outbox's events: above the books they
+    # tell of, beside payments and the wallet.
+    "messaging": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
+    "wxrecharge": {
+        "wxproto",
+        "common",
+        "outbox",
+        "accounts",
+        "offers",
+        "orders",
+        "payments",
+        "reconciliation",
+        "wallet",
+        "messaging",
+    },
     # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
     # library, never the product's apps, and no product code imports it.
     "devtools": {"wxproto", "common"},

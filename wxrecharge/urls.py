@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 
 from accounts import api as accounts_api
 from common import converters  # noqa: F401 (registers <trade_no:>)
+from messaging import api as messaging_api
 from payments import api as payments_api
 from wxrecharge import views
 
@@ -22,5 +23,7 @@ urlpatterns = [
     path("api/mp/packages", payments_api.miniprogram_packages, name="miniprogram_packages"),
     path("api/mp/orders", payments_api.miniprogram_orders, name="miniprogram_orders"),
     path("api/mp/orders/<trade_no:out_trade_no>", payments_api.miniprogram_order, name="miniprogram_order"),
+    path("api/mp/subscriptions", messaging_api.subscriptions, name="miniprogram_subscriptions"),
+    path("api/mp/settings", messaging_api.message_settings, name="miniprogram_settings"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,169 @@
+"""Sending the messages that are due (docs/messages.md#sending): a part of the outbox worker's
+pass. Due messages are claimed like webhook deliveries (SKIP LOCKED, held for a while, so any
+number of workers share them); each is one call to WeChat with the app's shared access_token
+(accounts/wechat_token.py: refreshed once and the call made again when WeChat refuses the
+token), made outside any transaction, and its answer decides:
+
+- errcode 0: sent. A shipping record WeChat says was uploaded already (10060002) is sent too:
+  an earlier attempt's answer was lost on the way.
+- busy (-1), a system error, a network error, a token still refused: tried again on the
+  message's schedule, then failed.
+- the member said no (43101: no grant left or messages blocked; 43004: not following the
+  公众号): refused, never tried again.
+- anything else (40037: the template was deleted; 47003: data its keywords refuse; 40003 …):
+  failed at once, with WeChat's errcode for the operator (the health panel shows it).
+
+The access_token never reaches a log or the attempt log: only the errcode and WeChat's errmsg.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.wechat_login import WeChatApps
+from accounts.wechat_token import MINIPROGRAM, OFFICIAL, TOKEN_REFUSED, call_with_token
+from common.wechat import mount_transport
+from messaging.models import Channel, Message, MessageAttempt
+from wxproto.beijing import beijing_iso
+from wxproto.errors import WeChatError
+
+logger = logging.getLogger(__name__)
+
+BATCH = 50
+ENDPOINTS = {
+    Channel.OFFICIAL: ("cgi-bin/message/template/send", OFFICIAL),
+    Channel.MINIPROGRAM: ("cgi-bin/message/subscribe/send", MINIPROGRAM),
+    Channel.SHIPPING: ("wxa/sec/order/upload_shipping_info", MINIPROGRAM),
+}
+# errcodes that say "not now": tried again on the schedule.
+BUSY = {-1, 45009, 10060012, 10060019, *TOKEN_REFUSED}
+# The member said no: never tried again.
+REFUSED = {43101, 43004}
+# A shipping record: already uploaded (an earlier attempt's answer was lost): done.
+ALREADY_SHIPPED = 10060002
+# A shipping record for a payment WeChat does not know yet (just paid): asked again later.
+SHIPPING_NOT_YET = {10060001}
+NETWORK = -2  # our code in the attempt log for a call that got no usable answer
+
+
+def run_pass(stop: threading.Event | None = None) -> int:
+    """Send what is due (the outbox worker calls it each pass); how many were tried."""
+    tried = 0
+    for message in claim():
+        if stop is not None and stop.is_set():
+            break  # the rest are released when their hold ends
+        try:
+            send(message)
+        except Exception:  # recording it failed (the database?): its hold ends, it is tried again
+            logger.exception("WeChat message %s could not be recorded", message.pk)
+        tried += 1
+    return tried
+
+
+def claim(limit: int = BATCH) -> list[Message]:
+    now = timezone.now()
+    # A call ends at its timeout; a refused token makes it two, and a refresh a third.
+    hold = timedelta(seconds=(3 * settings.WECHAT_MESSAGE_TIMEOUT_SECONDS + 1) * limit + 30)
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(status=Message.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Message.objects.filter(pk__in=ids).update(claimed_until=now + hold)
+    return list(Message.objects.filter(pk__in=ids).order_by("next_attempt_at", "pk"))
+
+
+def send(message: Message) -> bool:
+    """Call WeChat once for the message and record how it went; True when WeChat took it."""
+    path, app = ENDPOINTS[message.channel]
+    body = dict(message.body)
+    if message.channel == Channel.OFFICIAL:
+        body["client_msg_id"] = f"wxr{message.pk}"  # WeChat sends one per openid and id (a retry's twin)
+    elif message.channel == Channel.SHIPPING:
+        body["upload_time"] = beijing_iso(timezone.now(), "milliseconds")
+    started = time.monotonic()
+    try:
+        answer = call_with_token(lambda token: _post(path, token, body), app)
+        errcode, errmsg = _errcode(answer), str(answer.get("errmsg", ""))
+    except WeChatError as exc:  # no token to be had, or no answer
+        errcode, errmsg, answer = NETWORK, f"{exc.code}: {exc}", {}
+    duration = int((time.monotonic() - started) * 1000)
+    return record(message, errcode, errmsg, answer, duration)
+
+
+def _post(path: str, token: str, body: dict) -> dict:
+    apps = WeChatApps.current()
+    session = requests.Session()
+    mount_transport(session, apps.session_hook)
+    try:
+        with session:
+            response = session.post(
+                apps.api_base_url + path,
+                params={"access_token": token},
+                json=body,
+                timeout=settings.WECHAT_MESSAGE_TIMEOUT_SECONDS,
+            )
+            response.raise_for_status()
+            answer = response.json()
+    except requests.HTTPError as exc:
+        raise WeChatError(f"HTTP {exc.response.status_code}", "NETWORK", retryable=True) from None
+    except (requests.RequestException, ValueError) as exc:
+        # The exception's text may carry the URL, and so the token: only its class is kept.
+        raise WeChatError(exc.__class__.__name__, "NETWORK", retryable=True) from None
+    if not isinstance(answer, dict):
+        raise WeChatError("not a JSON object", "NETWORK", retryable=True)
+    return answer
+
+
+def _errcode(answer: dict) -> int:
+    code = answer.get("errcode", 0)
+    return code if isinstance(code, int) and not isinstance(code, bool) else NETWORK
+
+
+def record(message: Message, errcode: int, errmsg: str, answer: dict, duration: int) -> bool:
+    now = timezone.now()
+    sent = errcode == 0 or (message.channel == Channel.SHIPPING and errcode == ALREADY_SHIPPED)
+    attempts = message.attempts + 1
+    fields: dict = {
+        "attempts": attempts,
+        "last_attempt_at": now,
+        "last_errcode": errcode,
+        "last_error": "" if errcode == 0 else errmsg[:300],
+        "claimed_until": None,
+    }
+    if sent:
+        fields.update(status=Message.Status.SENT, sent_at=now, msgid=str(answer.get("msgid", ""))[:32])
+    elif errcode in REFUSED and message.channel != Channel.SHIPPING:
+        fields.update(status=Message.Status.REFUSED)
+    elif (errcode in BUSY or errcode == NETWORK or (message.channel == Channel.SHIPPING and errcode in SHIPPING_NOT_YET)) and (
+        attempts <= len(message.retries)
+    ):
+        fields.update(next_attempt_at=now + message.retries[attempts - 1])
+    else:
+        fields.update(status=Message.Status.FAILED)
+        logger.warning("WeChat %s %s failed: errcode %s", message.get_channel_display(), message.pk, errcode)
+    with transaction.atomic():
+        MessageAttempt.objects.create(
+            message=message,
+            attempted_at=now,
+            errcode=errcode,
+            error=("ok" if errcode == 0 else errmsg)[:300],
+            duration_ms=duration,
+        )
+        # Only while it is still this runner's (an operator's resend meanwhile wins).
+        Message.objects.filter(pk=message.pk, status=Message.Status.PENDING, attempts=message.attempts).update(**fields)
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return sent
