@@ -7,6 +7,11 @@ each, signed the Standard Webhooks way, with a short timeout and no redirects (`
 A 2xx is delivered; anything else is retried on RETRY_SCHEDULE, then failed. No transaction
 is open while an endpoint is being called.
 
+Other apps take part in the same pass (`register`): a `fan_out` sees each batch of new events
+inside dispatch's transaction (and makes its own rows from them: the messages to users), and a
+`run` is called after the webhooks (sends what is due: messages, shipping records, alerts).
+One worker, one schedule; this module imports none of them.
+
 In production an endpoint must be https and every address its name resolves to must be a
 public one; the name is resolved at each delivery and the connection goes to the address
 that was checked, so DNS cannot slip a private address in between.
@@ -25,6 +30,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -65,6 +72,24 @@ def body_of(event: Event) -> bytes:
 # -- a pass ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Consumer:
+    """Another app's part of the worker's pass (registered in its AppConfig.ready)."""
+
+    name: str
+    # Called with each batch of events as they are dispatched, inside that transaction.
+    fan_out: Callable[[list[Event]], None] | None = None
+    # Called once a pass after the webhooks; answers how many things it tried.
+    run: Callable[[threading.Event | None], int] | None = None
+
+
+CONSUMERS: dict[str, Consumer] = {}
+
+
+def register(consumer: Consumer) -> None:
+    CONSUMERS[consumer.name] = consumer
+
+
 def dispatch(limit: int = 500) -> int:
     """Make the deliveries of events not yet dispatched; how many events it took."""
     now = timezone.now()
@@ -82,6 +107,9 @@ def dispatch(limit: int = 500) -> int:
             ],
             ignore_conflicts=True,
         )
+        for consumer in CONSUMERS.values():
+            if consumer.fan_out is not None:
+                consumer.fan_out(events)
         Event.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
     return len(events)
 
@@ -115,6 +143,12 @@ def run_pass(stop: threading.Event | None = None) -> int:
         except Exception:  # recording it failed (the database?): its hold ends, it is tried again
             logger.exception("webhook delivery %s could not be recorded", delivery.pk)
         tried += 1
+    for consumer in CONSUMERS.values():
+        if consumer.run is not None and not (stop is not None and stop.is_set()):
+            try:
+                tried += consumer.run(stop)
+            except Exception:  # one part failing leaves the others (and the next pass) to run
+                logger.exception("outbox worker: %s failed", consumer.name)
     return tried
 
 

@@ -18,6 +18,8 @@ os.environ.setdefault("SANDBOX_IN_PROCESS", "0")
 
 from devtools.settings import *  # noqa: F403
 
+# No alert channel unless a test sets one (the watcher would post to the robot from every worker pass).
+ALERT_WECOM_WEBHOOK = os.environ.get("ALERT_WECOM_WEBHOOK", "")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
 # Serve static files from the finders, as under runserver: no collectstatic in tests.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

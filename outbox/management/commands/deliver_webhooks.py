@@ -21,4 +21,4 @@ class Command(BaseCommand):
             if tried and options["verbosity"] > 1:
                 self.stdout.write(f"{tried} deliveries tried")
 
-        repeat(one_pass, loop=loop, interval=interval)
+        repeat(one_pass, loop=loop, interval=interval, job="deliver_webhooks")

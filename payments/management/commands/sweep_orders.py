@@ -16,9 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="keep running until SIGTERM or Ctrl-C")
-        parser.add_argument("--interval", type=float, default=30.0, help="seconds between passes (default 30)")
+        parser.add_argument("--interval", type=float, default=20.0, help="seconds between passes (default 20)")
 
-    def handle(self, *args, loop: bool = False, interval: float = 30.0, **options):
+    def handle(self, *args, loop: bool = False, interval: float = 20.0, **options):
         if interval <= 0:
             self.stderr.write("--interval must be positive")
             return
@@ -27,4 +27,5 @@ class Command(BaseCommand):
             self.stdout.write(str(run_pass()))
             self.stdout.flush()
 
-        repeat(one_pass, loop=loop, interval=interval)
+        # One job under either name (reconcile_orders is its former one).
+        repeat(one_pass, loop=loop, interval=interval, job="sweep_orders")

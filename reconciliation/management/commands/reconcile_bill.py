@@ -95,4 +95,4 @@ class Command(BaseCommand):
             self.stdout.write(f"reconciled {done} of {len(due)} due days")
             self.stdout.flush()
 
-        repeat(one_pass, loop=True, interval=interval)
+        repeat(one_pass, loop=True, interval=interval, job="reconcile_bill")
