@@ -11,7 +11,22 @@ from django.utils.html import format_html
 
 from common.admin import ReadOnlyAdmin, when
 from common.money import yuan
-from devtools.wechat_sandbox.models import AccessToken, Attempt, AuthCode, Delivery, Fault, Refund, Trade
+from devtools.wechat_sandbox.models import (
+    AccessToken,
+    AppUser,
+    Attempt,
+    AuthCode,
+    Delivery,
+    Fault,
+    MessageTemplate,
+    Refund,
+    RobotMessage,
+    SentMessage,
+    ShippingOrder,
+    ShippingUpload,
+    SubscribeDecision,
+    Trade,
+)
 
 
 def code_and_label(code: str, label: str) -> str:
@@ -259,6 +274,19 @@ class FaultAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "消息、发货与告警",
+            {
+                "fields": (
+                    "message_fail_errcode",
+                    "message_fail_times",
+                    "shipping_fail_errcode",
+                    "shipping_fail_times",
+                    "robot_down",
+                ),
+                "description": "模板消息与订阅消息的发送、发货信息录入、企业微信群机器人；只在全局开关中有效。",
+            },
+        ),
+        (
             "对账单",
             {
                 "fields": (
@@ -297,3 +325,91 @@ class FaultAdmin(admin.ModelAdmin):
     @admin.display(description="报告的 total_fee", ordering="report_total_fee")
     def reported_total_fee(self, obj: Fault) -> str:
         return "-" if obj.report_total_fee is None else yuan_and_fen(obj.report_total_fee)
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(ReadOnlyAdmin):
+    list_display = ("title", "kind", "appid", "template_id", "deleted_at")
+    list_filter = ("kind", "appid")
+    exact_search_fields = ("template_id",)
+
+
+@admin.register(AppUser)
+class AppUserAdmin(admin.ModelAdmin):
+    list_display = ("appid", "openid", "follows", "messages_blocked", "updated_at")
+    list_filter = ("appid", "follows", "messages_blocked")
+    search_fields = ("openid",)
+
+
+@admin.register(SubscribeDecision)
+class SubscribeDecisionAdmin(ReadOnlyAdmin):
+    list_display = ("openid", "template_id", "decision", "decided", "used")
+    list_filter = ("decision",)
+    exact_search_fields = ("openid", "template_id")
+
+    @admin.display(description="时间", ordering="decided_at")
+    def decided(self, obj: SubscribeDecision) -> str:
+        return when(obj.decided_at)
+
+    @admin.display(description="用于发送的时间", ordering="used_at")
+    def used(self, obj: SubscribeDecision) -> str:
+        return when(obj.used_at)
+
+
+@admin.register(SentMessage)
+class SentMessageAdmin(ReadOnlyAdmin):
+    list_display = ("title", "kind", "openid", "msgid", "sent")
+    list_filter = ("kind", "appid")
+    exact_search_fields = ("openid", "msgid", "template_id")
+    exclude = ("dedupe_key",)
+
+    @admin.display(description="发送时间", ordering="sent_at")
+    def sent(self, obj: SentMessage) -> str:
+        return when(obj.sent_at)
+
+
+class ShippingUploadInline(admin.TabularInline):
+    model = ShippingUpload
+    extra = 0
+    can_delete = False
+    readonly_fields = ("upload_time", "reship", "received_at", "body")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ShippingOrder)
+class ShippingOrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "transaction",
+        "out_trade_no",
+        "logistics_type",
+        "delivery_mode",
+        "finish_shipping",
+        "finish_shipping_count",
+        "reshipped",
+    )
+    list_filter = ("logistics_type", "finish_shipping", "reshipped")
+    list_select_related = ("trade",)
+    exact_search_fields = ("trade__transaction_id", "trade__out_trade_no")
+    inlines = [ShippingUploadInline]
+
+    @admin.display(description="微信支付订单号", ordering="trade__transaction_id")
+    def transaction(self, obj: ShippingOrder) -> str:
+        return obj.trade.transaction_id or "-"
+
+    @admin.display(description="商户订单号", ordering="trade__out_trade_no")
+    def out_trade_no(self, obj: ShippingOrder) -> str:
+        return obj.trade.out_trade_no
+
+
+@admin.register(RobotMessage)
+class RobotMessageAdmin(ReadOnlyAdmin):
+    list_display = ("received", "key", "msgtype", "content")
+    list_filter = ("msgtype",)
+    exact_search_fields = ("key",)
+
+    @admin.display(description="收到时间", ordering="received_at")
+    def received(self, obj: RobotMessage) -> str:
+        return when(obj.received_at)

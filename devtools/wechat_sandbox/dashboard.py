@@ -13,9 +13,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from common.money import format_fen
 from devtools.wechat_sandbox import conf, services
+from devtools.wechat_sandbox import messages as sandbox_messages
 from devtools.wechat_sandbox.models import Attempt, Delivery, Fault, Refund, Trade
 
 TRADES_SHOWN = 30
+# Messages, shipping uploads and the alert robot (messages.py, shipping.py, robot.py): global only.
+MESSAGE_FIELDS = ["message_fail_errcode", "message_fail_times", "shipping_fail_errcode", "shipping_fail_times", "robot_down"]
 # The trade-bill switches (devtools/wechat_sandbox/bills.py), shown under their own heading.
 BILL_FIELDS = [
     "bill_omit",
@@ -38,12 +41,52 @@ class FaultForm(forms.ModelForm):
         help_text="v2 答 err_code=NOAUTH（商户无此接口权限），v3 答 403 NO_AUTH；用来试改用 Native",
     )
 
+    # The alert robot as a state it is in, chosen like H5 above (absent from an older form: up)
+    robot_down = forms.TypedChoiceField(
+        label="告警机器人（全局）",
+        choices=[("False", "正常"), ("True", "宕机：答 HTTP 500")],
+        coerce=lambda value: value == "True",
+        required=False,
+        empty_value=False,
+        help_text="企业微信群机器人（/sandbox/robot/）",
+    )
+
     # Left empty (or absent from an older form), no busy answers
     token_busy = forms.IntegerField(
         label="access_token 繁忙（次，全局）",
         min_value=0,
         required=False,
         help_text="接下来 N 次 stable_token / token 答 errcode -1（系统繁忙）",
+    )
+
+    # The sends of messages and shipping uploads: an errcode for the next N (left empty: -1, none)
+    message_fail_errcode = forms.TypedChoiceField(
+        label="消息发送错误码（全局）",
+        choices=[("", "-1 系统繁忙"), ("40001", "40001 access_token 无效"), ("45009", "45009 超过每日调用上限")],
+        coerce=int,
+        required=False,
+        empty_value=None,
+    )
+    shipping_fail_errcode = forms.TypedChoiceField(
+        label="发货录入错误码（全局）",
+        choices=[
+            ("", "-1 系统繁忙"),
+            ("10060012", "10060012 系统错误"),
+            ("10060019", "10060019 系统错误"),
+            ("40001", "40001 access_token 无效"),
+        ],
+        coerce=int,
+        required=False,
+        empty_value=None,
+    )
+    message_fail_times = forms.IntegerField(
+        label="消息发送出错（次，全局）",
+        min_value=0,
+        required=False,
+        help_text="接下来 N 次模板消息或订阅消息的发送答上面的错误码",
+    )
+    shipping_fail_times = forms.IntegerField(
+        label="发货录入出错（次，全局）", min_value=0, required=False, help_text="接下来 N 次 upload_shipping_info 答上面的错误码"
     )
 
     class Meta:
@@ -60,6 +103,7 @@ class FaultForm(forms.ModelForm):
             "v3_notify_signature",
             "h5_no_auth",
             "token_busy",
+            *MESSAGE_FIELDS,
             *BILL_FIELDS,
         ]
         widgets = {
@@ -113,6 +157,12 @@ class FaultForm(forms.ModelForm):
     def clean_token_busy(self) -> int:
         return self.cleaned_data["token_busy"] or 0
 
+    def clean_message_fail_times(self) -> int:
+        return self.cleaned_data["message_fail_times"] or 0
+
+    def clean_shipping_fail_times(self) -> int:
+        return self.cleaned_data["shipping_fail_times"] or 0
+
     def validate_unique(self):
         pass  # saving updates the row of that out_trade_no
 
@@ -140,6 +190,7 @@ def describe(fault: Fault) -> list[str]:
         parts.append("H5 支付未开通（NO_AUTH）")
     if fault.token_busy:
         parts.append(f"接下来 {fault.token_busy} 次获取 access_token 答 -1（系统繁忙）")
+    parts += sandbox_messages.describe_faults(fault)
     if fault.bill_omit:
         parts.append("账单中略去")
     if fault.bill_total_fee is not None:

@@ -243,7 +243,9 @@ class Fault(models.Model):
     out_trade_no (settable before the trade exists) wins over the global row.
 
     token_busy concerns an app's access_token, not a trade: the next N calls to stable_token or
-    token answer errcode -1 (system error). Global row only (GLOBAL_ONLY).
+    token answer errcode -1 (system error). Global row only (GLOBAL_ONLY), as are the switches of
+    messages (the next N sends answer message_fail_errcode), shipping uploads (likewise) and the
+    alert robot (robot_down: HTTP 500).
 
     The bill_* switches change the trade bills (devtools/wechat_sandbox/bills.py): bill_omit,
     bill_total_fee and bill_duplicate_row apply to a trade like the others;
@@ -300,6 +302,26 @@ class Fault(models.Model):
         default=0,
         help_text="接下来 N 次 stable_token 或 token 调用答 errcode -1（system error），每次减一",
     )
+    # Messages, shipping and the alert robot (messages.py, shipping.py, robot.py): global row only.
+    message_fail_errcode = models.IntegerField(
+        "消息发送答错误码（仅全局）",
+        null=True,
+        blank=True,
+        help_text="模板消息与订阅消息的发送（template/send、subscribe/send）答这个 errcode（留空为 -1），如 40001",
+    )
+    message_fail_times = models.PositiveIntegerField(
+        "消息发送出错（次，仅全局）", default=0, help_text="接下来 N 次发送，每次减一"
+    )
+    shipping_fail_errcode = models.IntegerField(
+        "发货录入答错误码（仅全局）",
+        null=True,
+        blank=True,
+        help_text="upload_shipping_info 答这个 errcode（留空为 -1），如 10060012",
+    )
+    shipping_fail_times = models.PositiveIntegerField(
+        "发货录入出错（次，仅全局）", default=0, help_text="接下来 N 次录入，每次减一"
+    )
+    robot_down = models.BooleanField("告警机器人宕机（仅全局）", default=False, help_text="企业微信群机器人答 HTTP 500")
     # Trade bills (devtools/wechat_sandbox/bills.py says what each does). These three apply to a trade:
     bill_omit = models.BooleanField("账单中略去这笔交易", default=False, help_text="对账单里没有这笔支付及其退款")
     bill_total_fee = models.PositiveBigIntegerField(
@@ -324,7 +346,17 @@ class Fault(models.Model):
         help_text="下载账单答「账单生成中」：v2 为 Bill Creating，v3 为 400 STATEMENT_CREATING",
     )
 
-    GLOBAL_ONLY = ("bill_add_unknown_trade", "bill_corrupt_summary", "bill_not_ready", "token_busy")
+    GLOBAL_ONLY = (
+        "bill_add_unknown_trade",
+        "bill_corrupt_summary",
+        "bill_not_ready",
+        "token_busy",
+        "message_fail_errcode",
+        "message_fail_times",
+        "shipping_fail_errcode",
+        "shipping_fail_times",
+        "robot_down",
+    )
 
     class Meta:
         verbose_name = "沙箱故障开关"
@@ -435,3 +467,187 @@ class WebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.webhook_id}"
+
+
+# --- Messages to users (docs/wechat-pay-v2.md#54-模板消息订阅消息) ------------------------------
+
+
+class MessageTemplate(models.Model):
+    """A template an app has added: the 公众号's 模板消息 or the mini program's 订阅消息.
+
+    `keywords` is a list of [key, name] pairs in the template's order; a key is the keyword's
+    type and a number (`amount2`), as WeChat names them. A template the merchant deleted keeps
+    its row (deleted_at) so that it can be put back; sends with its id answer 40037."""
+
+    TEMPLATE, SUBSCRIBE = "template", "subscribe"
+    KINDS = [(TEMPLATE, "公众号模板消息"), (SUBSCRIBE, "小程序订阅消息")]
+
+    appid = models.CharField("appid", max_length=32)
+    kind = models.CharField("类型", max_length=10, choices=KINDS)
+    template_id = models.CharField("模板 ID", max_length=64)
+    title = models.CharField("标题", max_length=40)
+    keywords = models.JSONField("关键词", default=list, help_text='[[key, 名称], …]，如 ["amount2", "充值金额"]')
+    deleted_at = models.DateTimeField("删除时间", null=True, blank=True, help_text="商户在后台删除了这个模板：发送答 40037")
+    created_at = models.DateTimeField("添加时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱消息模板"
+        verbose_name_plural = "沙箱消息模板"
+        ordering = ["appid", "pk"]
+        constraints = [models.UniqueConstraint(fields=["appid", "template_id"], name="sandbox_template_unique_id")]
+
+    def __str__(self) -> str:
+        return f"{self.title} {self.template_id[:8]}…"
+
+
+class AppUser(models.Model):
+    """One sandbox WeChat in one app (appid + openid): whether it follows the 公众号 and whether
+    it turned the app's messages off. No row: follows, and takes messages."""
+
+    appid = models.CharField("appid", max_length=32)
+    openid = models.CharField("openid", max_length=128)
+    follows = models.BooleanField("已关注", default=True, help_text="公众号：未关注的用户收不到模板消息（43004）")
+    messages_blocked = models.BooleanField("拒收消息", default=False, help_text="用户关闭了接收消息：发送答 43101")
+    updated_at = models.DateTimeField("更新时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱微信用户"
+        verbose_name_plural = "沙箱微信用户"
+        constraints = [models.UniqueConstraint(fields=["appid", "openid"], name="sandbox_appuser_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.appid} {self.openid}"
+
+
+class SubscribeDecision(models.Model):
+    """One answer to wx.requestSubscribeMessage for one template: an accept is one grant, used up
+    by one subscribe/send (used_at)."""
+
+    ACCEPT, REJECT, BAN = "accept", "reject", "ban"
+    DECISIONS = [(ACCEPT, "允许（accept）"), (REJECT, "拒绝（reject）"), (BAN, "已被封禁（ban）")]
+
+    appid = models.CharField("appid", max_length=32)
+    openid = models.CharField("openid", max_length=128)
+    template_id = models.CharField("模板 ID", max_length=64)
+    decision = models.CharField("选择", max_length=8, choices=DECISIONS)
+    decided_at = models.DateTimeField("时间", default=timezone.now)
+    used_at = models.DateTimeField("用于发送的时间", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "沙箱订阅授权"
+        verbose_name_plural = "沙箱订阅授权"
+        ordering = ["-decided_at", "-pk"]
+        indexes = [models.Index(fields=["appid", "openid", "template_id"], name="sandbox_decision_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.openid} {self.template_id[:8]}… {self.decision}"
+
+
+class SentMessage(models.Model):
+    """A message WeChat accepted for a user: what the user's WeChat shows. The template's title and
+    keyword names are copied in, as the message keeps them after the template is deleted."""
+
+    appid = models.CharField("appid", max_length=32)
+    kind = models.CharField("类型", max_length=10, choices=MessageTemplate.KINDS)
+    openid = models.CharField("接收者 openid", max_length=128)
+    msgid = models.BigIntegerField("msgid", unique=True)
+    template_id = models.CharField("模板 ID", max_length=64)
+    title = models.CharField("标题", max_length=40)
+    keywords = models.JSONField("关键词", default=list)
+    data = models.JSONField("data", default=dict)
+    url = models.CharField("跳转链接", max_length=1024, blank=True)
+    miniprogram = models.JSONField("跳转小程序", default=dict, blank=True, help_text="{appid, pagepath}")
+    page = models.CharField("小程序页面", max_length=1024, blank=True)
+    miniprogram_state = models.CharField("小程序版本", max_length=16, blank=True)
+    lang = models.CharField("语言", max_length=8, blank=True)
+    client_msg_id = models.CharField("client_msg_id", max_length=64, blank=True)
+    dedupe_key = models.CharField(
+        "防重入键", max_length=64, unique=True, null=True, blank=True, help_text="openid + client_msg_id 的摘要，10 分钟内有效"
+    )
+    sent_at = models.DateTimeField("发送时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱消息"
+        verbose_name_plural = "沙箱消息"
+        ordering = ["-sent_at", "-pk"]
+        indexes = [models.Index(fields=["openid", "sent_at"], name="sandbox_message_openid")]
+
+    def __str__(self) -> str:
+        return f"{self.title} → {self.openid}"
+
+
+# --- Shipping (docs/wechat-pay-v2.md#55-小程序发货信息管理) --------------------------------------
+
+
+class ShippingOrder(models.Model):
+    """A paid mini-program trade as 小程序发货信息管理 holds it: its shipping, once uploaded."""
+
+    UNSHIPPED, SHIPPED, RECEIVED, COMPLETED, REFUNDED = 1, 2, 3, 4, 5
+    STATES = [(UNSHIPPED, "待发货"), (SHIPPED, "已发货"), (RECEIVED, "确认收货"), (COMPLETED, "交易完成"), (REFUNDED, "已退款")]
+
+    trade = models.OneToOneField(Trade, on_delete=models.CASCADE, related_name="shipping", verbose_name="交易")
+    logistics_type = models.PositiveSmallIntegerField("物流模式", null=True, blank=True)
+    delivery_mode = models.PositiveSmallIntegerField("发货模式", null=True, blank=True)
+    is_all_delivered = models.BooleanField("分拆发货已全部发出", null=True, blank=True)
+    shipping_list = models.JSONField("物流信息", default=list, blank=True)
+    finish_shipping = models.BooleanField("已完成发货", default=False)
+    finish_shipping_count = models.PositiveSmallIntegerField("完成发货次数", default=0, help_text="重新发货并完成后为 2")
+    reshipped = models.BooleanField("已用重新发货机会", default=False)
+    received_at = models.DateTimeField("确认收货时间", null=True, blank=True)
+    updated_at = models.DateTimeField("更新时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱发货单"
+        verbose_name_plural = "沙箱发货单"
+
+    def __str__(self) -> str:
+        return f"{self.trade.transaction_id} 发货"
+
+    @classmethod
+    def state_for(cls, trade: Trade, order: ShippingOrder | None) -> int:
+        """order_state as get_order answers it: 已退款 once the whole amount is refunded, else
+        from the shipping (none yet: 待发货)."""
+        if trade.total_fee and trade.refunded_fee >= trade.total_fee:
+            return cls.REFUNDED
+        if order is None or not order.finish_shipping:
+            return cls.UNSHIPPED
+        return cls.RECEIVED if order.received_at else cls.SHIPPED
+
+
+class ShippingUpload(models.Model):
+    """One accepted upload_shipping_info call, as it came."""
+
+    order = models.ForeignKey(ShippingOrder, on_delete=models.CASCADE, related_name="uploads", verbose_name="发货单")
+    body = models.JSONField("请求内容")
+    upload_time = models.DateTimeField("上传时间（upload_time）")
+    reship = models.BooleanField("重新发货", default=False)
+    received_at = models.DateTimeField("收到时间", default=timezone.now)
+
+    class Meta:
+        verbose_name = "沙箱发货录入"
+        verbose_name_plural = "沙箱发货录入"
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.order} {self.received_at:%H:%M:%S}"
+
+
+# --- The 企业微信 group robot that receives the site's alerts -----------------------------------
+
+
+class RobotMessage(models.Model):
+    """A message a 企业微信 group robot accepted (what the group shows)."""
+
+    key = models.CharField("key", max_length=128)
+    msgtype = models.CharField("消息类型", max_length=20)
+    content = models.TextField("内容")
+    body = models.JSONField("请求内容")
+    received_at = models.DateTimeField("收到时间", default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = "沙箱机器人消息"
+        verbose_name_plural = "沙箱机器人消息"
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.msgtype} {self.content[:20]}"

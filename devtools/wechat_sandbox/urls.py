@@ -1,6 +1,18 @@
 from django.urls import path, re_path
 
-from devtools.wechat_sandbox import cashier, counter, dashboard, merchant_api, merchant_api_v3, oauth, phone, tokens
+from devtools.wechat_sandbox import (
+    cashier,
+    counter,
+    dashboard,
+    merchant_api,
+    merchant_api_v3,
+    messages,
+    oauth,
+    phone,
+    robot,
+    shipping,
+    tokens,
+)
 
 app_name = "sandbox"
 
@@ -37,6 +49,26 @@ urlpatterns = [
     path("cgi-bin/stable_token", tokens.stable_token_view, name="stable_token"),
     path("cgi-bin/token", tokens.token_view, name="token"),
     path("cgi-bin/get_api_domain_ip", tokens.get_api_domain_ip, name="get_api_domain_ip"),
+    # Messages to users (https://api.weixin.qq.com/cgi-bin/message/...), and the mini program's
+    # wx.requestSubscribeMessage
+    path("cgi-bin/message/template/send", messages.template_send, name="template_send"),
+    path("cgi-bin/message/subscribe/send", messages.subscribe_send, name="subscribe_send"),
+    path("mp/subscribe", messages.mp_subscribe, name="mp_subscribe"),
+    # 小程序发货信息管理 (https://api.weixin.qq.com/wxa/sec/order/...)
+    path("wxa/sec/order/upload_shipping_info", shipping.upload_shipping_info, name="upload_shipping_info"),
+    path("wxa/sec/order/get_order", shipping.get_order, name="get_order"),
+    # The 企业微信 group robot (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...)
+    path("robot/send", robot.send, name="robot_send"),
+    path("cgi-bin/webhook/send", robot.send, name="robot_webhook_send"),
+    path("robot/", robot.group, name="robot"),
+    path("robot/toggle/", robot.toggle, name="robot_toggle"),
+    # A sandbox WeChat's phone: its messages, grants and switches; and the apps' templates
+    path("messages/", messages.messages_page, name="messages"),
+    path("messages/act/", messages.messages_act, name="messages_act"),
+    path("messages/shipping/<str:transaction_id>/confirm/", shipping.confirm_receipt_view, name="confirm_receipt"),
+    path("templates/", messages.templates_page, name="templates"),
+    path("templates/<int:pk>/delete/", messages.template_delete, name="template_delete"),
+    path("templates/<int:pk>/restore/", messages.template_restore, name="template_restore"),
     # The merchant's side of spending: a counter on /api/v1/, and a webhook receiver
     path("pos/", counter.counter, name="counter"),
     path("webhooks/", counter.webhooks, name="webhooks"),
