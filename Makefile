@@ -28,6 +28,7 @@ install: $(VENV)/.installed node_modules/.installed
 run: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py demo_data
+	$(DEV_ENV) $(PY) manage.py demo_templates
 	$(DEV_ENV) $(PY) manage.py sandbox_merchant
 	@# sweep_orders runs beside the web server (an abandoned order closes by itself) and
 	@# stops with it; so does reconcile_bill (each day's bill checked once it is ready), and

@@ -22,6 +22,7 @@ start (wxrecharge.E002).
 """
 
 from devtools.wechat_sandbox import conf as _sandbox_conf
+from devtools.wechat_sandbox import template_seeds as _template_seeds
 from wxrecharge.settings import *  # noqa: F403
 from wxrecharge.settings import (
     BASE_DIR,
@@ -57,6 +58,8 @@ WECHAT_SESSION_HOOK = _SANDBOX_CREDENTIALS["WECHAT_SESSION_HOOK"]
 WECHAT_PAY_BASE_URL = WECHAT_PAY_BASE_URL or "{SITE_URL}/sandbox/"
 WECHAT_OPEN_BASE_URL = WECHAT_OPEN_BASE_URL or "{SITE_URL}/sandbox/connect/"
 WECHAT_API_BASE_URL = WECHAT_API_BASE_URL or "{SITE_URL}/sandbox/"
+# Operators' alerts go to the sandbox's stand-in 企业微信 group robot (/sandbox/robot/).
+ALERT_WECOM_WEBHOOK = env.str("ALERT_WECOM_WEBHOOK", default="") or "{SITE_URL}/sandbox/cgi-bin/webhook/send?key=sandbox-robot"
 
 INSTALLED_APPS = [*INSTALLED_APPS, "devtools.wechat_sandbox"]
 
@@ -73,3 +76,34 @@ LOGGING = {
         "console": {**LOGGING["handlers"]["console"], "filters": ["sandbox_answers"]},
     },
 }
+
+# The templates the sandbox's 公众号 and mini program have added (template_seeds), set up as a
+# merchant's operator would in 运营后台 → 消息模板 (`manage.py demo_templates`, run by `make run`):
+# each kind's template and what fills its keywords (docs/messages.md#templates).
+_KEYWORDS = {
+    "recharge": {"character_string1": "{order}", "amount2": "{amount}", "amount3": "{balance}", "time4": "{time}"},
+    "refund_succeeded": {"character_string1": "{refund}", "amount2": "{amount}", "amount3": "{balance}", "time4": "{time}"},
+    "refund_failed": {"character_string1": "{refund}", "amount2": "{amount}", "phrase3": "已退回余额", "time4": "{time}"},
+    "charge": {"thing1": "{store}", "amount2": "{amount}", "amount3": "{balance}", "time4": "{time}"},
+    "reversal": {"thing1": "{store}", "amount2": "{amount}", "amount3": "{balance}", "time4": "{time}"},
+    "bonus_expiring": {"amount1": "{amount}", "date2": "{expires_on}", "thing3": "{site}"},
+}
+# The mini program's refund-failed and expiry templates end with a thing3 of their own.
+_MP_KEYWORDS = {
+    **_KEYWORDS,
+    "refund_failed": {
+        "character_string1": "{refund}",
+        "amount2": "{amount}",
+        "thing3": "退款未成功，金额已退回余额",
+        "time4": "{time}",
+    },
+    "bonus_expiring": {"amount1": "{amount}", "date2": "{expires_on}", "thing3": "请在到期前使用"},
+}
+DEMO_MESSAGE_TEMPLATES = [
+    {"channel": channel, "kind": kind, "template_id": seed[0], "title": seed[1], "keywords": keywords[kind]}
+    for channel, seeds, keywords in (
+        ("official", _template_seeds.OFFICIAL_ACCOUNT, _KEYWORDS),
+        ("miniprogram", _template_seeds.MINI_PROGRAM, _MP_KEYWORDS),
+    )
+    for kind, seed in zip(_KEYWORDS, seeds, strict=True)
+]

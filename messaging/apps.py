@@ -7,7 +7,7 @@ class MessagingConfig(AppConfig):
 
     def ready(self) -> None:
         # One worker: the outbox's pass makes each event's messages and sends what is due.
-        from messaging import compose, sending
+        from messaging import compose, health, sending  # noqa: F401  (health registers its checks)
         from outbox.delivery import Consumer, register
 
         register(Consumer(name="messaging", fan_out=compose.fan_out, run=sending.run_pass))

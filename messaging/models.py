@@ -58,7 +58,13 @@ FIELDS: dict[str, dict[str, str]] = {
         "balance": "当前余额",
         "time": "充值时间",
     },
-    Kind.REFUND_SUCCEEDED: {"order": "订单号", "refund": "退款单号", "amount": "退款金额", "time": "退款时间"},
+    Kind.REFUND_SUCCEEDED: {
+        "order": "订单号",
+        "refund": "退款单号",
+        "amount": "退款金额",
+        "balance": "当前余额",
+        "time": "退款时间",
+    },
     Kind.REFUND_FAILED: {
         "order": "订单号",
         "refund": "退款单号",
@@ -79,6 +85,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "reversal": "撤销单号",
         "amount": "撤销金额",
         "balance": "当前余额",
+        "store": "门店",
         "reason": "撤销原因",
         "time": "时间",
     },

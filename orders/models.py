@@ -673,7 +673,8 @@ class Refund(models.Model):
                 order.refunded_amount += refund.amount
                 order.status = RechargeOrder.Status.REFUNDED
                 order.save(update_fields=["refunded_amount", "status", "updated_at"])
-                emit("refund.succeeded", {**announced, "amount": refund.amount})
+                balance = User.locked_balance(order.user_id)
+                emit("refund.succeeded", {**announced, "amount": refund.amount, "balance": balance})
             elif new_status in (self.Status.CLOSED, self.Status.FAILED):
                 # The money and the bonus removed with it come back, each to the lot it left.
                 returned: dict[str, str] = {
@@ -977,6 +978,7 @@ class Lot(models.Model):
                     continue
                 cls.objects.filter(pk__in=[lot.pk for lot in lots]).update(bonus_reminded_at=now)
                 first = lots[0].bonus_expires_at
+                assert first is not None  # the filter's
                 emit(
                     "bonus.expiring",
                     {

@@ -32,6 +32,9 @@ LAYERS = {
     # Messages to members (and shipping records) from the outbox's events: above the books they
     # tell of, beside payments and the wallet.
     "messaging": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
+    # The operators' health panel and alerts: reads the books, WeChat's answers and the outbox.
+    # Other apps register their checks in common.health, never importing it.
+    "health": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments"},
     "wxrecharge": {
         "wxproto",
         "common",
@@ -43,6 +46,7 @@ LAYERS = {
         "reconciliation",
         "wallet",
         "messaging",
+        "health",
     },
     # The WeChat stand-in is outside the product: it speaks the protocol and uses the shared
     # library, never the product's apps, and no product code imports it.

@@ -359,6 +359,7 @@ class Charge(models.Model):
                     "member_id": charge.user_id,
                     "amount": amount,
                     "amount_reversed": charge.reversed_amount,
+                    "store": charge.store,
                     "reason": reversal.reason,
                     "balance": entry.balance_after,
                 },

@@ -11,6 +11,8 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from common.env import Env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,6 +97,16 @@ BALANCE_CAP_FEN = env.int("BALANCE_CAP_FEN", default=500000)
 # A member's refund request for recharges this recent that nothing was spent from is approved
 # by itself (docs/stored-value.md#a-members-refund-request); 0 turns that off.
 REFUND_SELF_SERVICE_DAYS = env.int("REFUND_SELF_SERVICE_DAYS", default=7)
+# Members are told (event bonus.expiring: a WeChat message, a webhook) this many days before
+# their bonus expires.
+BONUS_REMINDER_DAYS = env.int("BONUS_REMINDER_DAYS", default=3)
+# Messages to users (docs/messages.md): each WeChat call's timeout; whether each mini-program
+# payment's shipping record is uploaded to WeChat's 发货信息管理 (on: WeChat holds the funds of
+# mini-program payments without one, once the mini program has the service); and the page a
+# subscribe message opens in the mini program unless its template names one.
+WECHAT_MESSAGE_TIMEOUT_SECONDS = env.float("WECHAT_MESSAGE_TIMEOUT_SECONDS", default=5.0)
+WECHAT_SHIPPING_UPLOAD = env.bool("WECHAT_SHIPPING_UPLOAD", default=True)
+MINIPROGRAM_STATE = env.str("MINIPROGRAM_STATE", default="formal")
 RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])
 RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
 # A user may have at most this many unpaid orders that can still be paid.
@@ -122,6 +134,32 @@ NOTIFY_LOG_RETENTION_DAYS = env.int("NOTIFY_LOG_RETENTION_DAYS", default=90)
 API_LOG_RETENTION_DAYS = env.int("API_LOG_RETENTION_DAYS", default=90)
 WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 
+# --- Operators' alerts (health/, docs/operations.md) ----------------------------------
+# A 企业微信 group robot's webhook URL (…/cgi-bin/webhook/send?key=…; the key is a secret)
+# and/or e-mail to ADMINS ("张三:ops@example.com,李四:dev@example.com") through EMAIL_URL.
+# Each kind of alert goes out at most once per ALERT_INTERVAL_MINUTES.
+ALERT_WECOM_WEBHOOK = env.str("ALERT_WECOM_WEBHOOK", default="")
+ALERT_INTERVAL_MINUTES = env.int("ALERT_INTERVAL_MINUTES", default=15)
+
+
+def _admins(value: list[str]) -> list[tuple[str, str]]:
+    """ADMINS from "name:address" items (a bare address names itself)."""
+    admins = []
+    for item in value:
+        name, _, address = item.rpartition(":")
+        if "@" not in address:
+            raise ImproperlyConfigured(f"ADMINS: {item!r} is not name:address (an e-mail address)")
+        admins.append((name.strip() or address.strip(), address.strip()))
+    return admins
+
+
+ADMINS = _admins(env.list("ADMINS", default=[]))
+# E-mail (alerts to ADMINS): e.g. smtp+ssl://user:password@smtp.example.com:465; debug prints it.
+globals().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="wxrecharge@localhost")
+EMAIL_SUBJECT_PREFIX = "[wxrecharge] "
+EMAIL_TIMEOUT = 5
+
 # --- Django ---------------------------------------------------------------------------
 INSTALLED_APPS = [
     "wxrecharge.admin.AdminConfig",  # django.contrib.admin with SiteAdmin (the start page figures)
@@ -141,6 +179,8 @@ INSTALLED_APPS = [
     "payments",
     "reconciliation",
     "wallet",
+    "messaging",
+    "health",
 ]
 
 MIDDLEWARE = [

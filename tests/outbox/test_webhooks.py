@@ -92,7 +92,10 @@ def test_refunds_announce_how_they_ended():
     closed.settle(Refund.Status.CLOSED)
     refund_events = list(Event.objects.filter(type__startswith="refund.").order_by("pk").values_list("type", "data"))
     assert refund_events == [
-        ("refund.succeeded", {"refund": ok.out_refund_no, "order": order.out_trade_no, "member_id": user.pk, "amount": 1000}),
+        (
+            "refund.succeeded",
+            {"refund": ok.out_refund_no, "order": order.out_trade_no, "member_id": user.pk, "amount": 1000, "balance": 2000},
+        ),
         (
             "refund.failed",
             {"refund": closed.out_refund_no, "order": order.out_trade_no, "member_id": user.pk, "amount": 500, "balance": 2000},
