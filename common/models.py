@@ -49,6 +49,9 @@ class Heartbeat(models.Model):
     last_error = models.CharField("最近错误", max_length=300, blank=True)
     host = models.CharField("主机", max_length=64, blank=True)
     pid = models.PositiveIntegerField("进程号", null=True, blank=True)
+    # When the job first beat here: a site that has just started gives its other jobs time for
+    # a first pass before calling them never run (health/checks.py).
+    first_seen_at = models.DateTimeField("首次运行", default=timezone.now, editable=False)
 
     class Meta:
         verbose_name = "后台任务"

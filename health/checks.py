@@ -135,15 +135,20 @@ def jobs(now: datetime | None = None) -> list[JobState]:
     others = [Job(name, name, beat.interval) for name, beat in sorted(beats.items()) if name not in known]
     # A job no longer expected (the watcher, once no channel is configured) is not red for it.
     others = [job for job in others if job.name != WATCHER.name]
-    return [job_state(job, beats.get(job.name), now) for job in [*expected, *others]]
+    running_since = min((beat.first_seen_at for beat in beats.values()), default=None)
+    return [job_state(job, beats.get(job.name), now, running_since) for job in [*expected, *others]]
 
 
-def job_state(job: Job, beat: Heartbeat | None, now: datetime) -> JobState:
+def job_state(job: Job, beat: Heartbeat | None, now: datetime, running_since: datetime | None = None) -> JobState:
     """Red when it never ran, has been silent (no pass, good or bad) for SILENT_INTERVALS
-    intervals, or its last pass failed."""
+    intervals, or its last pass failed. A job that never ran on a site whose first job beat
+    less than SILENT_INTERVALS of its intervals ago (`running_since`: the site has just been
+    started, its jobs with it) is only a warning: it has not had the time for a first pass."""
     interval = beat.interval if beat else job.interval
     every = f"应每 {duration(interval)} 运行一次"
     if beat is None or (beat.succeeded_at is None and beat.failed_at is None):
+        if running_since is not None and now - running_since < timedelta(seconds=SILENT_INTERVALS * interval):
+            return JobState(job, interval, beat, WARN, "启动中", f"尚未运行：刚启动，等待第一次运行（{every}）", None)
         return JobState(job, interval, beat, RED, "从未运行", f"从未运行（{every}）", None)
     succeeded = beat.succeeded_at
     last = f"最近一次成功 {ago(succeeded, now)}" if succeeded else "从未成功"

@@ -62,6 +62,11 @@ def test_stopping_the_order_sweeper_turns_the_panel_red_within_a_minute(admin_cl
 def test_a_job_never_seen_or_failing_is_red(admin_client, clock):
     others_running("expire_bonus", "reconcile_bill")
     a_pass_of("reconcile_bill", error=RuntimeError("账单下载失败"))
+    just_started = job_row(panel(start_page(admin_client)), "expire_bonus")
+    assert 'data-state="warn"' in just_started and "等待第一次运行" in just_started  # its first pass may be minutes away
+    clock.shift(15 * 60)  # three of its intervals after the site's first job ran
+    others_running("expire_bonus", "reconcile_bill")
+    a_pass_of("reconcile_bill", error=RuntimeError("账单下载失败"))
     shown = panel(start_page(admin_client))
     assert "2 项需要处理" in shown
     assert 'data-state="red"' in job_row(shown, "expire_bonus") and "从未运行" in job_row(shown, "expire_bonus")
