@@ -125,7 +125,7 @@ class MessageTemplate(models.Model):
         "小程序页面",
         max_length=200,
         blank=True,
-        help_text="订阅消息点开的小程序页面，可含 {order} 等；留空为首页。公众号模板消息打开本站的订单或余额明细页",
+        help_text="订阅消息点开的小程序页面，可含 {order} 等；留空则点开不跳转。公众号模板消息打开本站的订单或余额明细页",
     )
     is_active = models.BooleanField("启用", default=True)
     updated_at = models.DateTimeField("更新时间", auto_now=True)

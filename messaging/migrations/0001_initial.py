@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
                 ('template_id', models.CharField(help_text='在公众号或小程序后台选用模板后得到的模板 ID', max_length=128, verbose_name='模板 ID')),
                 ('title', models.CharField(blank=True, help_text='仅供识别，如「充值成功通知」', max_length=40, verbose_name='模板标题')),
                 ('keywords', models.JSONField(default=dict, help_text='模板的每个关键词及其内容，内容中的 {amount} 等由本系统填写，如 {"amount2": "{amount}", "thing4": "{site}"}', verbose_name='关键词与内容')),
-                ('page', models.CharField(blank=True, help_text='订阅消息点开的小程序页面，可含 {order} 等；留空为首页。公众号模板消息打开本站的订单或余额明细页', max_length=200, verbose_name='小程序页面')),
+                ('page', models.CharField(blank=True, help_text='订阅消息点开的小程序页面，可含 {order} 等；留空则点开不跳转。公众号模板消息打开本站的订单或余额明细页', max_length=200, verbose_name='小程序页面')),
                 ('is_active', models.BooleanField(default=True, verbose_name='启用')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='更新时间')),
             ],
