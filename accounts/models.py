@@ -66,6 +66,11 @@ class User(AbstractUser):
             kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "balance"]
         super().save(*args, **kwargs)
 
+    def set_wechat_messages(self, wanted: bool) -> None:
+        """The member's switch for WeChat messages about their money (我的, or the mini program)."""
+        type(self).objects.filter(pk=self.pk).update(wechat_messages=wanted)
+        self.wechat_messages = wanted
+
     @property
     def balance_yuan(self) -> str:
         return format_fen(self.balance)

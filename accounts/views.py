@@ -16,7 +16,6 @@ from django.views.decorators.http import require_POST
 from accounts import throttle
 from accounts.binding import FAILED_KEY, SIGNED_OUT_KEY, bind_pending_openid, pending_identity
 from accounts.forms import LoginForm, RegisterForm
-from accounts.models import User
 from common.http import in_wechat
 
 
@@ -143,7 +142,7 @@ def account(request):
     balance are sent (a switch, saved as it is turned; without JavaScript, by 保存)."""
     if request.method == "POST":
         wanted = request.POST.get("wechat_messages") == "on"
-        User.objects.filter(pk=request.user.pk).update(wechat_messages=wanted)
+        request.user.set_wechat_messages(wanted)
         messages.success(request, "已开启微信消息通知" if wanted else "已关闭微信消息通知，余额变动将不再通过微信通知你")
         return redirect("accounts:account")
     return render(request, "accounts/account.html", {"account": request.user})

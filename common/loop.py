@@ -50,6 +50,7 @@ def repeat(one_pass: Callable[[threading.Event], None], *, loop: bool, interval:
     while True:
         close_old_connections()
         started = timezone.now()
+        beat_start(job, started)
         try:
             one_pass(stop)
         except Exception as exc:
@@ -62,6 +63,16 @@ def repeat(one_pass: Callable[[threading.Event], None], *, loop: bool, interval:
         if not loop or stop.wait(interval):
             break
     close_old_connections()
+
+
+def beat_start(job: str | None, started: datetime) -> None:
+    """A pass of `job` begins: a long pass is alive, not silent (never raises)."""
+    if not job:
+        return
+    try:
+        Heartbeat.objects.filter(job=job).update(started_at=started)
+    except Exception:
+        logger.exception("%s: its heartbeat could not be written", job)
 
 
 def beat(job: str | None, interval: float, started: datetime, error: str = "") -> None:

@@ -38,8 +38,17 @@ logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(hours=24)
-# A job is silent, and red, once this many of its intervals passed without a successful pass.
+# A job is silent, and red, once this many of its intervals passed without a pass starting or
+# ending, and at least SILENT_AT_LEAST (a pass of the 2-second outbox worker may wait a few
+# webhook timeouts: that is not silence).
 SILENT_INTERVALS = 3
+SILENT_AT_LEAST = timedelta(minutes=1)
+
+
+def silence(interval: float) -> timedelta:
+    return max(timedelta(seconds=SILENT_INTERVALS * interval), SILENT_AT_LEAST)
+
+
 # A webhook delivery still retrying after this many attempts (about 2.5 minutes of failing)
 # is red; fewer is a warning (one refused POST is not yet an endpoint that is down).
 DELIVERY_RED_ATTEMPTS = 3
@@ -152,8 +161,9 @@ def job_state(job: Job, beat: Heartbeat | None, now: datetime, running_since: da
         return JobState(job, interval, beat, RED, "从未运行", f"从未运行（{every}）", None)
     succeeded = beat.succeeded_at
     last = f"最近一次成功 {ago(succeeded, now)}" if succeeded else "从未成功"
-    latest = max(filter(None, [succeeded, beat.failed_at]))
-    if now - latest >= timedelta(seconds=SILENT_INTERVALS * interval):
+    # A pass still running started lately: alive.
+    latest = max(filter(None, [succeeded, beat.failed_at, beat.started_at]))
+    if now - latest >= silence(interval):
         return JobState(job, interval, beat, RED, "已停止", f"已停止：{last}（{every}）", succeeded)
     if beat.last_pass_failed:
         detail = f"出错：{beat.last_error}（{last}）"

@@ -69,7 +69,7 @@ def subscriptions(request):
         return json_error("unknown_template", 400, "含有本站未配置的订阅模板", template_ids=unknown)
     recorded = 0
     with transaction.atomic():
-        User.locked_balance(request.user.pk)  # one member's answers are counted one post at a time
+        User.objects.select_for_update().filter(pk=request.user.pk).exists()  # one member's posts counted one at a time
         for template_id, result in answers.items():
             if result == SubscribeGrant.Result.ACCEPT:
                 unused = SubscribeGrant.objects.filter(
@@ -90,6 +90,5 @@ def message_settings(request):
     wanted = data.get("wechat_messages") if data is not None else None
     if not isinstance(wanted, bool):
         return json_error("invalid_request", 400, "wechat_messages 须为 true 或 false")
-    User.objects.filter(pk=request.user.pk).update(wechat_messages=wanted)
-    request.user.wechat_messages = wanted
+    request.user.set_wechat_messages(wanted)
     return json_ok(subscriptions_state(request.user))

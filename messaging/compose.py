@@ -13,6 +13,7 @@ its messages once, together with being marked dispatched.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 
@@ -31,6 +32,8 @@ from wxproto.beijing import BEIJING
 LIMITS = {"thing": 20, "character_string": 32, "phrase": 5, "name": 10, "letter": 32, "symbol": 5, "car_number": 8}
 # A shipping record's description of the goods (WeChat: at most 120 characters).
 ITEM_DESC_LIMIT = 120
+
+logger = logging.getLogger(__name__)
 
 SKIPPED_OFF = "用户已关闭微信消息通知"
 SKIPPED_NO_OPENID = "用户没有公众号 openid（未在公众号内登录过）"
@@ -53,10 +56,24 @@ def fan_out(events: list[Event]) -> None:
         kind = EVENT_KINDS[event.type]
         for channel in (Channel.OFFICIAL, Channel.MINIPROGRAM):
             template = templates.get((channel, kind))
-            if template is not None:
+            if template is None:
+                continue
+            try:
                 message = _message(event, kind, user, template)
-                if message is not None:
-                    messages.append(message)
+            except Exception as exc:  # never stop the worker's dispatch: this message fails, on the record
+                logger.exception("the %s message of event %s could not be made", channel, event.event_id)
+                message = Message(
+                    channel=channel,
+                    kind=kind,
+                    user=user,
+                    event=event,
+                    subject=subject_of(event),
+                    template_id=template.template_id,
+                    status=Message.Status.FAILED,
+                    last_error=f"无法按模板生成消息：{exc.__class__.__name__}"[:300],
+                )
+            if message is not None:
+                messages.append(message)
         order = payments.get(event.data.get("order", ""))
         if order is not None:
             messages.append(shipping_record(order, event))
@@ -88,18 +105,17 @@ def _message(event: Event, kind: str, user: User, template: MessageTemplate) -> 
         template_id=template.template_id,
         next_attempt_at=event.created_at,
     )
-    skipped = ""
-    if not user.wechat_messages:
-        skipped = SKIPPED_OFF
-    elif not openid:
-        skipped = SKIPPED_NO_OPENID
-    elif channel == Channel.MINIPROGRAM and SubscribeGrant.take(user.pk, template.template_id) is None:
-        skipped = SKIPPED_NO_GRANT
+    skipped = SKIPPED_OFF if not user.wechat_messages else SKIPPED_NO_OPENID if not openid else ""
     if skipped:
         message.status, message.last_error = Message.Status.SKIPPED, skipped
         return message
+    # Filled before a grant is taken: a template that cannot be filled uses none.
     values = field_values(kind, event)
     data = {name: {"value": fit(name, text.format(**values))} for name, text in template.keywords.items()}
+    page = template.page.format(**values)
+    if channel == Channel.MINIPROGRAM and SubscribeGrant.take(user.pk, template.template_id) is None:
+        message.status, message.last_error = Message.Status.SKIPPED, SKIPPED_NO_GRANT
+        return message
     if channel == Channel.OFFICIAL:
         message.body = {"touser": openid, "template_id": template.template_id, "url": page_url(kind, event), "data": data}
     else:
@@ -110,8 +126,8 @@ def _message(event: Event, kind: str, user: User, template: MessageTemplate) -> 
             "miniprogram_state": settings.MINIPROGRAM_STATE,
             "lang": "zh_CN",
         }
-        if template.page:
-            message.body["page"] = template.page.format(**values)
+        if page:
+            message.body["page"] = page
     return message
 
 
@@ -131,7 +147,7 @@ def shipping_record(order: RechargeOrder, event: Event | None = None) -> Message
             # 3: virtual goods (a stored-value recharge has no parcel); 1: one delivery for the order.
             "logistics_type": 3,
             "delivery_mode": 1,
-            "shipping_list": [{"item_desc": f"{settings.SITE_NAME} 储值充值 ¥{format_fen(order.amount)}"[:ITEM_DESC_LIMIT]}],
+            "shipping_list": [{"item_desc": f"储值充值 ¥{format_fen(order.amount)}"}],
             "payer": {"openid": order.openid},
         },
     )

@@ -38,7 +38,7 @@ def failing_messages(now: datetime) -> list[Check]:
         elif count:
             state = WARN
         last = failing.exclude(last_errcode=None).order_by("-last_attempt_at").values_list("last_errcode", "last_error").first()
-        detail = f"近 24 小时 {count} 条；最近错误 {last[0]} {last[1]}"[:120] if count and last else "正常"
+        detail = f"失败（近 24 小时）或重试中 {count} 条；最近错误 {last[0]} {last[1]}"[:120] if count and last else "正常"
         url = (
             changelist_url(Message, attention="1", channel__exact=channels[0])
             if len(channels) == 1

@@ -162,11 +162,19 @@ class MessageTemplate(models.Model):
 
 
 def placeholders(text: str) -> set[str]:
-    """The {names} a keyword's text uses (ValidationError when it is not a valid format)."""
+    """The {names} a keyword's text uses. Only plain names: a format spec, a conversion, an
+    index or an attribute ({amount:d}, {order!r}, {order[0]}) is refused (ValidationError), so
+    that filling a saved template can never fail."""
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
         raise ValidationError(f"「{text}」的花括号不成对") from exc
+    for name, spec, conversion in fields:
+        if spec or conversion or not name.isidentifier():
+            raise ValidationError(
+                f"「{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}」只能写作 {{字段名}}"
+            )
+    return {name for name, _, _ in fields}
 
 
 class SubscribeGrant(models.Model):

@@ -4,14 +4,20 @@ number of workers share them); each is one call to WeChat with the app's shared 
 (accounts/wechat_token.py: refreshed once and the call made again when WeChat refuses the
 token), made outside any transaction, and its answer decides:
 
-- errcode 0: sent. A shipping record WeChat says was uploaded already (10060002) is sent too:
-  an earlier attempt's answer was lost on the way.
+- errcode 0: sent. A shipping record WeChat already holds is sent too (10060023: the same
+  record again; 10060003: its one reship used; 10060002: the payer confirmed receipt): an
+  earlier attempt's answer was lost on the way.
 - busy (-1), a system error, a network error, a token still refused: tried again on the
   message's schedule, then failed.
 - the member said no (43101: no grant left or messages blocked; 43004: not following the
   公众号): refused, never tried again.
-- anything else (40037: the template was deleted; 47003: data its keywords refuse; 40003 …):
-  failed at once, with WeChat's errcode for the operator (the health panel shows it).
+- anything else (40037: the template was deleted; 47003: data its keywords refuse; 40003; a
+  token WeChat will not give, such as 40125 for a wrong app secret …): failed at once, with
+  WeChat's errcode for the operator (the health panel shows it).
+
+Each message is claimed again just before its call (a compare-and-set on its hold), so a
+worker whose batch outlived its hold never sends a message another worker has taken since.
+A member who turned messages off after a message was made is not sent it.
 
 The access_token never reaches a log or the attempt log: only the errcode and WeChat's errmsg.
 """
@@ -30,8 +36,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.wechat_login import WeChatApps
-from accounts.wechat_token import MINIPROGRAM, OFFICIAL, TOKEN_REFUSED, call_with_token
+from accounts.wechat_token import MINIPROGRAM, OFFICIAL, TOKEN_REFUSED, WAIT_FOR, call_with_token
 from common.wechat import mount_transport
+from messaging.compose import SKIPPED_OFF
 from messaging.models import Channel, Message, MessageAttempt
 from wxproto.beijing import beijing_iso
 from wxproto.errors import WeChatError
@@ -39,7 +46,7 @@ from wxproto.errors import WeChatError
 logger = logging.getLogger(__name__)
 
 BATCH = 50
-ENDPOINTS = {
+ENDPOINTS: dict[str, tuple[str, str]] = {
     Channel.OFFICIAL: ("cgi-bin/message/template/send", OFFICIAL),
     Channel.MINIPROGRAM: ("cgi-bin/message/subscribe/send", MINIPROGRAM),
     Channel.SHIPPING: ("wxa/sec/order/upload_shipping_info", MINIPROGRAM),
@@ -48,8 +55,9 @@ ENDPOINTS = {
 BUSY = {-1, 45009, 10060012, 10060019, *TOKEN_REFUSED}
 # The member said no: never tried again.
 REFUSED = {43101, 43004}
-# A shipping record: already uploaded (an earlier attempt's answer was lost): done.
-ALREADY_SHIPPED = 10060002
+# A shipping record WeChat already holds (an earlier attempt's answer was lost): done.
+# 10060023: the same information again; 10060003: the one reship used; 10060002: received.
+ALREADY_SHIPPED = {10060023, 10060003, 10060002}
 # A shipping record for a payment WeChat does not know yet (just paid): asked again later.
 SHIPPING_NOT_YET = {10060001}
 NETWORK = -2  # our code in the attempt log for a call that got no usable answer
@@ -61,6 +69,8 @@ def run_pass(stop: threading.Event | None = None) -> int:
     for message in claim():
         if stop is not None and stop.is_set():
             break  # the rest are released when their hold ends
+        if not hold_again(message):
+            continue  # its batch's hold ran out and another worker took it
         try:
             send(message)
         except Exception:  # recording it failed (the database?): its hold ends, it is tried again
@@ -69,10 +79,27 @@ def run_pass(stop: threading.Event | None = None) -> int:
     return tried
 
 
+def one_call() -> timedelta:
+    """The longest one message's call may take: waiting for another process's token refresh,
+    a refresh of our own, the call, and once more after a refused token."""
+    return timedelta(seconds=2 * (WAIT_FOR + settings.WECHAT_HTTP_TIMEOUT + settings.WECHAT_MESSAGE_TIMEOUT_SECONDS) + 10)
+
+
+def hold_again(message: Message) -> bool:
+    """Take the message again for one call, only while it is still this worker's: its hold is
+    still the one this worker set (a compare-and-set)."""
+    until = timezone.now() + one_call()
+    taken = Message.objects.filter(pk=message.pk, status=Message.Status.PENDING, claimed_until=message.claimed_until).update(
+        claimed_until=until
+    )
+    message.claimed_until = until
+    return bool(taken)
+
+
 def claim(limit: int = BATCH) -> list[Message]:
     now = timezone.now()
-    # A call ends at its timeout; a refused token makes it two, and a refresh a third.
-    hold = timedelta(seconds=(3 * settings.WECHAT_MESSAGE_TIMEOUT_SECONDS + 1) * limit + 30)
+    # Long enough for the batch to reach its last message, which is then held again for its call.
+    hold = one_call() * limit
     with transaction.atomic():
         ids = list(
             Message.objects.select_for_update(skip_locked=True)
@@ -82,15 +109,20 @@ def claim(limit: int = BATCH) -> list[Message]:
             .values_list("pk", flat=True)[:limit]
         )
         Message.objects.filter(pk__in=ids).update(claimed_until=now + hold)
-    return list(Message.objects.filter(pk__in=ids).order_by("next_attempt_at", "pk"))
+    return list(Message.objects.filter(pk__in=ids).select_related("user", "event").order_by("next_attempt_at", "pk"))
 
 
 def send(message: Message) -> bool:
     """Call WeChat once for the message and record how it went; True when WeChat took it."""
     path, app = ENDPOINTS[message.channel]
+    if message.channel != Channel.SHIPPING and not message.user.wechat_messages:
+        return skip(message, SKIPPED_OFF)
     body = dict(message.body)
     if message.channel == Channel.OFFICIAL:
-        body["client_msg_id"] = f"wxr{message.pk}"  # WeChat sends one per openid and id (a retry's twin)
+        # WeChat sends one message per openid and client_msg_id within 10 minutes: a retry soon
+        # after an answer that was lost does not reach the member twice. The event's id is
+        # unique across sites sharing one 公众号 (a message's pk is not).
+        body["client_msg_id"] = message.event.event_id if message.event else f"wxr{message.pk}"
     elif message.channel == Channel.SHIPPING:
         body["upload_time"] = beijing_iso(timezone.now(), "milliseconds")
     started = time.monotonic()
@@ -98,9 +130,19 @@ def send(message: Message) -> bool:
         answer = call_with_token(lambda token: _post(path, token, body), app)
         errcode, errmsg = _errcode(answer), str(answer.get("errmsg", ""))
     except WeChatError as exc:  # no token to be had, or no answer
-        errcode, errmsg, answer = NETWORK, f"{exc.code}: {exc}", {}
+        answer = {}
+        errcode = int(exc.code) if not exc.retryable and exc.code.lstrip("-").isdigit() else NETWORK
+        errmsg = f"access_token: {exc.code}" if errcode != NETWORK else f"{exc.code}: {exc}"
     duration = int((time.monotonic() - started) * 1000)
     return record(message, errcode, errmsg, answer, duration)
+
+
+def skip(message: Message, reason: str) -> bool:
+    Message.objects.filter(pk=message.pk, status=Message.Status.PENDING).update(
+        status=Message.Status.SKIPPED, last_error=reason, claimed_until=None
+    )
+    message.status, message.last_error = Message.Status.SKIPPED, reason
+    return False
 
 
 def _post(path: str, token: str, body: dict) -> dict:
@@ -118,7 +160,8 @@ def _post(path: str, token: str, body: dict) -> dict:
             response.raise_for_status()
             answer = response.json()
     except requests.HTTPError as exc:
-        raise WeChatError(f"HTTP {exc.response.status_code}", "NETWORK", retryable=True) from None
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise WeChatError(f"HTTP {status}", "NETWORK", retryable=True) from None
     except (requests.RequestException, ValueError) as exc:
         # The exception's text may carry the URL, and so the token: only its class is kept.
         raise WeChatError(exc.__class__.__name__, "NETWORK", retryable=True) from None
@@ -134,7 +177,7 @@ def _errcode(answer: dict) -> int:
 
 def record(message: Message, errcode: int, errmsg: str, answer: dict, duration: int) -> bool:
     now = timezone.now()
-    sent = errcode == 0 or (message.channel == Channel.SHIPPING and errcode == ALREADY_SHIPPED)
+    sent = errcode == 0 or (message.channel == Channel.SHIPPING and errcode in ALREADY_SHIPPED)
     attempts = message.attempts + 1
     fields: dict = {
         "attempts": attempts,

@@ -102,11 +102,13 @@ REFUND_SELF_SERVICE_DAYS = env.int("REFUND_SELF_SERVICE_DAYS", default=7)
 BONUS_REMINDER_DAYS = env.int("BONUS_REMINDER_DAYS", default=3)
 # Messages to users (docs/messages.md): each WeChat call's timeout; whether each mini-program
 # payment's shipping record is uploaded to WeChat's 发货信息管理 (on: WeChat holds the funds of
-# mini-program payments without one, once the mini program has the service); and the page a
-# subscribe message opens in the mini program unless its template names one.
+# mini-program payments without one, once the mini program has the service); and which version
+# of the mini program a subscribe message opens (formal, trial or developer).
 WECHAT_MESSAGE_TIMEOUT_SECONDS = env.float("WECHAT_MESSAGE_TIMEOUT_SECONDS", default=5.0)
 WECHAT_SHIPPING_UPLOAD = env.bool("WECHAT_SHIPPING_UPLOAD", default=True)
 MINIPROGRAM_STATE = env.str("MINIPROGRAM_STATE", default="formal")
+if MINIPROGRAM_STATE not in ("formal", "trial", "developer"):
+    raise ImproperlyConfigured("MINIPROGRAM_STATE must be formal, trial or developer")
 RECHARGE_PRESETS = env.list("RECHARGE_PRESETS", default=["10", "30", "50", "100", "200", "500"])
 RECHARGE_ORDER_TTL_MINUTES = env.int("RECHARGE_ORDER_TTL_MINUTES", default=30)
 # A user may have at most this many unpaid orders that can still be paid.
@@ -342,9 +344,14 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # wechatpy logs whole requests (with signatures) at DEBUG: keep it quiet. Django's own
-    # records go to the one console handler too (not also to Django's default one).
-    "loggers": {"wechatpy": {"level": "WARNING"}, "django": {"handlers": [], "level": "INFO", "propagate": True}},
+    # wechatpy logs whole requests (with signatures) at DEBUG, and urllib3 each request line
+    # (a WeChat API's access_token and a group robot's key are in the URL): keep them quiet.
+    # Django's own records go to the one console handler too (not also to Django's default one).
+    "loggers": {
+        "wechatpy": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 # --- pages and errors

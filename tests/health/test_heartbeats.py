@@ -105,3 +105,24 @@ def test_of_several_workers_one_takes_each_turn(clock):
     assert Heartbeat.claim("health_alerts", 15) is False
     clock.shift(1)
     assert Heartbeat.claim("health_alerts", 15) is True
+
+
+def test_a_long_pass_is_alive_and_a_pass_that_hangs_goes_red(clock):
+    from health.checks import jobs
+
+    def state() -> str:
+        return next(s.state for s in jobs() if s.job.name == "deliver_webhooks")
+
+    a_pass_of("deliver_webhooks")  # every 2 s
+    seen = []
+
+    def slow_pass(stop) -> None:  # a few webhook timeouts in a row
+        clock.shift(50)
+        seen.append(state())
+        clock.shift(50)
+        seen.append(state())
+
+    clock.shift(2)
+    repeat(slow_pass, loop=False, interval=2.0, job="deliver_webhooks")
+    assert seen == ["ok", "red"]  # alive while it works; silent a minute after it began
+    assert state() == "ok"  # it ended

@@ -131,7 +131,7 @@ def test_each_mini_program_payment_gets_a_virtual_delivery_shipping_record(setti
     assert (record.channel, record.order, record.status) == (Channel.SHIPPING, order, Message.Status.PENDING)
     assert record.body["order_key"] == {"order_number_type": 2, "transaction_id": order.transaction_id}
     assert record.body["logistics_type"] == 3 and record.body["payer"] == {"openid": "oMini7"}
-    assert record.body["shipping_list"][0]["item_desc"] == "余额充值 储值充值 ¥15.00"
+    assert record.body["shipping_list"][0]["item_desc"] == "储值充值 ¥15.00"
 
 
 def test_shipping_records_can_be_turned_off(settings):
@@ -271,3 +271,27 @@ def test_an_operator_resends_a_failed_message_from_its_page():
     assert (message.status, message.attempts) == (Message.Status.PENDING, 0)
     _, viewer = operator("viewer", "messaging.view_message")
     assert viewer.post(f"/admin/messaging/message/{message.pk}/resend/").status_code == 403
+
+
+@pytest.mark.parametrize("text", ["{amount:d}", "{order!r}", "{order[0]}", "{amount:>99999999999}"])
+def test_a_keyword_may_only_name_fields(text):
+    form = TemplateForm(
+        data={"channel": "official", "kind": "recharge", "template_id": "t3", "keywords": f"amount2: {text}", "is_active": "on"}
+    )
+    assert not form.is_valid()
+    assert "只能写作 {字段名}" in str(form.errors)
+
+
+def test_a_template_that_cannot_be_filled_fails_its_message_and_stops_nothing_else(receiver):
+    from outbox.models import Delivery, WebhookEndpoint
+
+    WebhookEndpoint.add(receiver().url, ["recharge.succeeded"])
+    # Saved around the form's checks (the database, an old row): filling it raises.
+    MessageTemplate.objects.create(
+        channel=Channel.OFFICIAL, kind=Kind.RECHARGE, template_id="t4", keywords={"amount2": "{amount:d}"}
+    )
+    settled_order(make_user("m16", openid="oM16"), 1000)
+    (message,) = dispatched()
+    assert message.status == Message.Status.FAILED and "无法按模板生成消息" in message.last_error
+    assert Delivery.objects.count() == 1  # the merchant's webhook goes out all the same
+    assert not Event.objects.filter(dispatched_at__isnull=True).exists()

@@ -14,7 +14,6 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from accounts import tokens
 from accounts.models import User
 from devtools.wechat_sandbox import messages as wechat
 from devtools.wechat_sandbox import shipping as wechat_shipping
@@ -240,3 +239,43 @@ def test_each_mini_program_payment_uploads_a_virtual_delivery_shipping_record(te
     _, client = operator("ops", "orders.view_rechargeorder")
     page = client.get(f"/admin/orders/rechargeorder/{order.pk}/change/").content.decode()
     assert "已上传" in page
+
+
+def test_a_shipping_record_whose_answer_was_lost_is_not_a_failure(templates, sandbox_url):
+    _, auth = mini_program_member(sandbox_url, "mp4")
+    order = mini_program_payment(sandbox_url, auth)
+    worker.dispatch()
+    record = one(channel=Channel.SHIPPING)
+    # An earlier attempt reached WeChat, and its answer was lost on the way back.
+    wechat_shipping.upload({**record.body, "upload_time": timezone.now().astimezone().isoformat(timespec="milliseconds")})
+    worker.run_pass()
+    record.refresh_from_db()
+    assert (record.status, record.last_errcode) == (Message.Status.SENT, 10060023)
+    assert wechat_shipping.shipping_for(order.transaction_id)["order_state"] == 2
+
+
+def test_a_message_another_worker_took_after_this_ones_hold_ran_out_is_not_sent_again(templates):
+    from messaging import sending
+
+    user = member("s10")
+    settled_order(user, 1000)
+    worker.dispatch()
+    (mine,) = sending.claim()
+    Message.objects.filter(pk=mine.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))  # my hold ran out
+    (theirs,) = sending.claim()  # another worker takes it …
+    assert sending.hold_again(theirs) and sending.send(theirs)
+    assert not sending.hold_again(mine)  # … and this one, coming to it at last, leaves it
+    assert len(wechat.messages_for(user.openid)) == 1
+
+
+def test_a_member_who_turns_messages_off_before_a_retry_is_not_sent_it(templates):
+    user = member("s11")
+    settled_order(user, 1000)
+    wechat.fail_next_sends(-1)
+    worker.run_pass()
+    User.objects.filter(pk=user.pk).update(wechat_messages=False)
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        worker.run_pass()
+    message = one(channel=Channel.OFFICIAL)
+    assert message.status == Message.Status.SKIPPED and "关闭" in message.last_error
+    assert wechat.messages_for(user.openid) == []
