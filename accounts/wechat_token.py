@@ -100,19 +100,33 @@ def _refresh(apps: WeChatApps, appid: str, secret: str, *, force: bool, fallback
     return token
 
 
-def _stable_token(apps: WeChatApps, appid: str, secret: str, force: bool) -> tuple[str, int]:
-    body = {"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": force}
+def post_json(path: str, body: dict, *, token: str = "", timeout: float | None = None) -> dict:
+    """POST `body` as JSON to one of WeChat's APIs (api.weixin.qq.com/`path`, with the
+    access_token when given) and answer its JSON object, whatever errcode it holds. No usable
+    answer (the network, an HTTP error, not JSON): WeChatError NETWORK, to retry; only the
+    exception's class is kept, since its text may carry the URL, and so the token."""
+    apps = WeChatApps.current()
     session = requests.Session()
     mount_transport(session, apps.session_hook)
+    params = {"access_token": token} if token else None
     try:
         with session:
-            response = session.post(apps.api_base_url + "cgi-bin/stable_token", json=body, timeout=apps.http_timeout)
+            response = session.post(apps.api_base_url + path, params=params, json=body, timeout=timeout or apps.http_timeout)
             response.raise_for_status()
             answer = response.json()
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise WeChatError(f"{path}: HTTP {status}", "NETWORK", retryable=True) from None
     except (requests.RequestException, ValueError) as exc:
-        raise WeChatError(f"stable_token: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
+        raise WeChatError(f"{path}: {exc.__class__.__name__}", "NETWORK", retryable=True) from None
     if not isinstance(answer, dict):
-        raise WeChatError("stable_token: not a JSON object", "NETWORK", retryable=True)
+        raise WeChatError(f"{path}: not a JSON object", "NETWORK", retryable=True)
+    return answer
+
+
+def _stable_token(apps: WeChatApps, appid: str, secret: str, force: bool) -> tuple[str, int]:
+    body = {"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": force}
+    answer = post_json("cgi-bin/stable_token", body)
     if answer.get("errcode"):
         code = answer["errcode"]
         raise WeChatError(f"stable_token: {code} {answer.get('errmsg', '')}".strip(), str(code), retryable=code == -1)

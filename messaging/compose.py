@@ -62,16 +62,7 @@ def fan_out(events: list[Event]) -> None:
                 message = _message(event, kind, user, template)
             except Exception as exc:  # never stop the worker's dispatch: this message fails, on the record
                 logger.exception("the %s message of event %s could not be made", channel, event.event_id)
-                message = Message(
-                    channel=channel,
-                    kind=kind,
-                    user=user,
-                    event=event,
-                    subject=subject_of(event),
-                    template_id=template.template_id,
-                    status=Message.Status.FAILED,
-                    last_error=f"无法按模板生成消息：{exc.__class__.__name__}"[:300],
-                )
+                message = _unsent(event, kind, user, template, "", Message.Status.FAILED, f"无法按模板生成消息：{exc}")
             if message is not None:
                 messages.append(message)
         order = payments.get(event.data.get("order", ""))
@@ -95,27 +86,17 @@ def _message(event: Event, kind: str, user: User, template: MessageTemplate) -> 
     openid = user.openid if channel == Channel.OFFICIAL else user.miniprogram_openid
     if channel == Channel.MINIPROGRAM and not openid:
         return None  # not a mini-program user: nothing to record
-    message = Message(
-        channel=channel,
-        kind=kind,
-        user=user,
-        event=event,
-        subject=subject_of(event),
-        openid=openid or "",
-        template_id=template.template_id,
-        next_attempt_at=event.created_at,
-    )
+    openid = openid or ""
     skipped = SKIPPED_OFF if not user.wechat_messages else SKIPPED_NO_OPENID if not openid else ""
     if skipped:
-        message.status, message.last_error = Message.Status.SKIPPED, skipped
-        return message
+        return _unsent(event, kind, user, template, openid, Message.Status.SKIPPED, skipped)
     # Filled before a grant is taken: a template that cannot be filled uses none.
     values = field_values(kind, event)
     data = {name: {"value": fit(name, text.format(**values))} for name, text in template.keywords.items()}
     page = template.page.format(**values)
     if channel == Channel.MINIPROGRAM and SubscribeGrant.take(user.pk, template.template_id) is None:
-        message.status, message.last_error = Message.Status.SKIPPED, SKIPPED_NO_GRANT
-        return message
+        return _unsent(event, kind, user, template, openid, Message.Status.SKIPPED, SKIPPED_NO_GRANT)
+    message = _unsent(event, kind, user, template, openid, Message.Status.PENDING, "")
     if channel == Channel.OFFICIAL:
         message.body = {"touser": openid, "template_id": template.template_id, "url": page_url(kind, event), "data": data}
     else:
@@ -129,6 +110,22 @@ def _message(event: Event, kind: str, user: User, template: MessageTemplate) -> 
         if page:
             message.body["page"] = page
     return message
+
+
+def _unsent(event: Event, kind: str, user: User, template: MessageTemplate, openid: str, status: str, why: str) -> Message:
+    """The event's message on the template's channel, not sent yet: pending, or ended with `why`."""
+    return Message(
+        channel=template.channel,
+        kind=kind,
+        user=user,
+        event=event,
+        subject=subject_of(event),
+        openid=openid,
+        template_id=template.template_id,
+        next_attempt_at=event.created_at,
+        status=status,
+        last_error=why[:300],
+    )
 
 
 def shipping_record(order: RechargeOrder, event: Event | None = None) -> Message:

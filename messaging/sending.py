@@ -29,15 +29,12 @@ import threading
 import time
 from datetime import timedelta
 
-import requests
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.wechat_login import WeChatApps
-from accounts.wechat_token import MINIPROGRAM, OFFICIAL, TOKEN_REFUSED, WAIT_FOR, call_with_token
-from common.wechat import mount_transport
+from accounts.wechat_token import MINIPROGRAM, OFFICIAL, TOKEN_REFUSED, WAIT_FOR, call_with_token, post_json
 from messaging.compose import SKIPPED_OFF
 from messaging.models import Channel, Message, MessageAttempt
 from wxproto.beijing import beijing_iso
@@ -127,7 +124,9 @@ def send(message: Message) -> bool:
         body["upload_time"] = beijing_iso(timezone.now(), "milliseconds")
     started = time.monotonic()
     try:
-        answer = call_with_token(lambda token: _post(path, token, body), app)
+        answer = call_with_token(
+            lambda token: post_json(path, body, token=token, timeout=settings.WECHAT_MESSAGE_TIMEOUT_SECONDS), app
+        )
         errcode, errmsg = _errcode(answer), str(answer.get("errmsg", ""))
     except WeChatError as exc:  # no token to be had, or no answer
         answer = {}
@@ -143,31 +142,6 @@ def skip(message: Message, reason: str) -> bool:
     )
     message.status, message.last_error = Message.Status.SKIPPED, reason
     return False
-
-
-def _post(path: str, token: str, body: dict) -> dict:
-    apps = WeChatApps.current()
-    session = requests.Session()
-    mount_transport(session, apps.session_hook)
-    try:
-        with session:
-            response = session.post(
-                apps.api_base_url + path,
-                params={"access_token": token},
-                json=body,
-                timeout=settings.WECHAT_MESSAGE_TIMEOUT_SECONDS,
-            )
-            response.raise_for_status()
-            answer = response.json()
-    except requests.HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise WeChatError(f"HTTP {status}", "NETWORK", retryable=True) from None
-    except (requests.RequestException, ValueError) as exc:
-        # The exception's text may carry the URL, and so the token: only its class is kept.
-        raise WeChatError(exc.__class__.__name__, "NETWORK", retryable=True) from None
-    if not isinstance(answer, dict):
-        raise WeChatError("not a JSON object", "NETWORK", retryable=True)
-    return answer
 
 
 def _errcode(answer: dict) -> int:
