@@ -25,7 +25,7 @@ class User(AbstractUser):
     balance = models.BigIntegerField("余额（分）", default=0, editable=False)
     # The member's choice on their account page: WeChat messages about their money (充值、退款、
     # 消费 …) are sent only while it is on (docs/messages.md).
-    wechat_messages = models.BooleanField("接收微信消息通知", default=True)
+    wechat_messages = models.BooleanField("接收微信消息通知", default=True, db_default=True)
     # code2session's session_key: kept on the server only (never answered, logged or shown).
     miniprogram_session_key = models.CharField(max_length=64, blank=True, editable=False, db_column="mp_session_key")
 

@@ -105,9 +105,10 @@ def prepare(name: str, orders: int) -> list[tuple[str, int]]:
             amount = random.choice([100, 990, 1000, 3000, 5000])
             conn.execute(
                 "INSERT INTO orders_rechargeorder (out_trade_no, user_id, amount, status, channel, openid,"
-                " prepay_id, close_reason, prepay_error, expires_at, refunded_amount, bonus, created_at, updated_at)"
-                " VALUES (%s, %s, %s, 0, 'jsapi', 'oBench', '', '', '', now() + interval '1 hour', 0, 0, now(),"
-                " now())",
+                " prepay_id, trade_type, pay_url, close_reason, prepay_error, expires_at, refunded_amount, bonus,"
+                " created_at, updated_at)"
+                " VALUES (%s, %s, %s, 0, 'jsapi', 'oBench', '', 'JSAPI', '', '', '', now() + interval '1 hour', 0, 0,"
+                " now(), now())",
                 [out_trade_no, users[n % len(users)], amount],
             )
             made.append((out_trade_no, amount))

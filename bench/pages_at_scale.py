@@ -53,9 +53,9 @@ def prepare(orders: int) -> None:
         def orders_for(user_id: int, count: int, prefix: str) -> None:
             conn.execute(
                 "INSERT INTO orders_rechargeorder (out_trade_no, user_id, amount, status, channel, openid, prepay_id,"
-                " close_reason, prepay_error, expires_at, transaction_id, paid_at, refunded_amount, bonus, created_at,"
-                " updated_at)"
-                " SELECT %s || lpad(n::text, 10, '0'), %s, 1000, 1, 'jsapi', 'oBig', '', '', '', now(),"
+                " trade_type, pay_url, close_reason, prepay_error, expires_at, transaction_id, paid_at,"
+                " refunded_amount, bonus, created_at, updated_at)"
+                " SELECT %s || lpad(n::text, 10, '0'), %s, 1000, 1, 'jsapi', 'oBig', '', 'JSAPI', '', '', '', now(),"
                 " '42' || %s || lpad(n::text, 10, '0'), now() - (n || ' seconds')::interval, 0, 0,"
                 " now() - (n || ' seconds')::interval, now() FROM generate_series(1, %s) n",
                 [prefix, user_id, prefix, count],
@@ -105,7 +105,7 @@ def main() -> None:
 
     from urllib.parse import urlencode
 
-    from orders.views import _cursor  # the "更多" link's cursor after a row
+    from common.paging import cursor_of as _cursor  # the "更多" link's cursor after a row
 
     deep = RechargeOrder.objects.filter(user=big).order_by("-created_at", "-pk")[20 * 3999 - 1]
     number = RechargeOrder.objects.filter(user=big).order_by("-created_at").values_list("out_trade_no", flat=True)[5000]

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='user',
             name='wechat_messages',
-            field=models.BooleanField(default=True, verbose_name='接收微信消息通知'),
+            field=models.BooleanField(db_default=True, default=True, verbose_name='接收微信消息通知'),
         ),
     ]
