@@ -21,7 +21,7 @@ class User(AbstractUser):
     )
     # The same for one person in the 公众号 and the mini program when both are linked to one
     # open-platform account: it is how a login through either reaches the same account.
-    unionid = models.CharField("unionid", max_length=64, unique=True, null=True, blank=True, editable=False)
+    unionid = models.CharField("开放平台 unionid", max_length=64, unique=True, null=True, blank=True, editable=False)
     balance = models.BigIntegerField("余额（分）", default=0, editable=False)
     # The member's choice on their account page: WeChat messages about their money (充值、退款、
     # 消费 …) are sent only while it is on (docs/messages.md).

@@ -115,6 +115,13 @@ def main() -> None:
         ("history, page 1 (20 orders)", small_client, "/orders/"),
         ("admin order list", admin_client, "/admin/orders/rechargeorder/"),
         ("admin search by order number", admin_client, f"/admin/orders/rechargeorder/?q={number}"),
+        ("admin search by its last 6 digits", admin_client, f"/admin/orders/rechargeorder/?q={number[-6:]}"),
+        ("admin search by part of a user name", admin_client, "/admin/orders/rechargeorder/?q=ig"),
+        (
+            "admin list, paid today, ¥5–¥50",
+            admin_client,
+            "/admin/orders/rechargeorder/?paid_at__from=" + time.strftime("%Y-%m-%d") + "&amount__from=5&amount__to=50",
+        ),
         ("admin user page (100,000 ledger rows)", admin_client, f"/admin/accounts/user/{big.pk}/change/"),
     ]
     print(f"\n{'page':42} {'median ms':>10} {'queries':>8}")

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -124,3 +125,27 @@ def start_page_context(request: HttpRequest) -> dict:
     for panel in START_PAGE_PANELS:
         context.update(panel(request))
     return context
+
+
+# -- actions that ask first ------------------------------------------------------------------
+
+
+def confirm_with_reason(model_admin, request: HttpRequest, queryset, *, title: str, description: str, confirm_label: str):
+    """An action on selected records that moves money or state asks first: a page listing them
+    with a reason to give. Answers (the reason, None) once confirmed with one, else (None, the
+    page to show)."""
+    reason = request.POST.get("reason", "").strip()
+    if request.POST.get("confirm") == "yes" and reason:
+        return reason[:200], None
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": title,
+        "description": description,
+        "confirm_label": confirm_label,
+        "objects": list(queryset[:100]),
+        "action_name": request.POST.get("action", ""),
+        "reason": reason,
+        "error": "请填写原因" if request.POST.get("confirm") == "yes" else "",
+    }
+    return None, TemplateResponse(request, "admin/wx_confirm_action.html", context)

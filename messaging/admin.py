@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from audit import log as audit
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, link, when
 from messaging.models import FIELDS, Kind, Message, MessageAttempt, MessageTemplate, SubscribeGrant, fields_for
 
@@ -156,7 +157,11 @@ class MessageAdmin(ReadOnlyAdmin):
 
     @admin.action(description="重新发送所选消息（失败或拒收的）", permissions=["resend"])
     def resend(self, request, queryset):
-        done = sum(message.resend() for message in queryset)
+        done = 0
+        for message in queryset:
+            if message.resend():
+                done += 1
+                audit.record("message.resend", request=request, obj=message)
         self.message_user(request, f"已安排重新发送 {done} 条消息", messages.SUCCESS)
 
     def get_urls(self):
@@ -170,6 +175,7 @@ class MessageAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         message = get_object_or_404(Message, pk=pk)
         if message.resend():
+            audit.record("message.resend", request=request, obj=message)
             self.message_user(request, "已安排重新发送，推送程序会在几秒内发出", messages.SUCCESS)
         else:
             self.message_user(request, "只有失败或被拒收的消息可以重新发送", messages.WARNING)

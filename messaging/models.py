@@ -266,7 +266,7 @@ class Message(models.Model):
         related_name="shipping_records",
         verbose_name="充值订单",
     )
-    openid = models.CharField("openid", max_length=128, blank=True)
+    openid = models.CharField("接收者 openid", max_length=128, blank=True)
     template_id = models.CharField("模板 ID", max_length=128, blank=True)
     # What is sent (without the access_token, which is added at each attempt).
     body = models.JSONField("内容", default=dict)

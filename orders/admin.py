@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from audit.export import ExportMixin
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, link, when
-from common.money import yuan
+from common.admin_filters import DateRangeFilter
+from common.money import format_fen, yuan
 from orders import user_admin  # noqa: F401 (registers the users' admin)
 from orders.models import LedgerEntry, Lot, LotMove
 
@@ -19,7 +21,7 @@ from orders.models import LedgerEntry, Lot, LotMove
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(ExportMixin, ReadOnlyAdmin):
     list_display = (
         "created_at",
         "user",
@@ -31,9 +33,30 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "operator",
         "reason",
     )
-    list_filter = ("kind",)
+    list_filter = ("kind", ("created_at", DateRangeFilter))
     exact_search_fields = ("user__username", "order__out_trade_no")
     list_select_related = ("user", "order", "refund", "operator")
+    change_list_template = "admin/export_change_list.html"
+    export_name = "ledger"
+    # A spend's and a reversal's own numbers and store come with their rows (one join each).
+    export_columns = [
+        ("时间", lambda e: e.created_at),
+        ("用户", lambda e: e.user.username),
+        ("类型", lambda e: e.get_kind_display()),
+        ("金额（元）", lambda e: format_fen(e.amount)),
+        ("变动后余额（元）", lambda e: format_fen(e.balance_after)),
+        ("充值订单", lambda e: e.order.out_trade_no if e.order else ""),
+        ("退款单", lambda e: e.refund.out_refund_no if e.refund else ""),
+        ("消费单号", lambda e: getattr(getattr(e, "charge", None), "number", "")),
+        ("门店", lambda e: getattr(getattr(e, "charge", None), "store", "")),
+        ("撤销单号", lambda e: getattr(getattr(e, "reversal", None), "number", "")),
+        ("操作人", lambda e: e.operator.get_username() if e.operator else ""),
+        ("说明", lambda e: e.reason),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("charge", "reversal")
+
     fields = (
         "created_at",
         "user_link",
@@ -105,7 +128,16 @@ class LotMoveInline(ReadOnlyInline):
 class LotAdmin(ReadOnlyAdmin):
     """Each credit of stored value and what is left of it (docs/stored-value.md#lots)."""
 
-    list_display = ("pk", "user", "order", "paid_display", "bonus_display", "paid_left_display", "bonus_left_display", "expires")
+    list_display = (
+        "number",
+        "user",
+        "order",
+        "paid_display",
+        "bonus_display",
+        "paid_left_display",
+        "bonus_left_display",
+        "expires",
+    )
     exact_search_fields = ("user__username", "order__out_trade_no")
     list_select_related = ("user", "order")
     fields = (
@@ -120,6 +152,10 @@ class LotAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     inlines = [LotMoveInline]
+
+    @admin.display(description="批次号", ordering="pk")
+    def number(self, obj: Lot) -> int:
+        return obj.pk
 
     @admin.display(description="用户")
     def user_link(self, obj: Lot) -> str:

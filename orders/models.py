@@ -117,7 +117,7 @@ class RechargeOrder(models.Model):
     channel = models.CharField("渠道", max_length=16, choices=Channel.choices, editable=False)
     openid = models.CharField("下单 openid", max_length=128, editable=False)
     prepay_id = models.CharField("预支付会话标识 prepay_id", max_length=64, blank=True, editable=False)
-    prepay_expires_at = models.DateTimeField("prepay_id 有效期", null=True, blank=True, editable=False)
+    prepay_expires_at = models.DateTimeField("预支付会话有效期", null=True, blank=True, editable=False)
     trade_type = models.CharField("支付方式", max_length=8, choices=TradeType.choices, default=TradeType.JSAPI, editable=False)
     # Native: the code_url to draw as a QR code; H5: the h5_url (mweb_url) to send the browser to.
     pay_url = models.CharField("支付链接", max_length=512, blank=True, editable=False)

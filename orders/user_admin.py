@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.models import User, WeChatUnbinding
+from audit import log as audit
 from common.admin import ReadOnlyAdmin, changelist_url
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry
@@ -138,6 +139,13 @@ class UserAdmin(DjangoUserAdmin):
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
+                audit.record(
+                    "user.unbind",
+                    request=request,
+                    obj=user,
+                    changes={"解绑": f"{record.get_app_display()} {record.openid}"},
+                    reason=form.cleaned_data["reason"],
+                )
                 self.message_user(
                     request, f"已解绑 {user.username} 的{record.get_app_display()}微信（{record.openid}）", messages.SUCCESS
                 )
@@ -173,6 +181,16 @@ class UserAdmin(DjangoUserAdmin):
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
+                audit.record(
+                    "balance.adjust",
+                    request=request,
+                    obj=user,
+                    changes={
+                        "调整金额": f"{'+' if entry.amount > 0 else ''}{format_fen(entry.amount)}",
+                        "余额": audit.change(yuan(entry.balance_after - entry.amount), yuan(entry.balance_after)),
+                    },
+                    reason=form.cleaned_data["reason"],
+                )
                 sign = "+" if entry.amount > 0 else ""
                 self.message_user(
                     request,

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from audit import log as audit
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, link, when
 from outbox.models import EVENT_TYPES, Attempt, Delivery, Event, WebhookEndpoint, url_problem
 
@@ -55,6 +56,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if not change:
             obj.secret = WebhookEndpoint.new_secret()
         super().save_model(request, obj, form, change)
+        changed: dict[str, object] = {n: audit.change(form.initial.get(n), form.cleaned_data.get(n)) for n in form.changed_data}
+        audit.record("webhook.change", request=request, obj=obj, changes=changed if change else {"新建": obj.url})
+
+    def delete_model(self, request, obj: WebhookEndpoint):
+        audit.record("webhook.change", request=request, obj=obj, changes={"删除": obj.url})
+        super().delete_model(request, obj)
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._show_secret(request, obj, "已添加 Webhook 地址")
@@ -82,6 +89,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, endpoint):
             raise PermissionDenied
         endpoint.roll_secret()
+        audit.record("webhook.change", request=request, obj=endpoint, changes={"签名密钥": "已更换"})
         return self._show_secret(request, endpoint, "已更换签名密钥")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -145,6 +153,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def resend(self, request, queryset):
         for delivery in queryset:
             delivery.resend()
+            audit.record("delivery.resend", request=request, obj=delivery)
         self.message_user(request, f"已安排重新发送 {queryset.count()} 条推送", messages.SUCCESS)
 
     def get_urls(self):
@@ -158,6 +167,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         delivery = get_object_or_404(Delivery, pk=pk)
         delivery.resend()
+        audit.record("delivery.resend", request=request, obj=delivery)
         self.message_user(request, "已安排重新发送，推送程序会在几秒内发出", messages.SUCCESS)
         return redirect("admin:outbox_delivery_change", delivery.pk)
 

@@ -69,7 +69,7 @@ class Event(models.Model):
     data = models.JSONField("内容")
     created_at = models.DateTimeField("时间", default=timezone.now, db_index=True)
     # Set by the worker once it has made this event's deliveries.
-    dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
+    dispatched_at = models.DateTimeField("派发时间", null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "事件"

@@ -12,7 +12,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, link_to, start_page_panel
+from audit import log as audit
+from common.admin import ReadOnlyAdmin, change_url, changelist_url, confirm_with_reason, link, link_to, start_page_panel, when
 from orders.models import RechargeOrder, Refund
 from payments import (
     notifies,
@@ -93,10 +94,19 @@ class NotificationAdmin(ReadOnlyAdmin):
         for notification in queryset:
             if notification.outcome not in retry:
                 skipped += 1
-            elif notifies.process(notification):
+                continue
+            before = notification.get_outcome_display()
+            if notifies.process(notification):
                 done += 1
             else:
                 failed += 1
+            notification.refresh_from_db(fields=["outcome"])
+            audit.record(
+                "notify.reprocess",
+                request=request,
+                obj=notification,
+                changes={"处理结果": audit.change(before, notification.get_outcome_display())},
+            )
         if done or failed:
             level = messages.WARNING if failed else messages.SUCCESS
             self.message_user(request, f"重新处理 {done + failed} 条通知：成功 {done} 条，失败 {failed} 条", level)
@@ -133,15 +143,16 @@ class IncidentStateFilter(admin.SimpleListFilter):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyAdmin):
+    # At a laptop's width (1366 px) beside the filters: the order number once (linked to the order
+    # when there is one) with the refund's under it, and times that may break at the space, leave
+    # 说明 room to be read.
     list_display = (
         "kind",
-        "out_trade_no",
-        "order_link",
-        "refund_link",
+        "trade_display",
         "short_message",
         "occurrences",
-        "created_at",
-        "last_seen_at",
+        "created_display",
+        "last_seen_display",
         "state",
     )
     list_filter = (IncidentStateFilter, "kind")
@@ -176,6 +187,19 @@ class IncidentAdmin(ReadOnlyAdmin):
     def refund_link(self, obj: Incident) -> str:
         return link(obj.refund)
 
+    @admin.display(description="商户订单号 / 退款", ordering="out_trade_no")
+    def trade_display(self, obj: Incident) -> str:
+        trade = link(obj.order, obj.order.out_trade_no) if obj.order else (obj.out_trade_no or "-")
+        return format_html("{}<br>退款 {}", trade, link(obj.refund)) if obj.refund else trade
+
+    @admin.display(description="发现时间", ordering="created_at")
+    def created_display(self, obj: Incident) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="最近出现", ordering="last_seen_at")
+    def last_seen_display(self, obj: Incident) -> str:
+        return when(obj.last_seen_at)
+
     @admin.display(description="说明")
     def short_message(self, obj: Incident) -> str:
         return Truncator(obj.message).chars(60)
@@ -209,10 +233,26 @@ class IncidentAdmin(ReadOnlyAdmin):
 
     @admin.action(description="标记为已处理", permissions=["resolve"])
     def resolve_selected(self, request, queryset):
-        resolved = sum(incident.resolve(request.user, "运营后台标记为已处理") for incident in queryset)
+        note, page = confirm_with_reason(
+            self,
+            request,
+            queryset,
+            title="标记异常为已处理",
+            description="请写明如何处理的（如：已向用户退款、已补入余额、已核实无需处理）：",
+            confirm_label="确认已处理",
+        )
+        if page is not None:
+            return page
+        resolved = 0
+        for incident in queryset:
+            # One wins when two operators resolve it at once (resolve is a compare-and-set).
+            if incident.resolve(request.user, note):
+                resolved += 1
+                audit.record("incident.resolve", request=request, obj=incident, reason=note)
         self.message_user(request, f"已将 {resolved} 条异常标记为已处理")
         if resolved < len(queryset):
-            self.message_user(request, f"跳过 {len(queryset) - resolved} 条已处理的异常", messages.WARNING)
+            self.message_user(request, f"跳过 {len(queryset) - resolved} 条：已由他人处理", messages.WARNING)
+        return None
 
 
 @start_page_panel

@@ -15,7 +15,7 @@ from collections import Counter
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Sum
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,11 +23,26 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from common.admin import ReadOnlyAdmin, ReadOnlyInline, change_url, changelist_url, link, link_to, when
+from accounts.models import User
+from audit import log as audit
+from audit.export import ExportMixin
+from common.admin import (
+    SEARCH_LIMIT,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    change_url,
+    changelist_url,
+    confirm_with_reason,
+    link,
+    link_to,
+    when,
+)
+from common.admin_filters import AmountRangeFilter, DateRangeFilter
 from common.money import format_fen, parse_yuan, yuan
 from orders.models import LedgerEntry, RechargeOrder, Refund, RefundRefused
 from payments import refund_admin, services
 from payments.models import Incident, Notification
+from payments.timeline import timeline
 from wxproto.errors import WeChatError
 
 OUT_REFUND_NO = re.compile(r"^RF[0-9]{26}$")
@@ -48,6 +63,10 @@ def _counts(counter: Counter) -> str:
 
 
 # -- orders ------------------------------------------------------------------------------------
+
+# An order number's first or last digits find it from this many on (fewer would match too much).
+PARTIAL_DIGITS = 6
+ORDER_NO_DIGITS = 26
 
 
 class OpenIncidentFilter(admin.SimpleListFilter):
@@ -130,7 +149,7 @@ class RefundForm(forms.Form):
 
 
 @admin.register(RechargeOrder)
-class RechargeOrderAdmin(ReadOnlyAdmin):
+class RechargeOrderAdmin(ExportMixin, ReadOnlyAdmin):
     list_display = (
         "out_trade_no",
         "user",
@@ -142,8 +161,33 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         "paid_at",
         "incident_marker",
     )
-    list_filter = ("status", "channel", "trade_type", ("created_at", admin.DateFieldListFilter), OpenIncidentFilter)
+    list_filter = (
+        "status",
+        "channel",
+        "trade_type",
+        ("created_at", DateRangeFilter),
+        ("paid_at", DateRangeFilter),
+        ("amount", AmountRangeFilter),
+        OpenIncidentFilter,
+    )
     exact_search_fields = ("out_trade_no", "transaction_id", "user__username", "openid")
+    search_help_text = "订单号（完整，或开头、末尾至少 6 位数字）、用户名（包含即可）、openid、微信支付单号（完整）"
+    change_list_template = "admin/orders/rechargeorder/change_list.html"
+    export_name = "orders"
+    export_columns = [
+        ("商户订单号", lambda o: o.out_trade_no),
+        ("用户", lambda o: o.user.username),
+        ("金额（元）", lambda o: format_fen(o.amount)),
+        ("状态", lambda o: o.status_text),
+        ("已退款（元）", lambda o: format_fen(o.refunded_amount)),
+        ("赠送（元）", lambda o: format_fen(o.bonus)),
+        ("渠道", lambda o: o.get_channel_display()),
+        ("支付方式", lambda o: o.get_trade_type_display()),
+        ("微信支付单号", lambda o: o.transaction_id or ""),
+        ("下单时间", lambda o: o.created_at),
+        ("支付时间", lambda o: o.paid_at),
+        ("openid", lambda o: o.openid),
+    ]
     list_select_related = ("user",)
     # Rendering a row is most of the page's cost: 50 keep the list under 100 ms.
     list_per_page = 50
@@ -180,6 +224,35 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         open_incidents = Incident.objects.filter(order=OuterRef("pk"), resolved_at__isnull=True)
         return super().get_queryset(request).annotate(has_open_incident=Exists(open_incidents))
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact identifiers as before, and what operators type: the first or last digits of an
+        order number (at least PARTIAL_DIGITS), part of a user name. Each is its own bounded
+        lookup; the list is the union of what they found."""
+        term = search_term.strip()
+        found, _ = super().get_search_results(request, queryset, term)
+        if not term:
+            return found, False
+        ids = set(found.values_list("pk", flat=True)[:SEARCH_LIMIT])
+        orders = RechargeOrder.objects
+        if term.isdigit() and PARTIAL_DIGITS <= len(term) < ORDER_NO_DIGITS:
+            for lookup in ("out_trade_no__startswith", "out_trade_no__endswith"):
+                ids.update(orders.filter(**{lookup: term}).values_list("pk", flat=True)[:SEARCH_LIMIT])
+        elif term.isdigit() and len(term) < PARTIAL_DIGITS:
+            self.message_user(request, f"按订单号查找请至少输入 {PARTIAL_DIGITS} 位数字（开头或末尾）", messages.WARNING)
+        if not term.isdigit():
+            users = User.objects.filter(username__icontains=term).values_list("pk", flat=True)[:SEARCH_LIMIT]
+            ids.update(orders.filter(user_id__in=list(users)).values_list("pk", flat=True)[:SEARCH_LIMIT])
+        return queryset.filter(pk__in=ids), False
+
+    def changelist_view(self, request, extra_context=None):
+        """The list as Django makes it, with the filtered orders' count and total amount."""
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            total = changelist.queryset.order_by().aggregate(total=Sum("amount"))["total"] or 0
+            response.context_data["list_total"] = {"count": changelist.result_count, "amount": yuan(total)}
+        return response
 
     # Viewing only (ReadOnlyAdmin): the page has no form to save, and actions check their own
     # permissions.
@@ -263,6 +336,8 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
         order = self.get_object(request, object_id)
         if order is not None and self.has_refund_permission(request) and order.refundable_amount() > 0:
             context["refund_url"] = reverse("admin:orders_rechargeorder_refund", args=[order.pk])
+        if order is not None:
+            context["timeline"] = timeline(order, request.user)  # 订单经过, under the order's fields
         return super().change_view(request, object_id, form_url, context)
 
     # -- actions -------------------------------------------------------------------------------
@@ -279,35 +354,62 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
             ("查询失败", "向微信查询失败"),
             "已向微信查询",
             "非待支付订单无需同步",
+            "order.sync",
         )
 
     @admin.action(description="关闭订单", permissions=["sync"])
     def close_selected(self, request, queryset):
+        reason, page = confirm_with_reason(
+            self,
+            request,
+            queryset,
+            title="关闭订单",
+            description="关闭后这些订单不能再支付（已在微信付款的会被同步入账）。请写明关闭的原因：",
+            confirm_label="确认关闭",
+        )
+        if page is not None:
+            return page
+
         def outcome(order: RechargeOrder) -> str:
             # ORDERPAID: the money was taken, so close_order synced and credited it instead.
             done = {RechargeOrder.Status.CLOSED: "已关闭", RechargeOrder.Status.PAID: "微信已支付，已同步入账"}
             return done.get(RechargeOrder.Status(order.status), order.status_text)
 
         self._each_pending(
-            request, queryset, services.close_order, outcome, ("关闭失败", "关闭失败"), "关闭订单", "只有待支付的订单可以关闭"
+            request,
+            queryset,
+            services.close_order,
+            outcome,
+            ("关闭失败", "关闭失败"),
+            "关闭订单",
+            "只有待支付的订单可以关闭",
+            "order.close",
+            reason,
         )
 
-    def _each_pending(self, request, queryset, act, outcome, failed: tuple[str, str], what: str, skip_reason: str) -> None:
+    def _each_pending(
+        self, request, queryset, act, outcome, failed: tuple[str, str], what: str, skip_reason: str, audited: str, reason=""
+    ) -> None:
         """Run `act` (a service that talks to WeChat) on each pending order; `failed` names a
-        failure in the summary and in the order's own message."""
+        failure in the summary and in the order's own message. Each try is in the audit log
+        (`audited`), with the status it left the order in."""
         outcomes: Counter[str] = Counter()
         skipped = 0
         for order in queryset:
             if order.status != PENDING:
                 skipped += 1
                 continue
+            before = order.status_text
             try:
                 order = act(order)
             except WeChatError as exc:
                 outcomes[failed[0]] += 1
                 self.message_user(request, f"订单 {order.out_trade_no} {failed[1]}：{exc.code}（{exc}）", messages.ERROR)
+                audit.record(audited, request=request, obj=order, changes={"结果": f"{failed[1]}：{exc.code}"}, reason=reason)
                 continue
             outcomes[outcome(order)] += 1
+            changes = {"状态": audit.change(before, outcome(order))}
+            audit.record(audited, request=request, obj=order, changes=changes, reason=reason)
         self._report(request, what, outcomes, skipped, skip_reason)
 
     def _report(self, request, what: str, outcomes: Counter, skipped: int, skip_reason: str) -> None:
@@ -349,6 +451,17 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
                 except RefundRefused as exc:
                     form.add_error(None, str(exc))
                 else:
+                    audit.record(
+                        "order.refund",
+                        request=request,
+                        obj=order,
+                        changes={
+                            "退款单号": refund.out_refund_no,
+                            "退款金额": yuan(refund.amount),
+                            "退款状态": refund.get_status_display(),
+                        },
+                        reason=form.cleaned_data["reason"],
+                    )
                     self._report_refund(request, refund)
                     return redirect("admin:orders_rechargeorder_change", order.pk)
         else:
@@ -403,7 +516,7 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdmin):
+class RefundAdmin(ExportMixin, ReadOnlyAdmin):
     list_display = (
         "out_refund_no",
         "order_link",
@@ -415,7 +528,22 @@ class RefundAdmin(ReadOnlyAdmin):
         "settled",
         "error",
     )
-    list_filter = ("status",)
+    list_filter = ("status", ("created_at", DateRangeFilter), ("settled_at", DateRangeFilter))
+    change_list_template = "admin/export_change_list.html"
+    export_name = "refunds"
+    export_columns = [
+        ("商户退款单号", lambda r: r.out_refund_no),
+        ("商户订单号", lambda r: r.order.out_trade_no),
+        ("用户", lambda r: r.order.user.username),
+        ("退款金额（元）", lambda r: format_fen(r.amount)),
+        ("状态", lambda r: r.get_status_display()),
+        ("原因", lambda r: r.reason),
+        ("发起人", lambda r: r.requested_by.get_username() if r.requested_by else ""),
+        ("微信退款单号", lambda r: r.refund_id or ""),
+        ("申请时间", lambda r: r.created_at),
+        ("完成时间", lambda r: r.settled_at),
+        ("线下退款", lambda r: r.payout if r.manual else ""),
+    ]
     exact_search_fields = ("out_refund_no", "order__out_trade_no", "refund_id")
     list_select_related = ("order__user", "requested_by")
     fields = (
@@ -489,13 +617,18 @@ class RefundAdmin(ReadOnlyAdmin):
             if refund.status not in Refund.OPEN:  # 退款中, or 退款异常 (resolved at WeChat since?)
                 skipped += 1
                 continue
+            before = refund.get_status_display()
             try:
                 refund = services.sync_refund(refund)
             except WeChatError as exc:
                 outcomes["查询失败"] += 1
                 self.message_user(request, f"退款 {refund.out_refund_no} 查询失败：{exc.code}（{exc}）", messages.ERROR)
+                audit.record("refund.sync", request=request, obj=refund, changes={"结果": f"查询失败：{exc.code}"})
                 continue
             outcomes[refund.get_status_display()] += 1
+            audit.record(
+                "refund.sync", request=request, obj=refund, changes={"状态": audit.change(before, refund.get_status_display())}
+            )
         if outcomes:
             self.message_user(request, f"已向微信查询 {sum(outcomes.values())} 笔退款：{_counts(outcomes)}")
         if skipped:

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from audit import log as audit
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, start_page_panel, when
 from common.money import yuan
 from orders.models import Refund
@@ -156,6 +157,13 @@ class RefundRequestAdmin(ReadOnlyAdmin):
             except RequestRefused as exc:
                 form.add_error(None, str(exc))
             else:
+                audit.record(
+                    f"refund_request.{decision}",
+                    request=request,
+                    obj=refund_request,
+                    changes={"退款": [f"{r.out_refund_no} {yuan(r.amount)}" for r in refunds]} if decision == "approve" else {},
+                    reason=note,
+                )
                 if decision == "approve":
                     total = yuan(sum(r.amount for r in refunds))
                     manual = sum(1 for r in refunds if r.manual)
@@ -195,6 +203,13 @@ def payout_view(model_admin, request, pk: int):
     if form.is_valid():
         outcome = refund.record_payout(request.user, form.cleaned_data["payout"])
         if outcome == "applied":
+            audit.record(
+                "refund.payout",
+                request=request,
+                obj=refund,
+                changes={"金额": f"¥{refund.amount_yuan}"},
+                reason=form.cleaned_data["payout"],
+            )
             model_admin.message_user(request, f"已登记 {refund.out_refund_no} 的线下退款 ¥{refund.amount_yuan}", messages.SUCCESS)
             return redirect("admin:orders_refund_change", refund.pk)
         form.add_error(None, f"该退款不是待线下退款的状态（{refund.get_status_display()}）")

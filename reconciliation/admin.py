@@ -28,7 +28,10 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
+from audit import log as audit
+from audit.export import ExportMixin
 from common.admin import ReadOnlyAdmin, change_url, changelist_url, link, start_page_panel
+from common.admin_filters import DateRangeFilter
 from common.money import fee_yuan, format_fen, yuan
 from reconciliation import liability, services
 from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at
@@ -408,7 +411,9 @@ class BillDayAdmin(ReadOnlyAdmin):
             day = services.reconcile_day(day.date)
         except (services.DateRefused, services.DayBusy) as exc:
             self.message_user(request, f"未重新对账：{exc}", messages.WARNING)
+            audit.record("bill.rerun", request=request, obj=day, changes={"结果": f"未重新对账：{exc}"})
             return redirect("admin:reconciliation_billday_change", pk)
+        audit.record("bill.rerun", request=request, obj=day, changes={"结果": services.summary(day)})
         level = messages.SUCCESS if day.is_complete and not day.last_error else messages.WARNING
         self.message_user(request, f"已重新对账：{services.summary(day)}", level)
         return redirect("admin:reconciliation_billday_change", pk)
@@ -725,8 +730,38 @@ class DifferenceAdmin(ReadOnlyAdmin):
         return Truncator(obj.detail).chars(36)
 
 
+# WeChat's codes in a bill's 交易状态 and 退款状态 columns (v2 and v3), for people.
+TRADE_STATES = {
+    "SUCCESS": "支付成功",
+    "REFUND": "转入退款",
+    "NOTPAY": "未支付",
+    "CLOSED": "已关闭",
+    "REVOKED": "已撤销",
+    "USERPAYING": "用户支付中",
+    "PAYERROR": "支付失败",
+}
+REFUND_STATES = {
+    "SUCCESS": "退款成功",
+    "PROCESSING": "退款处理中",
+    "REFUNDCLOSE": "退款关闭",
+    "CLOSED": "退款关闭",
+    "FAIL": "退款失败",
+    "FAILED": "退款失败",
+    "CHANGE": "退款异常",
+    "ABNORMAL": "退款异常",
+}
+
+
+def bill_state(code: str, names: dict[str, str], with_code: bool = False) -> str:
+    """A bill's state in Chinese (with WeChat's code, as in the bill file); an unknown code as is."""
+    name = names.get(code)
+    if name is None:
+        return code or "-"
+    return f"{name}（{code}）" if with_code else name
+
+
 @admin.register(BillRow)
-class BillRowAdmin(ReadOnlyAdmin):
+class BillRowAdmin(ExportMixin, ReadOnlyAdmin):
     # Narrow enough for 1280 px beside the filters: the time of day (the day is the first
     # column), one amount and one state for the line's kind, the refund number under the order
     # number, and 重复 only where a line is one. WeChat's transaction id is on the line's page.
@@ -742,8 +777,27 @@ class BillRowAdmin(ReadOnlyAdmin):
         "state_display",
         "duplicate_display",
     )
-    list_filter = ("kind", "duplicate")
+    list_filter = ("kind", "duplicate", ("happened_at", DateRangeFilter))
     exact_search_fields = ("out_trade_no", "transaction_id", "out_refund_no", "refund_id")
+    change_list_template = "admin/export_change_list.html"
+    export_name = "bill-rows"
+    export_columns = [
+        ("账单日", lambda r: r.bill_day.date.isoformat()),
+        ("行号", lambda r: r.line_no),
+        ("类型", lambda r: r.get_kind_display()),
+        ("交易时间", lambda r: r.happened_at),
+        ("商户号", lambda r: r.mch_id),
+        ("微信订单号", lambda r: r.transaction_id),
+        ("商户订单号", lambda r: r.out_trade_no),
+        ("交易类型", lambda r: r.trade_type),
+        ("交易状态", lambda r: r.trade_state),
+        ("应结订单金额（元）", lambda r: format_fen(r.amount)),
+        ("微信退款单号", lambda r: r.refund_id),
+        ("商户退款单号", lambda r: r.out_refund_no),
+        ("退款金额（元）", lambda r: format_fen(r.refund_amount)),
+        ("退款状态", lambda r: r.refund_status),
+        ("手续费（元）", lambda r: fee_yuan(r.fee_millifen)),
+    ]
     list_select_related = ("bill_day",)
     list_per_page = 100
     Media = ReconciliationMedia
@@ -756,13 +810,13 @@ class BillRowAdmin(ReadOnlyAdmin):
         "mch_id",
         "transaction_id",
         "out_trade_no",
-        "trade_state",
+        "trade_state_display",
         "trade_type",
         "amount_display",
         "refund_id",
         "out_refund_no",
         "refund_amount_display",
-        "refund_status",
+        "refund_status_display",
         "fee_display",
         "duplicate",
         "raw_display",
@@ -784,7 +838,17 @@ class BillRowAdmin(ReadOnlyAdmin):
 
     @admin.display(description="状态")
     def state_display(self, obj: BillRow) -> str:
-        return obj.refund_status if obj.kind == BillRow.Kind.REFUND else obj.trade_state
+        if obj.kind == BillRow.Kind.REFUND:
+            return bill_state(obj.refund_status, REFUND_STATES)
+        return bill_state(obj.trade_state, TRADE_STATES)
+
+    @admin.display(description="交易状态")
+    def trade_state_display(self, obj: BillRow) -> str:
+        return bill_state(obj.trade_state, TRADE_STATES, with_code=True)
+
+    @admin.display(description="退款状态")
+    def refund_status_display(self, obj: BillRow) -> str:
+        return bill_state(obj.refund_status, REFUND_STATES, with_code=True)
 
     @admin.display(description="重复行", ordering="duplicate", empty_value="")
     def duplicate_display(self, obj: BillRow) -> str:

@@ -19,25 +19,28 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "wxproto": set(),
     "common": {"wxproto"},
+    # The operators' audit log: written by every app's operator actions, importing none.
+    "audit": {"wxproto", "common"},
     # The transactional outbox: the books write events into it; it knows no app.
-    "outbox": {"wxproto", "common"},
-    "accounts": {"wxproto", "common"},
+    "outbox": {"wxproto", "common", "audit"},
+    "accounts": {"wxproto", "common", "audit"},
     # Recharge offers (packages, bonus tiers): what is offered, below the orders that record it.
-    "offers": {"wxproto", "common", "accounts"},
-    "orders": {"wxproto", "common", "outbox", "accounts", "offers"},
-    "payments": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
-    "reconciliation": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments"},
+    "offers": {"wxproto", "common", "audit", "accounts"},
+    "orders": {"wxproto", "common", "audit", "outbox", "accounts", "offers"},
+    "payments": {"wxproto", "common", "audit", "outbox", "accounts", "offers", "orders"},
+    "reconciliation": {"wxproto", "common", "audit", "outbox", "accounts", "offers", "orders", "payments"},
     # The wallet spends what orders hold; it needs nothing of payments or reconciliation.
-    "wallet": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
+    "wallet": {"wxproto", "common", "audit", "outbox", "accounts", "offers", "orders"},
     # Messages to members (and shipping records) from the outbox's events: above the books they
     # tell of, beside payments and the wallet.
-    "messaging": {"wxproto", "common", "outbox", "accounts", "offers", "orders"},
+    "messaging": {"wxproto", "common", "audit", "outbox", "accounts", "offers", "orders"},
     # The operators' health panel and alerts: reads the books, WeChat's answers and the outbox.
     # Other apps register their checks in common.health, never importing it.
-    "health": {"wxproto", "common", "outbox", "accounts", "offers", "orders", "payments"},
+    "health": {"wxproto", "common", "audit", "outbox", "accounts", "offers", "orders", "payments"},
     "wxrecharge": {
         "wxproto",
         "common",
+        "audit",
         "outbox",
         "accounts",
         "offers",

@@ -16,7 +16,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from audit import log as audit
+from audit.export import ExportMixin
 from common.admin import ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, start_page_panel, when
+from common.admin_filters import DateRangeFilter
 from common.money import format_fen, parse_yuan, yuan
 from common.numbering import stamped_number
 from wallet.models import ApiClient, ApiRequest, Charge, ChargeError, Reversal
@@ -77,6 +80,8 @@ class ApiClientAdmin(admin.ModelAdmin):
         if not change:
             request._new_api_secret = obj._new_key()  # shown once, by response_add
         super().save_model(request, obj, form, change)
+        changed: dict[str, object] = {n: audit.change(form.initial.get(n), form.cleaned_data.get(n)) for n in form.changed_data}
+        audit.record("api_client.change", request=request, obj=obj, changes=changed if change else {"新建": obj.name})
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._show_secret(request, obj, request._new_api_secret, "已创建 API 客户端")
@@ -112,11 +117,14 @@ class ApiClientAdmin(admin.ModelAdmin):
         if not client.is_active:
             self.message_user(request, "已停用的客户端不能更换密钥", messages.ERROR)
             return redirect("admin:wallet_apiclient_change", client.pk)
-        return self._show_secret(request, client, client.roll(), "已更换密钥")
+        secret = client.roll()
+        audit.record("api_client.change", request=request, obj=client, changes={"密钥": "已更换"})
+        return self._show_secret(request, client, secret, "已更换密钥")
 
     def revoke_view(self, request, pk: int):
         client = self._editable(request, pk)
         if client.revoke():
+            audit.record("api_client.change", request=request, obj=client, changes={"状态": audit.change("启用", "已停用")})
             self.message_user(request, f"已停用 {client.name}：它的密钥从现在起不能再调用", messages.SUCCESS)
         return redirect("admin:wallet_apiclient_change", client.pk)
 
@@ -157,10 +165,22 @@ class ReverseForm(forms.Form):
 
 
 @admin.register(Charge)
-class ChargeAdmin(ReadOnlyAdmin):
+class ChargeAdmin(ExportMixin, ReadOnlyAdmin):
     list_display = ("number", "member", "amount_display", "reversed_display", "status_display", "store", "client", "created")
-    list_filter = ("store", "client")
+    list_filter = ("store", "client", ("created_at", DateRangeFilter))
     exact_search_fields = ("number", "user__username", "store")
+    change_list_template = "admin/export_change_list.html"
+    export_name = "charges"
+    export_columns = [
+        ("消费单号", lambda c: c.number),
+        ("会员", lambda c: c.user.username),
+        ("金额（元）", lambda c: format_fen(c.amount)),
+        ("已撤销（元）", lambda c: format_fen(c.reversed_amount)),
+        ("门店", lambda c: c.store),
+        ("说明", lambda c: c.description),
+        ("API 客户端", lambda c: c.client.name if c.client else ""),
+        ("时间", lambda c: c.created_at),
+    ]
     list_select_related = ("user", "client")
     inlines = [ReversalInline]
     fields = (
@@ -233,6 +253,13 @@ class ChargeAdmin(ReadOnlyAdmin):
             except ChargeError as exc:
                 form.add_error(None, exc.message)
             else:
+                audit.record(
+                    "charge.reverse",
+                    request=request,
+                    obj=charge,
+                    changes={"撤销单号": reversal.number, "撤销金额": f"¥{reversal.amount_yuan}"},
+                    reason=form.cleaned_data["reason"],
+                )
                 self.message_user(
                     request,
                     f"已撤销 {charge.number} 的 ¥{reversal.amount_yuan}，"

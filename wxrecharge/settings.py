@@ -172,8 +172,13 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "wxrecharge.axes_admin.AxesConfig",  # django-axes, named 登录保护 in the admin
+    # Operators' second factor (accounts/two_factor.py): an authenticator app, and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "wxrecharge",
     "common",
+    "audit",
     "outbox",
     "accounts",
     "offers",
@@ -199,6 +204,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): has this session passed the second factor (django-otp)?
+    "django_otp.middleware.OTPMiddleware",
+    # The request, for the audit log's signals (permission changes carry none).
+    "audit.signals.CurrentRequest",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -288,14 +297,25 @@ MP_TOKEN_TTL_SECONDS = env.int("MP_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
 # Mini-program sign-ins (each a call to WeChat's jscode2session) per minute from one address.
 MP_LOGINS_PER_MINUTE_PER_ADDRESS = env.int("MP_LOGINS_PER_MINUTE_PER_ADDRESS", default=60)
 
+# Operators' second factor (docs/operations.md#两步验证): an operator who can move money
+# (accounts/operators.py) enters a code from an authenticator app after the password before
+# any admin page. Only the test suite turns it off (tests/settings.py), for its signed-in clients.
+OPERATOR_2FA_REQUIRED = True
+# The name the authenticator app shows beside the operator's username.
+OTP_TOTP_ISSUER = f"{SITE_NAME} 运营后台" if SITE_NAME else "wxrecharge 运营后台"
+
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/recharge/"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
+# Chinese only: no LocaleMiddleware, so a browser's Accept-Language changes nothing.
 LANGUAGE_CODE = "zh-hans"
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
+# Our Chinese for what Django's zh_Hans leaves in English: the admin's JavaScript catalog
+# (/admin/jsi18n/) reads only django.contrib.admin's own files and these.
+LOCALE_PATHS = [BASE_DIR / "wxrecharge" / "locale"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

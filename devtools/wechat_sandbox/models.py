@@ -39,19 +39,19 @@ class Trade(models.Model):
     ]
 
     mch_id = models.CharField("商户号", max_length=32)
-    appid = models.CharField("appid", max_length=32)
+    appid = models.CharField("应用 appid", max_length=32)
     out_trade_no = models.CharField("商户订单号", max_length=32)
     params_digest = models.CharField("参数摘要", max_length=64, help_text="参数相同的重复下单得到同一个 prepay_id")
     body = models.CharField("商品描述", max_length=128)
     attach = models.CharField("附加数据", max_length=127, blank=True)
     total_fee = models.PositiveBigIntegerField("订单金额（分）")
     trade_type = models.CharField("交易类型", max_length=16)
-    openid = models.CharField("openid", max_length=128, blank=True)
+    openid = models.CharField("用户 openid", max_length=128, blank=True)
     notify_url = models.CharField("通知地址", max_length=256)
     sign_type = models.CharField("签名类型", max_length=16, default="MD5")
     time_expire = models.DateTimeField("交易结束时间", null=True, blank=True)
-    prepay_id = models.CharField("prepay_id", max_length=64, unique=True)
-    prepay_expires_at = models.DateTimeField("prepay_id 失效时间")
+    prepay_id = models.CharField("预支付会话标识 prepay_id", max_length=64, unique=True)
+    prepay_expires_at = models.DateTimeField("预支付会话失效时间")
     state = models.CharField("交易状态", max_length=16, choices=STATES, default=NOTPAY)
     transaction_id = models.CharField("微信支付订单号", max_length=32, unique=True, null=True, blank=True)
     time_end = models.DateTimeField("支付完成时间", null=True, blank=True)
@@ -142,8 +142,8 @@ class AuthCode(models.Model):
 
     code = models.CharField("code", max_length=64, unique=True)
     kind = models.CharField("类型", max_length=8, choices=[(OAUTH, "网页授权"), (JSCODE, "wx.login")])
-    appid = models.CharField("appid", max_length=32)
-    openid = models.CharField("openid", max_length=128)
+    appid = models.CharField("应用 appid", max_length=32)
+    openid = models.CharField("用户 openid", max_length=128)
     scope = models.CharField("授权范围", max_length=32, blank=True)
     expires_at = models.DateTimeField("过期时间")
     used_at = models.DateTimeField("使用时间", null=True, blank=True)
@@ -291,7 +291,7 @@ class Fault(models.Model):
         help_text="逗号分隔，如 unifiedorder,orderquery；v3 的对应接口同样答 500 SYSTEM_ERROR",
     )
     end_state = models.CharField("交易/退款结果", max_length=16, choices=END_STATES, blank=True)
-    v3_notify_signature = models.CharField("v3 通知签名", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True, default="")
+    v3_notify_signature = models.CharField("通知签名（v3）", max_length=16, choices=V3_NOTIFY_SIGNATURES, blank=True, default="")
     h5_no_auth = models.BooleanField(
         "H5 支付未开通",
         default=False,
@@ -393,7 +393,7 @@ class AccessToken(models.Model):
     KINDS = [(STABLE, "stable_token"), (PLAIN, "token")]
     REPLACED_GRACE = timedelta(minutes=5)
 
-    appid = models.CharField("appid", max_length=32)
+    appid = models.CharField("应用 appid", max_length=32)
     kind = models.CharField("接口", max_length=8, choices=KINDS)
     access_token = models.CharField("access_token", max_length=200, unique=True)
     forced = models.BooleanField("强制刷新所得", default=False)
@@ -482,7 +482,7 @@ class MessageTemplate(models.Model):
     TEMPLATE, SUBSCRIBE = "template", "subscribe"
     KINDS = [(TEMPLATE, "公众号模板消息"), (SUBSCRIBE, "小程序订阅消息")]
 
-    appid = models.CharField("appid", max_length=32)
+    appid = models.CharField("应用 appid", max_length=32)
     kind = models.CharField("类型", max_length=10, choices=KINDS)
     template_id = models.CharField("模板 ID", max_length=64)
     title = models.CharField("标题", max_length=40)
@@ -504,8 +504,8 @@ class AppUser(models.Model):
     """One sandbox WeChat in one app (appid + openid): whether it follows the 公众号 and whether
     it turned the app's messages off. No row: follows, and takes messages."""
 
-    appid = models.CharField("appid", max_length=32)
-    openid = models.CharField("openid", max_length=128)
+    appid = models.CharField("应用 appid", max_length=32)
+    openid = models.CharField("用户 openid", max_length=128)
     follows = models.BooleanField("已关注", default=True, help_text="公众号：未关注的用户收不到模板消息（43004）")
     messages_blocked = models.BooleanField("拒收消息", default=False, help_text="用户关闭了接收消息：发送答 43101")
     updated_at = models.DateTimeField("更新时间", default=timezone.now)
@@ -526,8 +526,8 @@ class SubscribeDecision(models.Model):
     ACCEPT, REJECT, BAN = "accept", "reject", "ban"
     DECISIONS = [(ACCEPT, "允许（accept）"), (REJECT, "拒绝（reject）"), (BAN, "已被封禁（ban）")]
 
-    appid = models.CharField("appid", max_length=32)
-    openid = models.CharField("openid", max_length=128)
+    appid = models.CharField("应用 appid", max_length=32)
+    openid = models.CharField("用户 openid", max_length=128)
     template_id = models.CharField("模板 ID", max_length=64)
     decision = models.CharField("选择", max_length=8, choices=DECISIONS)
     decided_at = models.DateTimeField("时间", default=timezone.now)
@@ -547,20 +547,20 @@ class SentMessage(models.Model):
     """A message WeChat accepted for a user: what the user's WeChat shows. The template's title and
     keyword names are copied in, as the message keeps them after the template is deleted."""
 
-    appid = models.CharField("appid", max_length=32)
+    appid = models.CharField("应用 appid", max_length=32)
     kind = models.CharField("类型", max_length=10, choices=MessageTemplate.KINDS)
     openid = models.CharField("接收者 openid", max_length=128)
-    msgid = models.BigIntegerField("msgid", unique=True)
+    msgid = models.BigIntegerField("消息 msgid", unique=True)
     template_id = models.CharField("模板 ID", max_length=64)
     title = models.CharField("标题", max_length=40)
     keywords = models.JSONField("关键词", default=list)
-    data = models.JSONField("data", default=dict)
+    data = models.JSONField("模板数据 data", default=dict)
     url = models.CharField("跳转链接", max_length=1024, blank=True)
     miniprogram = models.JSONField("跳转小程序", default=dict, blank=True, help_text="{appid, pagepath}")
     page = models.CharField("小程序页面", max_length=1024, blank=True)
     miniprogram_state = models.CharField("小程序版本", max_length=16, blank=True)
     lang = models.CharField("语言", max_length=8, blank=True)
-    client_msg_id = models.CharField("client_msg_id", max_length=64, blank=True)
+    client_msg_id = models.CharField("去重标识 client_msg_id", max_length=64, blank=True)
     dedupe_key = models.CharField(
         "防重入键", max_length=64, unique=True, null=True, blank=True, help_text="openid + client_msg_id 的摘要，10 分钟内有效"
     )
@@ -638,7 +638,7 @@ class ShippingUpload(models.Model):
 class RobotMessage(models.Model):
     """A message a 企业微信 group robot accepted (what the group shows)."""
 
-    key = models.CharField("key", max_length=128)
+    key = models.CharField("机器人 key", max_length=128)
     msgtype = models.CharField("消息类型", max_length=20)
     content = models.TextField("内容")
     body = models.JSONField("请求内容")

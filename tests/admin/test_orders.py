@@ -158,7 +158,15 @@ class TestActionsAgainstTheSandbox:
         payer = payer_user("closer")
         pending = placed_at_sandbox(payer, "10.00")
         paid = paid_at_sandbox(payer, "20.00")
-        said = messages_of(run_action(admin_client, ORDERS, "close_selected", [pending.pk, paid.pk]))
+        asked = run_action(admin_client, ORDERS, "close_selected", [pending.pk, paid.pk])
+        assert "errornote" not in asked.content.decode() and 'data-testid="confirm-action"' in asked.content.decode()
+        assert RechargeOrder.objects.get(pk=pending.pk).status == RechargeOrder.Status.PENDING  # nothing yet
+        no_reason = run_action(admin_client, ORDERS, "close_selected", [pending.pk, paid.pk], confirm="yes", reason=" ")
+        assert "请填写原因" in no_reason.content.decode()
+        assert RechargeOrder.objects.get(pk=pending.pk).status == RechargeOrder.Status.PENDING
+        said = messages_of(
+            run_action(admin_client, ORDERS, "close_selected", [pending.pk, paid.pk], confirm="yes", reason="用户放弃支付")
+        )
         assert "关闭订单 1 笔待支付订单：已关闭 1 笔" in said
         assert "跳过 1 笔订单：只有待支付的订单可以关闭" in said
         assert RechargeOrder.objects.get(pk=pending.pk).status == RechargeOrder.Status.CLOSED
@@ -169,7 +177,7 @@ class TestActionsAgainstTheSandbox:
         payer = payer_user("latepayer")
         order = placed_at_sandbox(payer, "10.00")
         pay_at_sandbox(order)
-        said = messages_of(run_action(admin_client, ORDERS, "close_selected", [order.pk]))
+        said = messages_of(run_action(admin_client, ORDERS, "close_selected", [order.pk], confirm="yes", reason="核对"))
         assert "关闭订单 1 笔待支付订单：微信已支付，已同步入账 1 笔" in said
         payer.refresh_from_db()
         assert RechargeOrder.objects.get(pk=order.pk).status == RechargeOrder.Status.PAID and payer.balance == 1000

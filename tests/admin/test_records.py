@@ -194,10 +194,22 @@ class TestIncidents:
         first = Incident.report(Incident.Kind.PAID_AFTER_CLOSE, "一", order=make_order(payer))
         second = Incident.report(Incident.Kind.PAID_AFTER_CLOSE, "二", order=make_order(payer))
         second.resolve(None)
-        said = messages_of(run_action(admin_client, INCIDENTS + "?state=all", "resolve_selected", [first.pk, second.pk]))
-        assert "已将 1 条异常标记为已处理" in said and "跳过 1 条已处理的异常" in said
+        asked = run_action(admin_client, INCIDENTS + "?state=all", "resolve_selected", [first.pk, second.pk])
+        assert "请写明如何处理的" in asked.content.decode() and Incident.objects.get(pk=first.pk).is_open
+        said = messages_of(
+            run_action(
+                admin_client,
+                INCIDENTS + "?state=all",
+                "resolve_selected",
+                [first.pk, second.pk],
+                confirm="yes",
+                reason="已电话核实，用户已收到退款",
+            )
+        )
+        assert "已将 1 条异常标记为已处理" in said and "跳过 1 条：已由他人处理" in said
         first.refresh_from_db()
         assert not first.is_open and first.resolved_by == admin_user
+        assert first.resolution == "已电话核实，用户已收到退款"
 
     def test_mark_handled_needs_the_change_incident_permission(self, payer):
         Incident.report(Incident.Kind.PAID_AFTER_CLOSE, "一", order=make_order(payer))

@@ -16,8 +16,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         added = 0
         for spec in getattr(settings, "DEMO_MESSAGE_TEMPLATES", []):
+            if MessageTemplate.objects.filter(channel=spec["channel"], kind=spec["kind"]).exists():
+                continue
             template = MessageTemplate(**spec)
-            template.full_clean(validate_unique=False)
-            _, made = MessageTemplate.objects.get_or_create(channel=spec["channel"], kind=spec["kind"], defaults=spec)
-            added += made
+            template.full_clean()
+            template.save()
+            added += 1
         self.stdout.write(f"消息模板：新增 {added} 个")
