@@ -20,7 +20,7 @@ from accounts.models import User, WeChatUnbinding
 from audit import log as audit
 from common.admin import ReadOnlyAdmin, changelist_url
 from common.money import format_fen, parse_yuan, yuan
-from orders.models import LedgerEntry
+from orders.models import LedgerEntry, RechargeOrder
 
 # The user page shows this many ledger rows; the rest are one link away.
 LEDGER_ROWS = 20
@@ -105,10 +105,35 @@ class UserAdmin(DjangoUserAdmin):
     def balance_display(self, obj: User) -> str:
         return yuan(obj.balance)
 
+    # Who sees Django's account form: superusers whole; 管理员 (who may change roles) without the
+    # superuser flag and single permissions, and only for accounts that are not superusers.
+    # Everyone else (客服, 财务) sees the customer's page: no form, nothing to save.
+    def may_edit_accounts(self, request, user: User | None = None) -> bool:
+        if request.user.is_superuser:
+            return True
+        return request.user.has_perm("auth.change_group") and not (user is not None and user.is_superuser)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser:
+            return fieldsets
+        hidden = {"is_superuser", "user_permissions"}
+        return [(name, {**options, "fields": [f for f in options["fields"] if f not in hidden]}) for name, options in fieldsets]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.may_edit_accounts(request):
+            raise PermissionDenied
+        return super().add_view(request, form_url, extra_context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        """The latest ledger rows under the form (an inline cannot be limited to a few rows)."""
+        """The latest ledger rows under the form (an inline cannot be limited to a few rows);
+        for those who may not edit accounts, the customer's page instead."""
         context = dict(extra_context or {})
         user = self.get_object(request, object_id)
+        if user is not None and not self.may_edit_accounts(request, user):
+            if request.method != "GET" or not self.has_view_permission(request, user):
+                raise PermissionDenied
+            return self.customer_view(request, user)
         if user is not None:
             context["ledger_rows"] = user.ledger_entries.select_related("order", "refund", "operator").order_by(
                 "-created_at", "-pk"
@@ -120,6 +145,36 @@ class UserAdmin(DjangoUserAdmin):
             if request.user.has_perm("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid):
                 context["unbind_url"] = reverse("admin:accounts_user_unbind", args=[user.pk])
         return super().change_view(request, object_id, form_url, context)
+
+    def customer_view(self, request, user: User) -> TemplateResponse:
+        """客户: what support and finance need of a member on one page: the balance and bindings,
+        the actions they may take, the latest orders, ledger rows and refund requests."""
+        may = request.user.has_perm
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"客户：{user.username}",
+            "original": user,
+            "customer": user,
+            "balance": yuan(user.balance),
+            "orders": user.recharge_orders.order_by("-created_at", "-pk")[:10] if may("orders.view_rechargeorder") else None,
+            "orders_url": changelist_url(RechargeOrder, user=user.pk),
+            "ledger_rows": user.ledger_entries.select_related("order", "refund", "operator").order_by("-created_at", "-pk")[
+                :LEDGER_ROWS
+            ]
+            if may("orders.view_ledgerentry")
+            else None,
+            "ledger_count": user.ledger_entries.count(),
+            "ledger_url": changelist_url(LedgerEntry, user=user.pk),
+            "refund_requests": user.refund_requests.order_by("-created_at")[:5] if may("payments.view_refundrequest") else None,
+            "adjust_url": reverse("admin:accounts_user_adjust", args=[user.pk])
+            if self.has_change_permission(request, user)
+            else "",
+            "unbind_url": reverse("admin:accounts_user_unbind", args=[user.pk])
+            if may("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid)
+            else "",
+        }
+        return TemplateResponse(request, "admin/accounts/user/customer.html", context)
 
     def get_urls(self):
         adjust = path("<int:pk>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_user_adjust")

@@ -202,3 +202,43 @@ def test_two_operators_resolving_one_incident_at_once_one_wins_the_other_is_told
     assert sorted("已将 1 条异常标记为已处理" in page for page in pages) == [False, True]
     assert sorted("已由他人处理" in page for page in pages) == [False, True]
     assert AuditEntry.objects.filter(action="incident.resolve").count() == 1
+
+
+@pytest.mark.django_db
+def test_support_and_finance_see_the_customers_page_not_the_account_form():
+    roles.sync_roles()
+    member = make_user("m3", openid="oM3")
+    order = settled_order(member, 2500)
+    for name, role in (("kefu", roles.SUPPORT), ("caiwu", roles.FINANCE)):
+        staff = make_user(name, is_staff=True)
+        staff.groups.add(Group.objects.get(name=role))
+        client = Client()
+        client.force_login(staff)
+        page = client.get(f"/admin/accounts/user/{member.pk}/change/").content.decode()
+        assert 'data-testid="customer"' in page and "¥25.00" in page and order.out_trade_no in page
+        assert 'name="is_superuser"' not in page and 'name="groups"' not in page and 'name="password"' not in page
+        refused = client.post(f"/admin/accounts/user/{staff.pk}/change/", {"username": name, "is_superuser": "on"})
+        assert refused.status_code == 403
+        staff.refresh_from_db()
+        assert not staff.is_superuser
+        assert ("调整余额" in page) is (role == roles.FINANCE)
+        assert ("解绑微信" in page) is (role == roles.SUPPORT)
+        orders = client.get(f"/admin/orders/rechargeorder/?user={member.pk}").content.decode()
+        assert order.out_trade_no in orders
+
+
+@pytest.mark.django_db
+def test_an_administrator_gives_roles_but_not_the_superuser_flag():
+    roles.sync_roles()
+    boss = make_user("guanli", is_staff=True)
+    boss.groups.add(Group.objects.get(name=roles.ADMINISTRATOR))
+    clerk = make_user("clerk9", is_staff=True)
+    root = make_user("root9", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(boss)
+    page = client.get(f"/admin/accounts/user/{clerk.pk}/change/").content.decode()
+    assert 'name="groups"' in page and 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
+    assert 'data-testid="customer"' in client.get(f"/admin/accounts/user/{root.pk}/change/").content.decode()
+    superuser_page = Client()
+    superuser_page.force_login(root)
+    assert 'name="is_superuser"' in superuser_page.get(f"/admin/accounts/user/{clerk.pk}/change/").content.decode()
