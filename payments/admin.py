@@ -8,6 +8,10 @@ but these actions do change them).
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
@@ -18,9 +22,11 @@ from orders.models import RechargeOrder, Refund
 from payments import (
     notifies,
     order_admin,  # noqa: F401 (registers the orders' and refunds' admin)
+    services,
 )
 from payments.dashboard import dashboard
 from payments.models import Incident, Notification
+from wxproto.errors import WeChatError
 
 
 @admin.register(Notification)
@@ -175,9 +181,81 @@ class IncidentAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = ["resolve_selected"]
+    change_form_template = "admin/payments/incident/change_form.html"
 
     def has_resolve_permission(self, request) -> bool:
         return request.user.has_perm("payments.change_incident")
+
+    # -- 处理: the fixes each kind offers, then resolved with the operator's note -----------------
+
+    def fixes(self, incident: Incident) -> list[tuple[str, str]]:
+        """What may settle this incident, by what it is about: WeChat asked again about its refund
+        or its order (the same services as the refund and order pages), or acknowledged."""
+        offered = []
+        if incident.refund is not None and incident.refund.status in Refund.OPEN:
+            offered.append(("sync_refund", "向微信查询这笔退款，按微信的结果完成它"))
+        if incident.order is not None and incident.order.status == RechargeOrder.Status.PENDING:
+            offered.append(("sync_order", "向微信查询这笔订单，按微信的结果入账或关闭"))
+        offered.append(("acknowledge", "已在别处处理或核实无需处理，仅标记为已处理"))
+        return offered
+
+    def get_urls(self):
+        resolve = path("<int:pk>/resolve/", self.admin_site.admin_view(self.resolve_view), name="payments_incident_resolve")
+        return [resolve, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        context = dict(extra_context or {})
+        incident = self.get_object(request, object_id)
+        if incident is not None and incident.is_open and self.has_resolve_permission(request):
+            context["resolve_url"] = reverse("admin:payments_incident_resolve", args=[incident.pk])
+        return super().change_view(request, object_id, form_url, context)
+
+    def resolve_view(self, request, pk: int):
+        if not self.has_resolve_permission(request):
+            raise PermissionDenied
+        incident = get_object_or_404(Incident.objects.select_related("order", "refund"), pk=pk)
+        fixes = self.fixes(incident)
+        error = ""
+        if request.method == "POST":
+            fix, note = request.POST.get("fix", ""), request.POST.get("note", "").strip()
+            if fix not in dict(fixes):
+                error = "请选择处理方式"
+            elif not note:
+                error = "请写明处理说明"
+            elif not incident.is_open:
+                error = "这条异常已由他人处理"
+            else:
+                error = self._apply_fix(request, incident, fix, note[:200])
+                if not error:
+                    return redirect("admin:payments_incident_change", incident.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"处理异常：{incident}",
+            "original": incident,
+            "fixes": fixes,
+            "error": error,
+            "note": request.POST.get("note", ""),
+        }
+        return TemplateResponse(request, "admin/payments/incident/resolve.html", context)
+
+    def _apply_fix(self, request, incident: Incident, fix: str, note: str) -> str:
+        """Run the fix, then resolve (a compare-and-set: one of two operators wins); "" when done."""
+        changes: dict = {"处理方式": dict(self.fixes(incident))[fix]}
+        try:
+            if fix == "sync_refund" and incident.refund is not None:
+                refund = services.sync_refund(incident.refund)
+                changes["退款状态"] = refund.get_status_display()
+            elif fix == "sync_order" and incident.order is not None:
+                order = services.sync_order(incident.order)
+                changes["订单状态"] = order.status_text
+        except WeChatError as exc:
+            return f"向微信查询失败：{exc.code}（{exc}），异常未标记为已处理"
+        if not incident.resolve(request.user, note):
+            return "这条异常已由他人处理"
+        audit.record("incident.resolve", request=request, obj=incident, changes=changes, reason=note)
+        self.message_user(request, f"已处理：{changes['处理方式']}", messages.SUCCESS)
+        return ""
 
     @admin.display(description="订单")
     def order_link(self, obj: Incident) -> str:
