@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from accounts import two_factor
 from accounts.models import User, WeChatUnbinding
 from audit import log as audit
 from common.admin import ReadOnlyAdmin, changelist_url
@@ -144,6 +145,8 @@ class UserAdmin(DjangoUserAdmin):
                 context["adjust_url"] = reverse("admin:accounts_user_adjust", args=[user.pk])
             if request.user.has_perm("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid):
                 context["unbind_url"] = reverse("admin:accounts_user_unbind", args=[user.pk])
+            if request.user.is_superuser and two_factor.has_authenticator(user):
+                context["otp_reset_url"] = reverse("admin:otp_reset", args=[user.pk])
         return super().change_view(request, object_id, form_url, context)
 
     def customer_view(self, request, user: User) -> TemplateResponse:

@@ -420,3 +420,14 @@ def test_the_reset_otp_command_resets_with_a_reason_on_the_audit_log(capsys):
     assert (entry.actor, entry.object_id, entry.reason) == (None, str(cashier.pk), "reset_otp 命令：手机丢失")
     with pytest.raises(CommandError):
         call_command("reset_otp", "nobody", "--reason", "x")
+
+
+def test_a_superuser_finds_the_reset_on_an_operators_page_and_everyone_the_header_link():
+    _, client, _ = verified_operator("root-r", superuser=True)
+    enrolled_user = make_user("enrolled", is_staff=True)
+    TOTPDevice.objects.create(user=enrolled_user, name="手机", confirmed=True)
+    bare = make_user("bare", is_staff=True)
+    page = client.get(f"/admin/accounts/user/{enrolled_user.pk}/change/").content.decode()
+    assert f'href="/admin/otp/reset/{enrolled_user.pk}/"' in page and "重置两步验证" in page
+    assert "重置两步验证" not in client.get(f"/admin/accounts/user/{bare.pk}/change/").content.decode()
+    assert 'data-testid="otp-link"' in page and 'href="/admin/otp/setup/"' in page
