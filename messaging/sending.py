@@ -31,10 +31,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.wechat_token import MINIPROGRAM, OFFICIAL, TOKEN_REFUSED, WAIT_FOR, call_with_token, post_json
+from common.claims import claim_due
 from messaging.compose import SKIPPED_OFF
 from messaging.models import Channel, Message, MessageAttempt
 from wxproto.beijing import beijing_iso
@@ -97,15 +97,8 @@ def claim(limit: int = BATCH) -> list[Message]:
     now = timezone.now()
     # Long enough for the batch to reach its last message, which is then held again for its call.
     hold = one_call() * limit
-    with transaction.atomic():
-        ids = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(status=Message.Status.PENDING, next_attempt_at__lte=now)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
-        Message.objects.filter(pk__in=ids).update(claimed_until=now + hold)
+    due = Message.objects.filter(status=Message.Status.PENDING, next_attempt_at__lte=now)
+    ids = claim_due(due, order_by=("next_attempt_at", "pk"), limit=limit, hold=hold)
     return list(Message.objects.filter(pk__in=ids).select_related("user", "event").order_by("next_attempt_at", "pk"))
 
 

@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 import certifi
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from common.claims import claim_due
 from outbox.models import RETRY_SCHEDULE, Attempt, Delivery, Event, WebhookEndpoint
 from wxproto.beijing import beijing_iso
 
@@ -119,15 +119,8 @@ def claim(limit: int = BATCH) -> list[Delivery]:
     now = timezone.now()
     # Each attempt ends at its timeout (DNS, then the rest: post()), so a batch is done by then.
     hold = timedelta(seconds=(2 * settings.WEBHOOK_TIMEOUT_SECONDS + 1) * limit + 30)
-    with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now, endpoint__is_active=True)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
-        Delivery.objects.filter(pk__in=ids).update(claimed_until=now + hold)
+    due = Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now, endpoint__is_active=True)
+    ids = claim_due(due, order_by=("next_attempt_at", "pk"), limit=limit, hold=hold)
     return list(Delivery.objects.filter(pk__in=ids).select_related("event", "endpoint").order_by("next_attempt_at", "pk"))
 
 
