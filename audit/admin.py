@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html_join
 
+from audit.log import describe
 from audit.models import AuditEntry
 from common.admin import ReadOnlyAdmin, when
 
@@ -26,11 +27,4 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="变更")
     def change_list(self, obj: AuditEntry) -> str:
-        def shown(value) -> str:
-            if isinstance(value, dict) and set(value) == {"from", "to"}:
-                return f"{value['from']} → {value['to']}"
-            if isinstance(value, list):
-                return "、".join(str(v) for v in value)
-            return str(value)
-
-        return format_html_join("", "<div>{}：{}</div>", ((name, shown(value)) for name, value in obj.changes.items()))
+        return format_html_join("", "<div>{}：{}</div>", ((name, describe(value)) for name, value in obj.changes.items()))

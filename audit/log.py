@@ -61,6 +61,15 @@ def change(before, after) -> dict:
     return {"from": before, "to": after}
 
 
+def describe(value) -> str:
+    """A value of `changes` for people: "before → after", names joined, or the figure."""
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        return f"{value['from']} → {value['to']}"
+    if isinstance(value, list):
+        return "、".join(str(v) for v in value)
+    return str(value)
+
+
 def history(obj: Model):
     """The audit rows about `obj`, oldest first (the order's timeline)."""
     meta = obj._meta

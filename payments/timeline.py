@@ -98,16 +98,8 @@ def timeline(order: RechargeOrder, viewer) -> list[Step]:
         steps.append(Step(record.sent_at or record.created_at, f"发货信息：{state}", record.last_error, url(record)))
     # A refund's own row tells who asked for it and why: its audit row would say it again.
     for row in audit.history(order).exclude(action="order.refund"):
-        detail = "；".join(f"{k}：{_shown(v)}" for k, v in row.changes.items())
+        detail = "；".join(f"{k}：{audit.describe(v)}" for k, v in row.changes.items())
         steps.append(
             Step(row.at, row.get_action_display(), f"{detail}{'。原因：' + row.reason if row.reason else ''}", who=row.actor_name)
         )
     return sorted(steps, key=lambda step: step.at)
-
-
-def _shown(value) -> str:
-    if isinstance(value, dict) and set(value) == {"from", "to"}:
-        return f"{value['from']} → {value['to']}"
-    if isinstance(value, list):
-        return "、".join(str(v) for v in value)
-    return str(value)
