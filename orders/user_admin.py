@@ -136,18 +136,26 @@ class UserAdmin(DjangoUserAdmin):
                 raise PermissionDenied
             return self.customer_view(request, user)
         if user is not None:
-            context["ledger_rows"] = user.ledger_entries.select_related("order", "refund", "operator").order_by(
-                "-created_at", "-pk"
-            )[:LEDGER_ROWS]
-            context["ledger_count"] = user.ledger_entries.count()
-            context["ledger_url"] = changelist_url(LedgerEntry, user=user.pk)
-            if self.has_change_permission(request, user):
-                context["adjust_url"] = reverse("admin:accounts_user_adjust", args=[user.pk])
-            if request.user.has_perm("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid):
-                context["unbind_url"] = reverse("admin:accounts_user_unbind", args=[user.pk])
-            if request.user.is_superuser and two_factor.has_authenticator(user):
-                context["otp_reset_url"] = reverse("admin:otp_reset", args=[user.pk])
+            context.update(self.member_context(request, user))
         return super().change_view(request, object_id, form_url, context)
+
+    def member_context(self, request, user: User) -> dict:
+        """What both pages of a member show: the latest ledger rows (an inline cannot be
+        limited to a few rows) and the actions this operator may take."""
+        may = request.user.has_perm
+        ledger = user.ledger_entries.select_related("order", "refund", "operator").order_by("-created_at", "-pk")
+        context: dict = {
+            "ledger_rows": ledger[:LEDGER_ROWS] if may("orders.view_ledgerentry") or request.user.is_superuser else None,
+            "ledger_count": user.ledger_entries.count(),
+            "ledger_url": changelist_url(LedgerEntry, user=user.pk),
+        }
+        if self.has_change_permission(request, user):
+            context["adjust_url"] = reverse("admin:accounts_user_adjust", args=[user.pk])
+        if may("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid):
+            context["unbind_url"] = reverse("admin:accounts_user_unbind", args=[user.pk])
+        if request.user.is_superuser and two_factor.has_authenticator(user):
+            context["otp_reset_url"] = reverse("admin:otp_reset", args=[user.pk])
+        return context
 
     def customer_view(self, request, user: User) -> TemplateResponse:
         """客户: what support and finance need of a member on one page: the balance and bindings,
@@ -162,20 +170,8 @@ class UserAdmin(DjangoUserAdmin):
             "balance": yuan(user.balance),
             "orders": user.recharge_orders.order_by("-created_at", "-pk")[:10] if may("orders.view_rechargeorder") else None,
             "orders_url": changelist_url(RechargeOrder, user=user.pk),
-            "ledger_rows": user.ledger_entries.select_related("order", "refund", "operator").order_by("-created_at", "-pk")[
-                :LEDGER_ROWS
-            ]
-            if may("orders.view_ledgerentry")
-            else None,
-            "ledger_count": user.ledger_entries.count(),
-            "ledger_url": changelist_url(LedgerEntry, user=user.pk),
             "refund_requests": user.refund_requests.order_by("-created_at")[:5] if may("payments.view_refundrequest") else None,
-            "adjust_url": reverse("admin:accounts_user_adjust", args=[user.pk])
-            if self.has_change_permission(request, user)
-            else "",
-            "unbind_url": reverse("admin:accounts_user_unbind", args=[user.pk])
-            if may("accounts.unbind_wechat") and (user.openid or user.miniprogram_openid)
-            else "",
+            **self.member_context(request, user),
         }
         return TemplateResponse(request, "admin/accounts/user/customer.html", context)
 
