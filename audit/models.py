@@ -24,6 +24,7 @@ ACTIONS = {
     "order.refund": "发起退款",
     "order.close": "关闭订单",
     "order.sync": "向微信查询订单",
+    "order.settle_taken": "按微信实收处理订单",
     "refund.sync": "向微信查询退款",
     "refund.payout": "记录线下退款",
     "balance.adjust": "调整余额",

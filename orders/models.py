@@ -326,6 +326,28 @@ class RechargeOrder(models.Model):
         self.status, self.transaction_id, self.paid_at, self.updated_at = self.Status.PAID, transaction_id, paid_at, now
         return Payment(APPLIED, self.pk, after_close=status == self.Status.CLOSED)
 
+    def pay_as_taken(self, transaction_id: str, total_fee: int, paid_at: datetime, *, with_bonus: bool) -> Payment:
+        """An operator settles an amount mismatch: WeChat took `total_fee` for this order, not
+        its amount. The order's amount becomes what WeChat took (what WeChat holds for it, and
+        what its refunds are checked against), then it is paid as any other (`pay`), in one
+        transaction under the order's lock.
+
+        The promised bonus comes only `with_bonus` and when WeChat took at least the order's
+        amount (docs/operations.md#异常). A credited order is a DUPLICATE, nothing changed.
+        """
+        with transaction.atomic():
+            order = self._locked()
+            if order.transaction_id is not None:
+                return Payment(DUPLICATE, order.pk)
+            fields: dict[str, int] = {"amount": total_fee}
+            if not with_bonus or total_fee < order.amount:
+                fields["bonus"] = 0
+            type(self).objects.filter(pk=order.pk).update(**fields)
+            self.out_trade_no = order.out_trade_no
+            payment = self.pay(transaction_id, total_fee, paid_at)
+        self.amount = total_fee
+        return payment
+
     def close(self) -> bool:
         """Pending -> closed (WeChat says it can no longer be paid). False if it was not pending."""
         with transaction.atomic():

@@ -18,7 +18,7 @@ from django.utils.text import Truncator
 
 from audit import log as audit
 from common.admin import ReadOnlyAdmin, change_url, changelist_url, confirm_with_reason, link, link_to, start_page_panel, when
-from orders.models import RechargeOrder, Refund
+from orders.models import RechargeOrder, Refund, RefundRefused
 from payments import (
     notifies,
     order_admin,  # noqa: F401 (registers the orders' and refunds' admin)
@@ -26,6 +26,7 @@ from payments import (
 )
 from payments.dashboard import dashboard
 from payments.models import Incident, Notification
+from wxproto.amounts import format_fen
 from wxproto.errors import WeChatError
 
 
@@ -188,13 +189,20 @@ class IncidentAdmin(ReadOnlyAdmin):
 
     # -- 处理: the fixes each kind offers, then resolved with the operator's note -----------------
 
-    def fixes(self, incident: Incident) -> list[tuple[str, str]]:
+    def fixes(self, incident: Incident, user) -> list[tuple[str, str]]:
         """What may settle this incident, by what it is about: WeChat asked again about its refund
-        or its order (the same services as the refund and order pages), or acknowledged."""
+        or its order (the same services as the refund and order pages); for an amount WeChat
+        took that the order did not match, that amount credited or refunded (with the refund
+        permission); or acknowledged."""
         offered = []
+        order = incident.order
         if incident.refund is not None and incident.refund.status in Refund.OPEN:
             offered.append(("sync_refund", "向微信查询这笔退款，按微信的结果完成它"))
-        if incident.order is not None and incident.order.status == RechargeOrder.Status.PENDING:
+        if incident.kind == Incident.Kind.AMOUNT_MISMATCH and order is not None:
+            if not order.is_credited and user.has_perm("orders.refund_rechargeorder"):
+                offered.append(("credit_taken", "按微信实收金额入账：订单金额改为微信实收，计入用户余额"))
+                offered.append(("refund_taken", "全额退回微信实收：按实收金额入账后立即原路退款给用户"))
+        if order is not None and order.status == RechargeOrder.Status.PENDING:
             offered.append(("sync_order", "向微信查询这笔订单，按微信的结果入账或关闭"))
         offered.append(("acknowledge", "已在别处处理或核实无需处理，仅标记为已处理"))
         return offered
@@ -214,7 +222,7 @@ class IncidentAdmin(ReadOnlyAdmin):
         if not self.has_resolve_permission(request):
             raise PermissionDenied
         incident = get_object_or_404(Incident.objects.select_related("order", "refund"), pk=pk)
-        fixes = self.fixes(incident)
+        fixes = self.fixes(incident, request.user)
         error = ""
         if request.method == "POST":
             fix, note = request.POST.get("fix", ""), request.POST.get("note", "").strip()
@@ -241,7 +249,7 @@ class IncidentAdmin(ReadOnlyAdmin):
 
     def _apply_fix(self, request, incident: Incident, fix: str, note: str) -> str:
         """Run the fix, then resolve (a compare-and-set: one of two operators wins); "" when done."""
-        changes: dict = {"处理方式": dict(self.fixes(incident))[fix]}
+        changes: dict = {"处理方式": dict(self.fixes(incident, request.user))[fix]}
         try:
             if fix == "sync_refund" and incident.refund is not None:
                 refund = services.sync_refund(incident.refund)
@@ -249,8 +257,20 @@ class IncidentAdmin(ReadOnlyAdmin):
             elif fix == "sync_order" and incident.order is not None:
                 order = services.sync_order(incident.order)
                 changes["订单状态"] = order.status_text
+                if incident.kind == Incident.Kind.AMOUNT_MISMATCH and not order.is_credited:
+                    return "微信实收金额仍与订单金额不符，订单未入账：请选择按微信实收入账或全额退回"
+            elif fix in ("credit_taken", "refund_taken") and incident.order is not None:
+                how = services.MismatchSettled.CREDIT if fix == "credit_taken" else services.MismatchSettled.REFUND
+                settled = services.settle_mismatch(incident.order, how, note, request.user)
+                changes["订单金额"] = audit.change(format_fen(settled.placed_amount), format_fen(settled.order.amount))
+                changes["订单状态"] = settled.order.status_text
+                if (refund := settled.refund) is not None:
+                    changes["退款"] = f"{refund.out_refund_no} ¥{refund.amount_yuan} {refund.get_status_display()}"
+                audit.record("order.settle_taken", request=request, obj=settled.order, changes=changes, reason=note)
         except WeChatError as exc:
             return f"向微信查询失败：{exc.code}（{exc}），异常未标记为已处理"
+        except RefundRefused as exc:
+            return f"{exc}，异常未标记为已处理"
         if not incident.resolve(request.user, note):
             return "这条异常已由他人处理"
         audit.record("incident.resolve", request=request, obj=incident, changes=changes, reason=note)

@@ -554,6 +554,49 @@ def close_order(order: RechargeOrder) -> RechargeOrder:
     return order
 
 
+class MismatchSettled(StrEnum):
+    CREDIT = "credit"  # what WeChat took is the user's balance
+    REFUND = "refund"  # what WeChat took goes back to the user's WeChat
+
+
+@dataclass(frozen=True)
+class Settled:
+    order: RechargeOrder
+    placed_amount: int  # the order's amount before it became what WeChat took
+    refund: Refund | None
+
+
+def settle_mismatch(order: RechargeOrder, how: MismatchSettled, reason: str, operator=None, out_refund_no: str = "") -> Settled:
+    """An operator settles an order WeChat took another amount for (an amount-mismatch
+    incident): WeChat is asked what it took, the order's amount becomes that and it is
+    credited (RechargeOrder.pay_as_taken); to REFUND, the whole of it is refunded in the same
+    transaction (nobody can spend it in between; no bonus) and sent to WeChat after it.
+
+    Raises WeChatError (the query failed: nothing done) or RefundRefused: WeChat does not say
+    it is paid, or the order is credited already.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise RefundRefused("请填写处理说明")
+    trade = provider(order.channel).query(order.out_trade_no)
+    if not trade.is_paid or not trade.transaction_id or not trade.total:
+        raise RefundRefused(f"微信显示该订单{trade.state}，没有可入账或退回的付款")
+    placed, refund = order.amount, None
+    with transaction.atomic():
+        payment = order.pay_as_taken(
+            trade.transaction_id, trade.total, trade.paid_at or timezone.now(), with_bonus=how == MismatchSettled.CREDIT
+        )
+        if payment.outcome != APPLIED:
+            raise RefundRefused("订单已入账，不能再按微信实收处理；如需退款请在订单页退款")
+        if how == MismatchSettled.REFUND:
+            refund = order.start_refund(trade.total, reason, operator, out_refund_no)
+    logger.info("order %s settled as %s: %s fen taken, %s placed", order.out_trade_no, how, trade.total, placed)
+    if refund is not None:
+        send_refund(refund)
+    order.refresh_from_db()
+    return Settled(order, placed, refund)
+
+
 # -- refunds -------------------------------------------------------------------------------
 
 
