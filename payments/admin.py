@@ -264,8 +264,8 @@ class IncidentAdmin(ReadOnlyAdmin):
                 settled = services.settle_mismatch(incident.order, how, note, request.user)
                 changes["订单金额"] = audit.change(format_fen(settled.placed_amount), format_fen(settled.order.amount))
                 changes["订单状态"] = settled.order.status_text
-                if (refund := settled.refund) is not None:
-                    changes["退款"] = f"{refund.out_refund_no} ¥{refund.amount_yuan} {refund.get_status_display()}"
+                if (made := settled.refund) is not None:
+                    changes["退款"] = f"{made.out_refund_no} ¥{made.amount_yuan} {made.get_status_display()}"
                 audit.record("order.settle_taken", request=request, obj=settled.order, changes=changes, reason=note)
         except WeChatError as exc:
             return f"向微信查询失败：{exc.code}（{exc}），异常未标记为已处理"
