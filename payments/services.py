@@ -592,7 +592,7 @@ def settle_mismatch(order: RechargeOrder, how: MismatchSettled, reason: str, ope
             refund = order.start_refund(trade.total, reason, operator, out_refund_no)
     logger.info("order %s settled as %s: %s fen taken, %s placed", order.out_trade_no, how, trade.total, placed)
     if refund is not None:
-        send_refund(refund)
+        _send_now(refund)
     order.refresh_from_db()
     return Settled(order, placed, refund)
 
@@ -614,8 +614,19 @@ def request_refund(order: RechargeOrder, amount: int, reason: str, operator=None
         order.out_trade_no,
         getattr(operator, "pk", None),
     )
-    send_refund(refund)
+    _send_now(refund)
     return refund
+
+
+def _send_now(refund: Refund) -> None:
+    """Send a refund just made. It is on the books already (debited, 处理中): a failure of
+    our own while sending must not hide that behind an error page; the sweeper sends it
+    again with the same out_refund_no (sweep_orders)."""
+    try:
+        send_refund(refund)
+    except Exception:
+        logger.exception("refund %s not sent; sweep_orders sends it again", refund.out_refund_no)
+        refund.note_error("发送失败（本站错误），稍后自动重试")
 
 
 def submit_refund_request(user: User, reason: str) -> RefundRequest:
@@ -638,7 +649,7 @@ def approve_refund_request(refund_request: RefundRequest, operator, note: str = 
 def _send_all(refunds: list[Refund]) -> None:
     for refund in refunds:
         if not refund.manual:
-            send_refund(refund)
+            _send_now(refund)
 
 
 def send_refund(refund: Refund) -> Refund:

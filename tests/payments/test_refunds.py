@@ -385,3 +385,29 @@ def test_a_refund_that_ended_meanwhile_is_never_sent_again(paid_locally):
     assert not sent.called
     stale.refresh_from_db()
     assert stale.status == Refund.Status.FAILED and not stale.accepted and balance(paid_locally) == 1000
+
+
+def test_a_fault_of_ours_while_sending_a_refund_leaves_it_on_the_books_for_the_sweeper(paid_order, monkeypatch):
+    """An error of our own while sending (not a WeChat answer) is no error page with a refund
+    half-told: the refund is 处理中 with the error noted, and the sweeper sends it."""
+    from payments.providers import provider
+
+    order = paid_order("10.00")
+    pay = type(provider(order.channel))
+    real = pay.refund
+
+    def broken(self, **kwargs):
+        raise TypeError("a bug of ours")
+
+    monkeypatch.setattr(pay, "refund", broken)
+    refund = services.request_refund(order, 300, "用户申请")
+    refund.refresh_from_db()
+    assert (refund.status, refund.accepted, refund.last_error) == (
+        Refund.Status.PROCESSING,
+        False,
+        "发送失败（本站错误），稍后自动重试",
+    )
+    assert balance(order) == 700
+    monkeypatch.setattr(pay, "refund", real)
+    refund = services.send_refund(refund)  # as the sweeper does, with the same out_refund_no
+    assert refund.accepted and refund.refund_id
