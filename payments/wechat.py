@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import BinaryIO, NoReturn
 
 import requests
 from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac, dict_to_xml
@@ -27,6 +28,9 @@ from payments.merchant import Merchant
 from wxproto import v2 as wxpay
 from wxproto.beijing import beijing_text
 from wxproto.errors import NotifyError, WeChatError
+
+# A bill is read from WeChat and written to disk this much at a time.
+BILL_CHUNK_BYTES = 256 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +49,9 @@ class Pay:
         self.session = requests.Session()
         mount_transport(self.session, merchant.session_hook)
 
-    def _post(self, endpoint: str, data: dict[str, str]) -> requests.Response:
-        """Sign `data` (with our mch_id and a nonce) and post it as WeChat's XML; WeChat's raw answer."""
+    def _post(self, endpoint: str, data: dict[str, str], stream: bool = False) -> requests.Response:
+        """Sign `data` (with our mch_id and a nonce) and post it as WeChat's XML; WeChat's raw answer
+        (`stream`: its body not read yet)."""
         data = {"appid": self.appid, "mch_id": self.merchant.mch_id, "nonce_str": wxpay.nonce(), **data}
         signer = calculate_signature_hmac if data.get("sign_type") == "HMAC-SHA256" else calculate_signature
         body = dict_to_xml(data, signer(data, self.merchant.api_key)).encode("utf-8")
@@ -57,6 +62,7 @@ class Pay:
             headers={"Content-Type": "text/xml; charset=utf-8"},
             cert=cert,
             timeout=self.merchant.http_timeout,
+            stream=stream,
         )
         response.raise_for_status()
         return response
@@ -154,27 +160,33 @@ class Pay:
         """退款查询 of one refund: its state is `refund_status_0`."""
         return self._call("pay/refundquery", {"out_refund_no": out_refund_no})
 
-    def download_bill(self, bill_date: str) -> bytes:
-        """下载对账单 (ALL) of a day (yyyyMMdd): the bill's text, or WeChatError (`NO_BILL` when
-        there is none, or not yet: "No Bill Exist", "Bill Creating")."""
+    def download_bill(self, bill_date: str, out: BinaryIO) -> None:
+        """下载对账单 (ALL) of a day (yyyyMMdd): the bill's text written to `out` as it arrives
+        (a day of a million trades is hundreds of megabytes: never held whole), or WeChatError
+        (`NO_BILL` when there is none, or not yet: "No Bill Exist", "Bill Creating")."""
         endpoint = "pay/downloadbill"
         data = {"sign_type": self.sign_type, "bill_date": bill_date, "bill_type": "ALL"}
         try:
-            response = self._post(endpoint, data)
+            with self._post(endpoint, data, stream=True) as response:
+                chunks = response.iter_content(BILL_CHUNK_BYTES)
+                first = next(chunks, b"")
+                if first.lstrip().startswith(b"<xml"):  # an error is a short XML answer, not a bill
+                    self._bill_refused(endpoint, first + b"".join(chunks))
+                out.write(first)
+                for chunk in chunks:
+                    out.write(chunk)
         except requests.RequestException as exc:
             raise WeChatError(f"{endpoint}: {exc.__class__.__name__}", "NETWORK", retryable=True) from exc
-        content = response.content
-        if content.lstrip().startswith(b"<xml"):
-            try:
-                answer = wxpay.parse_xml(content)
-            except wxpay.XMLError as exc:
-                raise WeChatError(f"{endpoint}: unreadable answer ({exc})", "NETWORK", retryable=True) from exc
-            message = answer.get("return_msg", "")
-            no_bill = message.lower().replace(" ", "") in ("nobillexist", "billcreating") or answer.get("error_code") == "20002"
-            raise WeChatError(
-                f"{endpoint}: {message}", "NO_BILL" if no_bill else answer.get("error_code", "FAIL"), retryable=no_bill
-            )
-        return content
+
+    @staticmethod
+    def _bill_refused(endpoint: str, content: bytes) -> NoReturn:
+        try:
+            answer = wxpay.parse_xml(content)
+        except wxpay.XMLError as exc:
+            raise WeChatError(f"{endpoint}: unreadable answer ({exc})", "NETWORK", retryable=True) from exc
+        message = answer.get("return_msg", "")
+        no_bill = message.lower().replace(" ", "") in ("nobillexist", "billcreating") or answer.get("error_code") == "20002"
+        raise WeChatError(f"{endpoint}: {message}", "NO_BILL" if no_bill else answer.get("error_code", "FAIL"), retryable=no_bill)
 
     def jsapi_params(self, prepay_id: str) -> dict[str, str]:
         """The five fields for getBrandWCPayRequest / wx.requestPayment, signed, and paySign."""

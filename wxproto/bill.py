@@ -19,10 +19,12 @@ nothing of such a bill is stored or applied.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import BinaryIO
 
 from wxproto.amounts import format_fee, format_fen
 from wxproto.beijing import BEIJING
@@ -69,6 +71,12 @@ _COUNT = re.compile(r"[0-9]{1,9}")
 # An identifier: printable ASCII without spaces, commas or back-quotes, at most 64 characters.
 _ID = re.compile(r"[\x21-\x2b\x2d-\x5f\x61-\x7e]{1,64}")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A line longer than this is refused rather than read (a detail line is a few hundred bytes).
+MAX_LINE_BYTES = 64 * 1024
+# 交易时间 on the bill's day: the clock part, read without strptime (a million lines a day).
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])")
+_STATE = re.compile(r"[A-Z_]{1,32}")
+_TRADE_TYPE = re.compile(r"[A-Z_]{1,16}")
 # Shown in a refusal: enough of a bad line to find it, not the whole of a hostile one.
 QUOTE_CHARS = 120
 
@@ -77,7 +85,7 @@ class BillInvalid(ValueError):
     """The bill does not verify; the message (Chinese, for operators) says where and why."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """One detail line: a payment (交易状态 SUCCESS, or another trade state) or a refund (REFUND)."""
 
@@ -204,22 +212,27 @@ def _columns(header: str, line_no: int, needed: tuple[str, ...], what: str) -> d
     return {name: n for n, name in enumerate(names)}
 
 
-def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, day: date | None) -> Row:
+def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, day: date | None, prefix: str = "") -> Row:
     def get(name: str) -> str:
         return values[columns[name]]
 
-    try:
-        happened_at = datetime.strptime(get(TIME), TIME_FORMAT).replace(tzinfo=BEIJING)  # Beijing time
-    except ValueError:
-        raise BillInvalid(f"第 {line_no} 行「{TIME}」无效：{_quote(get(TIME))!r}") from None
-    if day is not None and happened_at.date() != day:
-        raise BillInvalid(f"第 {line_no} 行的交易时间 {get(TIME)} 不在账单日 {day.isoformat()}")
+    when = get(TIME)
+    clock = _CLOCK.fullmatch(when, 11) if prefix and when.startswith(prefix) else None
+    if clock is not None and day is not None:
+        happened_at = datetime(day.year, day.month, day.day, int(clock[1]), int(clock[2]), int(clock[3]), tzinfo=BEIJING)
+    else:
+        try:
+            happened_at = datetime.strptime(when, TIME_FORMAT).replace(tzinfo=BEIJING)  # Beijing time
+        except ValueError:
+            raise BillInvalid(f"第 {line_no} 行「{TIME}」无效：{_quote(when)!r}") from None
+        if day is not None and happened_at.date() != day:
+            raise BillInvalid(f"第 {line_no} 行的交易时间 {when} 不在账单日 {day.isoformat()}")
     trade_state = get(TRADE_STATE)
     kind = REFUND if trade_state == "REFUND" else PAYMENT
-    if not re.fullmatch(r"[A-Z_]{1,32}", trade_state):
+    if not _STATE.fullmatch(trade_state):
         raise BillInvalid(f"第 {line_no} 行「{TRADE_STATE}」无效：{_quote(trade_state)!r}")
     refund_status = get(REFUND_STATUS)
-    if refund_status and not re.fullmatch(r"[A-Z_]{1,32}", refund_status):
+    if refund_status and not _STATE.fullmatch(refund_status):
         raise BillInvalid(f"第 {line_no} 行「{REFUND_STATUS}」无效：{_quote(refund_status)!r}")
     if kind == REFUND and not refund_status:
         raise BillInvalid(f"第 {line_no} 行是退款，但没有「{REFUND_STATUS}」")
@@ -247,64 +260,122 @@ def _trade_type(values: list[str], columns: dict[str, int], line_no: int) -> str
     if TRADE_TYPE not in columns:
         return ""
     value = values[columns[TRADE_TYPE]]
-    if value and not re.fullmatch(r"[A-Z_]{1,16}", value):
+    if value and not _TRADE_TYPE.fullmatch(value):
         raise BillInvalid(f"第 {line_no} 行「{TRADE_TYPE}」无效：{_quote(value)!r}")
     return value
 
 
-def parse(data: bytes, day: date | None = None) -> Bill:
-    """Read and verify a trade bill (the bytes WeChat sent; UTF-8, a BOM allowed, CRLF or LF).
+class Reader:
+    """A trade bill read from a binary stream one line at a time, never whole in memory (a
+    day of a million trades is a few hundred megabytes of text).
 
-    With `day`, every line's 交易时间 must fall on it (Beijing). Raises BillInvalid.
+    Iterating gives the detail rows in order, each verified as `parse` verifies it; when the
+    rows are done, the summary is read and checked against what they added up to, and `bill`
+    holds the totals (its `rows` empty). Any fault raises BillInvalid where it is met: a
+    caller storing rows as they come stores them in one transaction, so that a bill refused
+    at its last line leaves nothing behind. With `day`, every 交易时间 must fall on it.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_no = data.count(b"\n", 0, exc.start) + 1
-        raise BillInvalid(f"账单不是 UTF-8 文本（第 {line_no} 行）") from None
-    text = text.removeprefix("\ufeff")
-    lines = text.split("\n")
-    lines = [line.removesuffix("\r") for line in lines]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise BillInvalid("账单为空")
-    columns = _columns(lines[0], 1, DETAIL_COLUMNS, "明细表头")
-    width = len(lines[0].split(","))
-    try:
-        summary_at = next(n for n, line in enumerate(lines) if line.startswith(COUNT_TOTAL))
-    except StopIteration:
-        raise BillInvalid("账单不完整：没有汇总行（下载可能中断）") from None
-    if summary_at == 0:
-        raise BillInvalid("第 1 行应为明细表头")
-    rows = []
-    for n in range(1, summary_at):
-        line_no, line = n + 1, lines[n]
-        if not line.strip():
-            raise BillInvalid(f"第 {line_no} 行为空行")
-        rows.append(_row(_fields(line, line_no, width), columns, line_no, line, day))
-    summary_columns = _columns(lines[summary_at], summary_at + 1, SUMMARY_COLUMNS, "汇总表头")
-    values_at = summary_at + 1
-    if values_at >= len(lines):
-        raise BillInvalid("账单不完整：汇总表头后没有汇总数据（下载可能中断）")
-    if values_at + 1 < len(lines):
-        raise BillInvalid(f"第 {values_at + 2} 行：汇总数据之后不应再有内容：{_quote(lines[values_at + 1])}")
-    values = _fields(lines[values_at], values_at + 1, len(lines[summary_at].split(",")))
 
-    def total(name: str) -> int:
-        return _yuan(values[summary_columns[name]], values_at + 1, name)
+    def __init__(self, stream: BinaryIO, day: date | None = None):
+        self._stream = stream
+        self._day = day
+        self._day_prefix = day.isoformat() + " " if day is not None else ""
+        self.line_no = 0
+        self.bill: Bill | None = None
+        self.payment_count = self.refund_count = 0
+        self._paid = self._refunded = self._fee = 0
 
-    count_text = values[summary_columns[COUNT_TOTAL]]
-    if not _COUNT.fullmatch(count_text):
-        raise BillInvalid(f"第 {values_at + 1} 行「{COUNT_TOTAL}」无效：{_quote(count_text)!r}")
-    bill = Bill(
-        rows=rows,
-        count=int(count_text),
-        paid=total(AMOUNT_TOTAL),
-        refunded=total(REFUND_TOTAL),
-        fee=_fee(values[summary_columns[FEE_TOTAL]], values_at + 1, FEE_TOTAL),
-    )
-    _check_summary(bill)
+    def _lines(self) -> Iterator[str]:
+        """The stream's lines without their line ends (CRLF or LF; a leading BOM dropped)."""
+        while True:
+            data = self._stream.readline(MAX_LINE_BYTES + 1)
+            if not data:
+                return
+            self.line_no += 1
+            if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+                raise BillInvalid(f"第 {self.line_no} 行过长（超过 {MAX_LINE_BYTES} 字节）")
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BillInvalid(f"账单不是 UTF-8 文本（第 {self.line_no} 行）") from None
+            if self.line_no == 1:
+                line = line.removeprefix("\ufeff")
+            yield line.removesuffix("\n").removesuffix("\r")
+
+    def __iter__(self) -> Iterator[Row]:
+        lines = self._lines()
+        header = next(lines, None)
+        if header is None or (not header.strip() and self._only_blank(lines)):
+            raise BillInvalid("账单为空")
+        if header.startswith(COUNT_TOTAL):
+            raise BillInvalid("第 1 行应为明细表头")
+        columns = _columns(header, 1, DETAIL_COLUMNS, "明细表头")
+        width = len(header.split(","))
+        day = self._day
+        for line in lines:
+            if line.startswith(COUNT_TOTAL):
+                self._summary(line, lines)
+                return
+            if not line.strip():
+                blank_no = self.line_no
+                if self._only_blank(lines):
+                    break
+                raise BillInvalid(f"第 {blank_no} 行为空行")
+            row = _row(_fields(line, self.line_no, width), columns, self.line_no, line, day, self._day_prefix)
+            if row.kind == REFUND:
+                self.refund_count += 1
+            else:
+                self.payment_count += 1
+            self._paid += row.amount
+            self._refunded += row.refund_amount
+            self._fee += row.fee
+            yield row
+        raise BillInvalid("账单不完整：没有汇总行（下载可能中断）")
+
+    @staticmethod
+    def _only_blank(lines: Iterator[str]) -> bool:
+        """Whether the rest is blank lines (trailing blank lines end a bill)."""
+        return not any(line.strip() for line in lines)
+
+    def _summary(self, header: str, lines: Iterator[str]) -> None:
+        header_no = self.line_no
+        summary_columns = _columns(header, header_no, SUMMARY_COLUMNS, "汇总表头")
+        values_line = next(lines, None)
+        values_at = self.line_no
+        if values_line is None or (not values_line.strip() and self._only_blank(lines)):
+            raise BillInvalid("账单不完整：汇总表头后没有汇总数据（下载可能中断）")
+        for extra in lines:
+            if extra.strip():
+                raise BillInvalid(f"第 {self.line_no} 行：汇总数据之后不应再有内容：{_quote(extra)}")
+        values = _fields(values_line, values_at, len(header.split(",")))
+
+        def total(name: str) -> int:
+            return _yuan(values[summary_columns[name]], values_at, name)
+
+        count_text = values[summary_columns[COUNT_TOTAL]]
+        if not _COUNT.fullmatch(count_text):
+            raise BillInvalid(f"第 {values_at} 行「{COUNT_TOTAL}」无效：{_quote(count_text)!r}")
+        bill = Bill(
+            rows=[],
+            count=int(count_text),
+            paid=total(AMOUNT_TOTAL),
+            refunded=total(REFUND_TOTAL),
+            fee=_fee(values[summary_columns[FEE_TOTAL]], values_at, FEE_TOTAL),
+        )
+        _check_summary(bill, self.payment_count + self.refund_count, self._paid, self._refunded, self._fee)
+        self.bill = bill
+
+
+def parse(data: bytes, day: date | None = None) -> Bill:
+    """Read and verify a whole trade bill held in memory (the bytes WeChat sent; UTF-8, a BOM
+    allowed, CRLF or LF), with its rows and duplicates: for small bills and tests;
+    reconciliation streams (`Reader`). With `day`, every line's 交易时间 must fall on it
+    (Beijing). Raises BillInvalid."""
+    reader = Reader(io.BytesIO(data), day)
+    rows = list(reader)
+    assert reader.bill is not None  # the iteration ended at a checked summary
+    bill = reader.bill
+    bill.rows = rows
     by_key: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         by_key.setdefault(row.key, []).append(row)
@@ -312,12 +383,12 @@ def parse(data: bytes, day: date | None = None) -> Bill:
     return bill
 
 
-def _check_summary(bill: Bill) -> None:
+def _check_summary(bill: Bill, count: int, paid: int, refunded: int, fee: int) -> None:
     sums: dict[str, tuple[int, int, Callable[[int], str]]] = {
-        COUNT_TOTAL: (bill.count, len(bill.rows), str),
-        AMOUNT_TOTAL: (bill.paid, sum(r.amount for r in bill.rows), format_fen),
-        REFUND_TOTAL: (bill.refunded, sum(r.refund_amount for r in bill.rows), format_fen),
-        FEE_TOTAL: (bill.fee, sum(r.fee for r in bill.rows), format_fee),
+        COUNT_TOTAL: (bill.count, count, str),
+        AMOUNT_TOTAL: (bill.paid, paid, format_fen),
+        REFUND_TOTAL: (bill.refunded, refunded, format_fen),
+        FEE_TOTAL: (bill.fee, fee, format_fee),
     }
     wrong = [f"{name} {show(said)}，明细合计 {show(found)}" for name, (said, found, show) in sums.items() if said != found]
     if wrong:

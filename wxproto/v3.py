@@ -289,7 +289,7 @@ class Client:
     def __repr__(self) -> str:  # never show the keys
         return f"<wxproto.v3.Client mchid={self.mchid} base_url={self.base_url}>"
 
-    def _send(self, method: str, url: str, body: bytes | None, relative: bool) -> requests.Response:
+    def _send(self, method: str, url: str, body: bytes | None, relative: bool, stream: bool = False) -> requests.Response:
         """Sign and send one request; non-2xx and transport failures become V3Error.
 
         The signed path is taken from the prepared request, so it is the path exactly as sent (requests quotes
@@ -310,7 +310,7 @@ class Client:
         started = time.monotonic()
         status: int | str = "-"
         try:
-            env = self.session.merge_environment_settings(prepared.url or "", {}, None, None, None)
+            env = self.session.merge_environment_settings(prepared.url or "", {}, stream, None, None)
             response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False, **env)
             status = response.status_code
         except requests.RequestException as exc:
@@ -380,6 +380,15 @@ class Client:
         """GET a bill's `download_url` with a signed Authorization. The answer is not signed by WeChat: the caller
         checks its SHA1 against the bill answer's hash_value. Non-2xx -> V3Error as for `request`."""
         return self._send("GET", url, None, relative=url.startswith(self.base_url + "/")).content
+
+    def download_to(self, url: str, write: Callable[[bytes], object], chunk_bytes: int = 256 * 1024) -> None:
+        """`download`, the body handed to `write` as it arrives (a day's bill may be hundreds of megabytes)."""
+        with self._send("GET", url, None, relative=url.startswith(self.base_url + "/"), stream=True) as response:
+            try:
+                for chunk in response.iter_content(chunk_bytes):
+                    write(chunk)
+            except requests.RequestException as exc:
+                raise V3Error(f"GET bill: {exc.__class__.__name__}", "NETWORK") from exc
 
     def fetch_certificates(self) -> dict[str, RSAPublicKey]:
         """GET /v3/certificates: {serial_no: public_key} of the unexpired platform certificates.

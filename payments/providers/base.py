@@ -13,10 +13,12 @@ the methods the flows call (docs/architecture.md#the-payment-seam).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import BinaryIO
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -240,10 +242,17 @@ class Provider:
     def query_refund(self, out_refund_no: str) -> RefundInfo:
         raise NotImplementedError
 
-    def download_bill(self, day: date) -> bytes:
-        """The trade bill (ALL) of a Beijing day as WeChat's text (v3: downloaded, its SHA1
-        checked, unzipped). WeChatError with kind NO_BILL when there is none, or not yet."""
+    def download_bill_to(self, day: date, out: BinaryIO) -> None:
+        """The trade bill (ALL) of a Beijing day, WeChat's text written to `out` as it arrives,
+        never whole in memory (v3: its SHA1 checked and unzipped on the way). WeChatError with
+        kind NO_BILL when there is none, or not yet; after any error, what `out` holds is junk."""
         raise NotImplementedError
+
+    def download_bill(self, day: date) -> bytes:
+        """`download_bill_to`, held in memory: for a small day (tests, the sandbox's pages)."""
+        buffer = io.BytesIO()
+        self.download_bill_to(day, buffer)
+        return buffer.getvalue()
 
     def notify_url(self, kind: str) -> str:
         """Where WeChat posts this provider's notifies of `kind` (payment, refund)."""

@@ -151,8 +151,8 @@ class WeChatV2(Provider):
         error.kind = REFUND_NOT_EXIST
         raise error
 
-    def download_bill(self, day):
-        return self._call(self.pay.download_bill, day.strftime("%Y%m%d"))
+    def download_bill_to(self, day, out):
+        self._call(self.pay.download_bill, day.strftime("%Y%m%d"), out)
 
     def parse_notify(self, kind, body, headers, received_at=None):
         """Verify a v2 notify (XML, MD5/HMAC sign; the refund's AES req_info); NotifyError if it must not be applied."""

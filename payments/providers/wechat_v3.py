@@ -4,10 +4,10 @@ through our own client on cryptography and requests (wxproto/v3.py; docs/wechat-
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import hmac
 import time
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -266,7 +266,7 @@ class WeChatV3(Provider):
     def query_refund(self, out_refund_no):
         return self.refund_info(self._request("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}") or {})
 
-    def download_bill(self, day):
+    def download_bill_to(self, day, out):
         answer = (
             self._request(
                 "GET", "/v3/bill/tradebill", query={"bill_date": day.isoformat(), "bill_type": "ALL", "tar_type": "GZIP"}
@@ -276,20 +276,20 @@ class WeChatV3(Provider):
         url, hash_type, hash_value = answer.get("download_url"), answer.get("hash_type"), answer.get("hash_value")
         if not (isinstance(url, str) and hash_type == "SHA1" and isinstance(hash_value, str)):
             raise WeChatError("tradebill: the answer has no download_url or SHA1", "BAD_ANSWER", retryable=True)
+        unzipped = _Gunzip(out)
         try:
-            data = self.client.download(url)
+            self.client.download_to(url, unzipped.write)
         except v3.V3Error as exc:
             error = WeChatError(f"tradebill download: {exc}", exc.code, retryable=exc.retryable)
             error.kind = V3_KINDS.get(exc.code, exc.code)
             raise error from exc
-        try:
-            text = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except zlib.error as exc:
             raise WeChatError(f"tradebill download: not gzip ({exc})", "BAD_BILL", retryable=True) from exc
+        if not unzipped.complete:
+            raise WeChatError("tradebill download: the gzip stream ends early (cut off)", "BAD_BILL", retryable=True)
         # WeChat's hash_value is the SHA1 of the bill itself (unzipped).
-        if not hmac.compare_digest(hashlib.sha1(text).hexdigest(), hash_value.lower()):  # noqa: S324 (WeChat's choice)
+        if not hmac.compare_digest(unzipped.sha1.hexdigest(), hash_value.lower()):
             raise WeChatError("tradebill download: the SHA1 does not match", "BAD_BILL", retryable=True)
-        return text
 
     def parse_notify(self, kind, body, headers, received_at=None):
         """Verify, then decrypt a v3 notify. NotifyError says why not, and whether WeChat should send it again.
@@ -349,3 +349,28 @@ class WeChatV3(Provider):
         else:
             status = 401 if log.signature_valid is False else 400
         return JsonResponse({"code": "FAIL", "message": "失败"}, status=status)
+
+
+class _Gunzip:
+    """Unzip a downloaded bill as it arrives (gzip, one member or more) into `out`, with the
+    SHA1 of what comes out; `complete` once the stream ended where gzip says it ends."""
+
+    def __init__(self, out):
+        self.out = out
+        self.sha1 = hashlib.sha1()  # noqa: S324 (WeChat's choice)
+        self._unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        while data:
+            self._started = True
+            text = self._unzip.decompress(data)
+            self.sha1.update(text)
+            self.out.write(text)
+            data = self._unzip.unused_data
+            if self._unzip.eof and data:  # a next gzip member
+                self._unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    @property
+    def complete(self) -> bool:
+        return self._started and self._unzip.eof
