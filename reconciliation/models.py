@@ -8,14 +8,17 @@ thing that differs and what was done about it; a rerun updates it rather than ad
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 
-from django.db import models, transaction
-from django.db.models import Q
+from django.db import connection, models, transaction
+from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
 from common.money import fee_yuan, yuan
 from wxproto.beijing import BEIJING
+from wxproto.bill import REFUND_FINAL, Reader, Row
 
 # WeChat publishes a day's bill after 10:00 (Beijing) the next day.
 BILL_READY_TIME = time(10, 0)
@@ -183,52 +186,74 @@ class BillDay(models.Model):
             day.save(update_fields=fields)
         self.refresh_from_db()
 
-    def store_bill(self, bill, api: str) -> None:
-        """Replace the day's rows with a verified bill's, and keep WeChat's totals (one transaction)."""
-        duplicate_lines = {row.line_no for rows in bill.duplicates.values() for row in rows[1:]}
-        in_flight = bill.refunds_in_flight
+    def renew(self, duration: timedelta) -> None:
+        """Hold this runner's claim longer (a long day); DayTaken if it expired and another
+        runner took the day meanwhile: this one must stop."""
+        until = timezone.now() + duration
+        if not type(self).objects.filter(pk=self.pk, claimed_until=self._claimed_until).update(claimed_until=until):
+            raise DayTaken(f"{self.date.isoformat()} 的对账已由另一个进程接手")
+        self._claimed_until = until
+
+    def store_bill(self, reader: Reader, api: str, renew: Callable[[], None] = lambda: None) -> None:
+        """Replace the day's rows with a bill's as `reader` verifies it, and keep WeChat's
+        totals: one transaction, so a bill refused at any line (BillInvalid, raised by the
+        reader) stores nothing and leaves the day's earlier rows as they were.
+
+        The rows go to the database as they are read, never all in memory: PostgreSQL's COPY,
+        batches elsewhere. A trade's second line is marked `duplicate` afterwards, in the
+        database. `renew` is called every RENEW_ROWS rows (the runner's claim)."""
+        held = self._claimed_until
+        try:
+            self._store(reader, api, renew)
+        except BaseException:
+            self._claimed_until = held  # renewals made in the transaction are undone with it
+            raise
+        self.refresh_from_db()
+
+    def _store(self, reader: Reader, api: str, renew: Callable[[], None]) -> None:
         with transaction.atomic():
+            # Held to the end: a runner that takes over an expired claim waits here, then sees ours renewed.
             type(self).objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
+            renew()
             self.rows.all().delete()
-            BillRow.objects.bulk_create(
-                [
-                    BillRow(
-                        bill_day=self,
-                        line_no=r.line_no,
-                        kind=r.kind,
-                        happened_at=r.happened_at,
-                        appid=r.appid,
-                        mch_id=r.mch_id,
-                        transaction_id=r.transaction_id,
-                        out_trade_no=r.out_trade_no,
-                        trade_state=r.trade_state,
-                        amount=r.amount,
-                        refund_id=r.refund_id,
-                        out_refund_no=r.out_refund_no,
-                        refund_amount=r.refund_amount,
-                        refund_status=r.refund_status,
-                        fee_millifen=r.fee,
-                        trade_type=r.trade_type,
-                        duplicate=r.line_no in duplicate_lines,
-                        raw=r.raw,
-                    )
-                    for r in bill.rows
-                ],
-                batch_size=500,
-            )
+            rows = iter(reader)
+            # A stretch of RENEW_ROWS rows at a time, the claim renewed between them (not during
+            # one: the connection is busy with a COPY until it ends).
+            while _write_rows(self.pk, itertools.islice(rows, RENEW_ROWS)) == RENEW_ROWS:
+                renew()
+            bill = reader.bill
+            assert bill is not None  # the reader ended at a verified summary
+            self._mark_duplicates()
+            in_flight = self.rows.filter(kind=BillRow.Kind.REFUND, duplicate=False).exclude(refund_status__in=REFUND_FINAL)
+            flight = in_flight.aggregate(count=Count("pk"), total=Sum("refund_amount"))
             type(self).objects.filter(pk=self.pk).update(
                 api=api,
                 fetched_at=timezone.now(),
-                wechat_paid_count=bill.payment_count,
+                wechat_paid_count=reader.payment_count,
                 wechat_paid=bill.paid,
-                wechat_refund_count=bill.refund_count,
+                wechat_refund_count=reader.refund_count,
                 wechat_refunded=bill.refunded,
                 wechat_fee_millifen=bill.fee,
-                wechat_in_flight_count=len(in_flight),
-                wechat_in_flight=sum(r.refund_amount for r in in_flight),
+                wechat_in_flight_count=flight["count"],
+                wechat_in_flight=flight["total"] or 0,
                 updated_at=timezone.now(),
             )
-        self.refresh_from_db()
+
+    def _mark_duplicates(self) -> None:
+        """Mark every line of a trade after its first (a payment's transaction id, a refund's
+        refund id): grouped in the database; only the trades that repeat come back."""
+        for kind, key in ((BillRow.Kind.PAYMENT, "transaction_id"), (BillRow.Kind.REFUND, "refund_id")):
+            repeated = (
+                self.rows.filter(kind=kind)
+                .values(key)
+                .annotate(lines=Count("pk"), first=Min("line_no"))
+                .filter(lines__gt=1)
+                .values_list(key, "first")
+            )
+            groups = iter(repeated.iterator(chunk_size=INSERT_BATCH))
+            while batch := list(itertools.islice(groups, INSERT_BATCH)):
+                keys, firsts = zip(*batch, strict=True)
+                self.rows.filter(kind=kind, **{f"{key}__in": keys}).exclude(line_no__in=firsts).update(duplicate=True)
 
     def finish(self, ours: dict[str, int], reason: str = "", no_bill: bool = False) -> None:
         """The comparison is done: our totals, and the status its differences give."""
@@ -359,3 +384,123 @@ class Difference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bill_day} {self.get_kind_display()} {self.out_trade_no}".strip()
+
+
+# -- storing a bill's rows ------------------------------------------------------------------
+
+INSERT_BATCH = 2000
+# A runner renews its claim on the day this often while it stores rows.
+RENEW_ROWS = 100_000
+_COPY_COLUMNS = (
+    "bill_day_id",
+    "line_no",
+    "kind",
+    "happened_at",
+    "appid",
+    "mch_id",
+    "transaction_id",
+    "out_trade_no",
+    "trade_state",
+    "trade_type",
+    "amount",
+    "refund_id",
+    "out_refund_no",
+    "refund_amount",
+    "refund_status",
+    "fee_millifen",
+    "duplicate",
+    "raw",
+)
+
+
+class DayTaken(Exception):
+    """This runner's claim on a day expired and another runner has it now."""
+
+
+def _write_rows(bill_day_id: int, rows: Iterable[Row]) -> int:
+    """Store `rows` as they come: PostgreSQL's COPY FROM STDIN through psycopg, batched
+    INSERTs elsewhere. Returns how many."""
+    if connection.vendor == "postgresql":
+        return _copy_rows(bill_day_id, rows)
+    count = 0
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, INSERT_BATCH)):
+        BillRow.objects.bulk_create([_bill_row(bill_day_id, r) for r in batch])
+        count += len(batch)
+    return count
+
+
+def _copy_rows(bill_day_id: int, rows: Iterable[Row]) -> int:
+    count = 0
+    columns = ", ".join(_COPY_COLUMNS)
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {BillRow._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for r in rows:
+                count += 1
+                copy.write_row(
+                    (
+                        bill_day_id,
+                        r.line_no,
+                        r.kind,
+                        r.happened_at,
+                        r.appid,
+                        r.mch_id,
+                        r.transaction_id,
+                        r.out_trade_no,
+                        r.trade_state,
+                        r.trade_type,
+                        r.amount,
+                        r.refund_id,
+                        r.out_refund_no,
+                        r.refund_amount,
+                        r.refund_status,
+                        r.fee,
+                        False,
+                        r.raw,
+                    )
+                )
+    return count
+
+
+def _bill_row(bill_day_id: int, r: Row) -> BillRow:
+    return BillRow(
+        bill_day_id=bill_day_id,
+        line_no=r.line_no,
+        kind=r.kind,
+        happened_at=r.happened_at,
+        appid=r.appid,
+        mch_id=r.mch_id,
+        transaction_id=r.transaction_id,
+        out_trade_no=r.out_trade_no,
+        trade_state=r.trade_state,
+        trade_type=r.trade_type,
+        amount=r.amount,
+        refund_id=r.refund_id,
+        out_refund_no=r.out_refund_no,
+        refund_amount=r.refund_amount,
+        refund_status=r.refund_status,
+        fee_millifen=r.fee,
+        raw=r.raw,
+    )
+
+
+def row_of(bill_row: BillRow) -> Row:
+    """A stored line as the bill reader gave it (for the few lines that differ)."""
+    return Row(
+        line_no=bill_row.line_no,
+        kind=bill_row.kind,
+        happened_at=bill_row.happened_at,
+        appid=bill_row.appid,
+        mch_id=bill_row.mch_id,
+        transaction_id=bill_row.transaction_id,
+        out_trade_no=bill_row.out_trade_no,
+        trade_state=bill_row.trade_state,
+        amount=bill_row.amount,
+        refund_id=bill_row.refund_id,
+        out_refund_no=bill_row.out_refund_no,
+        refund_amount=bill_row.refund_amount,
+        refund_status=bill_row.refund_status,
+        fee=bill_row.fee_millifen,
+        raw=bill_row.raw,
+        trade_type=bill_row.trade_type,
+    )

@@ -18,6 +18,7 @@ a lost notify left undone and report the rest as incidents, then give the day it
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -34,9 +35,10 @@ from payments.merchant import Merchant
 from payments.models import Incident
 from payments.providers import provider
 from payments.providers.base import NO_BILL, WeChatError
-from reconciliation.models import BillDay, BillRow, Difference, beijing_today, bill_ready_at, day_bounds
+from reconciliation import queries
+from reconciliation.models import BillDay, BillRow, DayTaken, Difference, beijing_today, bill_ready_at, day_bounds, row_of
 from wxproto.beijing import BEIJING
-from wxproto.bill import PAYMENT, REFUND, REFUND_ABNORMAL, REFUND_CLOSED, Bill, BillInvalid, Row, parse
+from wxproto.bill import PAYMENT, REFUND, REFUND_ABNORMAL, REFUND_CLOSED, BillInvalid, Reader, Row
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ def reconcile_day(day: date) -> BillDay:
         raise DayBusy(f"{day.isoformat()} 正由另一个进程对账")
     try:
         _reconcile(bill_day)
+    except DayTaken as exc:  # this runner was too slow: the one that took the day over finishes it
+        raise DayBusy(str(exc)) from exc
     finally:
         bill_day.release()
     bill_day.refresh_from_db()
@@ -97,24 +101,31 @@ def reconcile_day(day: date) -> BillDay:
 
 def _reconcile(bill_day: BillDay) -> None:
     day = bill_day.date
-    try:
-        pay = provider()
-        data = pay.download_bill(day)
-    except WeChatError as exc:
-        if exc.kind == NO_BILL:
-            _no_bill(bill_day, exc)
-        elif exc.code == "BAD_BILL":  # v3: the SHA1 did not match, or not gzip
-            bill_day.record_failure(Status.INVALID, f"账单校验失败：{exc}", our_totals(day))
-        else:
-            bill_day.record_failure(Status.FAILED, f"{exc.code}：{exc}", our_totals(day))
-        return
-    try:
-        bill = parse(data, day)
-    except BillInvalid as exc:
-        bill_day.record_failure(Status.INVALID, str(exc), our_totals(day))
-        return
-    bill_day.store_bill(bill, pay.api)
-    _compare(bill_day, bill)
+    with tempfile.TemporaryFile() as data:  # the bill, on disk: a day may be hundreds of megabytes
+        try:
+            pay = provider()
+            pay.download_bill_to(day, data)
+        except WeChatError as exc:
+            if exc.kind == NO_BILL:
+                _no_bill(bill_day, exc)
+            elif exc.code == "BAD_BILL":  # v3: the SHA1 did not match, not gzip, or cut off
+                bill_day.record_failure(Status.INVALID, f"账单校验失败：{exc}", our_totals(day))
+            else:
+                bill_day.record_failure(Status.FAILED, f"{exc.code}：{exc}", our_totals(day))
+            return
+        data.seek(0)
+        bill_day.renew(CLAIM_DURATION)  # the download may have been long
+
+        def renew() -> None:
+            bill_day.renew(CLAIM_DURATION)
+
+        try:
+            bill_day.store_bill(Reader(data, day), pay.api, renew)
+        except BillInvalid as exc:
+            bill_day.record_failure(Status.INVALID, str(exc), our_totals(day))
+            return
+    bill_day.renew(CLAIM_DURATION)
+    _compare(bill_day)
 
 
 def _no_bill(bill_day: BillDay, exc: WeChatError) -> None:
@@ -238,87 +249,110 @@ def _other_day(bill_day: BillDay, **lookup) -> BillRow | None:
     )
 
 
-def find_differences(bill_day: BillDay, bill: Bill) -> list[Finding]:
-    """Compare a verified bill with our books of its day; nothing is changed here."""
+def find_differences(bill_day: BillDay) -> list[Finding]:
+    """Compare the day's stored bill with our books of its day; nothing is changed here.
+
+    The comparison runs in the database: a join of the day's bill lines with our orders and
+    refunds returns only the lines that may differ (reconciliation/queries.py), and anti-joins
+    our paid orders and billed refunds that the bill lacks. Only those come back to Python, as
+    model objects, where each is judged exactly as a line at a time would be (`_payment`,
+    `_refund`): the day's size costs database time, never memory here.
+    """
     day = bill_day.date
     start, end = day_bounds(day)
-    rows = bill.unique_rows
-    payments = [r for r in rows if r.kind == PAYMENT and r.trade_state == "SUCCESS"]
-    refund_rows = [r for r in rows if r.kind == REFUND]
-    orders = _by(RechargeOrder.objects.all(), "out_trade_no", (r.out_trade_no for r in rows))
-    refunds = _by(Refund.objects.select_related("order"), "out_refund_no", (r.out_refund_no for r in refund_rows))
-
-    findings = [_duplicate(same, orders, refunds) for same in bill.duplicates.values()]
     merchant = Merchant.current()
-    findings += [f for row in payments if (f := _payment(row, orders.get(row.out_trade_no), start, end, merchant))]
-    billed = {r.out_trade_no for r in payments}
-    ours = RechargeOrder.objects.filter(paid_at__gte=start, paid_at__lt=end, transaction_id__isnull=False)
-    for order in ours.order_by("paid_at", "pk").iterator(chunk_size=CHUNK):
-        if order.out_trade_no in billed:
-            continue
-        other = _other_day(bill_day, kind=PAYMENT, trade_state="SUCCESS", out_trade_no=order.out_trade_no)
-        common = {
-            "out_trade_no": order.out_trade_no,
-            "transaction_id": order.transaction_id or "",
-            "order": order,
-            "our_amount": order.amount,
-        }
-        if other is not None:
-            findings.append(
-                Finding(
-                    Kind.OTHER_DAY,
-                    "info",
-                    f"本站支付时间 {_beijing(order.paid_at)}，微信记在 "
-                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
-                    **common,
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    Kind.MISSING_PAYMENT,
-                    "incident",
-                    f"本站已入账 {yuan(order.amount)}（微信订单号 {order.transaction_id}，{_beijing(order.paid_at)}），"
-                    f"微信 {day.isoformat()} 的账单中没有这笔支付；未做任何改动",
-                    **common,
-                )
-            )
+    findings = list(_duplicates(bill_day))
 
-    findings += [f for row in refund_rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end, merchant))]
-    in_bill = {r.out_refund_no for r in refund_rows}
-    ours_refunds = billed_refunds(start, end).select_related("order")
-    for refund in ours_refunds.order_by("requested_at", "pk").iterator(chunk_size=CHUNK):
-        if refund.out_refund_no in in_bill:
-            continue
-        other = _other_day(bill_day, kind=REFUND, out_refund_no=refund.out_refund_no)
-        common = {
-            "out_trade_no": refund.order.out_trade_no,
-            "out_refund_no": refund.out_refund_no,
-            "order": refund.order,
-            "refund": refund,
-            "our_amount": refund.amount,
-        }
-        if other is not None:
-            findings.append(
-                Finding(
-                    Kind.OTHER_DAY,
-                    "info",
-                    f"本站退款受理时间 {_beijing(refund.requested_at)}，微信记在 "
-                    f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
-                    **common,
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    Kind.MISSING_REFUND,
-                    "incident",
-                    f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(refund.requested_at)} "
-                    f"由微信受理，微信 {day.isoformat()} 的账单中没有这笔退款；未做任何改动",
-                    **common,
-                )
-            )
+    for rows in _chunks(queries.payment_lines_that_may_differ(bill_day, start, end, merchant)):
+        orders = _by(RechargeOrder.objects.all(), "out_trade_no", (r.out_trade_no for r in rows))
+        findings += [f for row in rows if (f := _payment(row, orders.get(row.out_trade_no), start, end, merchant))]
+    for order in queries.paid_orders_not_billed(bill_day, start, end).order_by("paid_at", "pk").iterator(chunk_size=CHUNK):
+        findings.append(_unbilled_order(bill_day, order))
+
+    for rows in _chunks(queries.refund_lines_that_may_differ(bill_day, start, end, merchant)):
+        orders = _by(RechargeOrder.objects.all(), "out_trade_no", (r.out_trade_no for r in rows))
+        refunds = _by(Refund.objects.select_related("order"), "out_refund_no", (r.out_refund_no for r in rows))
+        findings += [f for row in rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end, merchant))]
+    not_billed = queries.refunds_not_billed(bill_day, billed_refunds(start, end)).select_related("order")
+    for refund in not_billed.order_by("requested_at", "pk").iterator(chunk_size=CHUNK):
+        findings.append(_unbilled_refund(bill_day, refund))
     return findings
+
+
+def _chunks(lines) -> Iterable[list[Row]]:
+    """The lines a query found, CHUNK at a time, as the bill reader gave them."""
+    batch: list[Row] = []
+    for line in lines.iterator(chunk_size=CHUNK):
+        batch.append(row_of(line))
+        if len(batch) == CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _duplicates(bill_day: BillDay) -> Iterable[Finding]:
+    """A trade on more than one line: its lines, first to last (marked when the bill was stored)."""
+    repeated = bill_day.rows.filter(duplicate=True).values_list("kind", "transaction_id", "refund_id").distinct()
+    for kind, transaction_id, refund_id in repeated.order_by("kind", "transaction_id", "refund_id"):
+        key = {"refund_id": refund_id} if kind == REFUND else {"transaction_id": transaction_id}
+        same = [row_of(line) for line in bill_day.rows.filter(kind=kind, **key).order_by("line_no")]
+        orders = _by(RechargeOrder.objects.all(), "out_trade_no", [same[0].out_trade_no])
+        refunds = _by(Refund.objects.select_related("order"), "out_refund_no", [same[0].out_refund_no] if kind == REFUND else [])
+        yield _duplicate(same, orders, refunds)
+
+
+def _unbilled_order(bill_day: BillDay, order: RechargeOrder) -> Finding:
+    """An order we credited that day that the day's bill lacks: on another day's bill, or missing."""
+    other = _other_day(bill_day, kind=PAYMENT, trade_state="SUCCESS", out_trade_no=order.out_trade_no)
+    common = {
+        "out_trade_no": order.out_trade_no,
+        "transaction_id": order.transaction_id or "",
+        "order": order,
+        "our_amount": order.amount,
+    }
+    if other is not None:
+        return Finding(
+            Kind.OTHER_DAY,
+            "info",
+            f"本站支付时间 {_beijing(order.paid_at)}，微信记在 "
+            f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
+            **common,
+        )
+    return Finding(
+        Kind.MISSING_PAYMENT,
+        "incident",
+        f"本站已入账 {yuan(order.amount)}（微信订单号 {order.transaction_id}，{_beijing(order.paid_at)}），"
+        f"微信 {bill_day.date.isoformat()} 的账单中没有这笔支付；未做任何改动",
+        **common,
+    )
+
+
+def _unbilled_refund(bill_day: BillDay, refund: Refund) -> Finding:
+    """A refund WeChat accepted that day that the day's bill lacks: on another day's bill, or missing."""
+    other = _other_day(bill_day, kind=REFUND, out_refund_no=refund.out_refund_no)
+    common = {
+        "out_trade_no": refund.order.out_trade_no,
+        "out_refund_no": refund.out_refund_no,
+        "order": refund.order,
+        "refund": refund,
+        "our_amount": refund.amount,
+    }
+    if other is not None:
+        return Finding(
+            Kind.OTHER_DAY,
+            "info",
+            f"本站退款受理时间 {_beijing(refund.requested_at)}，微信记在 "
+            f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
+            **common,
+        )
+    return Finding(
+        Kind.MISSING_REFUND,
+        "incident",
+        f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(refund.requested_at)} "
+        f"由微信受理，微信 {bill_day.date.isoformat()} 的账单中没有这笔退款；未做任何改动",
+        **common,
+    )
 
 
 def _duplicate(same: list[Row], orders: dict, refunds: dict) -> Finding:
@@ -451,12 +485,15 @@ def _refund(row: Row, refund: Refund | None, orders: dict, start: datetime, end:
 # -- acting on the differences ---------------------------------------------------------------
 
 
-def _compare(bill_day: BillDay, bill: Bill) -> None:
-    findings = find_differences(bill_day, bill)
+def _compare(bill_day: BillDay) -> None:
+    findings = find_differences(bill_day)
+    bill_day.renew(CLAIM_DURATION)
     kept: set[tuple[str, str, str]] = set()
-    for finding in findings:
+    for n, finding in enumerate(findings, 1):
         if _act(bill_day, finding):
             kept.add(finding.key)
+        if n % CHUNK == 0:
+            bill_day.renew(CLAIM_DURATION)
     # What a rerun no longer finds goes, except what reconciliation itself settled: that stays on record.
     for difference in bill_day.differences.exclude(outcome=Outcome.SETTLED):
         if (difference.kind, difference.out_trade_no, difference.out_refund_no) not in kept:

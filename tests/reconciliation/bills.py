@@ -154,26 +154,27 @@ def no_bill(message: str = "pay/downloadbill: No Bill Exist") -> WeChatError:
 
 
 class FakeWeChat:
-    """Answers download_bill for both API versions from `bills` ({day: bytes or an exception});
-    a day it has nothing for is WeChat's "No Bill Exist". `calls` lists the days asked for."""
+    """Answers a bill's download for both API versions from `bills` ({day: bytes or an
+    exception}), writing the bytes as the providers do; a day it has nothing for is WeChat's
+    "No Bill Exist". `calls` lists the days asked for."""
 
     def __init__(self):
         self.bills: dict[date, bytes | Exception] = {}
         self.calls: list[date] = []
 
-    def download_bill(self, provider, day: date) -> bytes:
+    def download_bill_to(self, provider, day: date, out) -> None:
         self.calls.append(day)
         answer = self.bills.get(day, no_bill())
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        out.write(answer)
 
 
 @contextmanager
 def fake_wechat():
     fake = FakeWeChat()
     with (
-        mock.patch.object(WeChatV2, "download_bill", autospec=True, side_effect=fake.download_bill),
-        mock.patch.object(WeChatV3, "download_bill", autospec=True, side_effect=fake.download_bill),
+        mock.patch.object(WeChatV2, "download_bill_to", autospec=True, side_effect=fake.download_bill_to),
+        mock.patch.object(WeChatV3, "download_bill_to", autospec=True, side_effect=fake.download_bill_to),
     ):
         yield fake

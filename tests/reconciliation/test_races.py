@@ -63,9 +63,10 @@ def test_two_runs_of_one_day_at_once_settle_once(lost):
 
 
 def test_without_the_days_claim_the_books_still_settle_once(lost):
-    """Even if two runners got past the claim (one presumed dead), the money moves once."""
+    """Even if two runners got past the claim (one presumed dead, and never noticing that it
+    was taken over), the money moves once."""
     order, _, payer = lost
-    with mock.patch.object(BillDay, "claim", return_value=True):
+    with mock.patch.object(BillDay, "claim", return_value=True), mock.patch.object(BillDay, "renew"):
         results = race([lambda: reconcile_day(DAY)] * 4)
     assert all(isinstance(r, BillDay) for r in results), results
     assert_settled_once(order, payer)
