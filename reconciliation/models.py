@@ -208,6 +208,11 @@ class BillDay(models.Model):
         except BaseException:
             self._claimed_until = held  # renewals made in the transaction are undone with it
             raise
+        if connection.vendor == "postgresql":
+            # The planner's figures for the table, now that a day's worth of rows came at once:
+            # without them it takes a million new rows for a few and loops over them.
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {BillRow._meta.db_table}")
         self.refresh_from_db()
 
     def _store(self, reader: Reader, api: str, renew: Callable[[], None]) -> None:

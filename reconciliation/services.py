@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -266,23 +266,35 @@ def find_differences(bill_day: BillDay) -> list[Finding]:
     for rows in _chunks(queries.payment_lines_that_may_differ(bill_day, start, end, merchant)):
         orders = _by(RechargeOrder.objects.all(), "out_trade_no", (r.out_trade_no for r in rows))
         findings += [f for row in rows if (f := _payment(row, orders.get(row.out_trade_no), start, end, merchant))]
-    for order in queries.paid_orders_not_billed(bill_day, start, end).order_by("paid_at", "pk").iterator(chunk_size=CHUNK):
+    for order in _each(queries.paid_orders_not_billed(bill_day, start, end).order_by("paid_at", "pk")):
         findings.append(_unbilled_order(bill_day, order))
 
     for rows in _chunks(queries.refund_lines_that_may_differ(bill_day, start, end, merchant)):
         orders = _by(RechargeOrder.objects.all(), "out_trade_no", (r.out_trade_no for r in rows))
         refunds = _by(Refund.objects.select_related("order"), "out_refund_no", (r.out_refund_no for r in rows))
         findings += [f for row in rows if (f := _refund(row, refunds.get(row.out_refund_no), orders, start, end, merchant))]
-    not_billed = queries.refunds_not_billed(bill_day, billed_refunds(start, end)).select_related("order")
-    for refund in not_billed.order_by("requested_at", "pk").iterator(chunk_size=CHUNK):
+    not_billed = queries.refunds_not_billed(bill_day, billed_refunds(start, end))
+    for refund in _each(not_billed.order_by("requested_at", "pk"), "order"):
         findings.append(_unbilled_refund(bill_day, refund))
     return findings
 
 
+def _each(queryset, *related: str) -> Iterator:
+    """The objects a comparison query found, in its order, CHUNK at a time. The query runs once
+    for their keys as a plain query: a server-side cursor (`iterator()` on PostgreSQL) would be
+    planned for its first rows, a nested loop over the whole day, where a hash join over all
+    of it is what finds the few differences fast."""
+    keys = list(queryset.values_list("pk", flat=True))
+    objects_of = queryset.model.objects.select_related(*related) if related else queryset.model.objects
+    for n in range(0, len(keys), CHUNK):
+        objects = objects_of.in_bulk(keys[n : n + CHUNK])
+        yield from (objects[key] for key in keys[n : n + CHUNK])
+
+
 def _chunks(lines) -> Iterable[list[Row]]:
-    """The lines a query found, CHUNK at a time, as the bill reader gave them."""
+    """The lines a comparison query found, CHUNK at a time, as the bill reader gave them."""
     batch: list[Row] = []
-    for line in lines.iterator(chunk_size=CHUNK):
+    for line in _each(lines):
         batch.append(row_of(line))
         if len(batch) == CHUNK:
             yield batch
@@ -331,6 +343,7 @@ def _unbilled_order(bill_day: BillDay, order: RechargeOrder) -> Finding:
 def _unbilled_refund(bill_day: BillDay, refund: Refund) -> Finding:
     """A refund WeChat accepted that day that the day's bill lacks: on another day's bill, or missing."""
     other = _other_day(bill_day, kind=REFUND, out_refund_no=refund.out_refund_no)
+    requested_at = refund.accepted_at or refund.created_at
     common = {
         "out_trade_no": refund.order.out_trade_no,
         "out_refund_no": refund.out_refund_no,
@@ -342,14 +355,14 @@ def _unbilled_refund(bill_day: BillDay, refund: Refund) -> Finding:
         return Finding(
             Kind.OTHER_DAY,
             "info",
-            f"本站退款受理时间 {_beijing(refund.requested_at)}，微信记在 "
+            f"本站退款受理时间 {_beijing(requested_at)}，微信记在 "
             f"{other.bill_day.date.isoformat()} 的账单（{_beijing(other.happened_at)}）",
             **common,
         )
     return Finding(
         Kind.MISSING_REFUND,
         "incident",
-        f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(refund.requested_at)} "
+        f"本站退款 {yuan(refund.amount)}（{refund.get_status_display()}）已于 {_beijing(requested_at)} "
         f"由微信受理，微信 {bill_day.date.isoformat()} 的账单中没有这笔退款；未做任何改动",
         **common,
     )
