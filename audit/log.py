@@ -62,11 +62,14 @@ def change(before, after) -> dict:
 
 
 def describe(value) -> str:
-    """A value of `changes` for people: "before → after", names joined, or the figure."""
+    """A value of `changes` for people: "before → after", names joined, "键：值；键：值" for
+    other mappings (an export's filters), or the figure."""
     if isinstance(value, dict) and set(value) == {"from", "to"}:
         return f"{value['from']} → {value['to']}"
+    if isinstance(value, dict):
+        return "；".join(f"{key}：{describe(item)}" for key, item in value.items())
     if isinstance(value, list):
-        return "、".join(str(v) for v in value)
+        return "、".join(describe(v) for v in value)
     return str(value)
 
 

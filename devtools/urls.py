@@ -4,6 +4,7 @@ The product's URLs (wxrecharge/urls.py) know nothing of the sandbox."""
 
 from django.urls import include, path
 
+from wxrecharge.urls import handler403  # noqa: F401 (Django reads it from the root URLconf)
 from wxrecharge.urls import urlpatterns as site_urlpatterns
 
 urlpatterns = [

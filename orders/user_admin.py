@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts import two_factor
+from accounts.admin import PermissionPicker
 from accounts.models import User, WeChatUnbinding
 from audit import log as audit
 from common.admin import ReadOnlyAdmin, changelist_url
@@ -91,7 +92,7 @@ class WeChatUnbindingAdmin(ReadOnlyAdmin):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(PermissionPicker, DjangoUserAdmin):
     list_display = ("username", "balance_display", "openid", "miniprogram_openid", "is_staff", "date_joined")
     search_fields = ("username", "openid", "miniprogram_openid", "unionid")
     readonly_fields = ("balance_display", "openid", "miniprogram_openid", "unionid", "last_login", "date_joined")

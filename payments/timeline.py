@@ -72,9 +72,8 @@ def timeline(order: RechargeOrder, viewer) -> list[Step]:
         )
         if refund.settled_at:
             failed = refund.status != refund.Status.SUCCESS
-            steps.append(
-                Step(refund.settled_at, f"退款{refund.get_status_display()}", refund.out_refund_no, url(refund), warn=failed)
-            )
+            # The status names the refund already (退款成功, 退款关闭, 退款失败).
+            steps.append(Step(refund.settled_at, refund.get_status_display(), refund.out_refund_no, url(refund), warn=failed))
     for incident in Incident.objects.filter(order=order).select_related("resolved_by").order_by("created_at", "pk"):
         steps.append(
             Step(

@@ -44,8 +44,19 @@ def test_a_signed_in_404_keeps_the_header_and_footer(logged_in_client, no_debug)
     assert "充值记录" in html and "退出登录" in html
 
 
-def test_a_forbidden_page_is_a_chinese_403(admin_client, no_debug):
-    assert_weui_page(admin_client.get("/admin/orders/rechargeorder/add/"), 403, "没有权限")
+def test_a_forbidden_page_is_a_chinese_403(admin_client, no_debug, rf):
+    """Outside the admin a refusal is the member site's page (an admin page refused to an
+    operator stays in the admin: tests/admin/test_admin_polish.py)."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.core.exceptions import PermissionDenied
+
+    from wxrecharge.views import permission_denied
+
+    request = rf.get("/recharge/")
+    request.user = AnonymousUser()
+    assert_weui_page(permission_denied(request, PermissionDenied()), 403, "没有权限")
+    admin_page = admin_client.get("/admin/orders/rechargeorder/add/")
+    assert admin_page.status_code == 403 and "运营后台" in admin_page.content.decode()
 
 
 def test_a_bad_request_is_a_chinese_400(client, no_debug):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import update_wrapper
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
 from django.urls import path, reverse
@@ -30,8 +31,6 @@ def _otp_pages():
 class SiteAdmin(admin.AdminSite):
     """Django's admin with the operators' figures on its start page."""
 
-    site_header = "wxrecharge 运营后台"
-    site_title = "wxrecharge"
     index_title = "运营概览"
     # WeChat's 26- to 32-digit numbers make wide lists: at a laptop's width the app sidebar
     # would push half of every list's columns out of sight. The breadcrumbs lead home instead.
@@ -39,6 +38,17 @@ class SiteAdmin(admin.AdminSite):
 
     # The start page and the app index list the day's work first (Django sorts by name).
     APP_ORDER = ("orders", "payments", "wallet", "offers", "reconciliation", "accounts", "outbox", "axes", "auth", "sandbox")
+
+    # The header and the pages' titles bear the name the authenticator app lists the operator's
+    # account under (OTP_TOTP_ISSUER, 「SITE_NAME 运营后台」): one name for one back office.
+    # Read when a page is drawn, so that it follows the settings.
+    @property
+    def site_header(self) -> str:
+        return settings.OTP_TOTP_ISSUER
+
+    @property
+    def site_title(self) -> str:
+        return settings.OTP_TOTP_ISSUER
 
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)

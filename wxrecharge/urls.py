@@ -8,8 +8,9 @@ from messaging import api as messaging_api
 from payments import api as payments_api
 from wxrecharge import views
 
-admin.site.site_header = "wxrecharge 运营后台"
-admin.site.site_title = "wxrecharge"
+# An admin page refused to an operator answers in the admin's look (Django calls this for every
+# PermissionDenied; the other error pages are the templates' own).
+handler403 = "wxrecharge.views.permission_denied"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="payments:recharge", permanent=False)),

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import logging
 
+from django.contrib import admin
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -38,3 +41,13 @@ def csrf_failure(request, reason: str = ""):
     referer = request.headers.get("Referer", "")
     same_site = url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=request.is_secure())
     return render(request, "403_csrf.html", {"retry_url": referer if same_site else ""}, status=403)
+
+
+def permission_denied(request, exception=None):
+    """handler403: an operator refused an admin page (a role without that permission) stays in
+    the admin, with its header and a way back to its start page; everyone else gets the member
+    site's page (templates/403.html)."""
+    if request.path.startswith(reverse("admin:index")):
+        context = {**admin.site.each_context(request), "title": "没有权限"}
+        return render(request, "admin/403.html", context, status=403)
+    return defaults.permission_denied(request, exception)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.conf import settings
 
 from orders.models import RechargeOrder, Refund
 from payments.dashboard import dashboard
@@ -75,7 +76,7 @@ def test_the_start_page_shows_them_above_the_app_list(admin_client, books):
     assert 'href="/admin/payments/incident/?state=open"' in html
     assert re.search(r'data-testid="open-incidents">.*?>1<', html, re.S)
     assert html.count("<title>") == 31 and "2026-11-23：¥50.00（1 笔）" in html  # 30 bars and the page's own
-    assert "wxrecharge 运营后台" in html and "css/admin.css" in html
+    assert settings.OTP_TOTP_ISSUER in html and "css/admin.css" in html  # 余额充值 运营后台
     assert "<script" not in html.split('data-testid="dashboard"')[1].split("</svg>")[0]
 
 
