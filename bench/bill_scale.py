@@ -152,7 +152,7 @@ def prepare(name: str, trades: int) -> tuple[int, int]:
             " JOIN orders_rechargeorder o ON o.out_trade_no = 'B' || lpad((r * %(every)s + 10)::text, 20, '0')",
             {"refunds": refunds, "every": REFUND_EVERY},
         )
-        conn.execute("UPDATE orders_rechargeorder SET refunded_amount = 100 FROM orders_refund r WHERE r.order_id = orders_rechargeorder.id")
+        conn.execute("UPDATE orders_rechargeorder o SET refunded_amount = r.amount FROM orders_refund r WHERE r.order_id = o.id")
         conn.execute("ANALYZE")
     return orders, refunds
 
@@ -222,7 +222,7 @@ def write_bill(path: Path, orders: int, refunds: int) -> dict[str, str]:
 
 def serve(path: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(200)
             self.send_header("Content-Type", "text/plain;charset=utf-8")
