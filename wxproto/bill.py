@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import BinaryIO
 
@@ -71,6 +72,8 @@ _FEE = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,5}))?")
 _COUNT = re.compile(r"[0-9]{1,9}")
 # An identifier: printable ASCII without spaces, commas or back-quotes, at most 64 characters.
 _ID = re.compile(r"[\x21-\x2b\x2d-\x5f\x61-\x7e]{1,64}")
+# A line's four required identifiers at once (NUL-joined: NUL is in none of them).
+_FOUR_IDS = re.compile("\x00".join([_ID.pattern] * 4))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # A line longer than this is refused rather than read (a detail line is a few hundred bytes).
 MAX_LINE_BYTES = 64 * 1024
@@ -175,20 +178,45 @@ def _fields(line: str, line_no: int, width: int) -> list[str]:
 
 def _yuan(value: str, line_no: int, column: str) -> int:
     """An amount in fen: plain yuan, at most two decimals, never negative."""
-    match = _YUAN.fullmatch(value)
-    if match is None:
+    fen = _fen_of(value)
+    if fen is None:
         raise BillInvalid(f"第 {line_no} 行「{column}」不是有效金额：{_quote(value)!r}")
-    return int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+    return fen
 
 
 def _fee(value: str, line_no: int, column: str) -> int:
     """A fee in millifen: WeChat writes fees to five decimals of a yuan ("0.06000", "-0.01000",
     or "0" in old bills), read exactly."""
+    millifen = _millifen_of(value)
+    if millifen is None:
+        raise BillInvalid(f"第 {line_no} 行「{column}」不是有效金额：{_quote(value)!r}")
+    return millifen
+
+
+# A day's amounts, fees and times repeat: each text is read once (the caches are bounded: at
+# most this many texts each, a day has 86,400 seconds).
+@lru_cache(maxsize=16_384)
+def _fen_of(value: str) -> int | None:
+    match = _YUAN.fullmatch(value)
+    return None if match is None else int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+
+
+@lru_cache(maxsize=16_384)
+def _millifen_of(value: str) -> int | None:
     match = _FEE.fullmatch(value)
     if match is None:
-        raise BillInvalid(f"第 {line_no} 行「{column}」不是有效金额：{_quote(value)!r}")
+        return None
     millifen = int(match[2]) * 100_000 + int((match[3] or "0").ljust(5, "0"))
     return -millifen if match[1] else millifen
+
+
+@lru_cache(maxsize=90_000)
+def _time_on(day: date, when: str) -> datetime | None:
+    """`when` ("YYYY-MM-DD HH:MM:SS") on `day`, in Beijing time; None if it is not a time of that day."""
+    clock = _CLOCK.fullmatch(when, 11) if when.startswith(day.isoformat() + " ") else None
+    if clock is None:
+        return None
+    return datetime(day.year, day.month, day.day, int(clock[1]), int(clock[2]), int(clock[3]), tzinfo=BEIJING)
 
 
 def _id(value: str, line_no: int, column: str, required: bool) -> str:
@@ -218,19 +246,17 @@ def _taker(columns: dict[str, int]) -> itemgetter:
     return itemgetter(*(columns[name] for name in DETAIL_COLUMNS))
 
 
-def _row(
-    values: list[str], columns: dict[str, int], line_no: int, line: str, day: date | None, prefix: str = "", take=None
-) -> Row:
+def _row(values: list[str], columns: dict[str, int], line_no: int, line: str, day: date | None, take=None) -> Row:
     """One detail line's values, verified (a million lines a day: the columns are taken at once
     by `take`, the checks are compiled patterns, and the time is read without strptime on the
-    bill's day, `prefix` being that day's "YYYY-MM-DD ")."""
+    bill's day, and a text read once is not read again)."""
     take = take or _taker(columns)
     when, appid, mch_id, txn, out_trade_no, trade_state, amount, refund_id, out_refund_no, refund_amount, refund_status, fee = (
         take(values)
     )
-    clock = _CLOCK.fullmatch(when, 11) if prefix and when.startswith(prefix) else None
-    if clock is not None and day is not None:
-        happened_at = datetime(day.year, day.month, day.day, int(clock[1]), int(clock[2]), int(clock[3]), tzinfo=BEIJING)
+    happened = _time_on(day, when) if day is not None else None
+    if happened is not None:
+        happened_at = happened
     else:
         try:
             happened_at = datetime.strptime(when, TIME_FORMAT).replace(tzinfo=BEIJING)  # Beijing time
@@ -246,14 +272,19 @@ def _row(
     if kind == REFUND and not refund_status:
         raise BillInvalid(f"第 {line_no} 行是退款，但没有「{REFUND_STATUS}」")
     is_refund = kind == REFUND
+    if not _FOUR_IDS.fullmatch(f"{appid}\x00{mch_id}\x00{txn}\x00{out_trade_no}"):  # one of them is wrong: which
+        _id(appid, line_no, APPID, required=True)
+        _id(mch_id, line_no, MCH_ID, required=True)
+        _id(txn, line_no, TRANSACTION_ID, required=True)
+        _id(out_trade_no, line_no, OUT_TRADE_NO, required=True)
     return Row(
         line_no,
         kind,
         happened_at,
-        _id(appid, line_no, APPID, required=True),
-        _id(mch_id, line_no, MCH_ID, required=True),
-        _id(txn, line_no, TRANSACTION_ID, required=True),
-        _id(out_trade_no, line_no, OUT_TRADE_NO, required=True),
+        appid,
+        mch_id,
+        txn,
+        out_trade_no,
         trade_state,
         _yuan(amount, line_no, AMOUNT),
         _id(refund_id, line_no, REFUND_ID, required=is_refund),
@@ -289,7 +320,6 @@ class Reader:
     def __init__(self, stream: BinaryIO, day: date | None = None):
         self._stream = stream
         self._day = day
-        self._day_prefix = day.isoformat() + " " if day is not None else ""
         self.line_no = 0
         self.bill: Bill | None = None
         self.payment_count = self.refund_count = 0
@@ -332,7 +362,7 @@ class Reader:
                 if self._only_blank(lines):
                     break
                 raise BillInvalid(f"第 {blank_no} 行为空行")
-            row = _row(_fields(line, self.line_no, width), columns, self.line_no, line, day, self._day_prefix, take)
+            row = _row(_fields(line, self.line_no, width), columns, self.line_no, line, day, take)
             if row.kind == REFUND:
                 self.refund_count += 1
             else:
