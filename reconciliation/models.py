@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 
 from django.db import connection, models, transaction
 from django.db.models import Count, Min, Q, Sum
@@ -401,26 +402,28 @@ class Difference(models.Model):
 INSERT_BATCH = 2000
 # A runner renews its claim on the day this often while it stores rows.
 RENEW_ROWS = 100_000
-_COPY_COLUMNS = (
-    "bill_day_id",
-    "line_no",
-    "kind",
-    "happened_at",
-    "appid",
-    "mch_id",
-    "transaction_id",
-    "out_trade_no",
-    "trade_state",
-    "trade_type",
-    "amount",
-    "refund_id",
-    "out_refund_no",
-    "refund_amount",
-    "refund_status",
-    "fee_millifen",
-    "duplicate",
-    "raw",
-)
+# BillRow's fields, each as the bill reader's Row names it: one list for COPY, INSERT and back.
+_FIELDS = {
+    name: name
+    for name in (
+        "line_no",
+        "kind",
+        "happened_at",
+        "appid",
+        "mch_id",
+        "transaction_id",
+        "out_trade_no",
+        "trade_state",
+        "trade_type",
+        "amount",
+        "refund_id",
+        "out_refund_no",
+        "refund_amount",
+        "refund_status",
+        "raw",
+    )
+} | {"fee_millifen": "fee"}
+_of_row = attrgetter(*_FIELDS.values())
 
 
 class DayTaken(Exception):
@@ -442,75 +445,19 @@ def _write_rows(bill_day_id: int, rows: Iterable[Row]) -> int:
 
 def _copy_rows(bill_day_id: int, rows: Iterable[Row]) -> int:
     count = 0
-    columns = ", ".join(_COPY_COLUMNS)
+    columns = ", ".join(["bill_day_id", "duplicate", *_FIELDS])
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {BillRow._meta.db_table} ({columns}) FROM STDIN") as copy:
             for r in rows:
                 count += 1
-                copy.write_row(
-                    (
-                        bill_day_id,
-                        r.line_no,
-                        r.kind,
-                        r.happened_at,
-                        r.appid,
-                        r.mch_id,
-                        r.transaction_id,
-                        r.out_trade_no,
-                        r.trade_state,
-                        r.trade_type,
-                        r.amount,
-                        r.refund_id,
-                        r.out_refund_no,
-                        r.refund_amount,
-                        r.refund_status,
-                        r.fee,
-                        False,
-                        r.raw,
-                    )
-                )
+                copy.write_row((bill_day_id, False, *_of_row(r)))
     return count
 
 
 def _bill_row(bill_day_id: int, r: Row) -> BillRow:
-    return BillRow(
-        bill_day_id=bill_day_id,
-        line_no=r.line_no,
-        kind=r.kind,
-        happened_at=r.happened_at,
-        appid=r.appid,
-        mch_id=r.mch_id,
-        transaction_id=r.transaction_id,
-        out_trade_no=r.out_trade_no,
-        trade_state=r.trade_state,
-        trade_type=r.trade_type,
-        amount=r.amount,
-        refund_id=r.refund_id,
-        out_refund_no=r.out_refund_no,
-        refund_amount=r.refund_amount,
-        refund_status=r.refund_status,
-        fee_millifen=r.fee,
-        raw=r.raw,
-    )
+    return BillRow(bill_day_id=bill_day_id, **dict(zip(_FIELDS, _of_row(r), strict=True)))
 
 
 def row_of(bill_row: BillRow) -> Row:
     """A stored line as the bill reader gave it (for the few lines that differ)."""
-    return Row(
-        line_no=bill_row.line_no,
-        kind=bill_row.kind,
-        happened_at=bill_row.happened_at,
-        appid=bill_row.appid,
-        mch_id=bill_row.mch_id,
-        transaction_id=bill_row.transaction_id,
-        out_trade_no=bill_row.out_trade_no,
-        trade_state=bill_row.trade_state,
-        amount=bill_row.amount,
-        refund_id=bill_row.refund_id,
-        out_refund_no=bill_row.out_refund_no,
-        refund_amount=bill_row.refund_amount,
-        refund_status=bill_row.refund_status,
-        fee=bill_row.fee_millifen,
-        raw=bill_row.raw,
-        trade_type=bill_row.trade_type,
-    )
+    return Row(**{attr: getattr(bill_row, field) for field, attr in _FIELDS.items()})
