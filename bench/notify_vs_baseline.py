@@ -1,22 +1,27 @@
 """Payment notifies: the project under gunicorn against a bare-Django baseline, in one run.
 
-    .venv/bin/python bench/notify_vs_baseline.py [--notifies 1000] [--concurrency 16] [--workers 4]
+    .venv/bin/python bench/notify_vs_baseline.py [--api v2|v3|both] [--notifies 1000] [--concurrency 16] [--workers 4]
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth; PGHOST/PGUSER/PGPORT to change).
-It makes two scratch databases with the project's schema, 1,000 pending orders in each
-(70% get a notify, 30% of the notifies are repeats, shuffled so that some race their
-first delivery), starts the project (production settings, sandbox off) and the baseline
-(bench/baseline_app.py: no apps, no middleware, the same SQL by hand) under the same
-gunicorn flags, and sends the same signed notifies to both in alternating chunks so that
-the machine's ups and downs fall on both. Then it checks that every order was credited
-exactly once and every balance equals its ledger, and prints throughput, latency
-percentiles and server CPU per request for both, with the ratios (project / baseline).
-It reports; it asserts nothing about speed.
+For each API version (both unless --api says one) it makes two scratch databases with the
+project's schema, 1,000 pending orders in each (70% get a notify, 30% of the notifies are
+repeats, shuffled so that some race their first delivery), starts the project (production
+settings, sandbox off, WECHAT_PAY_API set to that version) and the baseline
+(bench/baseline_app.py: no apps, no middleware, the same SQL by hand; v2: the same XML
+verified, v3: the same signature verified and AES-GCM resource decrypted, with keys this
+script makes) under the same gunicorn flags, and sends the same notifies to both in
+alternating chunks so that the machine's ups and downs fall on both (v3 notifies are signed
+just before their chunk is sent, so that none is older than WeChat's 5 minutes). Then it
+checks that every order was credited exactly once and every balance equals its ledger, and
+prints throughput, latency percentiles and server CPU per request for both, with the
+ratios (project / baseline). It reports; it asserts nothing about speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import random
 import secrets
@@ -25,6 +30,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +38,9 @@ from pathlib import Path
 
 import psycopg
 import requests
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +48,9 @@ sys.path.insert(0, str(ROOT))
 from wxproto import v2 as wxpay  # noqa: E402
 
 APPID, MCH_ID, API_KEY = "wx0123456789abcdef", "1230000109", "benchkey0123456789abcdefghijklmn"
+APIV3_KEY, PUB_KEY_ID = "benchv3key0123456789abcdefghijkl", "PUB_KEY_ID_0112345678901234567890123456789012"
+NOTIFY_PATHS = {"v2": "/payments/wechat/notify/", "v3": "/payments/wechat/v3/notify/"}
+GOALS = {"v2": "goals: throughput >= 0.9, p99 <= 1.2", "v3": "goals: throughput >= 0.85, p99 <= 1.2"}
 PG = {
     "host": os.environ.get("PGHOST", "127.0.0.1"),
     "port": os.environ.get("PGPORT", "5432"),
@@ -115,11 +127,14 @@ def prepare(name: str, orders: int) -> list[tuple[str, int]]:
     return made
 
 
-def notifies(orders: list[tuple[str, int]], count: int) -> list[bytes]:
-    """`count` signed notifies: 70% first deliveries, 30% repeats, shuffled."""
+def notifies(orders: list[tuple[str, int]], count: int, api: str = "v2") -> list[bytes]:
+    """`count` notifies (v2: signed; v3: to sign when sent): 70% first deliveries, 30% repeats, shuffled."""
     firsts = orders[: round(count * 0.7)]
     bodies = {}
     for n, (out_trade_no, amount) in enumerate(firsts):
+        if api == "v3":
+            bodies[out_trade_no] = v3_body(out_trade_no, amount, f"4200{n:012d}{secrets.token_hex(6)}")
+            continue
         fields = {
             "return_code": "SUCCESS",
             "return_msg": "OK",
@@ -144,6 +159,87 @@ def notifies(orders: list[tuple[str, int]], count: int) -> list[bytes]:
     sent += random.choices(sent, k=count - len(sent))
     random.shuffle(sent)
     return sent
+
+
+def v3_keys(directory: Path) -> tuple[dict[str, str], rsa.RSAPrivateKey]:
+    """The merchant's v3 settings (its API key, WeChat's public key, written in `directory`),
+    and WeChat's private key, which signs the notifies."""
+    merchant, wechat = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    (directory / "apiclient_key.pem").write_bytes(
+        merchant.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (directory / "pub_key.pem").write_bytes(
+        wechat.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    env = {
+        "WECHAT_PAY_API": "v3",
+        "WECHAT_MCH_PRIVATE_KEY": str(directory / "apiclient_key.pem"),
+        "WECHAT_MCH_CERT_SERIAL": "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        "WECHAT_APIV3_KEY": APIV3_KEY,
+        "WECHAT_PAY_PUBLIC_KEY": str(directory / "pub_key.pem"),
+        "WECHAT_PAY_PUBLIC_KEY_ID": PUB_KEY_ID,
+    }
+    return env, wechat
+
+
+def v3_body(out_trade_no: str, amount: int, transaction_id: str) -> bytes:
+    """A TRANSACTION.SUCCESS notify as WeChat sends it: its resource encrypted under the APIv3 key."""
+    resource = {
+        "appid": APPID,
+        "mchid": MCH_ID,
+        "out_trade_no": out_trade_no,
+        "transaction_id": transaction_id,
+        "trade_type": "JSAPI",
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "bank_type": "OTHERS",
+        "attach": "",
+        "success_time": "2026-11-23T12:00:00+08:00",
+        "payer": {"openid": "oBench"},
+        "amount": {"total": amount, "payer_total": amount, "currency": "CNY", "payer_currency": "CNY"},
+    }
+    nonce = secrets.token_hex(6)
+    plain = json.dumps(resource, ensure_ascii=False).encode()
+    ciphertext = AESGCM(APIV3_KEY.encode()).encrypt(nonce.encode(), plain, b"transaction")
+    envelope = {
+        "id": "EV-" + secrets.token_hex(8),
+        "create_time": "2026-11-23T12:00:01+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": base64.b64encode(ciphertext).decode(),
+            "associated_data": "transaction",
+            "nonce": nonce,
+        },
+    }
+    return json.dumps(envelope, ensure_ascii=False).encode()
+
+
+def v3_signer(key: rsa.RSAPrivateKey) -> Callable[[list[bytes]], list[tuple[bytes, dict[str, str]]]]:
+    """Sign bodies as WeChat does, now: each with the headers it is sent with."""
+
+    def sign(bodies: list[bytes]) -> list[tuple[bytes, dict[str, str]]]:
+        signed = []
+        for body in bodies:
+            timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+            message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
+            signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
+            headers = {
+                "Content-Type": "application/json",
+                "Wechatpay-Timestamp": timestamp,
+                "Wechatpay-Nonce": nonce,
+                "Wechatpay-Signature": signature,
+                "Wechatpay-Serial": PUB_KEY_ID,
+                "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
+                "Request-ID": "08F0-" + secrets.token_hex(8),
+            }
+            signed.append((body, headers))
+        return signed
+
+    return sign
 
 
 class Server:
@@ -218,6 +314,13 @@ def send_notify(session: requests.Session, server: Server, body: bytes) -> str:
     return wxpay.parse_xml(answer.content).get("return_code", "?") if answer.ok else f"HTTP {answer.status_code}"
 
 
+def send_v3_notify(session: requests.Session, server: Server, signed: tuple[bytes, dict[str, str]]) -> str:
+    """Post one v3 notify with its signature headers; SUCCESS when answered 204, as WeChat reads it."""
+    body, headers = signed
+    answer = session.post(server.url, data=body, headers=headers, timeout=30)
+    return "SUCCESS" if answer.status_code == 204 else f"HTTP {answer.status_code}"
+
+
 def send_chunk(server: Server, items: list, concurrency: int, send: Callable = send_notify) -> None:
     """`send(session, server, item)` each item, `concurrency` at a time, timing each and
     counting what came back."""
@@ -251,16 +354,25 @@ def send_chunk(server: Server, items: list, concurrency: int, send: Callable = s
 
 
 def alternate(
-    servers: dict[str, Server], plans: dict[str, list], chunk: int, concurrency: int, send: Callable = send_notify
+    servers: dict[str, Server],
+    plans: dict[str, list],
+    chunk: int,
+    concurrency: int,
+    send: Callable = send_notify,
+    ready: Callable[[list], list] | None = None,
 ) -> dict:
-    """Send each side its plan in alternating chunks (the machine's ups and downs fall on both);
-    the server CPU seconds each side used."""
-    before = {label: s.cpu_seconds() for label, s in servers.items()}
+    """Send each side its plan in alternating chunks (the machine's ups and downs fall on both),
+    each chunk made `ready` first, untimed (v3: signed); the server CPU seconds each side used."""
+    cpu = dict.fromkeys(servers, 0.0)
     total = len(plans["project"])
     for start in range(0, total, chunk):
         for label in ("project", "baseline") if start // chunk % 2 == 0 else ("baseline", "project"):
-            send_chunk(servers[label], plans[label][start : start + chunk], concurrency, send)
-    return {label: s.cpu_seconds() - before[label] for label, s in servers.items()}
+            items = plans[label][start : start + chunk]
+            items = ready(items) if ready else items
+            before = servers[label].cpu_seconds()
+            send_chunk(servers[label], items, concurrency, send)
+            cpu[label] += servers[label].cpu_seconds() - before
+    return cpu
 
 
 def report(
@@ -319,46 +431,58 @@ def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1] * 1000 if len(values) > 1 else 0.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--notifies", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--chunk", type=int, default=100)
-    args = parser.parse_args()
+def compare(api: str, args: argparse.Namespace, keys: Path) -> list[str]:
+    """One pair, project and baseline, on notifies of one API version: the figures printed; the
+    sides that make it no valid comparison."""
     random.seed(20261123)
-    names = {"project": "wxr_bench_project", "baseline": "wxr_bench_baseline"}
-    plans = {}
-    for label, name in names.items():
-        orders = prepare(name, args.notifies)
-        plans[label] = notifies(orders, args.notifies)
+    names = {"project": f"wxr_bench_{api}_project", "baseline": f"wxr_bench_{api}_baseline"}
+    plans = {label: notifies(prepare(name, args.notifies), args.notifies, api) for label, name in names.items()}
+    env, wechat_key = v3_keys(keys) if api == "v3" else ({}, None)
+    path = NOTIFY_PATHS[api]
     servers = {
-        "project": Server(names["project"], "wxrecharge.wsgi:application", "wxrecharge.settings", args.workers),
-        "baseline": Server(names["baseline"], "bench.baseline_app:application", "bench.baseline_app", args.workers),
+        "project": Server(names["project"], "wxrecharge.wsgi:application", "wxrecharge.settings", args.workers, path, env),
+        "baseline": Server(names["baseline"], "bench.baseline_app:application", "bench.baseline_app", args.workers, path, env),
     }
+    send, ready = (send_v3_notify, v3_signer(wechat_key)) if wechat_key else (send_notify, None)
     try:
         for server in servers.values():  # warm up: workers import, connect, compile
             send_chunk(server, [b"<xml></xml>"] * (args.workers * 2), args.workers)
             server.latencies.clear()
             server.answers.clear()
             server.wall = 0.0
-        cpu = alternate(servers, plans, args.chunk, args.concurrency)
+        cpu = alternate(servers, plans, args.chunk, args.concurrency, send, ready)
     finally:
         for server in servers.values():
             server.stop()
 
     credited = round(args.notifies * 0.7)
     print(
-        f"{args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
+        f"API {api}: {args.notifies} notifies each (30% repeats), {args.concurrency} concurrent, gunicorn --workers "
         f"{args.workers} sync, PostgreSQL, persistent connections on both\n"
     )
     books = {label: check_books(names[label], credited) for label in servers}
-    invalid = report(servers, cpu, books, {"SUCCESS"}, "every order credited once", "goals: throughput >= 0.8, p99 <= 2")
+    invalid = report(servers, cpu, books, {"SUCCESS"}, "every order credited once", GOALS[api])
+    print()
+    return [f"{api} {label}" for label in invalid]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--api", choices=["v2", "v3", "both"], default="both")
+    parser.add_argument("--notifies", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--chunk", type=int, default=100)
+    args = parser.parse_args()
+    invalid = []
+    with tempfile.TemporaryDirectory() as keys:
+        for api in ("v2", "v3") if args.api == "both" else (args.api,):
+            invalid += compare(api, args, Path(keys))
     if invalid:
         # A side that answered anything but SUCCESS or whose books are wrong did other work
         # than the other: its figures, and so the ratios, mean nothing.
         sys.exit(
-            f"\nnot a valid comparison: {', '.join(invalid)} did not answer SUCCESS to every notify "
+            f"not a valid comparison: {', '.join(invalid)} did not answer SUCCESS to every notify "
             "or its books are wrong (see above)"
         )
 

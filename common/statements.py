@@ -22,10 +22,12 @@ values as given (no `auto_now`/`default` at run time: the caller passes every fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from django.db import connections, models, router
+from django.db import DEFAULT_DB_ALIAS, connections, models, router
 from django.db.models.expressions import Expression
 from django.db.models.sql import InsertQuery, UpdateQuery
 
@@ -57,8 +59,34 @@ class Param(Expression):
         # Values the field sends as they are (an int to an integer column, a str to a text
         # one, None to any of them): the ORM's preparation would hand back the same object.
         target = cast(models.ForeignKey, field).target_field if field.is_relation else field
-        kind = target.get_internal_type()
-        self.plain: tuple[type, ...] = (type(None), *_PLAIN.get(kind, ()))
+        self.kind = target.get_internal_type()
+        self.plain: tuple[type, ...] = (type(None), *_PLAIN.get(self.kind, ()))
+        # What these fields prepare depends on the value's type alone: a type the ORM hands
+        # back unchanged once (a str enum's member to a text column) is sent as it is from then on.
+        self.learns = self.kind in _PLAIN
+        # A timezone-aware datetime that the connection's backend sends as it is (PostgreSQL):
+        # a naive one still goes through the field, with its warning.
+        self.aware = False
+
+    def compiled_for(self, connection) -> None:
+        """What the backend of the connection it was compiled for sends as it is, besides `plain`."""
+        if self.kind == "DateTimeField":
+            probe = datetime.now(UTC)
+            self.aware = connection.ops.adapt_datetimefield_value(probe) is probe
+        elif self.kind == "BinaryField" and connection.vendor == "postgresql":
+            # psycopg writes bytes as the same bytea literal with or without the ORM's psycopg.Binary.
+            self.plain = (*self.plain, bytes)
+
+    def prepare(self, value, connection):
+        """What the ORM sends for `value` (a model instance: its key)."""
+        if self.aware and type(value) is datetime and value.utcoffset() is not None:
+            return value
+        if isinstance(value, models.Model):
+            value = value.prepare_database_save(self.target)
+        prepared = self.target.get_db_prep_save(value, connection)
+        if self.learns and prepared is value:
+            self.plain = (*self.plain, type(value))
+        return prepared
 
     def as_sql(self, compiler, connection):
         return "%s", [self]
@@ -75,7 +103,7 @@ class Statement:
 
     def __init__(self, model: type[models.Model], kind: str, build: Callable[[Callable[..., Param]], Any]):
         self.model, self.kind, self.build = model, kind, build
-        self._compiled: dict[tuple[str, str], tuple[str, list, list]] = {}
+        self._compiled: dict[tuple[str, str], tuple[str, list, list, bool]] = {}
 
     @classmethod
     def select(cls, model: type[models.Model], build: Callable[[Callable[..., Param]], models.QuerySet]) -> Statement:
@@ -96,10 +124,11 @@ class Statement:
         return cls.update(model, lambda p: (model._base_manager.filter(pk=p("pk")), {n: p(n) for n in names}))
 
     @classmethod
-    def insert(cls, model: type[models.Model], names: Iterable[str]) -> Statement:
-        """INSERT the named fields; `insert(**values)` returns the new primary key."""
-        names = tuple(names)
-        return cls(model, "insert", lambda p: {n: p(n) for n in names})
+    def insert(cls, model: type[models.Model], names: Iterable[str], constants: dict[str, Any] | None = None) -> Statement:
+        """INSERT the named fields, and `constants` (the same in every row); `run(**values)`
+        returns the new primary key."""
+        names, fixed = tuple(names), dict(constants or {})
+        return cls(model, "insert", lambda p: {**fixed, **{n: p(n) for n in names}})
 
     # -- running -------------------------------------------------------------------------
     def _param(self, name: str, field_name: str | None = None) -> Param:
@@ -130,38 +159,72 @@ class Statement:
         [(sql, params)] = compiler.as_sql()
         return sql, list(params), []
 
-    def _for(self, connection) -> tuple[str, list, list]:
+    def _for(self, connection) -> tuple[str, list, list, bool]:
+        """The statement compiled for `connection`: SQL, slots, converters, and whether any slot is a constant."""
         key = (connection.alias, connection.vendor)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[key] = self._compile(connection)
+            sql, slots, converters = self._compile(connection)
+            if connection.vendor == "postgresql":
+                sql, slots = _write_in(sql, slots, connection)
+            for slot in slots:
+                if isinstance(slot, Param):
+                    slot.compiled_for(connection)
+            constants = not all(isinstance(slot, Param) for slot in slots)
+            compiled = self._compiled[key] = (sql, slots, converters, constants)
         return compiled
 
     def compiled(self, using: str | None = None) -> tuple[str, list]:
         """The SQL and its parameter slots (Params and constants) for a connection."""
-        sql, slots, _ = self._for(connections[using or router.db_for_write(self.model)])
+        sql, slots, _, _ = self._for(connections[using or router.db_for_write(self.model)])
         return sql, slots
 
     def _execute(self, values: dict[str, Any], using: str | None):
-        connection = connections[using or router.db_for_write(self.model)]
-        sql, slots, converters = self._for(connection)
-        params = [
-            (value if type(value := values[slot.name]) in slot.plain else _prepare(slot, value, connection))
-            if isinstance(slot, Param)
-            else slot
-            for slot in slots
-        ]
-        cursor = connection.cursor()
-        cursor.execute(sql, params)
-        return connection, cursor, converters
+        connection = connections[using or (router.db_for_write(self.model) if router.routers else DEFAULT_DB_ALIAS)]
+        sql, slots, converters, constants = self._compiled.get((connection.alias, connection.vendor)) or self._for(connection)
+        if constants:
+            params = [
+                (value if type(value := values[slot.name]) in slot.plain else slot.prepare(value, connection))
+                if isinstance(slot, Param)
+                else slot
+                for slot in slots
+            ]
+        else:  # every slot a Param (PostgreSQL: the constants are in the SQL)
+            params = [
+                value if type(value := values[slot.name]) in slot.plain else slot.prepare(value, connection) for slot in slots
+            ]
+        # The connection's kept cursor, when it may be used as it is (see `_cursor`).
+        kept = connection.__dict__.get(_KEPT_CURSOR)
+        if (
+            kept is not None
+            and kept[0] is connection.connection
+            and kept[2] is connection.timezone
+            # Django's own flags (the stubs leave them out): this request's check has been made.
+            and (connection.health_check_done or not connection.health_check_enabled)  # type: ignore[attr-defined]
+            and not connection.queries_logged
+            and not connection.allow_thread_sharing
+        ):
+            cursor, owned = kept[1], False
+        else:
+            cursor, owned = _cursor(connection)
+        try:
+            cursor.execute(sql, params)
+        except BaseException:
+            if owned:
+                cursor.close()
+            raise
+        return connection, cursor, converters, owned
 
     def rows(self, using: str | None = None, **values) -> list[tuple]:
-        connection, cursor, converters = self._execute(values, using)
-        with cursor:
+        connection, cursor, converters, owned = self._execute(values, using)
+        try:
             rows = cursor.fetchall()
+        finally:
+            if owned:
+                cursor.close()
         if converters:
-            rows = [_convert(row, converters, connection) for row in rows]
-        return [tuple(row) for row in rows]
+            return [tuple(_convert(row, converters, connection)) for row in rows]
+        return [row if type(row) is tuple else tuple(row) for row in rows]
 
     def one(self, using: str | None = None, **values) -> tuple | None:
         """The first row, or None."""
@@ -170,20 +233,68 @@ class Statement:
 
     def run(self, using: str | None = None, **values) -> int:
         """Execute an update; the number of rows it changed. An insert: its new primary key."""
-        connection, cursor, _ = self._execute(values, using)
-        with cursor:
+        connection, cursor, _, owned = self._execute(values, using)
+        try:
             if self.kind != "insert":
                 return cursor.rowcount
             if connection.features.can_return_columns_from_insert:
                 return cursor.fetchone()[0]
             return connection.ops.last_insert_id(cursor, self.model._meta.db_table, self.model._meta.pk.column)
+        finally:
+            if owned:
+                cursor.close()
 
 
-def _prepare(param: Param, value, connection):
-    """What the ORM sends for `value` in `param`'s field (a model instance: its key)."""
-    if isinstance(value, models.Model):
-        value = value.prepare_database_save(param.target)
-    return param.target.get_db_prep_save(value, connection)
+# The cursor a PostgreSQL connection keeps for the statements: (the DB-API connection it
+# belongs to, Django's cursor on it, the time zone its datetimes are read in).
+_KEPT_CURSOR = "_statements_cursor"
+
+
+def _cursor(connection) -> tuple[Any, bool]:
+    """A cursor to send a statement with, and whether the caller must close it.
+
+    Making a cursor (Django's wrapper, psycopg's cursor and its time-zone loader) costs about
+    what sending a short statement does, and a notify sends nine: a PostgreSQL connection
+    keeps one for its statements (`Statement._execute` takes it as it is while the
+    connection and its request's health check stand), made again with each new connection,
+    after the same health check as Django's own. Django's cursor, made and closed each time,
+    wherever a kept one would change what is seen or shared: queries being logged (DEBUG, a
+    test counting them), a connection shared between threads (a test's live server), SQLite
+    (whose cursor holds its statement until reset).
+    """
+    if connection.vendor != "postgresql" or connection.queries_logged or connection.allow_thread_sharing:
+        return connection.cursor(), True
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    kept = connection.__dict__.get(_KEPT_CURSOR)
+    if kept is None or kept[0] is not connection.connection or kept[2] is not connection.timezone:
+        kept = (connection.connection, connection.cursor(), connection.timezone)
+        setattr(connection, _KEPT_CURSOR, kept)
+    return kept[1], False
+
+
+_PLACEHOLDER = re.compile("%%|%s")
+
+
+def _write_in(sql: str, slots: list, connection) -> tuple[str, list]:
+    """The statement with its constants written into the SQL, and the slots left (Params).
+
+    Django binds values on the client for PostgreSQL: the server is sent the SQL with every
+    value written in by psycopg, at each call. A constant is written in once, the same way
+    (`compose_sql`), so that each call writes only its own values."""
+    if _PLACEHOLDER.findall(sql).count("%s") != len(slots):
+        raise ValueError(f"{len(slots)} values for the placeholders of {sql!r}")
+    values = iter(slots)
+
+    def fill(match: re.Match) -> str:
+        if match.group() == "%%":
+            return "%%"
+        slot = next(values)
+        if isinstance(slot, Param):
+            return "%s"
+        return connection.ops.compose_sql("%s", [slot]).replace("%", "%%")
+
+    return _PLACEHOLDER.sub(fill, sql), [slot for slot in slots if isinstance(slot, Param)]
 
 
 def _convert(row, converters, connection) -> list:

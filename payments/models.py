@@ -4,9 +4,10 @@ and incidents (what an operator must look at)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 
 from common.statements import Statement
@@ -167,10 +168,19 @@ class Notification(models.Model):
         cls, kind: str, body: bytes, remote_addr: str | None, api: str = "v2", headers: dict[str, str] | None = None
     ) -> Notification:
         """Keep a notify before anything else is done with it (may raise DatabaseError)."""
-        # One compiled INSERT (common/statements.py): every notify, valid or not, comes here.
-        log = cls(kind=kind, raw_body=body, remote_addr=remote_addr, api=api, headers=headers or {})
-        log.pk = _RECORD.run(**{name: getattr(log, name) for name in _RECORDED})
-        return log
+        # Every notify, valid or not, comes here: one compiled INSERT (common/statements.py),
+        # and the instance made as a row read back is (no defaults to work out).
+        row: dict[str, Any] = {
+            "kind": kind,
+            "api": api,
+            "headers": headers or {},
+            "raw_body": body,
+            "remote_addr": remote_addr,
+            "received_at": timezone.now(),
+        }
+        row["id"] = _RECORD.run(**row)
+        row.update(_RECEIVED, incident_id=None, processed_at=None)
+        return cls.from_db(router.db_for_write(cls), _COLUMNS, [row[name] for name in _COLUMNS])
 
     def names(self, out_trade_no: str, out_refund_no: str = "") -> None:
         """The order (and refund) a verified notify is about, as soon as it is read: written
@@ -183,8 +193,14 @@ class Notification(models.Model):
 
         A notify whose signature did not verify keeps only a prefix of its body.
         """
-        fields = {"out_trade_no": self.out_trade_no, "out_refund_no": self.out_refund_no, **fields}
-        fields.update(outcome=outcome, detail=detail[:2000], processed_at=timezone.now())
+        fields = {
+            "out_trade_no": self.out_trade_no,
+            "out_refund_no": self.out_refund_no,
+            **fields,
+            "outcome": outcome,
+            "detail": detail[:2000],
+            "processed_at": timezone.now(),
+        }
         if outcome == self.Outcome.REJECTED and fields.get("signature_valid", self.signature_valid) is not True:
             fields["raw_body"] = self.body[:UNVERIFIED_BODY_BYTES]
         statement = _FINISH.get(key := tuple(fields))
@@ -195,21 +211,20 @@ class Notification(models.Model):
             setattr(self, name, value)
 
 
-_RECORDED = (
-    "kind",
-    "api",
-    "headers",
-    "raw_body",
-    "remote_addr",
-    "received_at",
-    "signature_valid",
-    "out_trade_no",
-    "out_refund_no",
-    "outcome",
-    "detail",
-    "traceback",
+# A notify's row as received: what it came with, and the rest as it is until processed
+# (constants of the INSERT).
+_RECEIVED = {
+    "signature_valid": None,
+    "out_trade_no": "",
+    "out_refund_no": "",
+    "outcome": Notification.Outcome.RECEIVED.value,
+    "detail": "",
+    "traceback": "",
+}
+_RECORD = Statement.insert(
+    Notification, ["kind", "api", "headers", "raw_body", "remote_addr", "received_at"], constants=_RECEIVED
 )
-_RECORD = Statement.insert(Notification, _RECORDED)
+_COLUMNS = [field.attname for field in Notification._meta.concrete_fields]
 # Notification.finish's UPDATEs, one per set of fields written (a handful of shapes in all).
 _FINISH: dict[tuple[str, ...], Statement] = {}
 

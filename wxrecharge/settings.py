@@ -193,7 +193,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "wxrecharge.csp.ContentSecurityPolicyMiddleware",
-    # WeChat Pay's notifies skip the rest (payments/middleware.py).
+    # WeChat Pay's notifies skip the rest (payments/middleware.py); served by the WSGI
+    # application's own door (wxrecharge/wsgi.py), they pass exactly the middleware above.
     "payments.middleware.NotifyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "wxrecharge.middleware.RejectNulMiddleware",

@@ -3,6 +3,9 @@
 Django only runs system checks for management commands, so a production server started
 with gunicorn would otherwise boot with the sandbox on or a secret missing. Run them here
 and refuse to start on any error.
+
+WeChat Pay's notifies are served beside Django's handler (payments.middleware.NotifyApplication):
+they need none of its URL resolving or page middleware.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wxrecharge.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
 
 
 def _refuse_dangerous_configuration() -> None:
@@ -26,3 +29,7 @@ def _refuse_dangerous_configuration() -> None:
 
 
 _refuse_dangerous_configuration()
+
+from payments.middleware import NotifyApplication  # noqa: E402 (needs the apps loaded)
+
+application = NotifyApplication(django_application)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import threading
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from payments.merchant import Merchant
@@ -24,6 +26,14 @@ PROVIDERS = {
     "wechat_v3": "payments.providers.wechat_v3.WeChatV3",
 }
 _local = threading.local()
+# Settings change while the site runs only where Django says so (setting_changed: a test's
+# override); counted, so that the configuration last read stands until the count moves.
+_settings_changes = [0]
+
+
+@receiver(setting_changed)
+def _count_settings_change(**kwargs) -> None:
+    _settings_changes[0] += 1
 
 
 def _mtime(path: str) -> float:
@@ -44,11 +54,21 @@ def provider_class(api: str) -> type[Provider]:
 def provider(channel: str = "jsapi", api: str | None = None) -> Provider:
     """The provider for one app (channel "jsapi": the 公众号; "miniprogram"), the one
     WECHAT_PAY_API names unless `api` says otherwise."""
+    # Every notify asks: while no setting has changed since, the answer last given, unless
+    # a key file was replaced at its path (a renewed certificate makes a new provider).
+    recent = getattr(_local, "recent", None)
+    if recent is None:
+        recent = _local.recent = {}
+    asked = (_settings_changes[0], channel, api)
+    last = recent.get(asked)
+    if last is not None and last[2] == tuple(map(_mtime, last[1])):
+        return last[0]
     merchant = Merchant.current()
     cls = provider_class(api or merchant.api)
     appid = merchant.appid_for(channel)
-    # A key file replaced at the same path (a renewed certificate) makes a new provider too.
-    key = (cls, appid, merchant, _mtime(merchant.mch_private_key), _mtime(merchant.pay_public_key))
+    paths = (merchant.mch_private_key, merchant.pay_public_key)
+    mtimes = tuple(map(_mtime, paths))
+    key = (cls, appid, merchant, *mtimes)
     cache = getattr(_local, "providers", None)
     if cache is None:
         cache = _local.providers = {}
@@ -57,6 +77,9 @@ def provider(channel: str = "jsapi", api: str | None = None) -> Provider:
         if len(cache) > 8:  # settings changed many times (tests): keep the cache small
             cache.clear()
         found = cache[key] = cls(merchant, appid)
+    if len(recent) > 8:
+        recent.clear()
+    recent[asked] = (found, paths, mtimes)
     return found
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 
 from django.http import HttpResponse
 
@@ -14,6 +15,7 @@ from orders.models import Refund
 from payments import wechat
 from payments.merchant import Merchant
 from payments.providers.base import (
+    BEIJING,
     NO_BILL,
     ORDER_CLOSED,
     ORDER_NOT_EXIST,
@@ -46,6 +48,19 @@ V2_KINDS = {
     "REFUNDNOTEXIST": REFUND_NOT_EXIST,
     "NO_BILL": NO_BILL,
 }
+
+
+def _time_end(text: str | None) -> datetime | None:
+    """A payment's time_end (yyyyMMddHHmmss, Beijing time). Its 14 digits are read where they
+    stand (strptime costs a notify more than the rest of reading it), to the same result;
+    anything else as strptime reads it."""
+    if text and len(text) == 14 and text.isascii() and text.isdigit():
+        parts = int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:])
+        try:
+            return datetime(*parts, tzinfo=BEIJING)
+        except ValueError:
+            return None
+    return _beijing_text(text, "%Y%m%d%H%M%S")
 
 
 def _url(answer: Mapping[str, str], name: str) -> str:
@@ -106,7 +121,7 @@ class WeChatV2(Provider):
             state=fields.get("trade_state", state),
             total=parse_fen(fields.get("total_fee")),
             transaction_id=fields.get("transaction_id", "")[:64],
-            paid_at=_beijing_text(fields.get("time_end"), "%Y%m%d%H%M%S"),
+            paid_at=_time_end(fields.get("time_end")),
             appid=fields.get("appid", ""),
             mchid=fields.get("mch_id", ""),
         )

@@ -335,9 +335,14 @@ class WeChatV3(Provider):
         "Request-ID",
     )
 
+    # The same headers as the WSGI environ names them: read there, a notify builds no
+    # HttpHeaders of all its headers for these six.
+    _SIGNATURE_META = tuple(("HTTP_" + name.upper().replace("-", "_"), name) for name in SIGNATURE_HEADERS)
+
     @classmethod
     def notify_headers(cls, request):
-        return {name: request.headers[name][:1024] for name in cls.SIGNATURE_HEADERS if name in request.headers}
+        meta = request.META
+        return {name: meta[key][:1024] for key, name in cls._SIGNATURE_META if key in meta}
 
     @classmethod
     def answer(cls, received):
