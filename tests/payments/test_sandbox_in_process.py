@@ -76,7 +76,7 @@ def test_gunicorn_with_one_sync_worker_places_orders_through_its_own_sandbox(tmp
             try:
                 session.get(site + "/healthz", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or its worker still starting
                 time.sleep(0.1)
         page = session.get(site + "/accounts/login/", timeout=10)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
