@@ -288,7 +288,9 @@ def _each(queryset, *related: str) -> Iterator:
     objects_of = queryset.model.objects.select_related(*related) if related else queryset.model.objects
     for n in range(0, len(keys), CHUNK):
         objects = objects_of.in_bulk(keys[n : n + CHUNK])
-        yield from (objects[key] for key in keys[n : n + CHUNK])
+        # One gone meanwhile (the day's lines replaced by a runner that took the day over) is
+        # that runner's to judge.
+        yield from (objects[key] for key in keys[n : n + CHUNK] if key in objects)
 
 
 def _chunks(lines) -> Iterable[list[Row]]:
