@@ -445,7 +445,7 @@ def _write_rows(bill_day_id: int, rows: Iterable[Row]) -> int:
 
 def _copy_rows(bill_day_id: int, rows: Iterable[Row]) -> int:
     count = 0
-    columns = ", ".join(["bill_day_id", "duplicate", *_FIELDS])
+    columns = ", ".join(BillRow._meta.get_field(name).column for name in ("bill_day", "duplicate", *_FIELDS))
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {BillRow._meta.db_table} ({columns}) FROM STDIN") as copy:
             for r in rows:
