@@ -7,6 +7,7 @@ those inside functions too), not from what happens to be loaded."""
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -72,9 +73,20 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def parsed(path: Path) -> ast.Module:
+    """A file's syntax tree, parsed once per process for the several tests that read it (each
+    parse of every module cost a second or more)."""
+    return _parsed(path, path.stat().st_mtime_ns)
+
+
+@functools.cache
+def _parsed(path: Path, mtime: int) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
 def imports(path: Path, name: str) -> set[str]:
     """Every module a file imports, wherever the import stands (a function's body included)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parsed(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
@@ -199,7 +211,7 @@ def test_wechatpy_is_used_through_its_public_api_only():
     for name, path in modules().items():
         if name.startswith("devtools"):
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parsed(path)
         wechatpy_names = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wechatpy"):
