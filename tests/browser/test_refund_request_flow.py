@@ -67,7 +67,7 @@ def test_a_member_asks_for_the_unspent_money_back_and_an_operator_approves(phone
     result = desk.get_by_test_id("counter-result")
     expect(result.locator(".weui-msg__title")).to_have_text("扣款成功 ¥60.00")
     expect(result).to_contain_text("会员余额 ¥60.00")
-    expect(phone.get_by_test_id("paid-title")).to_have_text("支付成功", timeout=8_000)  # the phone asks every 2 s
+    expect(phone.get_by_test_id("paid-title")).to_have_text("支付成功", timeout=8_000)  # the phone asks every few moments
     expect(phone.get_by_test_id("paid-balance")).to_have_text("当前余额 ¥60.00")
 
     # 3. 余额明细 → 申请退款: what comes back, what goes with it, what is left; a reason; 待审核.

@@ -81,7 +81,7 @@ def test_a_member_recharges_thirty_and_spends_twelve_fifty_at_the_counter(phone,
     expect(desk.get_by_test_id("counter-charges")).to_contain_text("¥12.50")
     shoot(desk, "spend-3-counter")
 
-    # The phone, asking every 2 s, turns into 支付成功.
+    # The phone, asking every few moments (quick_code_polls), turns into 支付成功.
     expect(phone.get_by_test_id("paid-title")).to_be_visible(timeout=8_000)
     expect(phone.get_by_test_id("paid-title")).to_have_text("支付成功")
     expect(phone.get_by_test_id("paycode-show")).to_be_hidden()
