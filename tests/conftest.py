@@ -241,3 +241,16 @@ def pytest_collection_finish(session):
     the end) no longer walks all of Django and every test module."""
     gc.collect()
     gc.freeze()
+
+
+# Tests that take many seconds on their own (a database migrated back and forth, gunicorn
+# started on a freshly migrated database): run first, so that the workers share out the rest
+# around them rather than one of them finishing the run alone with one of these.
+LONG_TESTS = (
+    "tests/test_migrations_upgrade.py::",
+    "tests/payments/test_sandbox_in_process.py::test_gunicorn",
+)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_TESTS))
