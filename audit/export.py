@@ -21,7 +21,6 @@ from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.utils import timezone
-from openpyxl import Workbook
 
 from audit import log as audit
 
@@ -47,6 +46,10 @@ def csv_rows(headers: list[str], rows: Iterable[list]) -> Iterator[str]:
 
 def xlsx_file(title: str, headers: list[str], rows: Iterable[list]):
     """An .xlsx in a temporary file (openpyxl's write-only mode keeps no rows in memory)."""
+    # Imported here: openpyxl was a seventh of every process's start (the admin loads this
+    # module), and only an Excel export needs it.
+    from openpyxl import Workbook
+
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31])
     sheet.append(headers)
