@@ -233,6 +233,7 @@
     // keeps asking; the page turns to the result by itself.
     if (h5Return) {
       var paidButton = h5Return.querySelector('[data-action=h5-paid]');
+      h5Return.hidden = false;  // its buttons work from now on (the page sends it hidden)
       h5Return.querySelector('[role=alertdialog]').focus();
       paidButton.addEventListener('click', function () {
         h5Return.hidden = true;
