@@ -103,7 +103,7 @@ class Statement:
 
     def __init__(self, model: type[models.Model], kind: str, build: Callable[[Callable[..., Param]], Any]):
         self.model, self.kind, self.build = model, kind, build
-        self._compiled: dict[tuple[str, str], tuple[str, list, list, bool]] = {}
+        self._compiled: dict[tuple[str, str], tuple[str, list, list]] = {}
 
     @classmethod
     def select(cls, model: type[models.Model], build: Callable[[Callable[..., Param]], models.QuerySet]) -> Statement:
@@ -159,8 +159,8 @@ class Statement:
         [(sql, params)] = compiler.as_sql()
         return sql, list(params), []
 
-    def _for(self, connection) -> tuple[str, list, list, bool]:
-        """The statement compiled for `connection`: SQL, slots, converters, and whether any slot is a constant."""
+    def _for(self, connection) -> tuple[str, list, list]:
+        """The statement compiled for `connection`: SQL, slots (Params and constants), converters."""
         key = (connection.alias, connection.vendor)
         compiled = self._compiled.get(key)
         if compiled is None:
@@ -170,43 +170,24 @@ class Statement:
             for slot in slots:
                 if isinstance(slot, Param):
                     slot.compiled_for(connection)
-            constants = not all(isinstance(slot, Param) for slot in slots)
-            compiled = self._compiled[key] = (sql, slots, converters, constants)
+            compiled = self._compiled[key] = (sql, slots, converters)
         return compiled
 
     def compiled(self, using: str | None = None) -> tuple[str, list]:
         """The SQL and its parameter slots (Params and constants) for a connection."""
-        sql, slots, _, _ = self._for(connections[using or router.db_for_write(self.model)])
+        sql, slots, _ = self._for(connections[using or router.db_for_write(self.model)])
         return sql, slots
 
     def _execute(self, values: dict[str, Any], using: str | None):
         connection = connections[using or (router.db_for_write(self.model) if router.routers else DEFAULT_DB_ALIAS)]
-        sql, slots, converters, constants = self._compiled.get((connection.alias, connection.vendor)) or self._for(connection)
-        if constants:
-            params = [
-                (value if type(value := values[slot.name]) in slot.plain else slot.prepare(value, connection))
-                if isinstance(slot, Param)
-                else slot
-                for slot in slots
-            ]
-        else:  # every slot a Param (PostgreSQL: the constants are in the SQL)
-            params = [
-                value if type(value := values[slot.name]) in slot.plain else slot.prepare(value, connection) for slot in slots
-            ]
-        # The connection's kept cursor, when it may be used as it is (see `_cursor`).
-        kept = connection.__dict__.get(_KEPT_CURSOR)
-        if (
-            kept is not None
-            and kept[0] is connection.connection
-            and kept[2] is connection.timezone
-            # Django's own flags (the stubs leave them out): this request's check has been made.
-            and (connection.health_check_done or not connection.health_check_enabled)  # type: ignore[attr-defined]
-            and not connection.queries_logged
-            and not connection.allow_thread_sharing
-        ):
-            cursor, owned = kept[1], False
-        else:
-            cursor, owned = _cursor(connection)
+        sql, slots, converters = self._compiled.get((connection.alias, connection.vendor)) or self._for(connection)
+        params = [
+            (value if type(value := values[slot.name]) in slot.plain else slot.prepare(value, connection))
+            if isinstance(slot, Param)
+            else slot
+            for slot in slots
+        ]
+        cursor, owned = _cursor(connection)
         try:
             cursor.execute(sql, params)
         except BaseException:
@@ -255,18 +236,28 @@ def _cursor(connection) -> tuple[Any, bool]:
 
     Making a cursor (Django's wrapper, psycopg's cursor and its time-zone loader) costs about
     what sending a short statement does, and a notify sends nine: a PostgreSQL connection
-    keeps one for its statements (`Statement._execute` takes it as it is while the
+    keeps one for its statements (taken as it is while the
     connection and its request's health check stand), made again with each new connection,
     after the same health check as Django's own. Django's cursor, made and closed each time,
     wherever a kept one would change what is seen or shared: queries being logged (DEBUG, a
     test counting them), a connection shared between threads (a test's live server), SQLite
     (whose cursor holds its statement until reset).
     """
-    if connection.vendor != "postgresql" or connection.queries_logged or connection.allow_thread_sharing:
+    if connection.queries_logged or connection.allow_thread_sharing:
+        return connection.cursor(), True
+    kept = connection.__dict__.get(_KEPT_CURSOR)
+    if (
+        kept is not None
+        and kept[0] is connection.connection
+        and kept[2] is connection.timezone
+        # Django's own flags: this request's check has been made.
+        and (connection.health_check_done or not connection.health_check_enabled)
+    ):
+        return kept[1], False
+    if connection.vendor != "postgresql":
         return connection.cursor(), True
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    kept = connection.__dict__.get(_KEPT_CURSOR)
     if kept is None or kept[0] is not connection.connection or kept[2] is not connection.timezone:
         kept = (connection.connection, connection.cursor(), connection.timezone)
         setattr(connection, _KEPT_CURSOR, kept)
