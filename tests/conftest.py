@@ -11,7 +11,7 @@ from django.core.management.color import no_style
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connections
 from django.test import TransactionTestCase
-from django.test.testcases import LiveServerThread
+from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
 from wechatpy.oauth import WeChatOAuth
 from wechatpy.pay import WeChatPay
 
@@ -51,27 +51,82 @@ def _flush_keeping_migrated_rows(self):
 TransactionTestCase._fixture_teardown = _flush_keeping_migrated_rows
 
 
-# -- a live server that answers a kept-alive connection at once ---------------------------------
+# -- a live server that answers at once and finishes its requests before the test ends ---------
 
 
-class _NoDelayServer(ThreadedWSGIServer):
-    """Django's live server, sending each answer as soon as it is written.
+class _CountedRequestHandler(QuietWSGIRequestHandler):
+    """Django's live-server handler, counting the requests it is serving (see _LiveServer)."""
+
+    def parse_request(self):
+        self.counted = True
+        self.server.began()
+        return super().parse_request()
+
+    def handle_one_request(self):
+        self.counted = False
+        try:
+            super().handle_one_request()
+        finally:
+            if self.counted:
+                self.server.ended()
+
+
+class _LiveServer(ThreadedWSGIServer):
+    """Django's live server, sending each answer as soon as it is written, and knowing when
+    it has finished every request it began.
 
     The server writes an answer's headers and its body in two sends. On a connection kept
     alive (requests.Session: wechatpy, our v3 client, the sandbox's notify delivery; the
-    browser), Nagle's algorithm holds the body until the client acknowledges the headers,
-    and the client delays that acknowledgement by up to 40 ms: every call the site made to
-    the sandbox over a kept connection took ~48 ms instead of ~5 ms. gunicorn in production
-    closes each connection after its answer (sync workers), so this is the test server's alone.
+    browser), Nagle's algorithm held the body until the client acknowledged the headers,
+    and the client delays that acknowledgement by up to 40 ms: every call over a kept
+    connection took ~48 ms instead of ~5 ms. gunicorn in production closes each connection
+    after its answer (sync workers), so this was the test server's alone.
+
+    Once the client has the whole answer, the server still closes the request (Django's
+    request_finished: the thread's database connection). `wait_idle` lets a test's teardown
+    wait for that before the database is flushed and closed to the test's threads.
     """
+
+    def __init__(self, address, handler, *args, **kwargs):
+        super().__init__(address, _CountedRequestHandler, *args, **kwargs)
+        self.in_flight = 0
+        self.idle = threading.Condition()
 
     def get_request(self):
         conn, address = super().get_request()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, address
 
+    def began(self) -> None:
+        with self.idle:
+            self.in_flight += 1
 
-LiveServerThread.server_class = _NoDelayServer
+    def ended(self) -> None:
+        with self.idle:
+            self.in_flight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.in_flight == 0, timeout)
+
+
+LiveServerThread.server_class = _LiveServer
+
+
+@pytest.fixture(autouse=True)
+def _live_server_finishes_its_requests(request):
+    """After a live-server test, wait (up to 10 s) until the server has closed every request
+    it began, before the test's database is flushed and closed to other threads (as
+    pytest-django's own helper does, this asks for transactional_db first, so that this
+    teardown comes before that one)."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    server = request.getfixturevalue("live_server")
+    yield
+    server.thread.httpd.wait_idle(timeout=10)
 
 
 @pytest.fixture
