@@ -100,6 +100,7 @@ class _LiveServer(ThreadedWSGIServer):
     def began(self) -> None:
         with self.idle:
             self.in_flight += 1
+            self.idle.notify_all()
 
     def ended(self) -> None:
         with self.idle:

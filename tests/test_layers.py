@@ -73,14 +73,10 @@ def modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def parsed(path: Path) -> ast.Module:
     """A file's syntax tree, parsed once per process for the several tests that read it (each
     parse of every module cost a second or more)."""
-    return _parsed(path, path.stat().st_mtime_ns)
-
-
-@functools.cache
-def _parsed(path: Path, mtime: int) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"))
 
 

@@ -4,7 +4,6 @@ database connection closed, before the test that made it ends."""
 from __future__ import annotations
 
 import socket
-import time
 from urllib.parse import urlsplit
 
 
@@ -13,11 +12,9 @@ def test_a_request_being_read_keeps_the_server_busy_until_it_is_answered_and_clo
     address = urlsplit(live_server.url)
     with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
         conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: {address.netloc}\r\n".encode())
-        deadline = time.monotonic() + 5
-        while server.in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
         # Its headers are not finished: the server is in the middle of the request.
-        assert server.in_flight == 1
+        with server.idle:
+            assert server.idle.wait_for(lambda: server.in_flight == 1, timeout=5)
         assert not server.wait_idle(timeout=0.2)
         conn.sendall(b"Connection: close\r\n\r\n")
         answer = b""
